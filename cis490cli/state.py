@@ -1,0 +1,50 @@
+"""What every command gets from the root callback: the terminal and the lab home."""
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Optional
+
+import typer
+
+from cis490cli.terminal import Terminal
+from core.notebook import Run, record_run
+from core.paths import LabPaths, resolve_home
+
+
+@dataclass
+class AppState:
+    home: Optional[str]
+    terminal: Terminal
+    _paths: LabPaths | None = field(default=None, repr=False)
+
+    @property
+    def paths(self) -> LabPaths:
+        # Resolved on first use so that `--help` and bad options never touch the disk.
+        if self._paths is None:
+            self._paths = resolve_home(self.home)
+        return self._paths
+
+    def use_paths(self, paths: LabPaths) -> None:
+        self._paths = paths
+
+    @contextmanager
+    def record(self, command: str, config: dict, parent: str | None = None) -> Iterator[Run]:
+        with record_run(self.paths, command, config, argv=["cis490", *sys.argv[1:]], parent=parent) as run:
+            yield run
+
+
+def get_state(ctx: typer.Context) -> AppState:
+    root = ctx.find_root()
+    if not isinstance(root.obj, AppState):
+        root.obj = AppState(None, Terminal())
+    return root.obj
+
+
+def resolve_in_home(paths: LabPaths, value: Optional[Path], default: Path) -> Path:
+    """Relative paths given on the command line are relative to the lab home."""
+    if value is None:
+        return default
+    return value if value.is_absolute() else paths.home / value

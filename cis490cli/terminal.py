@@ -1,0 +1,111 @@
+"""The one output module: progress, tables, status lines, errors, JSON.
+
+Human output goes quiet under --quiet; progress shows only on a terminal;
+--json prints machine output (one JSON document on stdout) and nothing else.
+Errors always reach stderr.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator, Sequence
+
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskProgressColumn,
+                           TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+from rich.table import Table
+from rich.text import Text
+
+
+class _Bar:
+    """What core's progress callbacks call: update(done, total, **fields)."""
+
+    def __init__(self, progress: Progress | None, task: int | None):
+        self._p, self._t = progress, task
+
+    def __call__(self, done: int, total: int | None = None, **fields: Any) -> None:
+        self.update(done, total, **fields)
+
+    def update(self, done: int, total: int | None = None, **fields: Any) -> None:
+        if self._p is None:
+            return
+        kwargs: dict[str, Any] = {"completed": done}
+        if total is not None:
+            kwargs["total"] = total
+        if fields:
+            kwargs["extra"] = "  ".join(f"{k} {v}" for k, v in fields.items())
+        self._p.update(self._t, **kwargs)
+
+
+class Terminal:
+    def __init__(self, quiet: bool = False, json_mode: bool = False, verbose: bool = False):
+        self.quiet = quiet
+        self.json_mode = json_mode
+        self.verbose = verbose
+
+    # Consoles are made per call: sys.stdout/stderr may be swapped (tests, pagers).
+    @property
+    def out(self) -> Console:
+        return Console(file=sys.stdout, highlight=False)
+
+    @property
+    def err(self) -> Console:
+        return Console(file=sys.stderr, highlight=False)
+
+    @property
+    def human(self) -> bool:
+        return not (self.quiet or self.json_mode)
+
+    def print(self, message: str | Text = "", style: str | None = None) -> None:
+        if self.human:
+            self.out.print(message, style=style, soft_wrap=True, markup=isinstance(message, str))
+
+    def rule(self, title: str) -> None:
+        if self.human:
+            self.out.rule(title)
+
+    def warn(self, message: str) -> None:
+        if not self.json_mode and not self.quiet:
+            self.err.print(Text(f"Warning: {message}", style="yellow"), soft_wrap=True)
+
+    def error(self, message: str) -> None:
+        self.err.print(Text(f"Error: {message}", style="red"), soft_wrap=True)
+
+    def traceback(self) -> None:
+        self.err.print_exception()
+
+    def json(self, payload: Any) -> None:
+        sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+
+    def table(self, title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]],
+              justify_right: Sequence[int] = (), no_wrap: Sequence[int] = ()) -> None:
+        if not self.human:
+            return
+        t = Table(title=title, title_justify="left", header_style="bold")
+        for i, c in enumerate(columns):
+            t.add_column(c, justify="right" if i in justify_right else "left", no_wrap=i in no_wrap)
+        for r in rows:
+            t.add_row(*[_cell(v) for v in r])
+        self.out.print(t)
+
+    @contextmanager
+    def progress(self, description: str, total: int | None = None, unit: str = "") -> Iterator[_Bar]:
+        console = self.err
+        if not self.human or not console.is_terminal:
+            yield _Bar(None, None)
+            return
+        cols = [SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TaskProgressColumn(), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                TextColumn("{task.fields[extra]}")]
+        with Progress(*cols, console=console, transient=False) as p:
+            task = p.add_task(description, total=total, extra=unit)
+            yield _Bar(p, task)
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:,.3f}" if abs(v) < 1000 else f"{v:,.0f}"
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
+    return "" if v is None else str(v)

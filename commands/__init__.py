@@ -1,0 +1,1 @@
+"""One module per subcommand: read options, make one core call, render."""

@@ -1,0 +1,231 @@
+"""The lab notebook: one run record per command that does work.
+
+Records append to `artifacts/notebook.jsonl` (one JSON line, under an
+exclusive lock, fsynced) and are also written whole to
+`artifacts/runs/<run_id>/record.json`. A run that raises is recorded as
+failed (or interrupted) with its error before the exception goes on.
+"""
+from __future__ import annotations
+
+import contextvars
+import fcntl
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+import secrets
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from core.errors import NotebookError
+from core.paths import LabPaths, atomic_write_text, ensure_dir
+from core.store import MANIFEST, file_digest, store_digest
+
+LIBRARIES = ("cis490", "typer", "rich", "numpy", "polars", "pyarrow", "torch", "xgboost", "scikit-learn", "matplotlib")
+_CURRENT: contextvars.ContextVar["Run | None"] = contextvars.ContextVar("cis490_run", default=None)
+
+
+def config_hash(config: dict) -> str:
+    blob = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def describe_path(path: Path, role: str = "") -> dict:
+    """sha256 and size of a file; a store is summarised by its manifests."""
+    path = Path(path)
+    entry: dict[str, Any] = {"path": str(path), "role": role}
+    if path.is_file():
+        entry["sha256"], entry["bytes"] = file_digest(path)
+        entry["kind"] = "file"
+    elif path.is_dir() and _looks_like_store(path):
+        entry["sha256"], entry["episodes"], entry["in_flight"] = store_digest(path)
+        entry["kind"] = "store"
+    elif path.is_dir():
+        h = hashlib.sha256()
+        size = 0
+        for p in sorted(q for q in path.rglob("*") if q.is_file()):
+            sha, n = file_digest(p)
+            h.update(f"{p.relative_to(path).as_posix()}\t{sha}\n".encode())
+            size += n
+        entry.update(kind="dir", sha256=h.hexdigest(), bytes=size)
+    else:
+        entry["kind"] = "missing"
+    return entry
+
+
+def _looks_like_store(path: Path) -> bool:
+    # Store layout is <store>/<host>/<episode>/manifest.json.
+    for host in path.iterdir():
+        if host.is_dir():
+            return any((ep / MANIFEST).exists() for ep in host.iterdir() if ep.is_dir())
+    return False
+
+
+def _git(args: list[str], cwd: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def code_version() -> dict:
+    """The git commit (and dirty flag) of the cis490 checkout, when it is one."""
+    root = Path(__file__).resolve().parent.parent
+    commit = _git(["rev-parse", "HEAD"], root)
+    if commit is None:
+        return {"git_commit": None, "git_dirty": None}
+    status = _git(["status", "--porcelain", "--untracked-files=no"], root)
+    return {"git_commit": commit, "git_dirty": bool(status)}
+
+
+def library_versions() -> dict[str, str | None]:
+    out = {}
+    for name in LIBRARIES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class Run:
+    paths: LabPaths
+    command: str
+    argv: list[str]
+    config: dict
+    parent: str | None = None
+    run_id: str = ""
+    inputs: list[dict] = field(default_factory=list)
+    outputs: list[dict] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Sortable by time, short enough for a table, unique across parallel runs.
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        self.run_id = self.run_id or f"{stamp}-{secrets.token_hex(2)}"
+
+    def add_input(self, path: Path, role: str = "") -> dict:
+        entry = describe_path(path, role)
+        self.inputs.append(entry)
+        return entry
+
+    def add_output(self, path: Path, role: str = "") -> dict:
+        entry = describe_path(path, role)
+        self.outputs.append(entry)
+        return entry
+
+
+@contextmanager
+def record_run(paths: LabPaths, command: str, config: dict, argv: list[str] | None = None,
+               parent: str | None = None) -> Iterator[Run]:
+    """Record a run around the work in the block, whatever its outcome."""
+    outer = _CURRENT.get()
+    run = Run(paths, command, list(sys.argv if argv is None else argv), config,
+              parent or (outer.run_id if outer else None))
+    started, t0 = _now(), time.perf_counter()
+    token = _CURRENT.set(run)
+    status, error = "ok", None
+    try:
+        yield run
+    except KeyboardInterrupt:
+        status, error = "interrupted", "KeyboardInterrupt"
+        raise
+    except BaseException as exc:
+        status, error = "failed", f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        _CURRENT.reset(token)
+        run.timings.setdefault("total_s", round(time.perf_counter() - t0, 3))
+        record = {
+            "run_id": run.run_id, "command": command, "status": status, "error": error,
+            "started_at": started, "ended_at": _now(), "argv": run.argv,
+            "config": run.config, "config_hash": config_hash(run.config),
+            "inputs": run.inputs, "outputs": run.outputs, "metrics": run.metrics, "timings": run.timings,
+            "parent_run": run.parent, "home": str(paths.home), **code_version(),
+            "libraries": library_versions(),
+            "platform": {"python": platform.python_version(), "system": platform.platform(),
+                         "machine": platform.machine(), "cpus": os.cpu_count()},
+        }
+        append_record(paths, record)
+
+
+def append_record(paths: LabPaths, record: dict) -> None:
+    ensure_dir(paths.artifacts)
+    line = json.dumps(record, sort_keys=True, default=str) + "\n"
+    # One write under an exclusive lock: concurrent runs never interleave lines.
+    with open(paths.notebook, "a", encoding="utf-8") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+    atomic_write_text(paths.runs / record["run_id"] / "record.json", json.dumps(record, indent=2, default=str) + "\n")
+
+
+@dataclass
+class NotebookListing:
+    records: list[dict]
+    skipped_lines: list[int]
+
+
+def read_notebook(paths: LabPaths, command: str | None = None) -> NotebookListing:
+    """All records, oldest first; unreadable lines are skipped and reported."""
+    records, skipped = [], []
+    if not paths.notebook.exists():
+        return NotebookListing([], [])
+    with open(paths.notebook, encoding="utf-8", errors="replace") as f:
+        for i, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                skipped.append(i)
+                continue
+            if command is None or rec.get("command") == command:
+                records.append(rec)
+    return NotebookListing(records, skipped)
+
+
+def get_record(paths: LabPaths, run_id: str) -> dict:
+    """A run by id, or by a unique prefix of one; 'last' is the newest run."""
+    records = read_notebook(paths).records
+    if not records:
+        raise NotebookError(f"{paths.notebook}: the notebook has no runs yet")
+    if run_id == "last":
+        return records[-1]
+    hits = [r for r in records if r["run_id"] == run_id] or [r for r in records if r["run_id"].startswith(run_id)]
+    if not hits:
+        raise NotebookError(f"no run '{run_id}' in {paths.notebook} (see `cis490 notebook list`)")
+    if len({r['run_id'] for r in hits}) > 1:
+        raise NotebookError(f"run id prefix '{run_id}' matches {len(hits)} runs; give more of it")
+    return hits[-1]
+
+
+def last_ok_run(paths: LabPaths, command: str) -> dict | None:
+    runs = [r for r in read_notebook(paths, command).records if r.get("status") == "ok"]
+    return runs[-1] if runs else None
+
+
+def inputs_changed(previous: dict | None, current_inputs: list[dict]) -> list[str]:
+    """Paths whose digest differs from the previous run's (all of them if no run)."""
+    if previous is None:
+        return [i["path"] for i in current_inputs]
+    before = {i["path"]: i.get("sha256") for i in previous.get("inputs", [])}
+    return [i["path"] for i in current_inputs if before.get(i["path"]) != i.get("sha256")]

@@ -1,0 +1,18 @@
+"""Process pools that are safe next to polars and torch.
+
+Both start thread pools on first use; a forked child inherits their locks
+in whatever state they were and can hang. Workers are therefore spawned.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+
+
+def default_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def process_pool(workers: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))

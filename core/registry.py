@@ -1,0 +1,199 @@
+"""The channel registry: channels, phases and profiles, loaded from data.
+
+The shipped registry is `core/channels.toml`; `--channels FILE` swaps in a
+lab's own. Its schema hash covers every attribute that changes what a feature
+means, so features and checkpoints built under one registry refuse another.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from core.errors import RegistryError
+
+DEFAULT_REGISTRY = Path(__file__).with_name("channels.toml")
+KINDS = ("gauge", "counter", "flow")
+SOURCE_KINDS = ("sample", "flow")
+FLOW_AGGS = ("count", "sum", "nunique", "mean")
+# Flow predicates are code, not data: each is a documented boolean over a
+# netflow row (see docs/store-format.md).
+FLOW_WHERE = ("syn_only", "dns", "tcp")
+NETFLOW_FIELDS = (
+    "duration_ms", "src_ip", "dst_ip", "src_port", "dst_port", "proto",
+    "bytes_out", "bytes_in", "packets_out", "packets_in", "tcp_flags",
+)
+
+
+@dataclass(frozen=True)
+class Channel:
+    name: str
+    source: str
+    kind: str
+    unit: str
+    deployable: bool
+    description: str = ""
+    agg: str | None = None
+    field: str | None = None
+    where: str | None = None
+
+    @property
+    def row_field(self) -> str:
+        """The field of a source row this channel reads (samples only)."""
+        return self.name.split(".", 1)[1]
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    kind: str
+    required: bool
+    default_hz: float | None
+
+
+@dataclass(frozen=True)
+class Registry:
+    channels: tuple[Channel, ...]
+    sources: tuple[Source, ...]
+    phases: tuple[str, ...]
+    profiles: tuple[str, ...]
+    path: str = field(default="", compare=False)
+
+    @property
+    def schema_hash(self) -> str:
+        return schema_hash(self)
+
+    @property
+    def channel_names(self) -> list[str]:
+        return [c.name for c in self.channels]
+
+    def source(self, name: str) -> Source:
+        for s in self.sources:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def source_names(self) -> list[str]:
+        return [s.name for s in self.sources]
+
+    def channels_of(self, source: str) -> list[Channel]:
+        return [c for c in self.channels if c.source == source]
+
+    def phase_id(self, phase: str) -> int:
+        return self.phases.index(phase)
+
+
+def schema_hash(reg: Registry) -> str:
+    """sha256 of the registry's canonical JSON (order of channels included:
+    it is the column order of every tensor). Comments and layout do not count."""
+    body = {
+        "channels": [asdict(c) for c in reg.channels],
+        "sources": [asdict(s) for s in reg.sources],
+        "phases": list(reg.phases),
+        "profiles": list(reg.profiles),
+    }
+    blob = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def load_registry(path: str | Path | None = None) -> Registry:
+    p = Path(path) if path else DEFAULT_REGISTRY
+    return _load_cached(str(p.resolve()) if p.exists() else str(p))
+
+
+@lru_cache(maxsize=8)
+def _load_cached(path: str) -> Registry:
+    p = Path(path)
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RegistryError(f"{p}: channel registry not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RegistryError(f"{p}: cannot read channel registry ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise RegistryError(f"{p}: not valid TOML ({exc})") from None
+    return parse_registry(raw, str(p))
+
+
+def _need(where: str, entry: dict, key: str, typ: type | tuple[type, ...]):
+    if key not in entry:
+        raise RegistryError(f"{where}: missing '{key}'")
+    val = entry[key]
+    if not isinstance(val, typ) or (typ is not bool and isinstance(val, bool)):
+        tname = typ.__name__ if isinstance(typ, type) else "/".join(t.__name__ for t in typ)
+        raise RegistryError(f"{where}: '{key}' must be {tname}, got {val!r}")
+    return val
+
+
+def parse_registry(raw: dict, path: str = "<registry>") -> Registry:
+    if raw.get("format") != 1:
+        raise RegistryError(f"{path}: 'format' must be 1, got {raw.get('format')!r}")
+    phases = _need(path, raw, "phases", list)
+    profiles = _need(path, raw, "profiles", list)
+    for what, items in (("phases", phases), ("profiles", profiles)):
+        if not items or not all(isinstance(x, str) and x for x in items):
+            raise RegistryError(f"{path}: '{what}' must be a non-empty list of names")
+        if len(set(items)) != len(items):
+            raise RegistryError(f"{path}: '{what}' has a duplicate name")
+
+    sources = []
+    for name, entry in _need(path, raw, "sources", dict).items():
+        where = f"{path}: source '{name}'"
+        kind = _need(where, entry, "kind", str)
+        if kind not in SOURCE_KINDS:
+            raise RegistryError(f"{where}: kind '{kind}' is not one of {', '.join(SOURCE_KINDS)}")
+        hz = entry.get("default_hz")
+        if kind == "sample" and (not isinstance(hz, (int, float)) or isinstance(hz, bool) or hz <= 0):
+            raise RegistryError(f"{where}: 'default_hz' must be a positive number")
+        sources.append(Source(name, kind, _need(where, entry, "required", bool),
+                              float(hz) if hz is not None else None))
+    src_by_name = {s.name: s for s in sources}
+
+    channels: list[Channel] = []
+    seen: set[str] = set()
+    for i, entry in enumerate(_need(path, raw, "channel", list), start=1):
+        label = entry.get("name", "?") if isinstance(entry, dict) else "?"
+        where = f"{path}: channel #{i} '{label}'"
+        if not isinstance(entry, dict):
+            raise RegistryError(f"{where}: must be a table")
+        name = _need(where, entry, "name", str)
+        if name in seen:
+            raise RegistryError(f"{where}: duplicate channel name")
+        seen.add(name)
+        source = _need(where, entry, "source", str)
+        if source not in src_by_name:
+            raise RegistryError(f"{where}: unknown source '{source}'")
+        if not name.startswith(source + ".") or len(name) <= len(source) + 1:
+            raise RegistryError(f"{where}: name must be '{source}.<field>'")
+        kind = _need(where, entry, "kind", str)
+        if kind not in KINDS:
+            raise RegistryError(f"{where}: kind '{kind}' is not one of {', '.join(KINDS)}")
+        is_flow_source = src_by_name[source].kind == "flow"
+        if (kind == "flow") != is_flow_source:
+            raise RegistryError(f"{where}: kind '{kind}' does not fit source kind "
+                                f"'{src_by_name[source].kind}'")
+        agg = fld = whr = None
+        if kind == "flow":
+            agg = _need(where, entry, "agg", str)
+            if agg not in FLOW_AGGS:
+                raise RegistryError(f"{where}: agg '{agg}' is not one of {', '.join(FLOW_AGGS)}")
+            fld = entry.get("field")
+            if agg != "count" and fld not in NETFLOW_FIELDS:
+                raise RegistryError(f"{where}: agg '{agg}' needs 'field', one of {', '.join(NETFLOW_FIELDS)}")
+            whr = entry.get("where")
+            if whr is not None and whr not in FLOW_WHERE:
+                raise RegistryError(f"{where}: where '{whr}' is not one of {', '.join(FLOW_WHERE)}")
+        channels.append(Channel(
+            name=name, source=source, kind=kind,
+            unit=_need(where, entry, "unit", str),
+            deployable=_need(where, entry, "deployable", bool),
+            description=str(entry.get("description", "")),
+            agg=agg, field=fld, where=whr,
+        ))
+    for s in sources:
+        if not any(c.source == s.name for c in channels):
+            raise RegistryError(f"{path}: source '{s.name}' has no channel")
+    return Registry(tuple(channels), tuple(sources), tuple(phases), tuple(profiles), path)

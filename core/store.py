@@ -1,0 +1,247 @@
+"""The receiver store, format v1: the one reader every command uses.
+
+Layout: `<store>/<host_id>/<episode_id>/` (any depth is accepted). An episode
+directory holds `manifest.json` (written last by the receiver), `labels.jsonl`
+and one JSON-lines file per source, usually gzip-compressed. A leaf directory
+without a manifest is an upload in flight: counted, skipped, never an error.
+See docs/store-format.md.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Iterator
+
+import polars as pl
+
+from core.errors import ManifestError, StoreError
+from core.registry import Registry
+
+FORMAT_TAG = "cis490-episode/v1"
+MANIFEST = "manifest.json"
+LABELS = "labels.jsonl"
+HASH_CHUNK = 1 << 20
+
+# Field -> expected JSON type(s). bool is excluded from int by the checker.
+MANIFEST_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "format": str,
+    "episode_id": str,
+    "host_id": str,
+    "profile": str,
+    "sample_name": str,
+    "sample_sha256": str,
+    "started_at_ns": int,
+    "ended_at_ns": int,
+    "received_at": str,
+    "sampling_hz": dict,
+    "clocks": dict,
+    "files": dict,
+}
+FILE_ENTRY_FIELDS = {"sha256": str, "bytes": int, "rows": int}
+CLOCK_FIELDS = {"native_field": str, "base": str, "offset_ns": int}
+
+NETFLOW_SCHEMA = {
+    "t_wall_ns": pl.Int64,
+    "duration_ms": pl.Float64,
+    "src_ip": pl.Utf8,
+    "dst_ip": pl.Utf8,
+    "src_port": pl.Int64,
+    "dst_port": pl.Int64,
+    "proto": pl.Utf8,
+    "bytes_out": pl.Int64,
+    "bytes_in": pl.Int64,
+    "packets_out": pl.Int64,
+    "packets_in": pl.Int64,
+    "tcp_flags": pl.Int64,
+}
+LABEL_SCHEMA = {"t_wall_ns": pl.Int64, "phase": pl.Utf8}
+TCP_SYN, TCP_ACK = 0x02, 0x10
+
+
+def manifest_problems(m: object) -> list[str]:
+    """Every way `m` falls short of a v1 manifest, as reason codes."""
+    if not isinstance(m, dict):
+        return ["manifest_not_object"]
+    out: list[str] = []
+    for key, typ in MANIFEST_FIELDS.items():
+        if key not in m:
+            out.append(f"manifest_field_missing:{key}")
+        elif not _is(m[key], typ):
+            out.append(f"manifest_field_type:{key}")
+    if isinstance(m.get("format"), str) and m["format"] != FORMAT_TAG:
+        out.append(f"manifest_format_unknown:{m['format']}")
+    for fname, entry in (m.get("files") or {}).items() if isinstance(m.get("files"), dict) else ():
+        if not isinstance(entry, dict):
+            out.append(f"manifest_field_type:files.{fname}")
+            continue
+        for key, typ in FILE_ENTRY_FIELDS.items():
+            if not _is(entry.get(key), typ):
+                out.append(f"manifest_field_type:files.{fname}.{key}")
+    for src, clock in (m.get("clocks") or {}).items() if isinstance(m.get("clocks"), dict) else ():
+        for key, typ in CLOCK_FIELDS.items():
+            if not isinstance(clock, dict) or not _is(clock.get(key), typ):
+                out.append(f"manifest_field_type:clocks.{src}.{key}")
+    if not out and m["ended_at_ns"] <= m["started_at_ns"]:
+        out.append("manifest_bad_interval")
+    return out
+
+
+def _is(value: object, typ: type | tuple[type, ...]) -> bool:
+    if isinstance(value, bool) and typ is not bool:
+        return False
+    return isinstance(value, typ)
+
+
+@dataclass(frozen=True)
+class StoreEntry:
+    """One leaf of a store walk: an episode directory or an in-flight upload."""
+    path: Path
+    rel: str
+    in_flight: bool
+
+
+def scan_store(root: Path) -> Iterator[StoreEntry]:
+    """Walk the store in sorted order, yielding episode dirs and in-flight uploads.
+
+    A directory holding `manifest.json` is an episode (not descended into). A
+    directory with no manifest and no subdirectories is an upload in flight.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise StoreError(f"{root}: store directory not found")
+    stack = [root]
+    while stack:
+        d = stack.pop()
+        try:
+            entries = sorted(os.scandir(d), key=lambda e: e.name)
+        except OSError as exc:
+            raise StoreError(f"{d}: cannot list directory ({exc.strerror})") from exc
+        names = {e.name for e in entries}
+        if MANIFEST in names and d != root:
+            yield StoreEntry(d, d.relative_to(root).as_posix(), False)
+            continue
+        subdirs = [Path(e.path) for e in entries if e.is_dir() and not e.name.startswith(".")]
+        if not subdirs and d != root:
+            yield StoreEntry(d, d.relative_to(root).as_posix(), True)
+            continue
+        stack.extend(reversed(subdirs))
+
+
+def file_digest(path: Path) -> tuple[str, int]:
+    """sha256 and size of a file, streamed in 1 MiB chunks."""
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(HASH_CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size
+
+
+def read_maybe_gzip(path: Path) -> bytes:
+    """The decompressed bytes of a `.gz` file, or the file's bytes."""
+    if path.name.endswith(".gz"):
+        with gzip.open(path, "rb") as f:
+            return f.read()
+    return path.read_bytes()
+
+
+class Episode:
+    """An episode directory with a parsed manifest."""
+
+    def __init__(self, path: Path, manifest: dict, manifest_bytes: bytes, rel: str = ""):
+        self.path = Path(path)
+        self.manifest = manifest
+        self.manifest_bytes = manifest_bytes
+        self.rel = rel or self.path.name
+
+    @classmethod
+    def open(cls, path: Path, rel: str = "") -> "Episode":
+        mpath = Path(path) / MANIFEST
+        try:
+            blob = mpath.read_bytes()
+        except OSError as exc:
+            raise ManifestError(f"{mpath}: cannot read ({exc.strerror})") from exc
+        try:
+            manifest = json.loads(blob)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ManifestError(f"{mpath}: not valid JSON ({exc})") from exc
+        return cls(Path(path), manifest, blob, rel)
+
+    @cached_property
+    def manifest_sha256(self) -> str:
+        return hashlib.sha256(self.manifest_bytes).hexdigest()
+
+    @property
+    def episode_id(self) -> str:
+        return self.manifest["episode_id"]
+
+    @property
+    def files(self) -> dict[str, dict]:
+        return self.manifest.get("files", {})
+
+    def source_file(self, source: str) -> str | None:
+        """The listed file name holding `source`, or None when not listed."""
+        for name in (f"{source}.jsonl.gz", f"{source}.jsonl"):
+            if name in self.files:
+                return name
+        return None
+
+    def native_time_field(self, source: str) -> str | None:
+        clock = self.manifest.get("clocks", {}).get(source)
+        return clock.get("native_field") if isinstance(clock, dict) else None
+
+    def row_schema(self, source: str, registry: Registry) -> dict[str, pl.DataType]:
+        """The polars schema of a source's rows: wall time, native time, fields."""
+        if registry.source(source).kind == "flow":
+            schema = dict(NETFLOW_SCHEMA)
+        else:
+            schema = {"t_wall_ns": pl.Int64}
+            schema.update({c.row_field: pl.Float64 for c in registry.channels_of(source)})
+        native = self.native_time_field(source)
+        if native and native not in schema:
+            schema[native] = pl.Int64
+        return schema
+
+    def read_source(self, source: str, registry: Registry) -> pl.DataFrame:
+        name = self.source_file(source)
+        if name is None:
+            raise StoreError(f"{self.path}: source '{source}' is not listed in the manifest")
+        return parse_jsonl(read_maybe_gzip(self.path / name), self.row_schema(source, registry))
+
+    def read_labels(self) -> pl.DataFrame:
+        return parse_jsonl((self.path / LABELS).read_bytes(), LABEL_SCHEMA)
+
+
+def parse_jsonl(data: bytes, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """Parse JSON lines into a frame of exactly `schema` (absent fields -> null)."""
+    if not data.strip():
+        return pl.DataFrame(schema=schema)
+    return pl.read_ndjson(io.BytesIO(data), schema=schema)
+
+
+def store_digest(root: Path) -> tuple[str, int, int]:
+    """A digest of a store by its manifests: (sha256, episodes, in-flight).
+
+    Manifests carry every file's sha256, so this changes whenever any listed
+    file changes, without reading the telemetry.
+    """
+    h = hashlib.sha256()
+    n_ep = n_flight = 0
+    for entry in scan_store(root):
+        if entry.in_flight:
+            n_flight += 1
+            continue
+        n_ep += 1
+        try:
+            msha = hashlib.sha256((entry.path / MANIFEST).read_bytes()).hexdigest()
+        except OSError:
+            msha = "unreadable"
+        h.update(f"{entry.rel}\t{msha}\n".encode())
+    return h.hexdigest(), n_ep, n_flight

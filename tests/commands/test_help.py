@@ -1,0 +1,34 @@
+"""Meta-test: every command and group has help text and --help works."""
+import typer.main
+
+from cis490cli.app import app
+
+
+def _walk(cmd, path=()):
+    yield path, cmd
+    for name, sub in getattr(cmd, "commands", {}).items():
+        yield from _walk(sub, path + (name,))
+
+
+def test_every_command_has_help(cli):
+    root = typer.main.get_command(app)
+    seen = 0
+    for path, cmd in _walk(root):
+        if path:
+            assert (cmd.help or "").strip(), f"cis490 {' '.join(path)} has no help text"
+        result = cli(*path, "--help")
+        assert result.exit_code == 0, path
+        assert "Usage:" in result.output
+        seen += 1
+    assert seen >= 6
+
+
+def test_no_arguments_shows_help(cli):
+    result = cli()
+    assert "synth" in result.output and "notebook" in result.output
+
+
+def test_unknown_option_is_a_usage_error(cli):
+    result = cli("synth", "--bogus")
+    assert result.exit_code == 2
+    assert "No such option" in result.output

@@ -1,0 +1,57 @@
+import json
+
+from core.store import MANIFEST
+
+
+def test_synth_writes_store_and_truth(cli, lab_home):
+    result = cli("--json", "synth", "-n", "6", "--duration", "60", "--seed", "1", "-j", "1", "--fault-rate", "0")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["episodes"] == 6
+    store = lab_home.default_store
+    assert len(list(store.glob(f"*/*/{MANIFEST}"))) == 6
+    assert (store.parent / "store.truth.jsonl").exists()
+
+
+def test_synth_zero_episodes_is_a_clear_error(cli, lab_home):
+    result = cli("synth", "--episodes", "0")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == "Error: --episodes must be at least 1, got 0"
+    assert not lab_home.default_store.exists()
+
+
+def test_synth_refuses_existing_store_without_force(cli, lab_home):
+    assert cli("synth", "-n", "2", "--duration", "60", "-j", "1").exit_code == 0
+    result = cli("synth", "-n", "2", "--duration", "60", "-j", "1")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (f"Error: {lab_home.default_store}: already exists and is not empty "
+                                     "(pass --force to replace it)")
+    assert cli("synth", "-n", "3", "--duration", "60", "-j", "1", "--force").exit_code == 0
+    assert len(list(lab_home.default_store.glob(f"*/*/{MANIFEST}"))) == 3
+
+
+def test_missing_home_is_a_clear_error(cli, tmp_path):
+    missing = tmp_path / "nope"
+    result = cli("--home", str(missing), "synth", "-n", "2")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"Error: lab home {missing} does not exist (create it or pass --home)"
+
+
+def test_unwritable_home_is_a_clear_error(cli, tmp_path, monkeypatch):
+    # Tests may run as root, who can write anywhere: make the access check say no.
+    import core.paths
+    monkeypatch.setattr(core.paths.os, "access", lambda p, mode: False)
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    result = cli("--home", str(ro), "synth", "-n", "2")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"Error: lab home {ro} is not writable"
+    assert not (ro / "data").exists()
+
+
+def test_failed_run_is_recorded(cli, lab_home):
+    cli("synth", "-n", "2", "--duration", "60", "-j", "1")
+    cli("synth", "-n", "2", "--duration", "60", "-j", "1")  # refused: exists
+    lines = [json.loads(x) for x in lab_home.notebook.read_text().splitlines()]
+    assert [r["status"] for r in lines] == ["ok", "failed"]
+    assert "already exists" in lines[1]["error"]

@@ -1,0 +1,40 @@
+"""Shared fixtures: every test runs in its own lab home under tmp_path."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cis490cli.app import app
+from core.paths import LabPaths
+from core.synth import SynthConfig, generate_store
+
+TINY = SynthConfig(episodes=48, hosts=4, duration_s=60.0, seed=3, fault_rate=0.45, in_flight=1)
+
+
+@pytest.fixture(autouse=True)
+def lab_home(tmp_path, monkeypatch) -> LabPaths:
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("CIS490_HOME", str(home))
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("NO_COLOR", "1")
+    return LabPaths(home)
+
+
+@pytest.fixture
+def cli():
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(app, list(args), catch_exceptions=False)
+    return invoke
+
+
+@pytest.fixture(scope="session")
+def tiny_store(tmp_path_factory) -> Path:
+    """A small store with every fault kind; shared read-only by the session."""
+    out = tmp_path_factory.mktemp("lab") / "store"
+    generate_store(TINY, out, workers=2)
+    return out

@@ -1,0 +1,75 @@
+import json
+
+import pytest
+
+from core.errors import NotebookError
+from core.notebook import get_record, inputs_changed, last_ok_run, read_notebook, record_run
+
+
+def test_ok_run_is_recorded_with_inputs_and_outputs(lab_home, tiny_store):
+    out = lab_home.home / "result.txt"
+    with record_run(lab_home, "test", {"a": 1}, argv=["cis490", "test"]) as run:
+        run.add_input(tiny_store, "store")
+        out.write_text("hello")
+        run.add_output(out, "result")
+        run.metrics["answer"] = 42
+    rec = get_record(lab_home, run.run_id)
+    assert rec["status"] == "ok" and rec["error"] is None
+    assert rec["config"] == {"a": 1} and len(rec["config_hash"]) == 64
+    assert rec["inputs"][0]["kind"] == "store" and rec["inputs"][0]["episodes"] > 0
+    assert rec["outputs"][0]["bytes"] == 5
+    assert rec["metrics"] == {"answer": 42}
+    assert rec["libraries"]["numpy"]
+    assert "python" in rec["platform"]
+    assert {"git_commit", "git_dirty", "started_at", "ended_at", "argv", "timings"} <= set(rec)
+    assert json.loads((lab_home.runs / run.run_id / "record.json").read_text()) == rec
+
+
+def test_failing_run_is_recorded_as_failed(lab_home):
+    with pytest.raises(ValueError):
+        with record_run(lab_home, "test", {}) as run:
+            raise ValueError("boom")
+    rec = get_record(lab_home, run.run_id)
+    assert rec["status"] == "failed"
+    assert rec["error"] == "ValueError: boom"
+    assert last_ok_run(lab_home, "test") is None
+
+
+def test_nested_runs_link_to_their_parent(lab_home):
+    with record_run(lab_home, "outer", {}) as outer:
+        with record_run(lab_home, "inner", {}) as inner:
+            pass
+    assert get_record(lab_home, inner.run_id)["parent_run"] == outer.run_id
+    assert get_record(lab_home, outer.run_id)["parent_run"] is None
+
+
+def test_appends_keep_every_record_and_skip_bad_lines(lab_home):
+    for i in range(3):
+        with record_run(lab_home, "test", {"i": i}):
+            pass
+    with open(lab_home.notebook, "a") as f:
+        f.write("{torn line\n")
+    listing = read_notebook(lab_home)
+    assert [r["config"]["i"] for r in listing.records] == [0, 1, 2]
+    assert listing.skipped_lines == [4]
+
+
+def test_inputs_changed(lab_home, tmp_path):
+    f = tmp_path / "x"
+    f.write_text("1")
+    with record_run(lab_home, "stage", {}) as run:
+        run.add_input(f)
+    prev = last_ok_run(lab_home, "stage")
+    from core.notebook import describe_path
+    assert inputs_changed(prev, [describe_path(f)]) == []
+    f.write_text("2")
+    assert inputs_changed(prev, [describe_path(f)]) == [str(f)]
+
+
+def test_unknown_run_id(lab_home):
+    with pytest.raises(NotebookError, match="no runs yet"):
+        get_record(lab_home, "abc")
+    with record_run(lab_home, "t", {}):
+        pass
+    with pytest.raises(NotebookError, match="no run 'zzz'"):
+        get_record(lab_home, "zzz")
