@@ -63,9 +63,10 @@ def root(
 
 
 def _register() -> None:
-    from commands import channels, demo, notebook, synth
+    from commands import channels, demo, notebook, synth, validate
 
     app.command("synth")(synth.synth)
+    app.command("validate")(validate.validate)
     app.command("channels")(channels.channels)
     app.add_typer(notebook.app, name="notebook")
     app.command("demo")(demo.demo)

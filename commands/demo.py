@@ -5,7 +5,11 @@ import typer
 
 from cis490cli.state import get_state
 from commands.synth import render_synth, run_synth
+from commands.validate import render_validate, run_validate
 from core.errors import StoreError
+from core.registry import load_registry
+from core.validate import INDEX_NAME
+from core.validate.truth import check_against_truth
 from core.synth import SynthConfig, truth_path
 from core.parallel import default_workers
 
@@ -32,6 +36,14 @@ def demo(
         result = run_synth(state, cfg, store, workers, force=True)
         render_synth(state, result)
         run.metrics["episodes"] = result.episodes
+
+        term.rule("2. validate: the acceptance index")
+        index = paths.processed / INDEX_NAME
+        summary = run_validate(state, load_registry(), store, index, workers)
+        render_validate(state, summary)
+        check = check_against_truth(index, result.truth, summary.in_flight)
+        term.print(f"Agrees with synth's ground truth on {check.agree}/{check.total} episode directories.")
+        run.metrics["validation_vs_truth"] = f"{check.agree}/{check.total}"
     term.print("")
     term.print(f"Every step above is a run record in [bold]{paths.notebook}[/]: "
                "see them with `cis490 notebook list`.")

@@ -1,0 +1,72 @@
+"""Helpers for bench scripts: run a Python snippet in a child process and
+sample the peak RSS of its whole process tree (the child and its workers)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _tree_rss_kb(pid: int) -> int:
+    total, stack = 0, [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    stack += [int(c) for c in f.read().split()]
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return total
+
+
+def run_child(code: str) -> tuple[dict, float]:
+    """Run `code` (which prints one JSON line last) in a child; return (its JSON, peak tree RSS in MB)."""
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    peak = 0
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, _tree_rss_kb(proc.pid))
+            time.sleep(0.05)
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    out, _ = proc.communicate()
+    stop.set()
+    t.join()
+    if proc.returncode != 0:
+        raise SystemExit(f"child failed ({proc.returncode}):\n{code}")
+    return json.loads(out.strip().splitlines()[-1]), peak / 1024
+
+
+def floor_episode(d: str) -> int:
+    """The raw floor of reading one episode: sha256 + gunzip + read_ndjson, no checks."""
+    import io
+
+    import polars as pl
+
+    from core.store import file_digest, read_maybe_gzip
+    n = 0
+    for f in sorted(os.listdir(d)):
+        if f == "manifest.json":
+            continue
+        p = Path(d) / f
+        n += file_digest(p)[1]
+        try:
+            pl.read_ndjson(io.BytesIO(read_maybe_gzip(p)))
+        except Exception:  # noqa: BLE001 - the floor does no checking, faulty files included
+            pass
+    return n

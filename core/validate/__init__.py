@@ -1,0 +1,213 @@
+"""`cis490 validate`: a full sweep of a store into the acceptance index.
+
+Episodes are checked in parallel; their rows stream to a parquet writer in
+batches, so memory stays flat however large the store. Duplicate episode ids
+are a property of the whole store, settled in a final streaming pass.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterator
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from core.errors import Cis490Error, StoreError
+from core.parallel import process_pool
+from core.paths import atomic_path, ensure_dir
+from core.registry import Registry
+from core.store import MANIFEST, StoreEntry, scan_store
+from core.validate.checks import (VALIDATOR_VERSION, ValidateConfig, status_of, validate_episode)
+
+INDEX_NAME = "validation_v1.parquet"
+STATUSES = ("accepted", "degraded", "rejected", "errored")
+DUPLICATE = "duplicate_episode_id"
+BATCH = 1000
+
+
+class GateFailed(Cis490Error):
+    """--fail-on found episodes at or above the given status."""
+
+
+def index_schema(registry: Registry) -> pa.Schema:
+    cols = [("episode_id", pa.string()), ("host_id", pa.string()), ("profile", pa.string()),
+            ("sample_name", pa.string()), ("received_at", pa.string()), ("started_at_ns", pa.int64()),
+            ("duration_s", pa.float64()), ("status", pa.string()), ("reasons", pa.list_(pa.string()))]
+    cols += [(f"rows_{s}", pa.int64()) for s in registry.source_names()]
+    cols += [("rows_labels", pa.int64()), ("bytes", pa.int64()), ("rel_path", pa.string()),
+             ("manifest_sha256", pa.string()), ("validator_version", pa.string()), ("validated_at", pa.string()),
+             ("error", pa.string()), ("registry_hash", pa.string()), ("config_hash", pa.string())]
+    return pa.schema(cols)
+
+
+@dataclass
+class ValidationSummary:
+    store: Path
+    index: Path
+    episodes: int
+    in_flight: list[str]
+    counts: dict[str, int]
+    per_host: dict[str, dict[str, int]]
+    top_reasons: list[tuple[str, int]]
+    duplicates: list[str]
+    reused: int
+    bytes: int
+    seconds: float
+    workers: int
+    config: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["store"], d["index"] = str(self.store), str(self.index)
+        d["top_reasons"] = [{"reason": r, "episodes": n} for r, n in self.top_reasons]
+        return d
+
+
+def config_hash(cfg: ValidateConfig, registry: Registry) -> str:
+    blob = json.dumps({"cfg": asdict(cfg), "version": VALIDATOR_VERSION, "registry": registry.schema_hash},
+                      sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(registry: Registry, cfg: ValidateConfig) -> None:
+    _WORKER["registry"], _WORKER["cfg"] = registry, cfg
+
+
+def _job(args: tuple[str, str, str | None]) -> dict | None:
+    """Validate one episode; None when --since-last can reuse its old row."""
+    path, rel, prev_sha = args
+    if prev_sha is not None:
+        try:
+            if hashlib.sha256((Path(path) / MANIFEST).read_bytes()).hexdigest() == prev_sha:
+                return None
+        except OSError:
+            pass
+    return validate_episode(Path(path), rel, _WORKER["registry"], _WORKER["cfg"])
+
+
+def _previous_rows(out: Path, chash: str) -> dict[str, dict]:
+    if not out.exists():
+        return {}
+    try:
+        prev = pl.read_parquet(out)
+    except Exception as exc:  # noqa: BLE001 - a broken old index just means no reuse
+        raise StoreError(f"{out}: previous index is unreadable ({exc}); run without --since-last") from exc
+    if "config_hash" not in prev.columns:
+        return {}
+    prev = prev.filter(pl.col("config_hash") == chash)
+    return {r["rel_path"]: r for r in prev.iter_rows(named=True)}
+
+
+def run_validation(store: Path, out: Path, registry: Registry, cfg: ValidateConfig = ValidateConfig(), *,
+                   workers: int = 1, since_last: bool = False,
+                   progress: Callable[..., None] | None = None) -> ValidationSummary:
+    t0 = time.perf_counter()
+    store = Path(store)
+    entries = list(scan_store(store))
+    episodes = [e for e in entries if not e.in_flight]
+    in_flight = [e.rel for e in entries if e.in_flight]
+    chash = config_hash(cfg, registry)
+    prev = _previous_rows(out, chash) if since_last else {}
+    ensure_dir(out.parent)
+    schema = index_schema(registry)
+    ids: Counter[str] = Counter()
+    reused = total_bytes = 0
+    with atomic_path(out, ".part.parquet") as part:
+        writer = pq.ParquetWriter(part, schema)
+        try:
+            batch: list[dict] = []
+            for done, (entry, row) in enumerate(_rows(episodes, prev, registry, cfg, workers), 1):
+                if row is None:
+                    row = dict(prev[entry.rel])
+                    row["reasons"] = [r for r in row["reasons"] if r != DUPLICATE]
+                    row["status"] = status_of(row["reasons"])
+                    reused += 1
+                else:
+                    row.update(validator_version=VALIDATOR_VERSION, registry_hash=registry.schema_hash,
+                               config_hash=chash, validated_at=_now())
+                total_bytes += row.get("bytes") or 0
+                if row.get("episode_id"):
+                    ids[row["episode_id"]] += 1
+                batch.append(row)
+                if len(batch) >= BATCH:
+                    writer.write_table(pa.Table.from_pylist(batch, schema))
+                    batch.clear()
+                if progress:
+                    dt = max(time.perf_counter() - t0, 1e-9)
+                    progress(done, len(episodes), **{"MB/s": f"{total_bytes / dt / 1e6:.1f}"})
+            writer.write_table(pa.Table.from_pylist(batch, schema))
+        finally:
+            writer.close()
+        dup_ids = sorted(i for i, n in ids.items() if n > 1)
+        if dup_ids:
+            _mark_duplicates(part, dup_ids)
+    summary = _summarise(out, store, in_flight, dup_ids, reused, total_bytes, time.perf_counter() - t0, workers)
+    summary.config = {**asdict(cfg), "validator_version": VALIDATOR_VERSION, "registry_hash": registry.schema_hash}
+    return summary
+
+
+def _rows(episodes: list[StoreEntry], prev: dict[str, dict], registry: Registry, cfg: ValidateConfig,
+          workers: int) -> Iterator[tuple[StoreEntry, dict | None]]:
+    jobs = [(str(e.path), e.rel, (prev.get(e.rel) or {}).get("manifest_sha256")) for e in episodes]
+    if workers <= 1 or len(jobs) < 8:
+        _init_worker(registry, cfg)
+        yield from zip(episodes, map(_job, jobs))
+        return
+    with process_pool(workers, _init_worker, (registry, cfg)) as pool:
+        yield from zip(episodes, pool.map(_job, jobs, chunksize=8))
+
+
+def _mark_duplicates(part: Path, dup_ids: list[str]) -> None:
+    """Both copies of a duplicated id are rejected: rewrite the part file, streaming."""
+    is_dup = pl.col("episode_id").is_in(dup_ids)
+    fixed = part.with_name(part.name + ".dup")
+    (pl.scan_parquet(part)
+     .with_columns(
+         pl.when(is_dup).then(pl.col("reasons").list.concat(pl.lit([DUPLICATE]))).otherwise(pl.col("reasons"))
+         .alias("reasons"),
+         pl.when(is_dup & pl.col("status").is_in(["accepted", "degraded"])).then(pl.lit("rejected"))
+         .otherwise(pl.col("status")).alias("status"))
+     .sink_parquet(fixed))
+    os.replace(fixed, part)
+
+
+def _summarise(out: Path, store: Path, in_flight: list[str], dups: list[str], reused: int, nbytes: int,
+               seconds: float, workers: int) -> ValidationSummary:
+    idx = pl.read_parquet(out, columns=["host_id", "status", "reasons"])
+    counts = {s: 0 for s in STATUSES}
+    counts.update(dict(idx.group_by("status").len().iter_rows()))
+    per_host: dict[str, dict[str, int]] = {}
+    for host, status, n in idx.group_by("host_id", "status").len().iter_rows():
+        per_host.setdefault(host or "(unknown)", {s: 0 for s in STATUSES})[status] = n
+    codes = (idx.select(pl.col("reasons").list.eval(pl.element().str.split(":").list.first()).list.unique())
+             .explode("reasons").drop_nulls().group_by("reasons").len().sort(["len", "reasons"],
+                                                                            descending=[True, False]))
+    top = [(r, n) for r, n in codes.head(10).iter_rows()]
+    return ValidationSummary(store, out, idx.height, in_flight, counts, dict(sorted(per_host.items())), top, dups,
+                             reused, nbytes, seconds, workers)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def gate(summary: ValidationSummary, fail_on: str | None) -> None:
+    """Raise GateFailed when episodes reach --fail-on (rejected also counts errored)."""
+    if fail_on is None:
+        return
+    order = list(STATUSES)
+    worst = [s for s in order[order.index(fail_on):] if summary.counts.get(s)]
+    if worst:
+        found = ", ".join(f"{summary.counts[s]} {s}" for s in worst)
+        raise GateFailed(f"validation gate failed: {found} episode(s) (--fail-on {fail_on})")

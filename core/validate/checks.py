@@ -1,0 +1,290 @@
+"""Checks of one episode: its status and machine-readable reasons.
+
+Each reason is `code` or `code:detail`; its code alone decides its severity,
+so an episode's status is always derivable from its reasons (see `status_of`).
+The rules are documented in docs/store-format.md#validation-rules.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from core.registry import Registry
+from core.store import (LABELS, MANIFEST, Episode, file_digest, manifest_problems, parse_jsonl,
+                        read_maybe_gzip)
+
+VALIDATOR_VERSION = "1.0.0"
+
+ERRORED = ("manifest_unparseable", "read_error", "exception")
+DEGRADED = ("optional_source_missing", "rows_out_of_order", "rows_duplicated", "source_gap", "null_values",
+            "clock_corrected", "rows_outside_episode")
+# Everything else is a rejection: integrity, schema, labels, required data.
+SEVERITY_ORDER = ("accepted", "degraded", "rejected", "errored")
+
+
+@dataclass(frozen=True)
+class ValidateConfig:
+    row_gate: float = 0.5        # a sample source needs >= this x duration x rate rows
+    window_s: float = 10.0       # an episode shorter than one window is useless
+    gap_s: float = 10.0          # a gap is longer than this and than 5 sampling intervals
+    max_null_frac: float = 0.2   # above: rejected; any null at all: degraded
+    edge_tolerance_s: float = 1.0
+
+
+def code_of(reason: str) -> str:
+    return reason.split(":", 1)[0]
+
+
+def severity(reason: str) -> str:
+    code = code_of(reason)
+    if code in ERRORED:
+        return "errored"
+    if code in DEGRADED:
+        return "degraded"
+    return "rejected"
+
+
+def status_of(reasons: list[str]) -> str:
+    worst = 0
+    for r in reasons:
+        worst = max(worst, SEVERITY_ORDER.index(severity(r)))
+    return SEVERITY_ORDER[worst]
+
+
+class _ReadError(Exception):
+    """A file could not be read at all: the episode is errored."""
+
+    def __init__(self, fname: str, exc: BaseException | str):
+        detail = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
+        super().__init__(f"{fname}: {detail}")
+        self.reason = f"read_error:{fname}"
+
+
+def _dup_keys_hook(dups: list[str]):
+    def hook(pairs):
+        seen = set()
+        for k, _ in pairs:
+            if k in seen:
+                dups.append(k)
+            seen.add(k)
+        return dict(pairs)
+    return hook
+
+
+def validate_episode(path: Path, rel: str, registry: Registry, cfg: ValidateConfig) -> dict:
+    """The index row of one episode. Never raises: a failure is `errored`."""
+    row: dict = {"rel_path": rel, "reasons": [], "error": None, "bytes": 0}
+    for src in registry.source_names():
+        row[f"rows_{src}"] = None
+    row["rows_labels"] = None
+    t0 = time.perf_counter()
+    try:
+        _check(Path(path), row, registry, cfg)
+    except _ReadError as exc:
+        row["reasons"].append(exc.reason)
+        row["error"] = str(exc)
+    except Exception as exc:  # noqa: BLE001 - one broken episode never stops a sweep
+        row["reasons"].append(f"exception:{type(exc).__name__}")
+        row["error"] = f"{type(exc).__name__}: {exc}"
+    row["status"] = status_of(row["reasons"])
+    row["check_s"] = time.perf_counter() - t0
+    return row
+
+
+def _check(path: Path, row: dict, registry: Registry, cfg: ValidateConfig) -> None:
+    reasons: list[str] = row["reasons"]
+    try:
+        blob = (path / MANIFEST).read_bytes()
+    except OSError as exc:
+        raise _ReadError(MANIFEST, exc) from exc
+    row["manifest_sha256"] = hashlib.sha256(blob).hexdigest()
+    dups: list[str] = []
+    try:
+        m = json.loads(blob, object_pairs_hook=_dup_keys_hook(dups))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        reasons.append("manifest_unparseable")
+        row["error"] = f"{MANIFEST}: {exc}"
+        return
+    reasons += [f"manifest_duplicate_key:{k}" for k in dups]
+    problems = manifest_problems(m)
+    reasons += problems
+    if not isinstance(m, dict):
+        return
+    for key in ("episode_id", "host_id", "profile", "sample_name", "received_at"):
+        row[key] = m.get(key) if isinstance(m.get(key), str) else None
+    ok_interval = isinstance(m.get("started_at_ns"), int) and isinstance(m.get("ended_at_ns"), int)
+    if ok_interval:
+        row["started_at_ns"] = m["started_at_ns"]
+        row["duration_s"] = (m["ended_at_ns"] - m["started_at_ns"]) / 1e9
+        if row["duration_s"] < cfg.window_s:
+            reasons.append("shorter_than_window")
+    if row.get("profile") is not None and row["profile"] not in registry.profiles:
+        reasons.append(f"unknown_profile:{row['profile']}")
+    files = m.get("files") if isinstance(m.get("files"), dict) else {}
+    ep = Episode(path, m, blob)
+
+    intact: set[str] = set()
+    for fname, entry in files.items():
+        fpath = path / fname
+        if not fpath.is_file():
+            reasons.append(f"file_missing:{fname}")
+            continue
+        try:
+            sha, size = file_digest(fpath)
+        except OSError as exc:
+            raise _ReadError(fname, exc) from exc
+        row["bytes"] += size
+        if not isinstance(entry, dict):
+            continue
+        if entry.get("bytes") != size:
+            reasons.append(f"size_mismatch:{fname}")
+        if entry.get("sha256") != sha:
+            reasons.append(f"sha256_mismatch:{fname}")
+        else:
+            intact.add(fname)
+
+    clocks = m.get("clocks") if isinstance(m.get("clocks"), dict) else {}
+    for src in registry.source_names():
+        fname = ep.source_file(src)
+        if fname is None:
+            kind = "required" if registry.source(src).required else "optional"
+            reasons.append(f"{kind}_source_missing:{src}")
+            continue
+        clock = clocks.get(src)
+        if isinstance(clock, dict) and clock.get("corrections"):
+            reasons.append(f"clock_corrected:{src}")
+        if fname not in intact:
+            continue  # missing or corrupt: already a reason, its rows cannot be trusted
+        df = _parse(path / fname, fname, ep.row_schema(src, registry), reasons)
+        if df is None:
+            continue
+        row[f"rows_{src}"] = df.height
+        if isinstance(files[fname].get("rows"), int) and files[fname]["rows"] != df.height:
+            reasons.append(f"row_count_mismatch:{fname}")
+        if ok_interval:
+            _check_rows(df, src, registry, m, cfg, reasons)
+
+    if LABELS not in files:
+        reasons.append("labels_missing")
+    elif LABELS in intact:
+        labels = _parse(path / LABELS, LABELS, {"t_wall_ns": pl.Int64, "phase": pl.Utf8}, reasons)
+        row["rows_labels"] = labels.height if labels is not None else None
+        if ok_interval and labels is not None:
+            _check_labels(labels, registry, m, reasons)
+
+
+def _parse(fpath: Path, fname: str, schema: dict, reasons: list[str]) -> pl.DataFrame | None:
+    """The file's rows, or None when a field has the wrong type (a reason is added)."""
+    try:
+        data = read_maybe_gzip(fpath)
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise _ReadError(fname, exc) from exc
+    try:
+        return parse_jsonl(data, schema)
+    except pl.exceptions.PolarsError as exc:
+        try:
+            _locate_parse_failure(data, fname, schema, exc)
+        except FieldTypeError as bad:
+            reasons.append(str(bad))
+        return None
+
+
+_PY_TYPES = {pl.Int64: (int,), pl.Float64: (int, float), pl.Utf8: (str,)}
+
+
+class FieldTypeError(Exception):
+    pass
+
+
+def _locate_parse_failure(data: bytes, fname: str, schema: dict, exc: Exception) -> None:
+    """polars refused the file: find the first bad line and say what is wrong.
+
+    A line that is not a JSON object makes the file unreadable (errored); a
+    field of the wrong type is a schema violation (rejected)."""
+    for n, line in enumerate(data.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise _ReadError(fname, f"line {n} is not valid JSON") from exc
+        if not isinstance(obj, dict):
+            raise _ReadError(fname, f"line {n} is not a JSON object") from exc
+        for key, dtype in schema.items():
+            v = obj.get(key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, _PY_TYPES[dtype])):
+                raise FieldTypeError(f"field_type:{fname}.{key}:line={n}")
+    raise _ReadError(fname, exc)
+
+
+def _check_rows(df: pl.DataFrame, src: str, registry: Registry, m: dict, cfg: ValidateConfig,
+                reasons: list[str]) -> None:
+    t = df["t_wall_ns"]
+    if t.null_count():
+        reasons.append(f"t_wall_missing:{src}")
+        t = t.drop_nulls()
+    is_flow = registry.source(src).kind == "flow"
+    fields = [c for c in df.columns if c != "t_wall_ns"] if is_flow else \
+        [c.row_field for c in registry.channels_of(src)]
+    if df.height:
+        nulls = df.select(pl.sum_horizontal(pl.col(fields).is_null().sum())).item()
+        frac = nulls / (df.height * len(fields))
+        for f in fields:
+            if df[f].null_count() == df.height:
+                reasons.append(f"field_missing:{src}.{f}")
+        if frac > cfg.max_null_frac:
+            reasons.append(f"too_many_nulls:{src}:{frac:.3f}")
+        elif nulls:
+            reasons.append(f"null_values:{src}:{frac:.4f}")
+    arr = t.to_numpy()
+    if len(arr) > 1:
+        d = np.diff(arr)
+        if (d < 0).any():
+            reasons.append(f"rows_out_of_order:{src}")
+        key_dup = df.is_duplicated().any() if is_flow else bool((np.diff(np.sort(arr)) == 0).any())
+        if key_dup:
+            reasons.append(f"rows_duplicated:{src}")
+    start, end = m["started_at_ns"], m["ended_at_ns"]
+    tol = int(cfg.edge_tolerance_s * 1e9)
+    if len(arr) and (arr.min() < start - tol or arr.max() > end + tol):
+        reasons.append(f"rows_outside_episode:{src}")
+    if is_flow:
+        return
+    hz = m.get("sampling_hz", {}).get(src) if isinstance(m.get("sampling_hz"), dict) else None
+    hz = hz if isinstance(hz, (int, float)) and not isinstance(hz, bool) and hz > 0 else registry.source(src).default_hz
+    duration = (end - start) / 1e9
+    distinct = len(np.unique(arr))
+    if distinct < cfg.row_gate * duration * hz:
+        reasons.append(f"too_few_rows:{src}:{distinct}<{cfg.row_gate * duration * hz:.0f}")
+        return
+    edges = np.concatenate([[start], np.sort(arr), [end]])
+    gap = np.diff(edges).max() / 1e9
+    if gap > max(cfg.gap_s, 5 / hz):
+        reasons.append(f"source_gap:{src}:{gap:.1f}s")
+
+
+def _check_labels(labels: pl.DataFrame, registry: Registry, m: dict, reasons: list[str]) -> None:
+    if labels.height == 0:
+        reasons.append("labels_empty")
+        return
+    if labels["t_wall_ns"].null_count() or labels["phase"].null_count():
+        reasons.append("labels_field_missing")
+        return
+    for phase in labels["phase"].unique(maintain_order=True).to_list():
+        if phase not in registry.phases:
+            reasons.append(f"unknown_phase:{phase}")
+    t = labels["t_wall_ns"].to_numpy()
+    bad = np.nonzero(np.diff(t) <= 0)[0]
+    if len(bad):
+        reasons.append(f"labels_not_monotonic:t={t[bad[0] + 1]}")
+    outside = t[(t < m["started_at_ns"]) | (t >= m["ended_at_ns"])]
+    if len(outside):
+        reasons.append(f"label_outside_episode:t={outside[0]}")

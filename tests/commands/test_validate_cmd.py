@@ -1,0 +1,59 @@
+import json
+import shutil
+
+import polars as pl
+import pytest
+
+
+@pytest.fixture
+def home_store(lab_home, tiny_store):
+    shutil.copytree(tiny_store, lab_home.default_store)
+    return lab_home.default_store
+
+
+def test_validate_writes_index_and_exits_zero_with_rejections(cli, lab_home, home_store):
+    result = cli("validate", "-j", "1")
+    assert result.exit_code == 0, result.output
+    assert "Status per host" in result.output
+    idx = pl.read_parquet(lab_home.processed / "validation_v1.parquet")
+    assert {"accepted", "degraded", "rejected", "errored"} <= set(idx["status"])
+    rec = json.loads(lab_home.notebook.read_text().splitlines()[-1])
+    assert rec["command"] == "validate" and rec["status"] == "ok"
+    assert rec["metrics"]["status_counts"]["rejected"] > 0
+    assert rec["inputs"][0]["kind"] == "store"
+
+
+def test_validate_json_summary(cli, lab_home, home_store):
+    result = cli("--json", "validate", "-j", "1")
+    payload = json.loads(result.stdout)
+    assert payload["episodes"] == sum(payload["counts"].values())
+    assert len(payload["in_flight"]) == 1
+
+
+def test_fail_on_gate(cli, lab_home, home_store):
+    result = cli("validate", "-j", "1", "--fail-on", "errored")
+    assert result.exit_code == 1
+    summary = json.loads(cli("--json", "validate", "-j", "1").stdout)
+    n = summary["counts"]["errored"]
+    assert result.stderr.strip() == f"Error: validation gate failed: {n} errored episode(s) (--fail-on errored)"
+    assert (lab_home.processed / "validation_v1.parquet").exists()  # the index is still written
+
+
+def test_missing_store(cli, lab_home):
+    result = cli("validate", "--store", "nowhere")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"Error: {lab_home.home / 'nowhere'}: store directory not found"
+
+
+def test_unwritable_output(cli, lab_home, home_store):
+    (lab_home.home / "blocker").write_text("a file, not a directory")
+    result = cli("validate", "-j", "1", "--out", "blocker/idx.parquet")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: {lab_home.home / 'blocker'}: cannot create directory")
+    assert not list(lab_home.home.glob("**/*.part.parquet"))
+
+
+def test_since_last_second_run_reuses_everything(cli, lab_home, home_store):
+    cli("validate", "-j", "1")
+    payload = json.loads(cli("--json", "validate", "-j", "1", "--since-last").stdout)
+    assert payload["reused"] == payload["episodes"]

@@ -1,0 +1,199 @@
+import gzip
+import hashlib
+import json
+import shutil
+
+import polars as pl
+import pytest
+
+import core.validate.checks as checks
+from core.registry import load_registry
+from core.validate import index_schema, run_validation
+from core.validate.checks import ValidateConfig, status_of, validate_episode
+from core.validate.truth import check_against_truth
+
+REG = load_registry()
+
+
+@pytest.fixture(scope="module")
+def swept(tiny_store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("idx") / "validation_v1.parquet"
+    summary = run_validation(tiny_store, out, REG, workers=2)
+    return summary, out
+
+
+def test_agrees_with_ground_truth_on_every_episode(swept, tiny_store):
+    summary, out = swept
+    check = check_against_truth(out, tiny_store.parent / "store.truth.jsonl", summary.in_flight)
+    assert check.mismatches == []
+    assert check.agree == check.total > 40
+
+
+def test_clean_episodes_have_no_reasons(swept, tiny_store):
+    _, out = swept
+    truth = [json.loads(x) for x in (tiny_store.parent / "store.truth.jsonl").read_text().splitlines()]
+    clean = {t["rel_path"] for t in truth if t["fault"] is None}
+    idx = pl.read_parquet(out).filter(pl.col("rel_path").is_in(list(clean)))
+    assert idx.height == len(clean)
+    assert idx["status"].unique().to_list() == ["accepted"]
+    assert idx["reasons"].list.len().max() == 0
+
+
+def test_index_schema_and_identity(swept):
+    summary, out = swept
+    idx = pl.read_parquet(out)
+    assert idx.schema == pl.Schema(index_schema(REG))
+    assert {"episode_id", "host_id", "status", "reasons", "rows_proc", "rows_netflow", "bytes", "rel_path",
+            "manifest_sha256", "validator_version", "validated_at", "duration_s"} <= set(idx.columns)
+    assert idx.height == summary.episodes
+    ok = idx.filter(pl.col("status") == "accepted")
+    assert (ok["rows_proc"] > 0).all() and (ok["bytes"] > 0).all()
+    assert summary.counts["errored"] >= 2  # the sweep went on past them
+
+
+def test_workers_do_not_change_the_index(swept, tiny_store, tmp_path):
+    _, out = swept
+    serial = tmp_path / "serial.parquet"
+    run_validation(tiny_store, serial, REG, workers=1)
+    drop = ["validated_at"]
+    assert pl.read_parquet(serial).drop(drop).equals(pl.read_parquet(out).drop(drop))
+
+
+def test_since_last_reuses_unchanged_rows(tiny_store, tmp_path):
+    store = tmp_path / "store"
+    shutil.copytree(tiny_store, store)
+    out = tmp_path / "idx.parquet"
+    first = run_validation(store, out, REG)
+    second = run_validation(store, out, REG, since_last=True)
+    assert second.reused == first.episodes
+    assert second.counts == first.counts
+    # Change one clean episode's manifest: only it is re-validated.
+    before = pl.read_parquet(out)
+    rel = before.filter(pl.col("status") == "accepted")["rel_path"][0]
+    m = json.loads((store / rel / "manifest.json").read_text())
+    m["received_at"] = "2026-12-01T00:00:00.000Z"
+    (store / rel / "manifest.json").write_text(json.dumps(m))
+    third = run_validation(store, out, REG, since_last=True)
+    assert third.reused == first.episodes - 1
+    after = pl.read_parquet(out)
+    assert after.filter(pl.col("rel_path") == rel)["received_at"][0] == "2026-12-01T00:00:00.000Z"
+    assert after.height == before.height
+    assert third.duplicates == first.duplicates  # duplicates still found among reused rows
+
+
+# -- hand-made edge cases ------------------------------------------------------
+
+@pytest.fixture
+def episode(swept, tiny_store, tmp_path):
+    """A copy of one accepted episode, and a helper that rewrites a file and re-hashes it."""
+    _, out = swept
+    rel = pl.read_parquet(out).filter(pl.col("status") == "accepted")["rel_path"][0]
+    ep = tmp_path / "store" / rel
+    shutil.copytree(tiny_store / rel, ep)
+
+    def rewrite(fname, raw: bytes, manifest_text=None):
+        blob = gzip.compress(raw, mtime=0) if fname.endswith(".gz") else raw
+        (ep / fname).write_bytes(blob)
+        m = json.loads((ep / "manifest.json").read_text())
+        m["files"][fname] = {"sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob),
+                             "rows": raw.count(b"\n")}
+        (ep / "manifest.json").write_text(manifest_text(m) if manifest_text else json.dumps(m))
+
+    def check():
+        return validate_episode(ep, rel, REG, ValidateConfig())
+    return ep, rewrite, check
+
+
+def _raw(ep, fname):
+    return gzip.decompress((ep / fname).read_bytes()) if fname.endswith(".gz") else (ep / fname).read_bytes()
+
+
+def test_empty_file_is_too_few_rows(episode):
+    ep, rewrite, check = episode
+    rewrite("proc.jsonl.gz", b"")
+    row = check()
+    assert row["status"] == "rejected"
+    assert any(r.startswith("too_few_rows:proc:0<") for r in row["reasons"])
+
+
+def test_one_bad_line_makes_the_episode_errored(episode):
+    ep, rewrite, check = episode
+    lines = _raw(ep, "guest.jsonl.gz").splitlines(keepends=True)
+    lines[5] = b'{"t_wall_ns": 12, "cpu_pct": \n'
+    rewrite("guest.jsonl.gz", b"".join(lines))
+    row = check()
+    assert row["status"] == "errored"
+    assert row["reasons"] == ["read_error:guest.jsonl.gz"]
+    assert row["error"] == "guest.jsonl.gz: line 6 is not valid JSON"
+
+
+def test_wrong_field_type_is_rejected(episode):
+    ep, rewrite, check = episode
+    lines = _raw(ep, "qmp.jsonl.gz").splitlines(keepends=True)
+    row = json.loads(lines[3])
+    row["vcpu_time_s"] = "12.5"
+    lines[3] = (json.dumps(row) + "\n").encode()
+    rewrite("qmp.jsonl.gz", b"".join(lines))
+    got = check()
+    assert got["status"] == "rejected"
+    assert "field_type:qmp.jsonl.gz.vcpu_time_s:line=4" in got["reasons"]
+
+
+def test_labels_with_equal_timestamps_are_not_monotonic(episode):
+    ep, rewrite, check = episode
+    labels = [json.loads(x) for x in (ep / "labels.jsonl").read_text().splitlines()]
+    labels[2]["t_wall_ns"] = labels[1]["t_wall_ns"]
+    rewrite("labels.jsonl", "".join(json.dumps(x) + "\n" for x in labels).encode())
+    row = check()
+    assert row["status"] == "rejected"
+    assert f"labels_not_monotonic:t={labels[1]['t_wall_ns']}" in row["reasons"]
+
+
+def test_manifest_listing_a_file_twice_is_rejected(episode):
+    ep, rewrite, check = episode
+
+    def twice(m):
+        text = json.dumps(m)
+        entry = json.dumps({"proc.jsonl.gz": m["files"]["proc.jsonl.gz"]})[1:-1]
+        return text.replace('"files": {', '"files": {' + entry + ", ", 1)
+    rewrite("labels.jsonl", (ep / "labels.jsonl").read_bytes(), manifest_text=twice)
+    row = check()
+    assert row["status"] == "rejected"
+    assert "manifest_duplicate_key:proc.jsonl.gz" in row["reasons"]
+
+
+def test_a_huge_line_is_read_not_fatal(episode):
+    ep, rewrite, check = episode
+    lines = _raw(ep, "guest.jsonl.gz").splitlines(keepends=True)
+    row = json.loads(lines[2])
+    row["agent_note"] = "x" * 4_000_000
+    lines[2] = (json.dumps(row) + "\n").encode()
+    rewrite("guest.jsonl.gz", b"".join(lines))
+    got = check()
+    assert got["status"] == "accepted", got["reasons"]
+
+
+def test_unexpected_exception_is_errored_and_the_sweep_goes_on(tiny_store, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real = checks._check_labels
+
+    def flaky(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("disk on fire")
+        return real(*a, **k)
+    monkeypatch.setattr(checks, "_check_labels", flaky)
+    out = tmp_path / "idx.parquet"
+    summary = run_validation(tiny_store, out, REG, workers=1)
+    idx = pl.read_parquet(out)
+    boom = idx.filter(pl.col("error") == "RuntimeError: disk on fire")
+    assert boom.height == 1 and boom["status"][0] == "errored"
+    assert boom["reasons"][0].to_list() == ["exception:RuntimeError"]
+    assert summary.episodes == idx.height > 40
+
+
+def test_status_is_derived_from_reasons():
+    assert status_of([]) == "accepted"
+    assert status_of(["null_values:guest:0.01"]) == "degraded"
+    assert status_of(["null_values:guest:0.01", "too_few_rows:proc:3<60"]) == "rejected"
+    assert status_of(["sha256_mismatch:x", "read_error:y"]) == "errored"
