@@ -63,10 +63,12 @@ def root(
 
 
 def _register() -> None:
-    from commands import channels, demo, notebook, synth, validate
+    from commands import channels, demo, extract, notebook, split, synth, validate
 
     app.command("synth")(synth.synth)
     app.command("validate")(validate.validate)
+    app.command("extract")(extract.extract)
+    app.command("split")(split.split)
     app.command("channels")(channels.channels)
     app.add_typer(notebook.app, name="notebook")
     app.command("demo")(demo.demo)

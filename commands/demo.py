@@ -4,14 +4,22 @@ from __future__ import annotations
 import typer
 
 from cis490cli.state import get_state
+from commands.extract import render_extract, run_extract_cmd
+from commands.split import render_split, run_split
 from commands.synth import render_synth, run_synth
 from commands.validate import render_validate, run_validate
 from core.errors import StoreError
+from core.extract import ExtractConfig
+from core.split import SplitConfig
 from core.registry import load_registry
 from core.validate import INDEX_NAME
 from core.validate.truth import check_against_truth
 from core.synth import SynthConfig, truth_path
 from core.parallel import default_workers
+
+
+# Train on two hosts, test on the two the models never saw.
+DEMO_TRAIN_HOSTS = ("lab-thinkpad", "lab-desktop")
 
 
 def demo(
@@ -44,6 +52,16 @@ def demo(
         check = check_against_truth(index, result.truth, summary.in_flight)
         term.print(f"Agrees with synth's ground truth on {check.agree}/{check.total} episode directories.")
         run.metrics["validation_vs_truth"] = f"{check.agree}/{check.total}"
+
+        term.rule("3. extract: windows, features, tensors")
+        registry = load_registry()
+        ext = run_extract_cmd(state, registry, store, index, ExtractConfig(), workers)
+        render_extract(state, ext)
+        run.metrics["windows"] = ext.windows
+
+        term.rule("4. split: held-out hosts")
+        sp = run_split(state, SplitConfig("host", DEMO_TRAIN_HOSTS, seed=seed))
+        render_split(state, sp)
     term.print("")
     term.print(f"Every step above is a run record in [bold]{paths.notebook}[/]: "
                "see them with `cis490 notebook list`.")

@@ -15,5 +15,9 @@ def default_workers() -> int:
 
 
 def process_pool(workers: int, initializer=None, initargs: tuple = ()) -> ProcessPoolExecutor:
+    # Parallelism comes from the processes: a polars thread pool in each worker
+    # only fights the others for the same cores. Spawned children read this at
+    # import; the parent's own polars is already initialised and unaffected.
+    os.environ.setdefault("POLARS_MAX_THREADS", "1")
     return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=initializer, initargs=initargs)

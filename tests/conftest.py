@@ -38,3 +38,23 @@ def tiny_store(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("lab") / "store"
     generate_store(TINY, out, workers=2)
     return out
+
+
+LAB = SynthConfig(episodes=100, hosts=4, duration_s=60.0, seed=5, fault_rate=0.05, in_flight=0)
+
+
+@pytest.fixture(scope="session")
+def extracted_lab(tmp_path_factory):
+    """A validated and extracted lab (small tensor parts, so several of them)."""
+    from core.extract import ExtractConfig, run_extract
+    from core.registry import load_registry
+    from core.validate import run_validation
+
+    root = tmp_path_factory.mktemp("xlab")
+    paths = LabPaths(root)
+    generate_store(LAB, paths.default_store, workers=2)
+    reg = load_registry()
+    index = paths.processed / "validation_v1.parquet"
+    run_validation(paths.default_store, index, reg, workers=2)
+    summary = run_extract(paths.processed, index, paths.default_store, reg, ExtractConfig(part_windows=256), workers=2)
+    return paths, summary

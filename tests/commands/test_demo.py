@@ -2,14 +2,14 @@ import json
 
 
 def test_demo_runs_in_the_home(cli, lab_home):
-    result = cli("demo", "--episodes", "12", "--duration", "60", "-j", "1")
+    result = cli("demo", "--episodes", "60", "--duration", "60", "-j", "2")
     assert result.exit_code == 0, result.output
     assert (lab_home.default_store).is_dir()
     runs = [json.loads(x) for x in lab_home.notebook.read_text().splitlines()]
     demo = next(r for r in runs if r["command"] == "demo")
     assert all(r["parent_run"] == demo["run_id"] for r in runs if r["command"] != "demo")
     # A second demo replaces its own synthetic store.
-    assert cli("demo", "--episodes", "12", "--duration", "60", "-j", "1").exit_code == 0
+    assert cli("demo", "--episodes", "60", "--duration", "60", "-j", "2").exit_code == 0
 
 
 def test_demo_refuses_a_real_store(cli, lab_home):

@@ -1,0 +1,370 @@
+"""`cis490 extract`: every accepted/degraded episode -> windows, features, tensors.
+
+Episodes are extracted in parallel (the same `extract_episode` that live
+inference uses) and streamed in index order into a features parquet and
+fixed-size tensor parts, so memory is bounded by one part and one batch.
+Incremental: an episode whose manifest, the registry and the window spec are
+unchanged since the last extract is copied from the previous outputs.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from core.errors import Cis490Error
+from core.extract.episode import STATS, ExtractError, WindowSpec, extract_episode, feature_names
+from core.extract.tensors import META, TensorPartWriter, TensorStore
+from core.parallel import process_pool
+from core.registry import Registry
+from core.store import Episode, file_digest
+
+FEATURES = "features_window_v1.parquet"
+SCHEMA = "feature_schema_v1.json"
+EPISODES = "extract_episodes_v1.parquet"
+TENSORS = "tensors_v1"
+SCHEMA_VERSION = 1
+FEATURE_BATCH = 4096
+
+
+class MissingStageError(Cis490Error):
+    """An earlier stage's output is missing: say which command to run."""
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    spec: WindowSpec = WindowSpec()
+    part_windows: int = 16384
+
+
+@dataclass
+class ExtractSummary:
+    episodes: int
+    extracted: int
+    reused: int
+    failed: list[tuple[str, str]]
+    windows: int
+    per_phase_host: dict[str, dict[str, int]]
+    coverage: dict[str, float]
+    seconds: float
+    bytes_on_disk: int
+    outputs: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["failed"] = [{"rel_path": r, "error": e} for r, e in self.failed]
+        return d
+
+
+def feature_schema_path(processed: Path) -> Path:
+    return processed / SCHEMA
+
+
+def load_feature_schema(processed: Path) -> dict:
+    path = processed / SCHEMA
+    if not path.exists():
+        raise MissingStageError(f"{path} not found: run `cis490 extract` first")
+    return json.loads(path.read_text())
+
+
+def _features_arrow_schema(registry: Registry) -> pa.Schema:
+    cols = [("window_id", pa.string()), ("episode_id", pa.string()), ("host_id", pa.string()),
+            ("profile", pa.string()), ("sample_name", pa.string()), ("t_center_s", pa.float64()),
+            ("label", pa.string()), ("label_id", pa.int8())]
+    return pa.schema(cols + [(f, pa.float32()) for f in feature_names(registry)])
+
+
+_W: dict = {}
+
+
+def _init(registry: Registry, spec: WindowSpec) -> None:
+    _W["registry"], _W["spec"] = registry, spec
+
+
+def _job(args: tuple[str, str, str]) -> dict:
+    path, rel, expected_sha = args
+    try:
+        ep = Episode.open(Path(path), rel)
+        if ep.manifest_sha256 != expected_sha:
+            return {"error": "manifest changed since validation: re-run `cis490 validate`"}
+        return {"windows": extract_episode(ep, _W["registry"], _W["spec"])}
+    except ExtractError as exc:
+        return {"error": str(exc).split(": ", 1)[-1]}
+    except Cis490Error as exc:
+        return {"error": str(exc)}
+    except Exception as exc:  # noqa: BLE001 - one bad episode is reported, never fatal
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+class _Previous:
+    """The last extract's outputs, for copying unchanged episodes."""
+
+    def __init__(self, processed: Path, registry: Registry, spec: WindowSpec):
+        self.by_rel: dict[str, dict] = {}
+        try:
+            schema = json.loads((processed / SCHEMA).read_text())
+        except (OSError, json.JSONDecodeError):
+            return
+        if (schema.get("version") != SCHEMA_VERSION or schema.get("registry_hash") != registry.schema_hash
+                or schema.get("spec_hash") != spec.hash()):
+            return
+        try:
+            eps = pl.read_parquet(processed / EPISODES)
+            self.features = pq.ParquetFile(processed / FEATURES)
+            self.tensors = TensorStore.open(processed / TENSORS)
+        except Exception:  # noqa: BLE001 - unusable previous outputs just mean no reuse
+            return
+        self.by_rel = {r["rel_path"]: r for r in eps.filter(pl.col("status") == "ok").iter_rows(named=True)}
+        sizes = [self.features.metadata.row_group(i).num_rows for i in range(self.features.num_row_groups)]
+        self._rg_start = np.concatenate([[0], np.cumsum(sizes)])
+        self._cache: tuple[int, pa.Table] | None = None
+
+    def tensors_labels(self, first: int, n: int) -> list[str]:
+        if not n:
+            return []
+        return self.feature_rows(first, n).column("label").to_pylist()
+
+    def reusable(self, rel: str, manifest_sha: str) -> dict | None:
+        old = self.by_rel.get(rel)
+        return old if old and old["manifest_sha256"] == manifest_sha else None
+
+    def feature_rows(self, first: int, n: int) -> pa.Table:
+        pieces = []
+        r = first
+        while r < first + n:
+            g = int(np.searchsorted(self._rg_start, r, side="right") - 1)
+            if self._cache is None or self._cache[0] != g:
+                self._cache = (g, self.features.read_row_group(g))
+            table = self._cache[1]
+            lo = r - int(self._rg_start[g])
+            take = min(first + n - r, table.num_rows - lo)
+            pieces.append(table.slice(lo, take))
+            r += take
+        return pa.concat_tables(pieces) if pieces else None
+
+
+def run_extract(processed: Path, index_path: Path, store: Path, registry: Registry,
+                cfg: ExtractConfig = ExtractConfig(), *, workers: int = 1,
+                progress: Callable[..., None] | None = None) -> ExtractSummary:
+    t0 = time.perf_counter()
+    cfg.spec.check()
+    if not index_path.exists():
+        raise MissingStageError(f"{index_path} not found: run `cis490 validate` first")
+    if not Path(store).is_dir():
+        raise MissingStageError(f"{store}: store directory not found (pass --store)")
+    index = (pl.read_parquet(index_path)
+             .filter(pl.col("status").is_in(["accepted", "degraded"]))
+             .sort("rel_path"))
+    if index.height == 0:
+        raise Cis490Error(f"{index_path}: no accepted or degraded episodes to extract")
+    prev = _Previous(processed, registry, cfg.spec)
+    tmp = processed / f".extract-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        summary = _write_outputs(tmp, index, Path(store), registry, cfg, prev, workers, progress, t0)
+        _commit(tmp, processed, registry, cfg, index_path, summary)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _results(index: pl.DataFrame, store: Path, registry: Registry, cfg: ExtractConfig, prev: _Previous,
+             workers: int) -> Iterator[tuple[dict, str, object]]:
+    """(index row, 'reuse'|'new', payload) in index order."""
+    rows = index.select("rel_path", "manifest_sha256", "received_at", "episode_id").to_dicts()
+    todo = [r for r in rows if prev.reusable(r["rel_path"], r["manifest_sha256"]) is None]
+    jobs = [(str(store / r["rel_path"]), r["rel_path"], r["manifest_sha256"]) for r in todo]
+    if workers <= 1 or len(jobs) < 8:
+        _init(registry, cfg.spec)
+        fresh = map(_job, jobs)
+        yield from _merge(rows, prev, fresh)
+        return
+    with process_pool(workers, _init, (registry, cfg.spec)) as pool:
+        yield from _merge(rows, prev, pool.map(_job, jobs, chunksize=4))
+
+
+def _merge(rows, prev, fresh) -> Iterator[tuple[dict, str, object]]:
+    for r in rows:
+        old = prev.reusable(r["rel_path"], r["manifest_sha256"])
+        yield (r, "reuse", old) if old is not None else (r, "new", next(fresh))
+
+
+def _write_outputs(tmp: Path, index: pl.DataFrame, store: Path, registry: Registry, cfg: ExtractConfig,
+                   prev: _Previous, workers: int, progress, t0: float) -> ExtractSummary:
+    schema = _features_arrow_schema(registry)
+    phase_id = {p: i for i, p in enumerate(registry.phases)}
+    fw = pq.ParquetWriter(tmp / FEATURES, schema)
+    tw = TensorPartWriter(tmp / TENSORS, cfg.part_windows)
+    ep_rows: list[dict] = []
+    tindex: list[pa.Table] = []
+    batch = _FeatureBatch(schema, phase_id)
+    per: Counter = Counter()
+    cov_sum: Counter = Counter()
+    failed: list[tuple[str, str]] = []
+    reused = extracted = row = 0
+    sources = registry.source_names()
+    try:
+        for done, (r, kind, payload) in enumerate(_results(index, store, registry, cfg, prev, workers), 1):
+            rec = {"episode_id": r["episode_id"], "rel_path": r["rel_path"], "received_at": r["received_at"],
+                   "manifest_sha256": r["manifest_sha256"], "first_row": row, "status": "ok", "error": None}
+            if kind == "reuse":
+                n = payload["n_windows"]
+                if n:
+                    batch.add_table(prev.feature_rows(payload["first_row"], n))
+                vals, masks = prev.tensors.rows(np.arange(payload["first_row"], payload["first_row"] + n))
+                labels = prev.tensors_labels(payload["first_row"], n)
+                rec.update({k: payload[k] for k in ("host_id", "profile", "sample_name")})
+                rec.update({f"coverage_{s}": payload[f"coverage_{s}"] for s in sources})
+                reused += 1
+            elif "error" in payload:
+                failed.append((r["rel_path"], payload["error"]))
+                rec.update(status="failed", error=payload["error"], n_windows=0)
+                ep_rows.append(rec)
+                continue
+            else:
+                w = payload["windows"]
+                n = w.n
+                if n:
+                    batch.add_windows(w)
+                vals, masks, labels = w.values, w.mask, w.labels
+                rec.update(host_id=w.host_id, profile=w.profile, sample_name=w.sample_name)
+                rec.update({f"coverage_{s}": w.coverage.get(s, 0.0) for s in sources})
+                extracted += 1
+            rec["n_windows"] = n
+            ep_rows.append(rec)
+            if n:
+                tw.append(vals, masks)
+                for lab, k in Counter(labels).items():
+                    per[(lab, rec["host_id"])] += k
+                for s in sources:
+                    cov_sum[s] += rec[f"coverage_{s}"] * n
+                row += n
+            if batch.n >= FEATURE_BATCH:
+                _write_batch(fw, batch.take(), tindex)
+            if progress:
+                progress(done, index.height, **{"windows/s": f"{row / max(time.perf_counter() - t0, 1e-9):,.0f}"})
+        _write_batch(fw, batch.take(), tindex)
+    finally:
+        fw.close()
+    if row == 0:
+        raise Cis490Error("no windows extracted: " + (failed[0][1] if failed else "episodes are too short"))
+    tw.close({"channels": registry.channel_names, "steps": cfg.spec.steps, "registry_hash": registry.schema_hash})
+    ti = pa.concat_tables(tindex)
+    ti = ti.append_column("row", pa.array(np.arange(ti.num_rows, dtype=np.int64)))
+    pq.write_table(ti, tmp / TENSORS / "index.parquet")
+    ep_schema = {"first_row": pl.Int64, "n_windows": pl.Int64, "error": pl.Utf8,
+                 **{f"coverage_{s}": pl.Float64 for s in sources}}
+    pl.DataFrame(ep_rows, schema_overrides=ep_schema, infer_schema_length=None).write_parquet(tmp / EPISODES)
+    per_phase_host: dict[str, dict[str, int]] = {}
+    for (lab, host), n in sorted(per.items()):
+        per_phase_host.setdefault(lab, {})[host] = n
+    return ExtractSummary(index.height, extracted, reused, failed, row, per_phase_host,
+                          {s: cov_sum[s] / row for s in sources}, 0.0, 0)
+
+
+class _FeatureBatch:
+    """Feature rows gathered over episodes and turned into one Arrow table per
+    batch: building 276 columns per episode would cost more than extracting it."""
+
+    def __init__(self, schema: pa.Schema, phase_id: dict):
+        self.schema, self.phase_id = schema, phase_id
+        self.meta: dict[str, list] = {k: [] for k in ("window_id", "episode_id", "host_id", "profile",
+                                                      "sample_name", "t_center_s", "label")}
+        self.feats: list[np.ndarray] = []
+        self.tables: list[pa.Table] = []   # rows copied from a previous extract
+        self.n = 0
+
+    def add_windows(self, w) -> None:
+        n = w.n
+        self.meta["window_id"] += [f"{w.episode_id}:{int(round(t * 1000)):08d}" for t in w.t_center_s]
+        for key, val in (("episode_id", w.episode_id), ("host_id", w.host_id), ("profile", w.profile),
+                         ("sample_name", w.sample_name)):
+            self.meta[key] += [val] * n
+        self.meta["t_center_s"] += w.t_center_s.tolist()
+        self.meta["label"] += w.labels
+        self.feats.append(w.features)
+        self.n += n
+
+    def add_table(self, table: pa.Table) -> None:
+        # Keep row order: computed rows gathered before a copied table become a table first.
+        if self.feats:
+            self.tables.append(self._build())
+        self.tables.append(table)
+        self.n += table.num_rows
+
+    def _build(self) -> pa.Table:
+        feats = np.concatenate(self.feats)
+        label_id = np.array([self.phase_id[x] for x in self.meta["label"]], dtype=np.int8)
+        cols = [pa.array(self.meta[k]) for k in ("window_id", "episode_id", "host_id", "profile", "sample_name")]
+        cols += [pa.array(np.asarray(self.meta["t_center_s"], dtype=np.float64)), pa.array(self.meta["label"]),
+                 pa.array(label_id)]
+        cols += [pa.array(feats[:, j]) for j in range(feats.shape[1])]
+        table = pa.Table.from_arrays(cols, schema=self.schema)
+        self.meta = {k: [] for k in self.meta}
+        self.feats = []
+        return table
+
+    def take(self) -> pa.Table | None:
+        if self.feats:
+            self.tables.append(self._build())
+        if not self.tables:
+            return None
+        out = pa.concat_tables(self.tables)
+        self.tables, self.n = [], 0
+        return out
+
+
+def _write_batch(fw: pq.ParquetWriter, table: pa.Table | None, tindex: list[pa.Table]) -> None:
+    if table is not None:
+        fw.write_table(table)
+        tindex.append(table.select(["window_id", "episode_id", "label_id"]))
+
+
+def _commit(tmp: Path, processed: Path, registry: Registry, cfg: ExtractConfig, index_path: Path,
+            summary: ExtractSummary) -> None:
+    """Move the outputs into place; the schema file goes last and vouches for the rest."""
+    features_sha, fbytes = file_digest(tmp / FEATURES)
+    tensors_sha = hashlib.sha256()
+    tbytes = 0
+    for p in sorted((tmp / TENSORS).iterdir()):
+        sha, size = file_digest(p)
+        tensors_sha.update(f"{p.name}\t{sha}\n".encode())
+        tbytes += size
+    meta = json.loads((tmp / TENSORS / META).read_text())
+    schema = {
+        "version": SCHEMA_VERSION, "registry_hash": registry.schema_hash, "spec_hash": cfg.spec.hash(),
+        "window": asdict(cfg.spec), "steps": cfg.spec.steps, "stats": list(STATS),
+        "channels": registry.channel_names, "features": feature_names(registry), "phases": list(registry.phases),
+        "n_windows": summary.windows, "index_sha256": file_digest(index_path)[0],
+        "features_sha256": features_sha, "tensors_sha256": tensors_sha.hexdigest(),
+        "episodes_sha256": file_digest(tmp / EPISODES)[0],
+        "tensors": {"dir": TENSORS, "parts": meta["parts"], "part_windows": meta["part_windows"],
+                    "dtype": "float32", "mask_dtype": "uint8"},
+    }
+    (processed / SCHEMA).unlink(missing_ok=True)
+    os.replace(tmp / FEATURES, processed / FEATURES)
+    os.replace(tmp / EPISODES, processed / EPISODES)
+    old = processed / TENSORS
+    if old.exists():
+        trash = processed / f".{TENSORS}.old-{os.getpid()}"
+        os.replace(old, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+    os.replace(tmp / TENSORS, old)
+    (tmp / SCHEMA).write_text(json.dumps(schema, indent=2) + "\n")
+    os.replace(tmp / SCHEMA, processed / SCHEMA)
+    summary.bytes_on_disk = fbytes + tbytes
+    summary.outputs = {"features": str(processed / FEATURES), "schema": str(processed / SCHEMA),
+                       "tensors": str(processed / TENSORS), "episodes": str(processed / EPISODES)}

@@ -1,0 +1,187 @@
+"""`cis490 split`: honest episode-level splits, deterministic by seed, checked.
+
+Recipes: held-out host, held-out sample, held-out time. Splits are made over
+the extracted episodes (those with windows), so every part has windows.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from core.errors import Cis490Error, ConfigError
+from core.extract import EPISODES, load_feature_schema
+from core.paths import atomic_path, atomic_write_text, ensure_dir
+from core.registry import Registry
+
+RECIPES = ("host", "sample", "time")
+PARTS = ("train", "val", "test")
+STRATIFY_TOLERANCE = 0.15
+
+
+class SplitError(Cis490Error):
+    """A split cannot be made as asked, or failed one of its checks."""
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    recipe: str
+    train_hosts: tuple[str, ...] = ()
+    val_frac: float = 0.2
+    test_frac: float = 0.2
+    seed: int = 0
+
+    def check(self) -> None:
+        if self.recipe not in RECIPES:
+            raise ConfigError(f"unknown recipe '{self.recipe}' (choose from {', '.join(RECIPES)})")
+        if not 0 < self.val_frac < 1 or not 0 < self.test_frac < 1 or self.val_frac + self.test_frac >= 1:
+            raise ConfigError(f"--val-frac and --test-frac must be in (0, 1) with a sum below 1, "
+                              f"got {self.val_frac} and {self.test_frac}")
+        if self.recipe == "host" and not self.train_hosts:
+            raise ConfigError("the host recipe needs --train-hosts (e.g. --train-hosts lab-thinkpad)")
+
+
+@dataclass
+class SplitResult:
+    recipe: str
+    parquet: Path
+    meta_path: Path
+    meta: dict = field(default_factory=dict)
+
+
+def _stratified_val(eps: pl.DataFrame, frac: float, rng: np.random.Generator) -> set[str]:
+    """Per profile, a seeded `frac` of the episodes (at least one when there are two)."""
+    val: set[str] = set()
+    for profile in sorted(eps["profile"].unique().to_list()):
+        ids = sorted(eps.filter(pl.col("profile") == profile)["episode_id"].to_list())
+        k = int(round(frac * len(ids)))
+        k = max(k, 1) if len(ids) >= 2 else 0
+        val.update(rng.permutation(ids)[:k].tolist())
+    return val
+
+
+def assign_parts(eps: pl.DataFrame, cfg: SplitConfig, registry: Registry) -> pl.DataFrame:
+    """episode_id -> part for the recipe; raises SplitError when it cannot be done."""
+    rng = np.random.default_rng(cfg.seed)
+    part: dict[str, str] = {}
+    if cfg.recipe == "host":
+        hosts = sorted(eps["host_id"].unique().to_list())
+        unknown = [h for h in cfg.train_hosts if h not in hosts]
+        if unknown:
+            raise SplitError(f"train host '{unknown[0]}' has no extracted episodes (hosts: {', '.join(hosts)})")
+        if set(hosts) <= set(cfg.train_hosts):
+            raise SplitError("no test host left: every host is a train host")
+        pool = eps.filter(pl.col("host_id").is_in(list(cfg.train_hosts)))
+        val = _stratified_val(pool, cfg.val_frac, rng)
+        for e in eps["episode_id"].to_list():
+            part[e] = "test"
+        for e in pool["episode_id"].to_list():
+            part[e] = "val" if e in val else "train"
+    elif cfg.recipe == "sample":
+        for profile in sorted(eps["profile"].unique().to_list()):
+            sub = eps.filter(pl.col("profile") == profile)
+            samples = sorted(sub["sample_name"].unique().to_list())
+            if len(samples) < 3:
+                raise SplitError(f"profile '{profile}' has {len(samples)} sample(s); the sample recipe needs at "
+                                 "least 3 per profile (one each for train, val and test)")
+            order = rng.permutation(samples).tolist()
+            n_test = max(1, int(round(cfg.test_frac * len(order))))
+            n_val = max(1, int(round(cfg.val_frac * len(order))))
+            n_test = min(n_test, len(order) - 2)
+            n_val = min(n_val, len(order) - n_test - 1)
+            where = {s: "test" for s in order[:n_test]}
+            where.update({s: "val" for s in order[n_test:n_test + n_val]})
+            for e, s in sub.select("episode_id", "sample_name").iter_rows():
+                part[e] = where.get(s, "train")
+    else:  # time
+        ordered = eps.sort(["received_at", "episode_id"])
+        n_test = max(1, int(round(cfg.test_frac * ordered.height)))
+        earlier, later = ordered.head(ordered.height - n_test), ordered.tail(n_test)
+        val = _stratified_val(earlier, cfg.val_frac / (1 - cfg.test_frac), rng)
+        for e in later["episode_id"].to_list():
+            part[e] = "test"
+        for e in earlier["episode_id"].to_list():
+            part[e] = "val" if e in val else "train"
+    return eps.with_columns(pl.col("episode_id").replace_strict(part).alias("part"))
+
+
+def check_split(df: pl.DataFrame, cfg: SplitConfig, registry: Registry) -> list[str]:
+    """The split's invariants; each violation raises with what went wrong."""
+    if df["episode_id"].n_unique() != df.height:
+        raise SplitError("an episode is in two parts")
+    train_profiles = set(df.filter(pl.col("part") == "train")["profile"].to_list())
+    missing = sorted(set(df["profile"].to_list()) - train_profiles)
+    if missing:
+        raise SplitError(f"profile '{missing[0]}' has no episode in train")
+    for p in PARTS:
+        if df.filter(pl.col("part") == p).height == 0:
+            raise SplitError(f"part '{p}' is empty; use more episodes or other fractions")
+    if cfg.recipe == "sample":
+        per = df.group_by("sample_name").agg(pl.col("part").n_unique().alias("k"))
+        if per["k"].max() > 1:
+            raise SplitError("a sample is in two parts")
+    if cfg.recipe == "host":
+        test_hosts = set(df.filter(pl.col("part") == "test")["host_id"].to_list())
+        if test_hosts & set(cfg.train_hosts):
+            raise SplitError("a train host is also a test host")
+    if cfg.recipe == "time":
+        last_fit = df.filter(pl.col("part") != "test")["received_at"].max()
+        if last_fit > df.filter(pl.col("part") == "test")["received_at"].min():
+            raise SplitError("a train/val episode was received after a test episode")
+    if cfg.recipe in ("host", "time"):
+        fit = df.filter(pl.col("part") != "test")
+        for profile in sorted(set(fit["profile"].to_list())):
+            sub = fit.filter(pl.col("profile") == profile)
+            share = sub.filter(pl.col("part") == "val").height / sub.height
+            target = cfg.val_frac if cfg.recipe == "host" else cfg.val_frac / (1 - cfg.test_frac)
+            if sub.height >= 5 and abs(share - target) > STRATIFY_TOLERANCE:
+                raise SplitError(f"val is not stratified: profile '{profile}' has {share:.0%} of its episodes in "
+                                 f"val, not {target:.0%}")
+    tested = set(df.filter(pl.col("part") == "test")["profile"].to_list())
+    return [p for p in registry.profiles if p in train_profiles and p not in tested]
+
+
+def make_split(processed: Path, cfg: SplitConfig, registry: Registry) -> SplitResult:
+    cfg.check()
+    schema = load_feature_schema(processed)
+    eps = (pl.read_parquet(processed / EPISODES)
+           .filter((pl.col("status") == "ok") & (pl.col("n_windows") > 0))
+           .select("episode_id", "host_id", "profile", "sample_name", "received_at", "n_windows"))
+    if eps.height == 0:
+        raise SplitError(f"{processed / EPISODES}: no extracted episode has windows")
+    df = assign_parts(eps, cfg, registry).sort("episode_id")
+    untested = check_split(df, cfg, registry)
+    counts: dict[str, dict[str, dict[str, int]]] = {}
+    for profile, part, n_ep, n_win in (df.group_by("profile", "part")
+                                        .agg(pl.len(), pl.col("n_windows").sum()).iter_rows()):
+        counts.setdefault(profile, {}).setdefault(part, {})["episodes"] = n_ep
+        counts[profile][part]["windows"] = int(n_win)
+    hosts = {p: sorted(df.filter(pl.col("part") == p)["host_id"].unique().to_list()) for p in PARTS}
+    meta = {"recipe": cfg.recipe, "params": asdict(cfg), "index_sha256": schema["features_sha256"],
+            "episodes_sha256": schema["episodes_sha256"], "registry_hash": schema["registry_hash"],
+            "counts": dict(sorted(counts.items())), "hosts": hosts, "untested_profiles": untested,
+            "totals": {p: {"episodes": df.filter(pl.col("part") == p).height,
+                           "windows": int(df.filter(pl.col("part") == p)["n_windows"].sum())} for p in PARTS}}
+    out_dir = ensure_dir(processed / "splits")
+    pq_path, meta_path = out_dir / f"{cfg.recipe}.parquet", out_dir / f"{cfg.recipe}.json"
+    with atomic_path(pq_path, ".parquet") as tmp:
+        df.select("episode_id", "part").write_parquet(tmp)
+    atomic_write_text(meta_path, json.dumps(meta, indent=2) + "\n")
+    return SplitResult(cfg.recipe, pq_path, meta_path, meta)
+
+
+def load_split(processed: Path, recipe: str) -> tuple[pl.DataFrame, dict]:
+    """A split and its metadata; refuses a split made on other features."""
+    pq_path = processed / "splits" / f"{recipe}.parquet"
+    meta_path = processed / "splits" / f"{recipe}.json"
+    if not pq_path.exists() or not meta_path.exists():
+        raise SplitError(f"{pq_path} not found: run `cis490 split --recipe {recipe}` first")
+    meta = json.loads(meta_path.read_text())
+    schema = load_feature_schema(processed)
+    if meta.get("index_sha256") != schema.get("features_sha256"):
+        raise SplitError(f"{pq_path} is stale: it was made on other features than the current extract; "
+                         f"re-run `cis490 split --recipe {recipe}`")
+    return pl.read_parquet(pq_path), meta

@@ -1,0 +1,56 @@
+import json
+import shutil
+
+import pytest
+
+
+@pytest.fixture
+def validated_home(cli, lab_home, extracted_lab):
+    paths, _ = extracted_lab
+    shutil.copytree(paths.default_store, lab_home.default_store)
+    assert cli("validate", "-j", "1").exit_code == 0
+    return lab_home
+
+
+def test_extract_then_split(cli, validated_home):
+    home = validated_home
+    result = cli("extract", "-j", "2")
+    assert result.exit_code == 0, result.output
+    assert "Windows per phase and host" in result.output
+    assert (home.processed / "features_window_v1.parquet").exists()
+    again = json.loads(cli("--json", "extract", "-j", "1").stdout)
+    assert again["extracted"] == 0 and again["reused"] > 0
+    split = cli("split", "--recipe", "host", "--train-hosts", "lab-thinkpad,lab-nuc", "--train-hosts", "lab-desktop")
+    assert split.exit_code == 0, split.output
+    assert "untested profiles" in split.output and "scan-and-dial" in split.output
+    meta = json.loads((home.processed / "splits" / "host.json").read_text())
+    assert meta["hosts"]["test"] == ["lab-pi5"]
+    records = [json.loads(x) for x in home.notebook.read_text().splitlines()]
+    assert [r["command"] for r in records] == ["validate", "extract", "extract", "split"]
+    assert records[1]["metrics"]["windows"] > 0
+
+
+def test_extract_before_validate_says_what_to_run(cli, lab_home):
+    result = cli("extract")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (f"Error: {lab_home.processed / 'validation_v1.parquet'} not found: "
+                                     "run `cis490 validate` first")
+
+
+def test_split_before_extract_says_what_to_run(cli, lab_home):
+    result = cli("split", "--recipe", "time")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (f"Error: {lab_home.processed / 'feature_schema_v1.json'} not found: "
+                                     "run `cis490 extract` first")
+
+
+def test_split_host_without_train_hosts(cli, lab_home):
+    result = cli("split", "--recipe", "host")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == "Error: the host recipe needs --train-hosts (e.g. --train-hosts lab-thinkpad)"
+
+
+def test_bad_window_spec(cli, lab_home):
+    result = cli("extract", "--window", "10.2")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == "Error: --window must be a whole number of 0.5 s steps"

@@ -1,0 +1,120 @@
+import json
+
+import polars as pl
+import pytest
+
+from core.errors import ConfigError
+from core.registry import load_registry
+from core.split import SplitConfig, SplitError, assign_parts, check_split, load_split, make_split
+
+REG = load_registry()
+
+
+def _parts(paths, recipe):
+    df, meta = load_split(paths.processed, recipe)
+    eps = pl.read_parquet(paths.processed / "extract_episodes_v1.parquet")
+    return df.join(eps, on="episode_id"), meta
+
+
+def test_host_split_holds_out_hosts_and_names_untested_profiles(extracted_lab):
+    paths, _ = extracted_lab
+    train = ("lab-thinkpad", "lab-nuc", "lab-desktop")
+    r = make_split(paths.processed, SplitConfig("host", train, seed=1), REG)
+    df, meta = _parts(paths, "host")
+    assert set(df.filter(pl.col("part") == "test")["host_id"]) == {"lab-pi5"}
+    assert set(df.filter(pl.col("part") != "test")["host_id"]) <= set(train)
+    # lab-pi5 never runs scan-and-dial: it cannot be tested, and the split says so.
+    assert meta["untested_profiles"] == ["scan-and-dial"]
+    assert r.meta["totals"]["test"]["episodes"] == df.filter(pl.col("part") == "test").height
+    assert df["episode_id"].n_unique() == df.height
+
+
+def test_host_split_is_deterministic_by_seed(extracted_lab):
+    paths, _ = extracted_lab
+    cfg = SplitConfig("host", ("lab-thinkpad", "lab-desktop"), seed=4)
+    a = make_split(paths.processed, cfg, REG).parquet.read_bytes()
+    b = make_split(paths.processed, cfg, REG).parquet.read_bytes()
+    c = make_split(paths.processed, SplitConfig("host", ("lab-thinkpad", "lab-desktop"), seed=5), REG)
+    assert a == b
+    assert c.parquet.read_bytes() != a  # another seed draws another validation set
+
+
+def test_sample_split_keeps_samples_disjoint(extracted_lab):
+    paths, _ = extracted_lab
+    make_split(paths.processed, SplitConfig("sample", seed=2), REG)
+    df, meta = _parts(paths, "sample")
+    assert df.group_by("sample_name").agg(pl.col("part").n_unique())["part"].max() == 1
+    for profile in df["profile"].unique():
+        parts = set(df.filter(pl.col("profile") == profile)["part"])
+        assert parts == {"train", "val", "test"}, profile
+
+
+def test_time_split_tests_on_the_latest_episodes(extracted_lab):
+    paths, _ = extracted_lab
+    make_split(paths.processed, SplitConfig("time", seed=3), REG)
+    df, _ = _parts(paths, "time")
+    assert df.filter(pl.col("part") != "test")["received_at"].max() <= \
+        df.filter(pl.col("part") == "test")["received_at"].min()
+    assert set(df.filter(pl.col("part") == "train")["profile"]) == set(REG.profiles)
+
+
+def test_unknown_train_host_says_which_hosts_exist(extracted_lab):
+    paths, _ = extracted_lab
+    with pytest.raises(SplitError) as err:
+        make_split(paths.processed, SplitConfig("host", ("lab-mars",)), REG)
+    assert str(err.value) == ("train host 'lab-mars' has no extracted episodes "
+                              "(hosts: lab-desktop, lab-nuc, lab-pi5, lab-thinkpad)")
+    with pytest.raises(SplitError, match="no test host left"):
+        make_split(paths.processed, SplitConfig("host", ("lab-thinkpad", "lab-nuc", "lab-desktop", "lab-pi5")), REG)
+
+
+def _episodes(rows):
+    return pl.DataFrame(rows, schema=["episode_id", "host_id", "profile", "sample_name", "received_at", "n_windows"],
+                        orient="row")
+
+
+def test_sample_recipe_refuses_a_profile_with_two_samples():
+    rows = [(f"e{i}", "h", "miner", f"miner.s{i % 2}", f"2026-01-{i + 1:02d}", 5) for i in range(8)]
+    with pytest.raises(SplitError) as err:
+        assign_parts(_episodes(rows), SplitConfig("sample"), REG)
+    assert str(err.value) == ("profile 'miner' has 2 sample(s); the sample recipe needs at least 3 per profile "
+                              "(one each for train, val and test)")
+
+
+def test_checks_catch_a_profile_missing_from_train():
+    df = _episodes([("a", "h1", "miner", "m1", "1", 3), ("b", "h1", "rat", "r1", "2", 3),
+                    ("c", "h2", "rat", "r1", "3", 3)]).with_columns(pl.Series("part", ["val", "train", "test"]))
+    with pytest.raises(SplitError, match="profile 'miner' has no episode in train"):
+        check_split(df, SplitConfig("host", ("h1",)), REG)
+
+
+def test_checks_catch_unstratified_val():
+    rows = [(f"e{i}", "h1", "miner", "m", str(i), 3) for i in range(10)] + [("t", "h2", "miner", "m", "99", 3)]
+    parts = ["val"] * 6 + ["train"] * 4 + ["test"]
+    df = _episodes(rows).with_columns(pl.Series("part", parts))
+    with pytest.raises(SplitError, match="val is not stratified: profile 'miner' has 60% of its episodes in val"):
+        check_split(df, SplitConfig("host", ("h1",), val_frac=0.2), REG)
+
+
+def test_stale_split_is_refused(extracted_lab, tmp_path):
+    import shutil
+    paths, _ = extracted_lab
+    processed = tmp_path / "p"
+    shutil.copytree(paths.processed, processed)
+    make_split(processed, SplitConfig("host", ("lab-thinkpad", "lab-nuc")), REG)
+    schema = json.loads((processed / "feature_schema_v1.json").read_text())
+    schema["features_sha256"] = "0" * 64
+    (processed / "feature_schema_v1.json").write_text(json.dumps(schema))
+    with pytest.raises(SplitError, match="is stale"):
+        load_split(processed, "host")
+
+
+@pytest.mark.parametrize("cfg,msg", [
+    (SplitConfig("host"), "the host recipe needs --train-hosts"),
+    (SplitConfig("sample", val_frac=0.6, test_frac=0.5), "--val-frac and --test-frac must be in (0, 1)"),
+    (SplitConfig("space"), "unknown recipe 'space'"),
+])
+def test_bad_split_config(cfg, msg):
+    with pytest.raises(ConfigError) as err:
+        cfg.check()
+    assert str(err.value).startswith(msg)
