@@ -63,12 +63,13 @@ def root(
 
 
 def _register() -> None:
-    from commands import channels, demo, extract, notebook, split, synth, validate
+    from commands import channels, demo, extract, notebook, split, synth, train, validate
 
     app.command("synth")(synth.synth)
     app.command("validate")(validate.validate)
     app.command("extract")(extract.extract)
     app.command("split")(split.split)
+    app.command("train")(train.train)
     app.command("channels")(channels.channels)
     app.add_typer(notebook.app, name="notebook")
     app.command("demo")(demo.demo)

@@ -7,6 +7,7 @@ from cis490cli.state import get_state
 from commands.extract import render_extract, run_extract_cmd
 from commands.split import render_split, run_split
 from commands.synth import render_synth, run_synth
+from commands.train import render_train, run_train
 from commands.validate import render_validate, run_validate
 from core.errors import StoreError
 from core.extract import ExtractConfig
@@ -20,6 +21,7 @@ from core.parallel import default_workers
 
 # Train on two hosts, test on the two the models never saw.
 DEMO_TRAIN_HOSTS = ("lab-thinkpad", "lab-desktop")
+DEMO_MODELS = ("gbt", "cnn")
 
 
 def demo(
@@ -62,6 +64,10 @@ def demo(
         term.rule("4. split: held-out hosts")
         sp = run_split(state, SplitConfig("host", DEMO_TRAIN_HOSTS, seed=seed))
         render_split(state, sp)
+
+        term.rule("5. train: gbt and cnn, realistic and oracle")
+        trained = run_train(state, registry, list(DEMO_MODELS), ["realistic", "oracle"], "host", {}, "cpu", seed)
+        render_train(state, trained)
     term.print("")
     term.print(f"Every step above is a run record in [bold]{paths.notebook}[/]: "
                "see them with `cis490 notebook list`.")

@@ -1,0 +1,97 @@
+"""`cis490 train`: fit models in realistic and/or oracle mode and checkpoint them."""
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from cis490cli.state import AppState, get_state
+from core.errors import ConfigError
+from core.models import MODELS
+from core.registry import Registry, load_registry
+from core.train import MODES, TrainResult, load_split_data, model_class, resolve_device, train_one
+
+
+class Mode(str, Enum):
+    realistic = "realistic"
+    oracle = "oracle"
+    both = "both"
+
+
+def train(
+    ctx: typer.Context,
+    models: List[str] = typer.Argument(..., help=f"Models to train, or 'all' ({', '.join(MODELS)})."),
+    mode: Mode = typer.Option(Mode.both, "--mode", help="realistic: deployable channels only; oracle: all; both."),
+    split: str = typer.Option("host", "--split", help="Split recipe to train on (see `cis490 split`)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Maximum epochs for neural models [default: 30]."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Batch size for neural models [default: 256]."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda (mixed precision on CUDA)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed: same seed, same validation score on CPU."),
+    channels: Optional[Path] = typer.Option(None, "--channels", help="Channel registry [default: the shipped one]."),
+) -> None:
+    """Train models on a split; each model and mode gets a checkpoint and a notebook record."""
+    state = get_state(ctx)
+    names = list(MODELS) if models == ["all"] else models
+    for n in names:
+        model_class(n)
+    if epochs is not None and epochs < 1:
+        raise ConfigError(f"--epochs must be at least 1, got {epochs}")
+    modes = list(MODES) if mode == Mode.both else [mode.value]
+    overrides = {k: v for k, v in (("epochs", epochs), ("batch_size", batch_size)) if v is not None}
+    results = run_train(state, load_registry(channels), names, modes, split, overrides, resolve_device(device), seed)
+    render_train(state, results)
+
+
+def run_train(state: AppState, registry: Registry, names: list[str], modes: list[str], recipe: str,
+              overrides: dict, device: str, seed: int) -> list[TrainResult]:
+    paths = state.paths
+    results = []
+    cache: dict[str, object] = {}
+    for name in names:
+        cls = model_class(name)
+        neural_only = {} if cls.input_kind == "summary" and name != "mlp" else overrides
+        for mode in modes:
+            config = {"model": name, "mode": mode, "split": recipe, "seed": seed, "device": device,
+                      "overrides": neural_only, "registry_hash": registry.schema_hash}
+            with state.record("train", config) as run:
+                if cls.input_kind not in cache:
+                    cache[cls.input_kind] = load_split_data(paths.processed, recipe, cls.input_kind)
+                run.add_input(paths.processed / "splits" / f"{recipe}.json", "split")
+                run.add_input(paths.processed / "feature_schema_v1.json", "feature_schema")
+                total = (neural_only.get("epochs") or cls.default_config.get("epochs", 1))
+                with state.terminal.progress(f"Training {name} ({mode})", total=total) as bar:
+                    r = train_one(paths.processed, paths.artifacts, registry, name, mode, recipe, neural_only, seed,
+                                  device, run.run_id, bar, cache[cls.input_kind])
+                run.add_output(r.checkpoint / "header.json", "checkpoint_header")
+                run.add_output(r.checkpoint / r.header["weights"]["file"], "checkpoint_weights")
+                t = r.header["training"]
+                run.metrics.update(val_macro_f1=t["val_macro_f1"], best_epoch=t.get("best_epoch"),
+                                   windows=t["windows"], unlabeled_pool=t.get("unlabeled_pool"))
+                run.timings.update(train_s=round(r.seconds, 3), load_s=t.get("load_s"), compute_s=t.get("compute_s"))
+            results.append(r)
+    return results
+
+
+def render_train(state: AppState, results: list[TrainResult]) -> None:
+    term = state.terminal
+    rows = []
+    for r in results:
+        t = r.header["training"]
+        rows.append({"model": r.model, "mode": r.mode, "best_epoch": t.get("best_epoch"),
+                     "val_macro_f1": round(t["val_macro_f1"], 4), "train_windows": t["windows"]["train"],
+                     "seconds": round(r.seconds, 1), "checkpoint": str(r.checkpoint),
+                     "unlabeled_pool": t.get("unlabeled_pool")})
+    if term.json_mode:
+        term.json(rows)
+        return
+    term.table("Best validation scores", ["model", "mode", "best epoch", "val macro-F1", "train windows", "s"],
+               [(r["model"], r["mode"], r["best_epoch"], f"{r['val_macro_f1']:.3f}", r["train_windows"], r["seconds"])
+                for r in rows], justify_right=[2, 3, 4, 5])
+    for r in rows:
+        if r["unlabeled_pool"]:
+            u = r["unlabeled_pool"]
+            term.print(f"{r['model']} ({r['mode']}) also learned from {u['windows_used']:,} unlabeled windows: "
+                       f"{u['source']}")
+    term.print(f"Checkpoints: {Path(rows[0]['checkpoint']).parent}" if rows else "")

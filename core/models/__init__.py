@@ -1,0 +1,9 @@
+"""The model registry: a plain dict, name -> class."""
+from __future__ import annotations
+
+from core.models.base import BaseModel
+from core.models.neural import CNNModel, GRUModel, LSTMModel, MLPModel, TransformerModel
+from core.models.tabular import GBTModel, KNNModel, KNNSemiModel
+
+MODELS: dict[str, type[BaseModel]] = {m.name: m for m in (
+    GBTModel, MLPModel, KNNModel, KNNSemiModel, CNNModel, GRUModel, LSTMModel, TransformerModel)}

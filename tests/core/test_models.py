@@ -1,0 +1,142 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+import core.models.loop as loop_mod
+from core.errors import ConfigError
+from core.models import MODELS
+from core.models.base import CheckpointError, TrainError
+from core.models.loop import LoopConfig, train_loop
+from core.registry import load_registry, parse_registry
+from core.split import SplitConfig, make_split
+from core.train import keep_mask, load_checkpoint, load_split_data, resolve_device, train_one
+
+REG = load_registry()
+FAST = {"epochs": 4, "batch_size": 128, "patience": 4}
+
+
+@pytest.fixture(scope="module")
+def lab(extracted_lab, tmp_path_factory):
+    paths, _ = extracted_lab
+    root = tmp_path_factory.mktemp("models")
+    processed = root / "processed"
+    shutil.copytree(paths.processed, processed)
+    make_split(processed, SplitConfig("host", ("lab-thinkpad", "lab-nuc", "lab-desktop"), seed=0), REG)
+    data = {k: load_split_data(processed, "host", k) for k in ("summary", "tensor")}
+    return processed, root / "artifacts", data
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_model_learns_and_round_trips(lab, name):
+    processed, artifacts, data = lab
+    cls = MODELS[name]
+    d = data[cls.input_kind]
+    overrides = FAST if cls.default_config.get("epochs") else None
+    r = train_one(processed, artifacts, REG, name, "realistic", "host", overrides, seed=1, data=d)
+    model = load_checkpoint(r.checkpoint, processed, REG)
+    val = d.parts["val"]
+    proba = model.predict_data(val)
+    assert proba.shape == (len(val), 6)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+    acc = (proba.argmax(1) == val.y).mean()
+    majority = np.bincount(d.parts["train"].y).argmax()
+    assert acc > (val.y == majority).mean() + 0.15, f"{name}: accuracy {acc:.3f}"
+    # The checkpoint scores exactly like the model that was trained.
+    inputs = val.X[:64] if cls.input_kind == "summary" else val.store.rows(val.rows[:64])
+    again = load_checkpoint(r.checkpoint, processed, REG).predict_proba(inputs)
+    np.testing.assert_array_equal(model.predict_proba(inputs), again)
+    header = json.loads((r.checkpoint / "header.json").read_text())
+    assert header["training"]["split"] == "host" and header["mode"] == "realistic"
+    assert len(header["pca"]["components"]) == 2
+    assert header["weights"]["file"] in ("weights.npz", "weights.json")
+    if name == "knn_semi":
+        pool = header["training"]["unlabeled_pool"]
+        assert pool["windows_used"] > 0 and pool["labels_used"] is False and "test" in pool["source"]
+
+
+def test_realistic_mode_never_sees_host_only_channels(lab):
+    processed, _, _ = lab
+    schema = json.loads((processed / "feature_schema_v1.json").read_text())
+    deployable = {c.name for c in REG.channels if c.deployable}
+    for kind, names in (("summary", schema["features"]), ("tensor", schema["channels"])):
+        kept = [names[i] for i in keep_mask(REG, schema, kind, "realistic")]
+        assert kept and all(n.split(":")[0] in deployable for n in kept)
+        assert {n.split(":")[0] for n in kept} == deployable
+        assert len(keep_mask(REG, schema, kind, "oracle")) == len(names)
+
+
+def test_changed_registry_makes_loading_refuse(lab):
+    processed, artifacts, data = lab
+    r = train_one(processed, artifacts, REG, "knn", "oracle", "host", seed=0, data=data["summary"])
+    import tomllib
+    from core.registry import DEFAULT_REGISTRY
+    raw = tomllib.loads(DEFAULT_REGISTRY.read_text())
+    raw["channel"][0]["unit"] = "ms/s"
+    other = parse_registry(raw, "other.toml")
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(r.checkpoint, processed, other)
+    assert "trained with channel registry" in str(err.value)
+    assert "retrain with `cis490 train knn --mode oracle`" in str(err.value)
+    assert "pass --channels" in str(err.value)
+
+
+def test_other_format_version_is_refused(lab, tmp_path):
+    processed, artifacts, data = lab
+    r = train_one(processed, artifacts, REG, "knn", "realistic", "host", seed=0, data=data["summary"])
+    copy = tmp_path / "ck"
+    shutil.copytree(r.checkpoint, copy)
+    h = json.loads((copy / "header.json").read_text())
+    h["format_version"] = 99
+    (copy / "header.json").write_text(json.dumps(h))
+    with pytest.raises(CheckpointError, match="checkpoint format 99, this cis490 reads 1"):
+        load_checkpoint(copy, processed, REG)
+
+
+def test_same_seed_same_validation_score(lab):
+    processed, artifacts, data = lab
+    scores = [train_one(processed, artifacts, REG, "cnn", "realistic", "host", {"epochs": 2}, seed=7,
+                        data=data["tensor"]).header["training"]["val_macro_f1"] for _ in range(2)]
+    assert scores[0] == scores[1]
+
+
+def test_early_stopping_restores_the_best_epoch(monkeypatch):
+    import torch
+    net = torch.nn.Linear(3, 2)
+    scripted = iter([0.2, 0.6, 0.5, 0.4, 0.3, 0.9])
+    snapshots = []
+
+    def fake_evaluate(net, val_batches, k, device, autocast):
+        snapshots.append({n: v.clone() for n, v in net.state_dict().items()})
+        return next(scripted)
+    monkeypatch.setattr(loop_mod, "evaluate", fake_evaluate)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 3)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    info = train_loop(net, lambda r: iter([(x, y)]), 64, lambda: iter([]), np.ones(2),
+                      LoopConfig(epochs=6, patience=3, lr=0.1), "cpu", 0)
+    assert info["best_epoch"] == 2 and info["epochs_run"] == 5 and info["val_macro_f1"] == 0.6
+    for n, v in net.state_dict().items():
+        torch.testing.assert_close(v, snapshots[1][n])
+
+
+def test_a_class_missing_from_train_is_refused(lab):
+    processed, _, data = lab
+    d = data["summary"]
+    train = d.parts["train"]
+    no_dormant = train.take(np.nonzero(train.y != 5)[0])
+    m = MODELS["knn"](list(REG.phases))
+    with pytest.raises(TrainError, match="train part has no windows of phase 'dormant'"):
+        m.fit(no_dormant, d.parts["val"], np.arange(10))
+
+
+def test_device_resolution():
+    import torch
+    assert resolve_device("cpu") == "cpu"
+    if not torch.cuda.is_available():
+        assert resolve_device("auto") == "cpu"
+        with pytest.raises(ConfigError, match="torch sees no CUDA device"):
+            resolve_device("cuda")
+    with pytest.raises(ConfigError, match="--device must be auto, cpu or cuda"):
+        resolve_device("tpu")
