@@ -63,13 +63,15 @@ def root(
 
 
 def _register() -> None:
-    from commands import channels, demo, extract, notebook, split, synth, train, validate
+    from commands import channels, compare, demo, eval, extract, notebook, split, synth, train, validate
 
     app.command("synth")(synth.synth)
     app.command("validate")(validate.validate)
     app.command("extract")(extract.extract)
     app.command("split")(split.split)
     app.command("train")(train.train)
+    app.command("eval")(eval.eval_cmd)
+    app.command("compare")(compare.compare)
     app.command("channels")(channels.channels)
     app.add_typer(notebook.app, name="notebook")
     app.command("demo")(demo.demo)

@@ -108,6 +108,7 @@ class Run:
     config: dict
     parent: str | None = None
     run_id: str = ""
+    parents: list[str] = field(default_factory=list)   # runs whose outputs this one used
     inputs: list[dict] = field(default_factory=list)
     outputs: list[dict] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -155,7 +156,8 @@ def record_run(paths: LabPaths, command: str, config: dict, argv: list[str] | No
             "started_at": started, "ended_at": _now(), "argv": run.argv,
             "config": run.config, "config_hash": config_hash(run.config),
             "inputs": run.inputs, "outputs": run.outputs, "metrics": run.metrics, "timings": run.timings,
-            "parent_run": run.parent, "home": str(paths.home), **code_version(),
+            "parent_run": run.parent, "parent_runs": run.parents or ([run.parent] if run.parent else []),
+            "home": str(paths.home), **code_version(),
             "libraries": library_versions(),
             "platform": {"python": platform.python_version(), "system": platform.platform(),
                          "machine": platform.machine(), "cpus": os.cpu_count()},

@@ -1,0 +1,72 @@
+"""`cis490 compare`: paired bootstrap comparison of models on identical windows."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from cis490cli.state import AppState, get_state
+from commands.eval import run_eval
+from core.compare import CompareResult, compare_reports
+from core.evaluate import EvalConfig, current_report, parse_model_name
+from core.registry import Registry, load_registry
+
+
+def compare(
+    ctx: typer.Context,
+    models: List[str] = typer.Argument(..., help="Two or more models: gru (its realistic checkpoint), gbt_oracle, ..."),
+    paired_bootstrap: bool = typer.Option(True, "--paired-bootstrap/--unpaired",
+                                          help="Score both models on the same resamples (default) or independently."),
+    mode: Optional[str] = typer.Option(None, "--mode", help="realistic or oracle for bare names [default: realistic]."),
+    split: str = typer.Option("host", "--split", help="Split recipe."),
+    part: str = typer.Option("test", "--part", help="test or val."),
+    resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples."),
+    unit: str = typer.Option("episode", "--unit", help="Resampling unit: episode (cluster bootstrap) or window."),
+    seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
+    channels: Optional[Path] = typer.Option(None, "--channels", help="Channel registry [default: the shipped one]."),
+) -> None:
+    """Compare models pairwise: macro-F1 gap, its 95% CI and p-value (Holm-adjusted for several pairs)."""
+    state = get_state(ctx)
+    cfg = EvalConfig(split, part, resamples, unit, seed)
+    cfg.check()
+    named = [parse_model_name(m, mode) for m in models]
+    render_compare(state, run_compare(state, load_registry(channels), named, cfg, paired_bootstrap))
+
+
+def run_compare(state: AppState, registry: Registry, named: list[tuple[str, str]], cfg: EvalConfig,
+                paired: bool = True) -> CompareResult:
+    paths = state.paths
+    config = {"models": [f"{m}_{md}" for m, md in named], "paired": paired, **cfg.__dict__}
+    with state.record("compare", config) as run:
+        reports = []
+        for model, md in named:
+            rep = current_report(paths.artifacts, paths.processed, model, md, cfg)
+            # An evaluation that is missing or no longer matches its checkpoint, features or split is redone.
+            reports.append(rep if rep is not None else run_eval(state, registry, model, md, cfg).report)
+        run.parents = [r["eval_run_id"] for r in reports if r.get("eval_run_id")]
+        result = compare_reports(paths.artifacts, list(registry.phases), reports, cfg, paired)
+        run.add_output(result.path, "compare_report")
+        run.metrics.update(pairs=[{k: p[k] for k in ("a", "b", "gap", "gap_ci", "p_value", "winner")} |
+                                  ({"p_holm": p["p_holm"]} if "p_holm" in p else {}) for p in result.report["pairs"]],
+                           unit=cfg.unit, resamples=cfg.resamples, seed=cfg.seed, ci_method="percentile bootstrap")
+    return result
+
+
+def render_compare(state: AppState, r: CompareResult) -> None:
+    term = state.terminal
+    rep = r.report
+    if term.json_mode:
+        term.json({**rep, "path": str(r.path)})
+        return
+    holm = "p_holm" in rep["pairs"][0]
+    cols = ["A", "B", "F1 A", "F1 B", "gap", "95% CI", "p", *(["p Holm"] if holm else []), "winner"]
+    rows = [(p["a"], p["b"], f"{p['macro_f1_a']:.3f}", f"{p['macro_f1_b']:.3f}", f"{p['gap']:+.3f}",
+             f"{p['gap_ci'][0]:+.3f},{p['gap_ci'][1]:+.3f}", f"{p['p_value']:.3g}",
+             *([f"{p['p_holm']:.3g}"] if holm else []), p["winner"]) for p in rep["pairs"]]
+    term.table(f"Paired comparison on {rep['split']}/{rep['part']} ({rep['windows']:,} windows, "
+               f"{rep['episodes']:,} episodes)", cols, rows, no_wrap=list(range(len(cols))))
+    term.print(f"{rep['method']}; {rep['unit']} unit, {rep['resamples']} resamples, seed {rep['seed']}; "
+               f"{rep['ci']}; {rep['multiple_comparisons']}; winner at alpha {rep['alpha']}.")
+    term.print(f"p-value: {rep['p_value']}.")
+    term.print(f"Report: {r.path}")

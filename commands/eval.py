@@ -1,0 +1,88 @@
+"""`cis490 eval`: score checkpoints with bootstrap confidence intervals."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from cis490cli.state import AppState, get_state
+from core.evaluate import EvalConfig, EvalResult, evaluate_model, parse_model_name
+from core.registry import Registry, load_registry
+
+
+def _ci(v: float, ci) -> str:
+    return f"{v:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def eval_cmd(
+    ctx: typer.Context,
+    models: List[str] = typer.Argument(..., help="Models: a bare name (gru) is its realistic checkpoint; "
+                                                 "gru_oracle the other."),
+    mode: Optional[str] = typer.Option(None, "--mode", help="realistic or oracle for bare names [default: realistic]."),
+    split: str = typer.Option("host", "--split", help="Split recipe."),
+    part: str = typer.Option("test", "--part", help="test or val."),
+    resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples."),
+    unit: str = typer.Option("episode", "--unit", help="Resampling unit: episode (cluster bootstrap) or window."),
+    seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
+    channels: Optional[Path] = typer.Option(None, "--channels", help="Channel registry [default: the shipped one]."),
+) -> None:
+    """Score checkpoints on a split: macro-F1 with a bootstrap CI, per class, profile and host."""
+    state = get_state(ctx)
+    cfg = EvalConfig(split, part, resamples, unit, seed)
+    cfg.check()
+    named = [parse_model_name(m, mode) for m in models]
+    registry = load_registry(channels)
+    results = [run_eval(state, registry, model, md, cfg) for model, md in named]
+    render_eval(state, results)
+
+
+def run_eval(state: AppState, registry: Registry, model: str, mode: str, cfg: EvalConfig) -> EvalResult:
+    paths = state.paths
+    with state.record("eval", {"model": model, "mode": mode, **cfg.__dict__}) as run:
+        with state.terminal.progress(f"Evaluating {model} ({mode})", total=1) as bar:
+            r = evaluate_model(paths.processed, paths.artifacts, registry, model, mode, cfg, run.run_id)
+            bar(1, 1)
+        run.add_input(Path(r.report["checkpoint"]["path"]) / "header.json", "checkpoint")
+        for name in ("report.json", "predictions.parquet", "confusion.png", "per_profile.png"):
+            run.add_output(r.directory / name, name.split(".")[0])
+        rep = r.report
+        run.metrics.update(macro_f1=rep["macro_f1"], macro_f1_ci=rep["macro_f1_ci"], accuracy=rep["accuracy"],
+                           ci_method=rep["method"], unit=rep["unit"], resamples=rep["resamples"], seed=rep["seed"],
+                           windows=rep["windows"], episodes=rep["episodes"],
+                           untested_profiles=rep["untested_profiles"])
+    return r
+
+
+def render_eval(state: AppState, results: list[EvalResult]) -> None:
+    term = state.terminal
+    if term.json_mode:
+        term.json([r.report for r in results])
+        return
+    for r in results:
+        rep = r.report
+        term.rule(f"{rep['name']} on {rep['split']}/{rep['part']}")
+        term.print(f"macro-F1 [bold]{_ci(rep['macro_f1'], rep['macro_f1_ci'])}[/], accuracy "
+                   f"{_ci(rep['accuracy'], rep['accuracy_ci'])} over {rep['windows']:,} windows of "
+                   f"{rep['episodes']:,} episodes ({rep['method']}, {rep['unit']} unit, {rep['resamples']} "
+                   f"resamples, seed {rep['seed']})")
+        term.table("Per phase", ["phase", "precision", "recall", "F1 [95% CI]", "windows"],
+                   [(c["label"], f"{c['precision']:.3f}", f"{c['recall']:.3f}", _ci(c["f1"], c["f1_ci"]),
+                     c["support"]) for c in rep["per_class"]], justify_right=[1, 2, 4])
+        term.table("Per profile", ["profile", "macro-F1 [95% CI]", "windows", "episodes"],
+                   [(p["profile"], _ci(p["macro_f1"], p["macro_f1_ci"]), p["windows"], p["episodes"])
+                    for p in rep["per_profile"]], justify_right=[2, 3])
+        term.table("Per host", ["host", "macro-F1 [95% CI]", "windows", "episodes"],
+                   [(h["host"], _ci(h["macro_f1"], h["macro_f1_ci"]), h["windows"], h["episodes"])
+                    for h in rep["per_host"]], justify_right=[2, 3])
+        if rep["untested_profiles"]:
+            term.print(f"[yellow]Untested profiles (absent from {rep['part']}, not in any average):[/] "
+                       f"{', '.join(rep['untested_profiles'])}")
+        labels = rep["confusion"]["labels"]
+        term.table("Confusion (rows: truth, columns: predicted)", ["", *labels],
+                   [(lab, *row) for lab, row in zip(labels, rep["confusion"]["matrix"])],
+                   justify_right=list(range(1, len(labels) + 1)))
+        pool = rep["checkpoint"].get("unlabeled_pool")
+        if pool:
+            term.print(f"Note: this model also learned from {pool['windows_used']:,} unlabeled windows: {pool['source']}")
+        term.print(f"Report: {r.directory / 'report.json'} (figures and predictions beside it)")

@@ -1,0 +1,79 @@
+"""`cis490 compare`: paired bootstrap between models scored on identical windows."""
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from core.errors import Cis490Error
+from core.evaluate import EvalConfig, report_dir
+from core.evaluate.bootstrap import bootstrap_p_value, holm, paired_gap, percentile_ci
+from core.paths import atomic_write_text, ensure_dir
+
+P_CONVENTION = ("two-sided bootstrap p-value: twice the smaller share of resampled gaps on either side of 0, "
+                "each tail counted with +1 (smallest possible 2/(B+1)), capped at 1")
+
+
+class CompareError(Cis490Error):
+    """Models cannot be compared as asked."""
+
+
+@dataclass
+class CompareResult:
+    path: Path
+    report: dict
+
+
+def compare_reports(artifacts: Path, phases: list[str], reports: list[dict], cfg: EvalConfig,
+                    paired: bool = True) -> CompareResult:
+    """Every pair of models, on the windows their evaluations scored."""
+    if len(reports) < 2:
+        raise CompareError("compare needs at least two models")
+    names = [r["name"] for r in reports]
+    if len(set(names)) != len(names):
+        raise CompareError(f"a model is named twice: {', '.join(names)}")
+    preds = [pl.read_parquet(report_dir(artifacts, r["model"], r["mode"], cfg) / "predictions.parquet",
+                             columns=["window_id", "episode_id", "truth", "predicted"]) for r in reports]
+    base = preds[0]
+    for name, p in zip(names[1:], preds[1:]):
+        if p.height != base.height or not p["window_id"].equals(base["window_id"]):
+            raise CompareError(f"{names[0]} and {name} were scored on different windows "
+                               f"({base.height} vs {p.height}); evaluate both on the same split and part")
+        if not p["truth"].equals(base["truth"]):
+            raise CompareError(f"{names[0]} and {name} disagree on the truth of the same windows; re-run `cis490 eval`")
+    code = {p: i for i, p in enumerate(phases)}
+    truth = base["truth"].replace_strict(code).to_numpy()
+    predicted = [p["predicted"].replace_strict(code).to_numpy() for p in preds]
+    _, groups = np.unique(base["episode_id"].to_numpy(), return_inverse=True)
+    k = len(phases)
+    pairs = []
+    for i, j in itertools.combinations(range(len(reports)), 2):
+        # Each pair draws its own resamples from a seed fixed by the pair's position.
+        rng = np.random.default_rng([cfg.seed, i, j])
+        gaps = paired_gap(truth, predicted[i], predicted[j], groups, k, cfg.unit, cfg.resamples, rng, paired)
+        gap = reports[i]["macro_f1"] - reports[j]["macro_f1"]
+        lo, hi = percentile_ci(gaps)
+        p = bootstrap_p_value(gaps)
+        pairs.append({"a": names[i], "b": names[j], "macro_f1_a": reports[i]["macro_f1"],
+                      "macro_f1_b": reports[j]["macro_f1"], "gap": gap, "gap_ci": [lo, hi], "p_value": p})
+    if len(pairs) > 1:
+        for pair, adj in zip(pairs, holm([x["p_value"] for x in pairs])):
+            pair["p_holm"] = adj
+    for pair in pairs:
+        p = pair.get("p_holm", pair["p_value"])
+        pair["winner"] = (pair["a"] if pair["gap"] > 0 else pair["b"]) if p < 0.05 else "n.s."
+    report = {"models": names, "split": cfg.split, "part": cfg.part, "windows": int(len(truth)),
+              "episodes": int(groups.max() + 1), "unit": cfg.unit, "resamples": cfg.resamples, "seed": cfg.seed,
+              "paired": paired, "method": "paired bootstrap of the macro-F1 gap (the same resamples score both "
+                                          "models)" if paired else "independent bootstraps per model",
+              "ci": "95% percentile interval", "p_value": P_CONVENTION,
+              "multiple_comparisons": "Holm (1979) over all pairs" if len(pairs) > 1 else "none (one pair)",
+              "alpha": 0.05, "winner": "the better model where p (Holm-adjusted for several pairs) < alpha, "
+                                       "else n.s. (no significant difference)", "pairs": pairs, "eval_runs": [r.get("eval_run_id") for r in reports]}
+    out = ensure_dir(artifacts / "compare") / f"{'_vs_'.join(names)}-{cfg.split}-{cfg.part}.json"
+    atomic_write_text(out, json.dumps(report, indent=1) + "\n")
+    return CompareResult(out, report)

@@ -1,0 +1,200 @@
+"""`cis490 eval`: score a checkpoint on a split's windows, with bootstrap CIs.
+
+Reports live in `artifacts/eval/<model>_<mode>/<split>/` (for the test part;
+other parts get `<split>-<part>/`): report.json, predictions.parquet and PNG
+figures. See docs/methods.md#evaluation.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from core.errors import Cis490Error, ConfigError
+from core.evaluate.bootstrap import bootstrap_scores, percentile_ci
+from core.extract import FEATURES, load_feature_schema
+from core.metrics import confusion, per_class_prf
+from core.models import MODELS
+from core.paths import atomic_path, atomic_write_text, ensure_dir
+from core.registry import Registry
+from core.split import load_split
+from core.store import file_digest
+from core.train import MODES, checkpoint_dir, load_checkpoint, load_split_data
+
+METHOD = "percentile bootstrap, 95% interval"
+UNITS = ("episode", "window")
+
+
+class EvalError(Cis490Error):
+    """An evaluation cannot run as asked."""
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    split: str = "host"
+    part: str = "test"
+    resamples: int = 1000
+    unit: str = "episode"
+    seed: int = 0
+
+    def check(self) -> None:
+        if self.part not in ("test", "val"):
+            raise ConfigError(f"--part must be test or val, got '{self.part}'")
+        if self.unit not in UNITS:
+            raise ConfigError(f"--unit must be episode or window, got '{self.unit}'")
+        if self.resamples < 10:
+            raise ConfigError(f"--resamples must be at least 10, got {self.resamples}")
+
+
+def parse_model_name(name: str, mode: str | None = None) -> tuple[str, str]:
+    """`gru` -> (gru, realistic: the deployment-relevant one); `gru_oracle` -> (gru, oracle)."""
+    if name in MODELS:
+        return name, mode or "realistic"
+    for m in MODES:
+        base = name.removesuffix(f"_{m}")
+        if base != name and base in MODELS:
+            if mode and mode != m:
+                raise ConfigError(f"'{name}' names mode {m} but --mode says {mode}")
+            return base, m
+    raise ConfigError(f"unknown model '{name}' (models: {', '.join(MODELS)}; add _oracle or _realistic for a mode)")
+
+
+def trained_names(artifacts: Path) -> list[str]:
+    root = artifacts / "models"
+    return sorted(p.name for p in root.iterdir() if (p / "header.json").exists()) if root.exists() else []
+
+
+def require_checkpoint(artifacts: Path, model: str, mode: str) -> Path:
+    d = checkpoint_dir(artifacts, model, mode)
+    if not (d / "header.json").exists():
+        have = trained_names(artifacts)
+        raise EvalError(f"no checkpoint for {model} in {mode} mode ({d}); trained: "
+                        f"{', '.join(have) if have else 'none yet'} (run `cis490 train {model} --mode {mode}`)")
+    return d
+
+
+def report_dir(artifacts: Path, model: str, mode: str, cfg: EvalConfig) -> Path:
+    leaf = cfg.split if cfg.part == "test" else f"{cfg.split}-{cfg.part}"
+    return artifacts / "eval" / f"{model}_{mode}" / leaf
+
+
+def window_index(processed: Path, recipe: str) -> pl.DataFrame:
+    """Window metadata with its part, in the same order as the split data."""
+    split, _ = load_split(processed, recipe)
+    meta = pl.read_parquet(processed / FEATURES, columns=["window_id", "episode_id", "host_id", "profile", "label_id"])
+    return meta.join(split, on="episode_id", how="inner", maintain_order="left")
+
+
+@dataclass
+class EvalResult:
+    model: str
+    mode: str
+    directory: Path
+    report: dict
+
+
+def _scores(truth, pred, groups, k, cfg: EvalConfig, rng) -> dict:
+    boot = bootstrap_scores(truth, pred, groups, k, cfg.unit, cfg.resamples, rng)
+    cm = confusion(truth, pred, k)
+    from core.metrics import macro_f1_from_confusion
+    return {"macro_f1": float(macro_f1_from_confusion(cm)), "macro_f1_ci": percentile_ci(boot["macro_f1"]),
+            "accuracy": float(np.trace(cm) / max(cm.sum(), 1)), "accuracy_ci": percentile_ci(boot["accuracy"]),
+            "boot": boot, "cm": cm}
+
+
+def confusion_over_seen(cm: np.ndarray, phases: list[str]) -> dict:
+    """The confusion restricted to labels seen in truth or in predictions (a
+    phase only ever predicted keeps its column and row)."""
+    seen = [c for c in range(len(phases)) if cm[c].sum() or cm[:, c].sum()]
+    return {"labels": [phases[c] for c in seen], "matrix": cm[np.ix_(seen, seen)].tolist()}
+
+
+def evaluate_model(processed: Path, artifacts: Path, registry: Registry, model: str, mode: str,
+                   cfg: EvalConfig, run_id: str | None = None) -> EvalResult:
+    cfg.check()
+    ck = require_checkpoint(artifacts, model, mode)
+    m = load_checkpoint(ck, processed, registry)
+    schema = load_feature_schema(processed)
+    _, split_meta = load_split(processed, cfg.split)
+    data = load_split_data(processed, cfg.split, m.input_kind).parts[cfg.part]
+    idx = window_index(processed, cfg.split).filter(pl.col("part") == cfg.part)
+    if len(data) == 0:
+        raise EvalError(f"split '{cfg.split}' has no {cfg.part} windows")
+    if not np.array_equal(idx["label_id"].to_numpy(), data.y):
+        raise EvalError(f"{processed}: the window index and the {m.input_kind} data disagree; re-run `cis490 extract`")
+    proba = m.predict_data(data)
+    truth, pred = data.y, proba.argmax(1)
+    k = len(registry.phases)
+    phases = list(registry.phases)
+    episodes, groups = np.unique(idx["episode_id"].to_numpy(), return_inverse=True)
+    rng = np.random.default_rng(cfg.seed)
+    overall = _scores(truth, pred, groups, k, cfg, rng)
+    prec, rec, f1 = per_class_prf(overall["cm"])
+    support = overall["cm"].sum(axis=1)
+    per_class = [{"label": phases[c], "precision": float(prec[c]), "recall": float(rec[c]), "f1": float(f1[c]),
+                  "f1_ci": percentile_ci(overall["boot"]["per_class_f1"][:, c]), "support": int(support[c])}
+                 for c in range(k) if support[c] or overall["cm"][:, c].sum()]
+
+    def breakdown(column: str) -> list[dict]:
+        out = []
+        values = idx[column].to_numpy()
+        for v in sorted(set(values.tolist())):
+            sel = values == v
+            _, g = np.unique(groups[sel], return_inverse=True)
+            s = _scores(truth[sel], pred[sel], g, k, cfg, rng)
+            out.append({column.removesuffix("_id"): v, "macro_f1": s["macro_f1"], "macro_f1_ci": s["macro_f1_ci"],
+                        "windows": int(sel.sum()), "episodes": int(g.max() + 1)})
+        return out
+
+    out_dir = ensure_dir(report_dir(artifacts, model, mode, cfg))
+    preds = pl.DataFrame({"window_id": idx["window_id"], "episode_id": idx["episode_id"], "host_id": idx["host_id"],
+                          "profile": idx["profile"], "truth": [phases[i] for i in truth],
+                          "predicted": [phases[i] for i in pred],
+                          **{f"p_{p}": proba[:, i].astype(np.float32) for i, p in enumerate(phases)}})
+    with atomic_path(out_dir / "predictions.parquet", ".parquet") as tmp:
+        preds.write_parquet(tmp)
+    header = json.loads((ck / "header.json").read_text())
+    report = {
+        "model": model, "mode": mode, "name": model if mode == "realistic" else f"{model}_{mode}",
+        "split": cfg.split, "part": cfg.part, "windows": int(len(truth)), "episodes": int(len(episodes)),
+        "method": METHOD, "unit": cfg.unit, "resamples": cfg.resamples, "seed": cfg.seed,
+        "macro_f1": overall["macro_f1"], "macro_f1_ci": overall["macro_f1_ci"],
+        "accuracy": overall["accuracy"], "accuracy_ci": overall["accuracy_ci"],
+        "per_class": per_class, "per_profile": breakdown("profile"), "per_host": breakdown("host_id"),
+        "untested_profiles": split_meta.get("untested_profiles", []),
+        "confusion": confusion_over_seen(overall["cm"], phases),
+        "predictions_sha256": file_digest(out_dir / "predictions.parquet")[0],
+        "checkpoint": {"path": str(ck), "header_sha256": hashlib.sha256((ck / "header.json").read_bytes()).hexdigest(),
+                       "val_macro_f1": header["training"].get("val_macro_f1"),
+                       "train_run_id": header["training"].get("run_id"),
+                       "unlabeled_pool": header["training"].get("unlabeled_pool")},
+        "features_sha256": schema["features_sha256"], "split_index_sha256": split_meta["index_sha256"],
+        "eval_run_id": run_id,
+    }
+    from core.evaluate.figures import confusion_png, per_profile_png
+    confusion_png(report, out_dir / "confusion.png")
+    per_profile_png(report, out_dir / "per_profile.png")
+    atomic_write_text(out_dir / "report.json", json.dumps(report, indent=1) + "\n")
+    return EvalResult(model, mode, out_dir, report)
+
+
+def current_report(artifacts: Path, processed: Path, model: str, mode: str, cfg: EvalConfig) -> dict | None:
+    """The stored report if it still describes the checkpoint, features and split as they are now."""
+    path = report_dir(artifacts, model, mode, cfg) / "report.json"
+    if not path.exists():
+        return None
+    rep = json.loads(path.read_text())
+    ck = checkpoint_dir(artifacts, model, mode) / "header.json"
+    try:
+        schema = load_feature_schema(processed)
+        _, meta = load_split(processed, cfg.split)
+    except Cis490Error:
+        return None
+    same = (ck.exists() and rep["checkpoint"]["header_sha256"] == hashlib.sha256(ck.read_bytes()).hexdigest()
+            and rep["features_sha256"] == schema["features_sha256"]
+            and rep["split_index_sha256"] == meta["index_sha256"])
+    return rep if same else None

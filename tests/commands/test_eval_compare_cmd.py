@@ -1,0 +1,87 @@
+import json
+import shutil
+
+import pytest
+
+from core.registry import load_registry
+from core.split import SplitConfig, make_split
+from core.train import train_one
+
+
+@pytest.fixture(scope="module")
+def trained(extracted_lab, tmp_path_factory):
+    paths, _ = extracted_lab
+    root = tmp_path_factory.mktemp("trained")
+    shutil.copytree(paths.processed, root / "data" / "processed")
+    reg = load_registry()
+    make_split(root / "data" / "processed", SplitConfig("host", ("lab-thinkpad", "lab-nuc", "lab-desktop")), reg)
+    for name, mode in (("gbt", "realistic"), ("knn", "realistic"), ("knn", "oracle")):
+        train_one(root / "data" / "processed", root / "artifacts", reg, name, mode, "host", seed=0)
+    return root
+
+
+@pytest.fixture
+def home(trained, lab_home):
+    shutil.copytree(trained / "data", lab_home.data, dirs_exist_ok=True)
+    shutil.copytree(trained / "artifacts", lab_home.artifacts, dirs_exist_ok=True)
+    return lab_home
+
+
+def test_eval_writes_report_predictions_and_figures(cli, home):
+    result = cli("eval", "gbt", "--resamples", "200")
+    assert result.exit_code == 0, result.output
+    assert "macro-F1" in result.output and "Untested profiles" in result.output
+    out = home.artifacts / "eval" / "gbt_realistic" / "host"
+    for name in ("report.json", "predictions.parquet", "confusion.png", "per_profile.png"):
+        assert (out / name).exists(), name
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["unit"] == "episode" and rep["resamples"] == 200 and rep["untested_profiles"] == ["scan-and-dial"]
+    assert rep["macro_f1_ci"][0] <= rep["macro_f1"] <= rep["macro_f1_ci"][1]
+    assert {p["host"] for p in rep["per_host"]} == {"lab-pi5"}
+    rec = json.loads(home.notebook.read_text().splitlines()[-1])
+    assert rec["command"] == "eval" and rec["metrics"]["ci_method"].startswith("percentile bootstrap")
+
+
+def test_compare_bare_names_and_parents(cli, home):
+    result = cli("--json", "compare", "gbt", "knn", "knn_oracle", "--paired-bootstrap", "--resamples", "200")
+    assert result.exit_code == 0, result.output
+    rep = json.loads(result.stdout)
+    assert rep["models"] == ["gbt", "knn", "knn_oracle"]
+    assert len(rep["pairs"]) == 3 and all("p_holm" in p for p in rep["pairs"])
+    records = [json.loads(x) for x in home.notebook.read_text().splitlines()]
+    evals = [r["run_id"] for r in records if r["command"] == "eval"]
+    cmp = records[-1]
+    assert cmp["command"] == "compare" and len(evals) == 3
+    assert cmp["parent_runs"] == evals
+    # A second compare reuses the evaluations, which are still current.
+    assert cli("compare", "gbt", "knn", "--resamples", "200").exit_code == 0
+    records = [json.loads(x) for x in home.notebook.read_text().splitlines()]
+    assert sum(r["command"] == "eval" for r in records) == 3
+
+
+def test_compare_refuses_different_windows(cli, home):
+    assert cli("eval", "gbt", "knn", "--resamples", "50").exit_code == 0
+    import polars as pl
+    p = home.artifacts / "eval" / "knn_realistic" / "host" / "predictions.parquet"
+    pl.read_parquet(p).head(10).write_parquet(p)
+    from core.compare import compare_reports
+    from core.evaluate import EvalConfig
+    reports = [json.loads((home.artifacts / "eval" / f"{m}_realistic" / "host" / "report.json").read_text())
+               for m in ("gbt", "knn")]
+    from core.compare import CompareError
+    with pytest.raises(CompareError, match="gbt and knn were scored on different windows"):
+        compare_reports(home.artifacts, list(load_registry().phases), reports, EvalConfig(resamples=50))
+
+
+def test_unknown_checkpoint_lists_the_trained_ones(cli, home):
+    result = cli("eval", "gru")
+    assert result.exit_code == 1
+    assert result.stderr.strip().startswith("Error: no checkpoint for gru in realistic mode")
+    assert "trained: gbt_realistic, knn_oracle, knn_realistic (run `cis490 train gru --mode realistic`)" \
+        in result.stderr
+
+
+def test_bad_unit(cli, home):
+    result = cli("eval", "gbt", "--unit", "host")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == "Error: --unit must be episode or window, got 'host'"

@@ -1,0 +1,109 @@
+import numpy as np
+import pytest
+from scipy import stats
+from sklearn.metrics import f1_score
+
+from core.errors import ConfigError
+from core.evaluate import confusion_over_seen, parse_model_name
+from core.evaluate.bootstrap import (bootstrap_p_value, bootstrap_scores, holm, paired_gap, percentile_ci)
+from core.metrics import confusion, macro_f1, per_class_prf
+
+K = 6
+
+
+def _data(n=3000, e=60, acc=0.8, seed=0):
+    rng = np.random.default_rng(seed)
+    groups = np.sort(rng.integers(0, e, n))
+    truth = rng.integers(0, K, n)
+    pred = np.where(rng.random(n) < acc, truth, rng.integers(0, K, n))
+    return truth, pred, groups
+
+
+def test_macro_and_per_class_f1_equal_scikit_learn():
+    rng = np.random.default_rng(1)
+    truth = rng.integers(0, 5, 500)            # phase 5 never true...
+    pred = rng.integers(0, 6, 500)             # ...but sometimes predicted
+    assert macro_f1(truth, pred, K) == pytest.approx(f1_score(truth, pred, average="macro"))
+    _, _, f1 = per_class_prf(confusion(truth, pred, K))
+    np.testing.assert_allclose(f1, f1_score(truth, pred, average=None, labels=range(K)))
+
+
+def test_window_unit_ci_agrees_with_scipy_bootstrap():
+    truth, pred, groups = _data(n=800, acc=0.7)
+    ours = bootstrap_scores(truth, pred, groups, K, "window", 4000, np.random.default_rng(2))["macro_f1"]
+    lo, hi = percentile_ci(ours)
+    ref = stats.bootstrap((truth, pred), lambda t, p: f1_score(t, p, average="macro"), paired=True,
+                          vectorized=False, n_resamples=1000, method="percentile", confidence_level=0.95,
+                          random_state=3).confidence_interval
+    width = ref.high - ref.low
+    assert lo == pytest.approx(ref.low, abs=0.15 * width)
+    assert hi == pytest.approx(ref.high, abs=0.15 * width)
+
+
+def test_identical_predictions_give_zero_gap_and_p_one():
+    truth, pred, groups = _data()
+    for unit in ("episode", "window"):
+        gaps = paired_gap(truth, pred, pred.copy(), groups, K, unit, 500, np.random.default_rng(0))
+        assert np.all(gaps == 0)
+        assert bootstrap_p_value(gaps) == 1.0
+
+
+def test_large_true_gap_gives_the_smallest_possible_p():
+    truth, good, groups = _data(acc=0.95)
+    bad = np.where(np.random.default_rng(9).random(len(truth)) < 0.3, truth, (truth + 1) % K)
+    b = 999
+    gaps = paired_gap(truth, good, bad, groups, K, "episode", b, np.random.default_rng(0))
+    assert gaps.min() > 0
+    assert bootstrap_p_value(gaps) == 2 / (b + 1)
+
+
+def test_episode_unit_is_wider_than_window_unit_when_errors_cluster():
+    rng = np.random.default_rng(4)
+    e, per = 40, 50
+    groups = np.repeat(np.arange(e), per)
+    truth = rng.integers(0, K, e * per)
+    wrong_episode = rng.random(e) < 0.3          # errors come in whole episodes
+    pred = np.where(wrong_episode[groups], (truth + 1) % K, truth)
+    ep = bootstrap_scores(truth, pred, groups, K, "episode", 2000, np.random.default_rng(0))["macro_f1"]
+    win = bootstrap_scores(truth, pred, groups, K, "window", 2000, np.random.default_rng(0))["macro_f1"]
+    w_ep, w_win = np.subtract(*percentile_ci(ep)[::-1]), np.subtract(*percentile_ci(win)[::-1])
+    assert w_ep > 2 * w_win
+
+
+def test_holm_on_a_known_example():
+    # Holm (1979): sorted p 0.01, 0.02, 0.03, 0.04 with m = 4 -> 0.04, 0.06, 0.06, 0.06.
+    assert holm([0.03, 0.01, 0.04, 0.02]) == pytest.approx([0.06, 0.04, 0.06, 0.06])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+
+
+def test_confusion_keeps_a_label_seen_only_in_predictions():
+    phases = ["idle", "execute", "persist", "beacon", "act", "dormant"]
+    truth = np.array([0, 0, 1, 1])
+    pred = np.array([0, 5, 1, 1])                # dormant is never true, only predicted
+    out = confusion_over_seen(confusion(truth, pred, K), phases)
+    assert out["labels"] == ["idle", "execute", "dormant"]
+    assert out["matrix"] == [[1, 0, 1], [0, 2, 0], [0, 0, 0]]
+
+
+@pytest.mark.parametrize("name,mode,expected", [
+    ("gru", None, ("gru", "realistic")), ("gbt_oracle", None, ("gbt", "oracle")),
+    ("knn_semi", None, ("knn_semi", "realistic")), ("knn_semi_oracle", None, ("knn_semi", "oracle")),
+    ("gru", "oracle", ("gru", "oracle")), ("cnn_realistic", None, ("cnn", "realistic")),
+])
+def test_model_names(name, mode, expected):
+    assert parse_model_name(name, mode) == expected
+
+
+def test_bad_model_names():
+    with pytest.raises(ConfigError, match="unknown model 'rnn'"):
+        parse_model_name("rnn")
+    with pytest.raises(ConfigError, match="'gru_oracle' names mode oracle but --mode says realistic"):
+        parse_model_name("gru_oracle", "realistic")
+
+
+def test_bootstrap_is_fast_enough_to_be_vectorised():
+    # Not a timing test: it checks the shape of the work (one product per chunk of resamples).
+    truth, pred, groups = _data(n=20000, e=500)
+    out = bootstrap_scores(truth, pred, groups, K, "episode", 300, np.random.default_rng(0))
+    assert out["macro_f1"].shape == (300,) and out["per_class_f1"].shape == (300, K)
+    assert np.all((out["accuracy"] > 0.7) & (out["accuracy"] < 0.9))
