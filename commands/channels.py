@@ -6,13 +6,14 @@ from typing import Optional
 
 import typer
 
+from cis490cli import options as opt
 from cis490cli.state import get_state
 from core.registry import load_registry
 
 
 def channels(
     ctx: typer.Context,
-    channels_file: Optional[Path] = typer.Option(None, "--channels", help="Registry file [default: the shipped one]."),
+    channels_file: Optional[Path] = opt.CHANNELS,
 ) -> None:
     """List the channel registry: channels, kinds, units, deployability, and its schema hash."""
     term = get_state(ctx).terminal

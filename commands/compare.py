@@ -6,6 +6,7 @@ from typing import List, Optional
 
 import typer
 
+from cis490cli import options as opt
 from cis490cli.state import AppState, get_state
 from commands.eval import run_eval
 from core.compare import CompareResult, compare_reports
@@ -18,13 +19,13 @@ def compare(
     models: List[str] = typer.Argument(..., help="Two or more models: gru (its realistic checkpoint), gbt_oracle, ..."),
     paired_bootstrap: bool = typer.Option(True, "--paired-bootstrap/--unpaired",
                                           help="Score both models on the same resamples (default) or independently."),
-    mode: Optional[str] = typer.Option(None, "--mode", help="realistic or oracle for bare names [default: realistic]."),
-    split: str = typer.Option("host", "--split", help="Split recipe."),
-    part: str = typer.Option("test", "--part", help="test or val."),
-    resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples."),
-    unit: str = typer.Option("episode", "--unit", help="Resampling unit: episode (cluster bootstrap) or window."),
-    seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
-    channels: Optional[Path] = typer.Option(None, "--channels", help="Channel registry [default: the shipped one]."),
+    mode: Optional[str] = opt.MODE,
+    split: str = opt.SPLIT,
+    part: str = opt.PART,
+    resamples: int = opt.RESAMPLES,
+    unit: str = opt.UNIT,
+    seed: int = opt.BOOT_SEED,
+    channels: Optional[Path] = opt.CHANNELS,
 ) -> None:
     """Compare models pairwise: macro-F1 gap, its 95% CI and p-value (Holm-adjusted for several pairs)."""
     state = get_state(ctx)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import typer
 
+from cis490cli import options as opt
 from cis490cli.state import get_state
 from commands.compare import render_compare, run_compare
 from commands.eval import render_eval, run_eval
@@ -19,7 +20,6 @@ from core.registry import load_registry
 from core.validate import INDEX_NAME
 from core.validate.truth import check_against_truth
 from core.synth import SynthConfig, truth_path
-from core.parallel import default_workers
 
 
 # Train on two hosts, test on the two the models never saw.
@@ -32,7 +32,7 @@ def demo(
     episodes: int = typer.Option(120, "--episodes", help="Episodes in the demo store."),
     duration: float = typer.Option(180.0, "--duration", help="Mean episode length in seconds."),
     seed: int = typer.Option(7, "--seed", help="Random seed."),
-    workers: int = typer.Option(default_workers(), "--workers", "-j", help="Worker processes."),
+    workers: int = opt.WORKERS,
 ) -> None:
     """Run the pipeline end to end on a small synthetic store (synth, then each later stage)."""
     state = get_state(ctx)
@@ -47,13 +47,15 @@ def demo(
     with state.record("demo", {"episodes": episodes, "duration_s": duration, "seed": seed}) as run:
         term.rule("1. synth: a synthetic lab store")
         result = run_synth(state, cfg, store, workers, force=True)
-        render_synth(state, result)
+        if not term.json_mode:  # --json: one document at the end, not one per stage
+            render_synth(state, result)
         run.metrics["episodes"] = result.episodes
 
         term.rule("2. validate: the acceptance index")
         index = paths.processed / INDEX_NAME
         summary = run_validate(state, load_registry(), store, index, workers)
-        render_validate(state, summary)
+        if not term.json_mode:
+            render_validate(state, summary)
         check = check_against_truth(index, result.truth, summary.in_flight)
         term.print(f"Agrees with synth's ground truth on {check.agree}/{check.total} episode directories.")
         run.metrics["validation_vs_truth"] = f"{check.agree}/{check.total}"
@@ -61,21 +63,25 @@ def demo(
         term.rule("3. extract: windows, features, tensors")
         registry = load_registry()
         ext = run_extract_cmd(state, registry, store, index, ExtractConfig(), workers)
-        render_extract(state, ext)
+        if not term.json_mode:
+            render_extract(state, ext)
         run.metrics["windows"] = ext.windows
 
         term.rule("4. split: held-out hosts")
         sp = run_split(state, SplitConfig("host", DEMO_TRAIN_HOSTS, seed=seed))
-        render_split(state, sp)
+        if not term.json_mode:
+            render_split(state, sp)
 
         term.rule("5. train: gbt and cnn, realistic and oracle")
         trained = run_train(state, registry, list(DEMO_MODELS), ["realistic", "oracle"], "host", {}, "cpu", seed)
-        render_train(state, trained)
+        if not term.json_mode:
+            render_train(state, trained)
 
         term.rule("6. eval: held-out hosts, bootstrap over episodes")
         ecfg = EvalConfig("host", "test", 1000, "episode", seed)
         evals = [run_eval(state, registry, m, mode, ecfg) for m in DEMO_MODELS for mode in ("realistic", "oracle")]
-        render_eval(state, evals[:1])
+        if not term.json_mode:
+            render_eval(state, evals[:1])
         term.table("Every checkpoint on the held-out hosts", ["model", "macro-F1", "95% CI", "val macro-F1"],
                    [(e.report["name"], f"{e.report['macro_f1']:.3f}",
                      f"{e.report['macro_f1_ci'][0]:.3f}-{e.report['macro_f1_ci'][1]:.3f}",
@@ -83,7 +89,8 @@ def demo(
 
         term.rule("7. compare: gbt vs cnn, paired bootstrap")
         cmp = run_compare(state, registry, [(m, "realistic") for m in DEMO_MODELS], ecfg)
-        render_compare(state, cmp)
+        if not term.json_mode:
+            render_compare(state, cmp)
         run.metrics.update(test_macro_f1={e.report["name"]: e.report["macro_f1"] for e in evals},
                            compare=cmp.report["pairs"][0])
     _explain(state, evals, cmp, paths)

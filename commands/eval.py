@@ -6,6 +6,7 @@ from typing import List, Optional
 
 import typer
 
+from cis490cli import options as opt
 from cis490cli.state import AppState, get_state
 from core.evaluate import EvalConfig, EvalResult, evaluate_model, parse_model_name
 from core.registry import Registry, load_registry
@@ -19,13 +20,13 @@ def eval_cmd(
     ctx: typer.Context,
     models: List[str] = typer.Argument(..., help="Models: a bare name (gru) is its realistic checkpoint; "
                                                  "gru_oracle the other."),
-    mode: Optional[str] = typer.Option(None, "--mode", help="realistic or oracle for bare names [default: realistic]."),
-    split: str = typer.Option("host", "--split", help="Split recipe."),
-    part: str = typer.Option("test", "--part", help="test or val."),
-    resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples."),
-    unit: str = typer.Option("episode", "--unit", help="Resampling unit: episode (cluster bootstrap) or window."),
-    seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
-    channels: Optional[Path] = typer.Option(None, "--channels", help="Channel registry [default: the shipped one]."),
+    mode: Optional[str] = opt.MODE,
+    split: str = opt.SPLIT,
+    part: str = opt.PART,
+    resamples: int = opt.RESAMPLES,
+    unit: str = opt.UNIT,
+    seed: int = opt.BOOT_SEED,
+    channels: Optional[Path] = opt.CHANNELS,
 ) -> None:
     """Score checkpoints on a split: macro-F1 with a bootstrap CI, per class, profile and host."""
     state = get_state(ctx)

@@ -6,10 +6,10 @@ from typing import Optional
 
 import typer
 
+from cis490cli import options as opt
 from cis490cli.state import AppState, get_state, resolve_in_home
 from core.extract import ExtractConfig, ExtractSummary, run_extract
 from core.extract.episode import WindowSpec
-from core.parallel import default_workers
 from core.registry import Registry, load_registry
 from core.validate import INDEX_NAME
 
@@ -21,8 +21,8 @@ def extract(
     window: float = typer.Option(10.0, "--window", help="Window length in seconds."),
     hop: float = typer.Option(5.0, "--hop", help="Hop between windows in seconds."),
     step: float = typer.Option(0.5, "--step", help="Grid step in seconds."),
-    workers: int = typer.Option(default_workers(), "--workers", "-j", help="Worker processes."),
-    channels: Optional[Path] = typer.Option(None, "--channels", help="Channel registry [default: the shipped one]."),
+    workers: int = opt.WORKERS,
+    channels: Optional[Path] = opt.CHANNELS,
 ) -> None:
     """Turn accepted and degraded episodes into windows: summary features and channel x time tensors."""
     state = get_state(ctx)

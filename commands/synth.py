@@ -6,9 +6,9 @@ from typing import Optional
 
 import typer
 
+from cis490cli import options as opt
 from cis490cli.state import AppState, get_state, resolve_in_home
 from core.synth import SynthConfig, SynthResult, config_dict, generate_store
-from core.parallel import default_workers
 
 
 def synth(
@@ -20,7 +20,7 @@ def synth(
     fault_rate: float = typer.Option(0.1, "--fault-rate", help="Fraction of episodes with an injected fault."),
     in_flight: int = typer.Option(2, "--in-flight", help="Uploads in flight (directories without a manifest)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Store directory [default: data/raw/store]."),
-    workers: int = typer.Option(default_workers(), "--workers", "-j", help="Worker processes."),
+    workers: int = opt.WORKERS,
     force: bool = typer.Option(False, "--force", help="Replace an existing store at --out."),
 ) -> None:
     """Generate a synthetic receiver store (hosts, profiles, samples, faults) and its ground truth."""

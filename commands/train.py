@@ -7,6 +7,7 @@ from typing import List, Optional
 
 import typer
 
+from cis490cli import options as opt
 from cis490cli.state import AppState, get_state
 from core.errors import ConfigError
 from core.models import MODELS
@@ -29,7 +30,7 @@ def train(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Batch size for neural models [default: 256]."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda (mixed precision on CUDA)."),
     seed: int = typer.Option(0, "--seed", help="Random seed: same seed, same validation score on CPU."),
-    channels: Optional[Path] = typer.Option(None, "--channels", help="Channel registry [default: the shipped one]."),
+    channels: Optional[Path] = opt.CHANNELS,
 ) -> None:
     """Train models on a split; each model and mode gets a checkpoint and a notebook record."""
     state = get_state(ctx)

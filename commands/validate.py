@@ -7,8 +7,8 @@ from typing import Optional
 
 import typer
 
+from cis490cli import options as opt
 from cis490cli.state import AppState, get_state, resolve_in_home
-from core.parallel import default_workers
 from core.registry import Registry, load_registry
 from core.validate import INDEX_NAME, STATUSES, ValidationSummary, gate, run_validation
 from core.validate.checks import ValidateConfig
@@ -24,12 +24,12 @@ def validate(
     ctx: typer.Context,
     store: Optional[Path] = typer.Option(None, "--store", help="Receiver store [default: data/raw/store]."),
     out: Optional[Path] = typer.Option(None, "--out", help=f"Index parquet [default: data/processed/{INDEX_NAME}]."),
-    workers: int = typer.Option(default_workers(), "--workers", "-j", help="Worker processes."),
+    workers: int = opt.WORKERS,
     since_last: bool = typer.Option(False, "--since-last",
                                     help="Re-validate only episodes whose manifest changed since the last index."),
     fail_on: Optional[FailOn] = typer.Option(None, "--fail-on",
                                              help="Exit 1 if any episode is this bad or worse (a gate for scripts)."),
-    channels: Optional[Path] = typer.Option(None, "--channels", help="Channel registry [default: the shipped one]."),
+    channels: Optional[Path] = opt.CHANNELS,
 ) -> None:
     """Check every episode of a store; write the acceptance index (one row per episode)."""
     state = get_state(ctx)

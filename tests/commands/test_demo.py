@@ -19,3 +19,11 @@ def test_demo_refuses_a_real_store(cli, lab_home):
     assert result.exit_code == 1
     assert result.stderr.strip() == (f"Error: {lab_home.default_store}: holds a store that synth did not make; "
                                      "run the demo in another --home")
+
+
+def test_demo_json_is_one_document(cli, lab_home):
+    result = cli("--json", "demo", "--episodes", "60", "--duration", "60", "-j", "2")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert set(payload["test_macro_f1"]) == {"gbt", "gbt_oracle", "cnn", "cnn_oracle"}
+    assert payload["compare"]["a"] == "gbt" and payload["compare"]["b"] == "cnn"
