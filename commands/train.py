@@ -52,7 +52,8 @@ def run_train(state: AppState, registry: Registry, names: list[str], modes: list
     cache: dict[str, object] = {}
     for name in names:
         cls = model_class(name)
-        neural_only = {} if cls.input_kind == "summary" and name != "mlp" else overrides
+        # --epochs and --batch-size steer the epoch loop; models without one ignore them.
+        neural_only = overrides if "epochs" in cls.default_config else {}
         for mode in modes:
             config = {"model": name, "mode": mode, "split": recipe, "seed": seed, "device": device,
                       "overrides": neural_only, "registry_hash": registry.schema_hash}

@@ -17,7 +17,7 @@ import polars as pl
 from core.errors import Cis490Error, ConfigError
 from core.evaluate.bootstrap import bootstrap_scores, percentile_ci
 from core.extract import FEATURES, load_feature_schema
-from core.metrics import confusion, per_class_prf
+from core.metrics import confusion, macro_f1_from_confusion, per_class_prf
 from core.models import MODELS
 from core.paths import atomic_path, atomic_write_text, ensure_dir
 from core.registry import Registry
@@ -100,7 +100,6 @@ class EvalResult:
 def _scores(truth, pred, groups, k, cfg: EvalConfig, rng) -> dict:
     boot = bootstrap_scores(truth, pred, groups, k, cfg.unit, cfg.resamples, rng)
     cm = confusion(truth, pred, k)
-    from core.metrics import macro_f1_from_confusion
     return {"macro_f1": float(macro_f1_from_confusion(cm)), "macro_f1_ci": percentile_ci(boot["macro_f1"]),
             "accuracy": float(np.trace(cm) / max(cm.sum(), 1)), "accuracy_ci": percentile_ci(boot["accuracy"]),
             "boot": boot, "cm": cm}

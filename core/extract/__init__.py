@@ -130,11 +130,6 @@ class _Previous:
         self._rg_start = np.concatenate([[0], np.cumsum(sizes)])
         self._cache: tuple[int, pa.Table] | None = None
 
-    def tensors_labels(self, first: int, n: int) -> list[str]:
-        if not n:
-            return []
-        return self.feature_rows(first, n).column("label").to_pylist()
-
     def reusable(self, rel: str, manifest_sha: str) -> dict | None:
         old = self.by_rel.get(rel)
         return old if old and old["manifest_sha256"] == manifest_sha else None
@@ -222,10 +217,12 @@ def _write_outputs(tmp: Path, index: pl.DataFrame, store: Path, registry: Regist
                    "manifest_sha256": r["manifest_sha256"], "first_row": row, "status": "ok", "error": None}
             if kind == "reuse":
                 n = payload["n_windows"]
+                labels = []
                 if n:
-                    batch.add_table(prev.feature_rows(payload["first_row"], n))
+                    table = prev.feature_rows(payload["first_row"], n)
+                    batch.add_table(table)
+                    labels = table.column("label").to_pylist()
                 vals, masks = prev.tensors.rows(np.arange(payload["first_row"], payload["first_row"] + n))
-                labels = prev.tensors_labels(payload["first_row"], n)
                 rec.update({k: payload[k] for k in ("host_id", "profile", "sample_name")})
                 rec.update({f"coverage_{s}": payload[f"coverage_{s}"] for s in sources})
                 reused += 1
