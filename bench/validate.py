@@ -24,7 +24,9 @@ from pathlib import Path
 from core.registry import load_registry
 from core.validate import run_validation
 s = run_validation(Path({store!r}), Path({out!r}), load_registry(), workers={workers})
-print(json.dumps({{"seconds": s.seconds, "episodes": s.episodes, "bytes": s.bytes}}))
+again = run_validation(Path({store!r}), Path({out!r}), load_registry(), workers={workers}, since_last=True)
+print(json.dumps({{"seconds": s.seconds, "episodes": s.episodes, "bytes": s.bytes,
+                   "since_last_seconds": again.seconds, "reused": again.reused}}))
 """
 
 FLOOR = """
@@ -64,6 +66,8 @@ def main() -> None:
         print(f"   floor:    {floor['seconds']:6.2f} s  {floor['episodes'] / floor['seconds']:7.1f} episodes/s  "
               f"{floor['bytes'] / 1e6 / floor['seconds']:6.1f} MB/s  peak RSS (tree) {floor_rss:6.0f} MB")
         print(f"   validate / floor throughput: {floor['seconds'] / val['seconds']:.0%} (target >= 60%)")
+        print(f"   --since-last on the unchanged store: {val['since_last_seconds']:.2f} s "
+              f"({val['reused']:,} of {val['episodes']:,} rows reused)")
     small, big = results[a.small][3], results[a.episodes][3]
     print(f"peak RSS {a.small} -> {a.episodes} episodes: {small:.0f} MB -> {big:.0f} MB "
           f"(x{big / small:.2f}; target <= 1500 MB and flat)")

@@ -11,12 +11,13 @@ from cis490cli.state import AppState, get_state, resolve_in_home
 from core.extract import ExtractConfig, ExtractSummary, run_extract
 from core.extract.episode import WindowSpec
 from core.registry import Registry, load_registry
-from core.validate import INDEX_NAME
+from core.validate import INDEX_NAME, indexed_store
 
 
 def extract(
     ctx: typer.Context,
-    store: Optional[Path] = typer.Option(None, "--store", help="Receiver store [default: data/raw/store]."),
+    store: Optional[Path] = typer.Option(None, "--store", help="Receiver store [default: the one the index was "
+                                                                "validated from, else data/raw/store]."),
     index: Optional[Path] = typer.Option(None, "--index", help=f"Acceptance index [default: data/processed/{INDEX_NAME}]."),
     window: float = typer.Option(10.0, "--window", help="Window length in seconds."),
     hop: float = typer.Option(5.0, "--hop", help="Hop between windows in seconds."),
@@ -29,8 +30,10 @@ def extract(
     paths = state.paths
     cfg = ExtractConfig(WindowSpec(step_s=step, window_s=window, hop_s=hop))
     cfg.spec.check()
-    summary = run_extract_cmd(state, load_registry(channels), resolve_in_home(paths, store, paths.default_store),
-                              resolve_in_home(paths, index, paths.processed / INDEX_NAME), cfg, workers)
+    index_path = resolve_in_home(paths, index, paths.processed / INDEX_NAME)
+    default_store = indexed_store(index_path) or paths.default_store
+    summary = run_extract_cmd(state, load_registry(channels), resolve_in_home(paths, store, default_store),
+                              index_path, cfg, workers)
     render_extract(state, summary)
 
 

@@ -10,7 +10,7 @@ import typer
 from cis490cli import options as opt
 from cis490cli.state import AppState, get_state, resolve_in_home
 from core.registry import Registry, load_registry
-from core.validate import INDEX_NAME, STATUSES, ValidationSummary, gate, run_validation
+from core.validate import INDEX_NAME, STATUSES, ValidationSummary, gate, run_validation, sidecar_path
 from core.validate.checks import ValidateConfig
 
 
@@ -52,6 +52,7 @@ def run_validate(state: AppState, registry: Registry, store: Path, out: Path, wo
             summary = run_validation(store, out, registry, cfg, workers=workers, since_last=since_last,
                                      progress=bar)
         run.add_output(out, "acceptance_index")
+        run.add_output(sidecar_path(out), "acceptance_summary")
         run.metrics.update(episodes=summary.episodes, status_counts=summary.counts, in_flight=len(summary.in_flight),
                            duplicates=len(summary.duplicates), reused=summary.reused)
         run.timings["sweep_s"] = round(summary.seconds, 3)

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from core.errors import Cis490Error, StoreError
 from core.parallel import process_pool
-from core.paths import atomic_path, ensure_dir
+from core.paths import atomic_path, atomic_write_text, ensure_dir
 from core.registry import Registry
 from core.store import MANIFEST, StoreEntry, scan_store
 from core.validate.checks import (VALIDATOR_VERSION, ValidateConfig, status_of, validate_episode)
@@ -154,7 +154,23 @@ def run_validation(store: Path, out: Path, registry: Registry, cfg: ValidateConf
             _mark_duplicates(part, dup_ids)
     summary = _summarise(out, store, in_flight, dup_ids, reused, total_bytes, time.perf_counter() - t0, workers)
     summary.config = {**asdict(cfg), "validator_version": VALIDATOR_VERSION, "registry_hash": registry.schema_hash}
+    # Later stages read the store this index describes from here, so that
+    # `validate --store /srv/receiver` followed by a bare `extract` just works.
+    atomic_write_text(sidecar_path(out), json.dumps({"store": str(store.resolve()), **summary.to_json()},
+                                                    indent=1) + "\n")
     return summary
+
+
+def sidecar_path(index: Path) -> Path:
+    return index.with_suffix(".json")
+
+
+def indexed_store(index: Path) -> Path | None:
+    """The store an acceptance index was made from, if its sidecar says."""
+    try:
+        return Path(json.loads(sidecar_path(index).read_text())["store"])
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _rows(episodes: list[StoreEntry], prev: dict[str, dict], registry: Registry, cfg: ValidateConfig,

@@ -54,3 +54,14 @@ def test_bad_window_spec(cli, lab_home):
     result = cli("extract", "--window", "10.2")
     assert result.exit_code == 1
     assert result.stderr.strip() == "Error: --window must be a whole number of 0.5 s steps"
+
+
+def test_extract_finds_the_store_the_index_was_validated_from(cli, lab_home, extracted_lab):
+    paths, _ = extracted_lab
+    elsewhere = lab_home.home / "srv" / "receiver"
+    shutil.copytree(paths.default_store, elsewhere)
+    assert cli("validate", "--store", str(elsewhere), "-j", "1").exit_code == 0
+    assert not lab_home.default_store.exists()
+    result = cli("--json", "extract", "-j", "1")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["windows"] > 0
