@@ -13,14 +13,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _tree_rss_kb(pid: int) -> int:
+def _tree_rss_kb(pid: int, field: str = "VmRSS:") -> int:
+    """Summed over the process tree: VmRSS (all resident pages) or RssAnon
+    (anonymous memory only, without memory-mapped file pages the kernel may drop)."""
     total, stack = 0, [pid]
     while stack:
         p = stack.pop()
         try:
             with open(f"/proc/{p}/status") as f:
                 for line in f:
-                    if line.startswith("VmRSS:"):
+                    if line.startswith(field):
                         total += int(line.split()[1])
             for task in os.listdir(f"/proc/{p}/task"):
                 with open(f"/proc/{p}/task/{task}/children") as f:
@@ -30,7 +32,7 @@ def _tree_rss_kb(pid: int) -> int:
     return total
 
 
-def run_child(code: str) -> tuple[dict, float]:
+def run_child(code: str, field: str = "VmRSS:") -> tuple[dict, float]:
     """Run `code` (which prints one JSON line last) in a child; return (its JSON, peak tree RSS in MB)."""
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -40,7 +42,7 @@ def run_child(code: str) -> tuple[dict, float]:
     def sample() -> None:
         nonlocal peak
         while not stop.is_set():
-            peak = max(peak, _tree_rss_kb(proc.pid))
+            peak = max(peak, _tree_rss_kb(proc.pid, field))
             time.sleep(0.05)
     t = threading.Thread(target=sample, daemon=True)
     t.start()
