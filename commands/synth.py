@@ -1,6 +1,7 @@
 """`cis490 synth`: generate a realistic synthetic lab store."""
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
@@ -8,7 +9,7 @@ import typer
 
 from cis490cli import options as opt
 from cis490cli.state import AppState, get_state, resolve_in_home
-from core.synth import SynthConfig, SynthResult, config_dict, generate_store
+from core.synth import SynthConfig, SynthResult, generate_store
 
 
 def synth(
@@ -33,7 +34,7 @@ def synth(
 
 
 def run_synth(state: AppState, cfg: SynthConfig, out: Path, workers: int, force: bool) -> SynthResult:
-    with state.record("synth", {**config_dict(cfg), "out": str(out)}) as run:
+    with state.record("synth", {**asdict(cfg), "out": str(out)}) as run:
         with state.terminal.progress("Generating episodes", total=cfg.episodes) as bar:
             result = generate_store(cfg, out, workers=workers, force=force, progress=bar)
         run.add_output(result.store, "store")

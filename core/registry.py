@@ -82,9 +82,6 @@ class Registry:
     def channels_of(self, source: str) -> list[Channel]:
         return [c for c in self.channels if c.source == source]
 
-    def phase_id(self, phase: str) -> int:
-        return self.phases.index(phase)
-
 
 def schema_hash(reg: Registry) -> str:
     """sha256 of the registry's canonical JSON (order of channels included:

@@ -118,8 +118,8 @@ def evaluate_model(processed: Path, artifacts: Path, registry: Registry, model: 
     ck = require_checkpoint(artifacts, model, mode)
     m = load_checkpoint(ck, processed, registry)
     schema = load_feature_schema(processed)
-    _, split_meta = load_split(processed, cfg.split)
-    data = load_split_data(processed, cfg.split, m.input_kind).parts[cfg.part]
+    split_data = load_split_data(processed, cfg.split, m.input_kind)
+    split_meta, data = split_data.meta, split_data.parts[cfg.part]
     idx = window_index(processed, cfg.split).filter(pl.col("part") == cfg.part)
     if len(data) == 0:
         raise EvalError(f"split '{cfg.split}' has no {cfg.part} windows")

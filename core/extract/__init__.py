@@ -67,10 +67,6 @@ class ExtractSummary:
         return d
 
 
-def feature_schema_path(processed: Path) -> Path:
-    return processed / SCHEMA
-
-
 def load_feature_schema(processed: Path) -> dict:
     path = processed / SCHEMA
     if not path.exists():

@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -258,7 +258,3 @@ def generate_store(cfg: SynthConfig, out: Path, *, workers: int = 1, force: bool
             per_host[r["host_id"]] = per_host.get(r["host_id"], 0) + 1
     return SynthResult(out, tpath, sum(per_host.values()), cfg.in_flight, total,
                        time.perf_counter() - t0, expected, per_host, cfg)
-
-
-def config_dict(cfg: SynthConfig) -> dict:
-    return asdict(cfg)
