@@ -1,15 +1,48 @@
-"""Options several commands share, defined once so their names and help agree."""
+"""Options several commands share, defined once so their names, choices,
+ranges and help agree. Out-of-range values are usage errors (exit 2)."""
 from __future__ import annotations
+
+from enum import Enum
 
 import typer
 
 from core.parallel import default_workers
 
-CHANNELS = typer.Option(None, "--channels", help="Channel registry [default: the shipped one].")
-WORKERS = typer.Option(default_workers(), "--workers", "-j", help="Worker processes.")
-MODE = typer.Option(None, "--mode", help="realistic or oracle for bare names [default: realistic].")
-SPLIT = typer.Option("host", "--split", help="Split recipe.")
-PART = typer.Option("test", "--part", help="test or val.")
-RESAMPLES = typer.Option(1000, "--resamples", help="Bootstrap resamples.")
-UNIT = typer.Option("episode", "--unit", help="Resampling unit: episode (cluster bootstrap) or window.")
+
+class ModeName(str, Enum):
+    realistic = "realistic"
+    oracle = "oracle"
+
+
+class SplitName(str, Enum):
+    host = "host"
+    sample = "sample"
+    time = "time"
+
+
+class PartName(str, Enum):
+    test = "test"
+    val = "val"
+
+
+class UnitName(str, Enum):
+    episode = "episode"
+    window = "window"
+
+
+CHANNELS = typer.Option(None, "--channels", metavar="FILE",
+                        help="Channel registry [default: the one the lab was validated with].")
+WORKERS = typer.Option(default_workers(), "--workers", "-j", min=1, help="Worker processes.")
+MODE = typer.Option(None, "--mode", help="Mode of bare model names [default: realistic].")
+SPLIT = typer.Option(SplitName.host, "--split", help="The split the checkpoints were trained on.")
+PART = typer.Option(PartName.test, "--part", help="Part of the split to score.")
+RESAMPLES = typer.Option(1000, "--resamples", min=10, help="Bootstrap resamples.")
+UNIT = typer.Option(UnitName.episode, "--unit", help="Resampling unit: episode (cluster bootstrap) or window.")
 BOOT_SEED = typer.Option(0, "--seed", help="Bootstrap seed.")
+
+
+def open_fraction(value: float | None) -> float | None:
+    """Callback of fraction options: strictly between 0 and 1."""
+    if value is not None and not 0 < value < 1:
+        raise typer.BadParameter(f"{value:g} is not a fraction strictly between 0 and 1.")
+    return value

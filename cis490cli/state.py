@@ -4,7 +4,6 @@ from __future__ import annotations
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Iterator, Optional
 
 import typer
@@ -41,10 +40,3 @@ def get_state(ctx: typer.Context) -> AppState:
     if not isinstance(root.obj, AppState):
         root.obj = AppState(None, Terminal())
     return root.obj
-
-
-def resolve_in_home(paths: LabPaths, value: Optional[Path], default: Path) -> Path:
-    """Relative paths given on the command line are relative to the lab home."""
-    if value is None:
-        return default
-    return value if value.is_absolute() else paths.home / value

@@ -8,10 +8,11 @@ import typer
 
 from cis490cli import options as opt
 from cis490cli.state import AppState, get_state
-from commands.eval import run_eval
+from commands.eval import eval_config, run_eval
 from core.compare import CompareResult, compare_reports
 from core.evaluate import EvalConfig, current_report, parse_model_name
-from core.registry import Registry, load_registry
+from core.extract import features_registry
+from core.registry import Registry
 
 
 def compare(
@@ -19,20 +20,20 @@ def compare(
     models: List[str] = typer.Argument(..., help="Two or more models: gru (its realistic checkpoint), gbt_oracle, ..."),
     paired_bootstrap: bool = typer.Option(True, "--paired-bootstrap/--unpaired",
                                           help="Score both models on the same resamples (default) or independently."),
-    mode: Optional[str] = opt.MODE,
-    split: str = opt.SPLIT,
-    part: str = opt.PART,
+    mode: Optional[opt.ModeName] = opt.MODE,
+    split: opt.SplitName = opt.SPLIT,
+    part: opt.PartName = opt.PART,
     resamples: int = opt.RESAMPLES,
-    unit: str = opt.UNIT,
+    unit: opt.UnitName = opt.UNIT,
     seed: int = opt.BOOT_SEED,
     channels: Optional[Path] = opt.CHANNELS,
 ) -> None:
     """Compare models pairwise: macro-F1 gap, its 95% CI and p-value (Holm-adjusted for several pairs)."""
     state = get_state(ctx)
-    cfg = EvalConfig(split, part, resamples, unit, seed)
-    cfg.check()
-    named = [parse_model_name(m, mode) for m in models]
-    render_compare(state, run_compare(state, load_registry(channels), named, cfg, paired_bootstrap))
+    cfg = eval_config(split, part, resamples, unit, seed)
+    named = [parse_model_name(m, mode.value if mode else None) for m in models]
+    registry = features_registry(state.paths.processed, channels)
+    render_compare(state, run_compare(state, registry, named, cfg, paired_bootstrap))
 
 
 def run_compare(state: AppState, registry: Registry, named: list[tuple[str, str]], cfg: EvalConfig,
@@ -61,8 +62,9 @@ def render_compare(state: AppState, r: CompareResult) -> None:
         term.json({**rep, "path": str(r.path)})
         return
     holm = "p_holm" in rep["pairs"][0]
+    mark = {n: f"{n}*" for n in rep["transductive"]}
     cols = ["A", "B", "F1 A", "F1 B", "gap", "95% CI", "p", *(["p Holm"] if holm else []), "winner"]
-    rows = [(p["a"], p["b"], f"{p['macro_f1_a']:.3f}", f"{p['macro_f1_b']:.3f}", f"{p['gap']:+.3f}",
+    rows = [(mark.get(p["a"], p["a"]), mark.get(p["b"], p["b"]), f"{p['macro_f1_a']:.3f}", f"{p['macro_f1_b']:.3f}", f"{p['gap']:+.3f}",
              f"{p['gap_ci'][0]:+.3f},{p['gap_ci'][1]:+.3f}", f"{p['p_value']:.3g}",
              *([f"{p['p_holm']:.3g}"] if holm else []), p["winner"]) for p in rep["pairs"]]
     term.table(f"Paired comparison on {rep['split']}/{rep['part']} ({rep['windows']:,} windows, "
@@ -70,4 +72,6 @@ def render_compare(state: AppState, r: CompareResult) -> None:
     term.print(f"{rep['method']}; {rep['unit']} unit, {rep['resamples']} resamples, seed {rep['seed']}; "
                f"{rep['ci']}; {rep['multiple_comparisons']}; winner at alpha {rep['alpha']}.")
     term.print(f"p-value: {rep['p_value']}.")
+    if rep["transductive"]:
+        term.print(f"[yellow]* transductive:[/] {', '.join(rep['transductive'])} {rep['transductive_note']}.")
     term.print(f"Report: {r.path}")

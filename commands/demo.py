@@ -1,5 +1,8 @@
-"""`cis490 demo`: the whole pipeline on a small synthetic lab, in the lab home."""
+"""`cis490 demo`: the whole pipeline on a small synthetic lab of its own."""
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -12,14 +15,14 @@ from commands.split import render_split, run_split
 from commands.synth import render_synth, run_synth
 from commands.train import render_train, run_train
 from commands.validate import render_validate, run_validate
-from core.errors import StoreError
 from core.evaluate import EvalConfig
 from core.extract import ExtractConfig
+from core.paths import LabPaths, resolve_cli_path
 from core.split import SplitConfig
 from core.registry import load_registry
 from core.validate import INDEX_NAME
 from core.validate.truth import check_against_truth
-from core.synth import SynthConfig, truth_path
+from core.synth import SynthConfig, demo_home
 
 
 # Train on two hosts, test on the two the models never saw.
@@ -33,17 +36,25 @@ def demo(
     duration: float = typer.Option(180.0, "--duration", help="Mean episode length in seconds."),
     seed: int = typer.Option(7, "--seed", help="Random seed."),
     workers: int = opt.WORKERS,
+    lab_dir: Optional[Path] = typer.Option(None, "--dir", metavar="DIR",
+                                           help="The demo's own lab home [default: demo/ in the lab home]."),
 ) -> None:
-    """Run the pipeline end to end on a small synthetic store (synth, then each later stage)."""
+    """Run the pipeline end to end on a small synthetic lab of its own (synth, then each later stage).
+
+    The demo works in a lab home of its own (demo/ under the lab home, or
+    --dir): it never touches the store, index, features, splits, checkpoints
+    or notebook of the lab it is started in.
+    """
     state = get_state(ctx)
     term = state.terminal
-    paths = state.paths
-    store = paths.default_store
-    # Never overwrite a real store: only one that synth made (it has a ground truth beside it).
-    if store.exists() and any(store.iterdir()) and not truth_path(store).exists():
-        raise StoreError(f"{store}: holds a store that synth did not make; run the demo in another --home")
     cfg = SynthConfig(episodes=episodes, duration_s=duration, seed=seed)
     cfg.check()
+    # Only the demo's own directory is touched; the lab home's notebook is not either.
+    target = resolve_cli_path(lab_dir, state.paths.home / "demo")
+    paths = LabPaths(demo_home(target).resolve())
+    state.use_paths(paths)
+    store = paths.default_store
+    term.print(f"Demo lab: [bold]{paths.home}[/] (explore it with `cis490 --home {paths.home} notebook list`)")
     with state.record("demo", {"episodes": episodes, "duration_s": duration, "seed": seed}) as run:
         term.rule("1. synth: a synthetic lab store")
         result = run_synth(state, cfg, store, workers, force=True)
@@ -68,7 +79,7 @@ def demo(
         run.metrics["windows"] = ext.windows
 
         term.rule("4. split: held-out hosts")
-        sp = run_split(state, SplitConfig("host", DEMO_TRAIN_HOSTS, seed=seed))
+        sp = run_split(state, registry, SplitConfig("host", DEMO_TRAIN_HOSTS, seed=seed))
         if not term.json_mode:
             render_split(state, sp)
 

@@ -9,31 +9,38 @@ import typer
 from cis490cli import options as opt
 from cis490cli.state import AppState, get_state
 from core.evaluate import EvalConfig, EvalResult, evaluate_model, parse_model_name
-from core.registry import Registry, load_registry
+from core.extract import features_registry
+from core.registry import Registry
 
 
 def _ci(v: float, ci) -> str:
-    return f"{v:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+    return f"{v:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci is not None else f"{v:.3f} [undefined]"
+
+
+def eval_config(split: opt.SplitName, part: opt.PartName, resamples: int, unit: opt.UnitName,
+                seed: int) -> EvalConfig:
+    cfg = EvalConfig(split.value, part.value, resamples, unit.value, seed)
+    cfg.check()
+    return cfg
 
 
 def eval_cmd(
     ctx: typer.Context,
     models: List[str] = typer.Argument(..., help="Models: a bare name (gru) is its realistic checkpoint; "
                                                  "gru_oracle the other."),
-    mode: Optional[str] = opt.MODE,
-    split: str = opt.SPLIT,
-    part: str = opt.PART,
+    mode: Optional[opt.ModeName] = opt.MODE,
+    split: opt.SplitName = opt.SPLIT,
+    part: opt.PartName = opt.PART,
     resamples: int = opt.RESAMPLES,
-    unit: str = opt.UNIT,
+    unit: opt.UnitName = opt.UNIT,
     seed: int = opt.BOOT_SEED,
     channels: Optional[Path] = opt.CHANNELS,
 ) -> None:
     """Score checkpoints on a split: macro-F1 with a bootstrap CI, per class, profile and host."""
     state = get_state(ctx)
-    cfg = EvalConfig(split, part, resamples, unit, seed)
-    cfg.check()
-    named = [parse_model_name(m, mode) for m in models]
-    registry = load_registry(channels)
+    cfg = eval_config(split, part, resamples, unit, seed)
+    named = [parse_model_name(m, mode.value if mode else None) for m in models]
+    registry = features_registry(state.paths.processed, channels)
     results = [run_eval(state, registry, model, md, cfg) for model, md in named]
     render_eval(state, results)
 
@@ -70,6 +77,10 @@ def render_eval(state: AppState, results: list[EvalResult]) -> None:
         term.table("Per phase", ["phase", "precision", "recall", "F1 [95% CI]", "windows"],
                    [(c["label"], f"{c['precision']:.3f}", f"{c['recall']:.3f}", _ci(c["f1"], c["f1_ci"]),
                      c["support"]) for c in rep["per_class"]], justify_right=[1, 2, 4])
+        partial = [c for c in rep["per_class"] if c["f1_ci_resamples"] < rep["resamples"]]
+        if partial:
+            term.print("Phase F1 intervals are over the resamples that hold the phase: " + ", ".join(
+                f"{c['label']} {c['f1_ci_resamples']}/{rep['resamples']}" for c in partial) + ".")
         term.table("Per profile", ["profile", "macro-F1 [95% CI]", "windows", "episodes"],
                    [(p["profile"], _ci(p["macro_f1"], p["macro_f1_ci"]), p["windows"], p["episodes"])
                     for p in rep["per_profile"]], justify_right=[2, 3])
@@ -85,5 +96,6 @@ def render_eval(state: AppState, results: list[EvalResult]) -> None:
                    justify_right=list(range(1, len(labels) + 1)))
         pool = rep["checkpoint"].get("unlabeled_pool")
         if pool:
-            term.print(f"Note: this model also learned from {pool['windows_used']:,} unlabeled windows: {pool['source']}")
+            term.print(f"Note: this model also learned from {pool['windows_used']:,} unlabeled windows: {pool['source']}"
+                       + (" - the windows scored here, so this score is transductive." if rep["transductive"] else ""))
         term.print(f"Report: {r.directory / 'report.json'} (figures and predictions beside it)")

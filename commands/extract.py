@@ -7,11 +7,12 @@ from typing import Optional
 import typer
 
 from cis490cli import options as opt
-from cis490cli.state import AppState, get_state, resolve_in_home
+from cis490cli.state import AppState, get_state
 from core.extract import ExtractConfig, ExtractSummary, run_extract
 from core.extract.episode import WindowSpec
-from core.registry import Registry, load_registry
-from core.validate import INDEX_NAME, indexed_store
+from core.paths import resolve_cli_path
+from core.registry import Registry, resolve_registry
+from core.validate import INDEX_NAME, indexed_registry, indexed_store
 
 
 def extract(
@@ -30,10 +31,11 @@ def extract(
     paths = state.paths
     cfg = ExtractConfig(WindowSpec(step_s=step, window_s=window, hop_s=hop))
     cfg.spec.check()
-    index_path = resolve_in_home(paths, index, paths.processed / INDEX_NAME)
+    index_path = resolve_cli_path(index, paths.processed / INDEX_NAME)
     default_store = indexed_store(index_path) or paths.default_store
-    summary = run_extract_cmd(state, load_registry(channels), resolve_in_home(paths, store, default_store),
-                              index_path, cfg, workers)
+    registry = resolve_registry(channels, indexed_registry(index_path), f"the acceptance index {index_path}",
+                                "cis490 validate --channels FILE")
+    summary = run_extract_cmd(state, registry, resolve_cli_path(store, default_store), index_path, cfg, workers)
     render_extract(state, summary)
 
 
@@ -47,7 +49,7 @@ def run_extract_cmd(state: AppState, registry: Registry, store: Path, index: Pat
         with state.terminal.progress("Extracting episodes", unit="episodes") as bar:
             summary = run_extract(paths.processed, index, store, registry, cfg, workers=workers, progress=bar)
         for role, p in summary.outputs.items():
-            run.add_output(Path(p), role)
+            run.add_output(Path(p), role, summary.digests.get(role))
         run.metrics.update(episodes=summary.episodes, extracted=summary.extracted, reused=summary.reused,
                            failed=len(summary.failed), windows=summary.windows, coverage=summary.coverage,
                            windows_per_phase={k: sum(v.values()) for k, v in summary.per_phase_host.items()})

@@ -17,7 +17,7 @@ app = typer.Typer(help="List and show the lab notebook's run records.", no_args_
 def list_runs(
     ctx: typer.Context,
     command: Optional[str] = typer.Option(None, "--command", "-c", help="Only runs of this command."),
-    last: int = typer.Option(20, "--last", help="Show the newest N runs (0 for all)."),
+    last: int = typer.Option(20, "--last", min=0, help="Show the newest N runs (0 for all)."),
 ) -> None:
     """List runs, newest last."""
     state = get_state(ctx)

@@ -1,44 +1,51 @@
 """`cis490 split`: held-out host, sample or time splits."""
 from __future__ import annotations
 
-from enum import Enum
+from pathlib import Path
 from typing import List, Optional
 
 import typer
 
+from cis490cli import options as opt
 from cis490cli.state import AppState, get_state
-from core.registry import load_registry
+from core.extract import features_registry
+from core.registry import Registry
 from core.split import PARTS, SplitConfig, SplitResult, make_split
-
-
-class Recipe(str, Enum):
-    host = "host"
-    sample = "sample"
-    time = "time"
 
 
 def split(
     ctx: typer.Context,
-    recipe: Recipe = typer.Option(..., "--recipe", help="host: held-out hosts; sample: held-out samples; "
-                                                       "time: held-out latest episodes."),
-    train_hosts: Optional[List[str]] = typer.Option(None, "--train-hosts",
+    recipe: opt.SplitName = typer.Option(..., "--recipe", help="host: held-out hosts; sample: held-out samples; "
+                                                              "time: held-out latest episodes."),
+    train_hosts: Optional[List[str]] = typer.Option(None, "--train-hosts", metavar="HOST[,HOST...]",
                                                     help="Hosts to train on (host recipe); repeat or comma-separate."),
-    val_frac: float = typer.Option(0.2, "--val-frac", help="Fraction of the training pool kept for validation."),
-    test_frac: float = typer.Option(0.2, "--test-frac", help="Fraction held out for test (sample, time)."),
+    val_frac: float = typer.Option(0.2, "--val-frac", callback=opt.open_fraction,
+                                   help="Fraction of the training pool kept for validation."),
+    test_frac: Optional[float] = typer.Option(None, "--test-frac", callback=opt.open_fraction,
+                                              help="Fraction held out for test (sample, time) [default: 0.2]."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
+    channels: Optional[Path] = opt.CHANNELS,
 ) -> None:
     """Split extracted episodes into train/val/test, with every invariant checked."""
     state = get_state(ctx)
     hosts = tuple(h.strip() for arg in (train_hosts or []) for h in arg.split(",") if h.strip())
-    cfg = SplitConfig(recipe.value, hosts, val_frac, test_frac, seed)
+    # An option the recipe would ignore is refused: the user meant something by it.
+    if recipe != opt.SplitName.host and train_hosts:
+        raise typer.BadParameter(f"the {recipe.value} recipe does not use it (only --recipe host does).",
+                                 param_hint="'--train-hosts'")
+    if recipe == opt.SplitName.host and test_frac is not None:
+        raise typer.BadParameter("the host recipe tests on every host not in --train-hosts; it takes no fraction.",
+                                 param_hint="'--test-frac'")
+    cfg = SplitConfig(recipe.value, hosts, val_frac, 0.2 if test_frac is None else test_frac, seed)
     cfg.check()
-    render_split(state, run_split(state, cfg))
+    render_split(state, run_split(state, features_registry(state.paths.processed, channels), cfg))
 
 
-def run_split(state: AppState, cfg: SplitConfig) -> SplitResult:
-    with state.record("split", {**cfg.__dict__, "train_hosts": list(cfg.train_hosts)}) as run:
+def run_split(state: AppState, registry: Registry, cfg: SplitConfig) -> SplitResult:
+    with state.record("split", {**cfg.__dict__, "train_hosts": list(cfg.train_hosts),
+                                "registry_hash": registry.schema_hash}) as run:
         run.add_input(state.paths.processed / "extract_episodes_v1.parquet", "extracted_episodes")
-        result = make_split(state.paths.processed, cfg, load_registry())
+        result = make_split(state.paths.processed, cfg, registry)
         run.add_output(result.parquet, "split")
         run.add_output(result.meta_path, "split_meta")
         run.metrics.update(totals=result.meta["totals"], untested_profiles=result.meta["untested_profiles"])

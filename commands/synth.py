@@ -8,18 +8,19 @@ from typing import Optional
 import typer
 
 from cis490cli import options as opt
-from cis490cli.state import AppState, get_state, resolve_in_home
+from cis490cli.state import AppState, get_state
+from core.paths import resolve_cli_path
 from core.synth import SynthConfig, SynthResult, generate_store
 
 
 def synth(
     ctx: typer.Context,
-    episodes: int = typer.Option(200, "--episodes", "-n", help="Episodes to generate."),
-    hosts: int = typer.Option(4, "--hosts", help="Lab hosts (the first four are named; more are generated)."),
+    episodes: int = typer.Option(200, "--episodes", "-n", min=1, help="Episodes to generate."),
+    hosts: int = typer.Option(4, "--hosts", min=1, help="Lab hosts (the first four are named; more are generated)."),
     duration: float = typer.Option(300.0, "--duration", help="Mean episode length in seconds (each varies +-20%)."),
     seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same store."),
-    fault_rate: float = typer.Option(0.1, "--fault-rate", help="Fraction of episodes with an injected fault."),
-    in_flight: int = typer.Option(2, "--in-flight", help="Uploads in flight (directories without a manifest)."),
+    fault_rate: float = typer.Option(0.1, "--fault-rate", min=0.0, max=1.0, help="Fraction of episodes with an injected fault."),
+    in_flight: int = typer.Option(2, "--in-flight", min=0, help="Uploads in flight (directories without a manifest)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Store directory [default: data/raw/store]."),
     workers: int = opt.WORKERS,
     force: bool = typer.Option(False, "--force", help="Replace an existing store at --out."),
@@ -29,7 +30,7 @@ def synth(
     cfg = SynthConfig(episodes=episodes, hosts=hosts, duration_s=duration, seed=seed,
                       fault_rate=fault_rate, in_flight=in_flight)
     cfg.check()
-    result = run_synth(state, cfg, resolve_in_home(state.paths, out, state.paths.default_store), workers, force)
+    result = run_synth(state, cfg, resolve_cli_path(out, state.paths.default_store), workers, force)
     render_synth(state, result)
 
 

@@ -9,9 +9,9 @@ import typer
 
 from cis490cli import options as opt
 from cis490cli.state import AppState, get_state
-from core.errors import ConfigError
+from core.extract import features_registry
 from core.models import MODELS
-from core.registry import Registry, load_registry
+from core.registry import Registry
 from core.train import MODES, TrainResult, load_split_data, model_class, resolve_device, train_one
 
 
@@ -25,9 +25,12 @@ def train(
     ctx: typer.Context,
     models: List[str] = typer.Argument(..., help=f"Models to train, or 'all' ({', '.join(MODELS)})."),
     mode: Mode = typer.Option(Mode.both, "--mode", help="realistic: deployable channels only; oracle: all; both."),
-    split: str = typer.Option("host", "--split", help="Split recipe to train on (see `cis490 split`)."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Maximum epochs for neural models [default: 30]."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Batch size for neural models [default: 256]."),
+    split: opt.SplitName = typer.Option(opt.SplitName.host, "--split",
+                                        help="Split to train on (see `cis490 split`); checkpoints are kept per split."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1,
+                                         help="Maximum epochs for neural models [default: 30]."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=2,
+                                             help="Batch size for neural models [default: 256]."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda (mixed precision on CUDA)."),
     seed: int = typer.Option(0, "--seed", help="Random seed: same seed, same validation score on CPU."),
     channels: Optional[Path] = opt.CHANNELS,
@@ -37,11 +40,10 @@ def train(
     names = list(MODELS) if models == ["all"] else models
     for n in names:
         model_class(n)
-    if epochs is not None and epochs < 1:
-        raise ConfigError(f"--epochs must be at least 1, got {epochs}")
     modes = list(MODES) if mode == Mode.both else [mode.value]
     overrides = {k: v for k, v in (("epochs", epochs), ("batch_size", batch_size)) if v is not None}
-    results = run_train(state, load_registry(channels), names, modes, split, overrides, resolve_device(device), seed)
+    registry = features_registry(state.paths.processed, channels)
+    results = run_train(state, registry, names, modes, split.value, overrides, resolve_device(device), seed)
     render_train(state, results)
 
 
@@ -60,7 +62,8 @@ def run_train(state: AppState, registry: Registry, names: list[str], modes: list
             with state.record("train", config) as run:
                 if cls.input_kind not in cache:
                     cache[cls.input_kind] = load_split_data(paths.processed, recipe, cls.input_kind)
-                run.add_input(paths.processed / "splits" / f"{recipe}.json", "split")
+                run.add_input(paths.processed / "splits" / f"{recipe}.parquet", "split")
+                run.add_input(paths.processed / "splits" / f"{recipe}.json", "split_meta")
                 run.add_input(paths.processed / "feature_schema_v1.json", "feature_schema")
                 total = (neural_only.get("epochs") or cls.default_config.get("epochs", 1))
                 with state.terminal.progress(f"Training {name} ({mode})", total=total) as bar:

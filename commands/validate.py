@@ -8,7 +8,8 @@ from typing import Optional
 import typer
 
 from cis490cli import options as opt
-from cis490cli.state import AppState, get_state, resolve_in_home
+from cis490cli.state import AppState, get_state
+from core.paths import resolve_cli_path
 from core.registry import Registry, load_registry
 from core.validate import INDEX_NAME, STATUSES, ValidationSummary, gate, run_validation, sidecar_path
 from core.validate.checks import ValidateConfig
@@ -35,8 +36,8 @@ def validate(
     state = get_state(ctx)
     paths = state.paths
     registry = load_registry(channels)
-    summary = run_validate(state, registry, resolve_in_home(paths, store, paths.default_store),
-                           resolve_in_home(paths, out, paths.processed / INDEX_NAME), workers, since_last)
+    summary = run_validate(state, registry, resolve_cli_path(store, paths.default_store),
+                           resolve_cli_path(out, paths.processed / INDEX_NAME), workers, since_last)
     render_validate(state, summary)
     gate(summary, fail_on.value if fail_on else None)
 

@@ -36,6 +36,11 @@ def compare_reports(artifacts: Path, phases: list[str], reports: list[dict], cfg
     names = [r["name"] for r in reports]
     if len(set(names)) != len(names):
         raise CompareError(f"a model is named twice: {', '.join(names)}")
+    for r in reports[1:]:
+        if r["split_identity"]["membership_sha256"] != reports[0]["split_identity"]["membership_sha256"]:
+            raise CompareError(f"{names[0]} and {r['name']} were trained on different splits "
+                               f"({reports[0]['split_identity']['membership_sha256'][:12]} vs "
+                               f"{r['split_identity']['membership_sha256'][:12]}); retrain both on split {cfg.split}")
     preds = [pl.read_parquet(report_dir(artifacts, r["model"], r["mode"], cfg) / "predictions.parquet",
                              columns=["window_id", "episode_id", "truth", "predicted"]) for r in reports]
     base = preds[0]
@@ -66,7 +71,11 @@ def compare_reports(artifacts: Path, phases: list[str], reports: list[dict], cfg
     for pair in pairs:
         p = pair.get("p_holm", pair["p_value"])
         pair["winner"] = (pair["a"] if pair["gap"] > 0 else pair["b"]) if p < 0.05 else "n.s."
-    report = {"models": names, "split": cfg.split, "part": cfg.part, "windows": int(len(truth)),
+    transductive = [r["name"] for r in reports if r.get("transductive")]
+    report = {"models": names, "split": cfg.split, "split_identity": reports[0]["split_identity"],
+              "transductive": transductive,
+              "transductive_note": ("learned from the inputs (never the labels) of the very windows they are "
+                                    "scored on; their scores are not inductive generalisation") if transductive else None, "part": cfg.part, "windows": int(len(truth)),
               "episodes": int(groups.max() + 1), "unit": cfg.unit, "resamples": cfg.resamples, "seed": cfg.seed,
               "paired": paired, "method": "paired bootstrap of the macro-F1 gap (the same resamples score both "
                                           "models)" if paired else "independent bootstraps per model",
@@ -74,6 +83,7 @@ def compare_reports(artifacts: Path, phases: list[str], reports: list[dict], cfg
               "multiple_comparisons": "Holm (1979) over all pairs" if len(pairs) > 1 else "none (one pair)",
               "alpha": 0.05, "winner": "the better model where p (Holm-adjusted for several pairs) < alpha, "
                                        "else n.s. (no significant difference)", "pairs": pairs, "eval_runs": [r.get("eval_run_id") for r in reports]}
-    out = ensure_dir(artifacts / "compare") / f"{'_vs_'.join(names)}-{cfg.split}-{cfg.part}.json"
+    out = (ensure_dir(artifacts / "compare" / cfg.split) /
+           f"{'_vs_'.join(names)}-{cfg.part}-{cfg.unit}-b{cfg.resamples}-s{cfg.seed}.json")
     atomic_write_text(out, json.dumps(report, indent=1) + "\n")
     return CompareResult(out, report)

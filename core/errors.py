@@ -27,3 +27,8 @@ class NotebookError(Cis490Error):
 
 class ConfigError(Cis490Error):
     """An option value is out of range or inconsistent with another."""
+
+
+class ArtifactError(Cis490Error):
+    """A derived file (index, features, tensors, split, checkpoint, report) is
+    missing or damaged: the message names the file and the command that rebuilds it."""

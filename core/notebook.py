@@ -37,11 +37,17 @@ def config_hash(config: dict) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-def describe_path(path: Path, role: str = "") -> dict:
-    """sha256 and size of a file; a store is summarised by its manifests."""
+def describe_path(path: Path, role: str = "", digest: tuple[str, int] | None = None) -> dict:
+    """sha256 and size of a file; a store is summarised by its manifests.
+
+    `digest` is the (sha256, bytes) a stage already took while writing: it is
+    recorded as it is, so a large output is never read a second time."""
     path = Path(path)
     entry: dict[str, Any] = {"path": str(path), "role": role}
-    if path.is_file():
+    if digest is not None and path.exists():
+        entry["sha256"], entry["bytes"] = digest
+        entry["kind"] = "dir" if path.is_dir() else "file"
+    elif path.is_file():
         entry["sha256"], entry["bytes"] = file_digest(path)
         entry["kind"] = "file"
     elif path.is_dir() and _looks_like_store(path):
@@ -119,13 +125,13 @@ class Run:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         self.run_id = self.run_id or f"{stamp}-{secrets.token_hex(2)}"
 
-    def add_input(self, path: Path, role: str = "") -> dict:
-        entry = describe_path(path, role)
+    def add_input(self, path: Path, role: str = "", digest: tuple[str, int] | None = None) -> dict:
+        entry = describe_path(path, role, digest)
         self.inputs.append(entry)
         return entry
 
-    def add_output(self, path: Path, role: str = "") -> dict:
-        entry = describe_path(path, role)
+    def add_output(self, path: Path, role: str = "", digest: tuple[str, int] | None = None) -> dict:
+        entry = describe_path(path, role, digest)
         self.outputs.append(entry)
         return entry
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -49,13 +50,17 @@ class LabPaths:
 def resolve_home(home: str | os.PathLike | None = None) -> LabPaths:
     """--home wins, then $CIS490_HOME, then the current directory.
 
-    The home must exist and be writable: every command that does work records a
-    run in artifacts/, so a read-only home fails at the start, not at the end.
+    A lab home is where results go, so one that does not exist yet is created.
+    It must be writable: every command that does work records a run in
+    artifacts/, so a read-only home fails at the start, not at the end.
     """
     raw = home if home not in (None, "") else os.environ.get(HOME_ENV) or os.getcwd()
     path = Path(raw).expanduser()
     if not path.exists():
-        raise HomeError(f"lab home {path} does not exist (create it or pass --home)")
+        try:
+            path.mkdir(parents=True)
+        except OSError as exc:
+            raise HomeError(f"lab home {path} does not exist and cannot be created ({exc.strerror})") from None
     if not path.is_dir():
         raise HomeError(f"lab home {path} is not a directory")
     if not os.access(path, os.W_OK | os.X_OK):
@@ -71,6 +76,23 @@ def ensure_dir(path: Path) -> Path:
     return path
 
 
+def resolve_cli_path(value: str | os.PathLike | None, default: Path) -> Path:
+    """A path given on the command line, relative to the shell's directory (as
+    every shell user expects); `default` (inside the lab home) when not given."""
+    if value in (None, ""):
+        return default
+    return Path(value).expanduser().absolute()
+
+
+def _umask_mode(base: int) -> int:
+    # mkstemp/mkdtemp create 0600/0700 entries; results are shared with
+    # labmates through the group, so they get the mode any other new file or
+    # directory would get under the umask.
+    mask = os.umask(0)
+    os.umask(mask)
+    return base & ~mask
+
+
 @contextmanager
 def atomic_path(target: Path, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary sibling of `target`; rename it over `target` on success.
@@ -79,6 +101,7 @@ def atomic_path(target: Path, suffix: str = "") -> Iterator[Path]:
     """
     ensure_dir(target.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or ".tmp", dir=target.parent)
+    os.fchmod(fd, _umask_mode(0o666))
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -96,3 +119,25 @@ def atomic_write_bytes(target: Path, data: bytes) -> None:
 
 def atomic_write_text(target: Path, text: str) -> None:
     atomic_write_bytes(target, text.encode("utf-8"))
+
+
+@contextmanager
+def atomic_dir(target: Path) -> Iterator[Path]:
+    """Yield a fresh temporary sibling directory of `target`; on success it
+    replaces `target` whole (the old one is removed only after the swap), so a
+    failure never leaves a mix of old and new files, nor loses the old ones."""
+    ensure_dir(target.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    os.chmod(tmp, _umask_mode(0o777))
+    try:
+        yield tmp
+        trash = None
+        if target.exists():
+            trash = target.with_name(f".{target.name}.old-{os.getpid()}")
+            os.replace(target, trash)
+        os.replace(tmp, target)
+        if trash is not None:
+            shutil.rmtree(trash, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

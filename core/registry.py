@@ -98,11 +98,14 @@ def schema_hash(reg: Registry) -> str:
 
 def load_registry(path: str | Path | None = None) -> Registry:
     p = Path(path) if path else DEFAULT_REGISTRY
-    return _load_cached(str(p.resolve()) if p.exists() else str(p))
+    if not p.exists():
+        return _load_cached(str(p), 0)
+    # Keyed by modification time too: an edited file is read again, not served from the cache.
+    return _load_cached(str(p.resolve()), p.stat().st_mtime_ns)
 
 
 @lru_cache(maxsize=8)
-def _load_cached(path: str) -> Registry:
+def _load_cached(path: str, mtime_ns: int) -> Registry:
     p = Path(path)
     try:
         raw = tomllib.loads(p.read_text(encoding="utf-8"))
@@ -194,3 +197,37 @@ def parse_registry(raw: dict, path: str = "<registry>") -> Registry:
         if not any(c.source == s.name for c in channels):
             raise RegistryError(f"{path}: source '{s.name}' has no channel")
     return Registry(tuple(channels), tuple(sources), tuple(phases), tuple(profiles), path)
+
+
+def registry_ref(reg: Registry) -> dict:
+    """How an artefact records the registry it was made with: its hash, and
+    its path unless it is the shipped one (which moves with the package)."""
+    shipped = Path(reg.path).resolve() == DEFAULT_REGISTRY.resolve() if reg.path else True
+    return {"path": None if shipped else reg.path, "hash": reg.schema_hash}
+
+
+def resolve_registry(channels: str | Path | None, recorded: dict | None, made: str, remake: str) -> Registry:
+    """The registry a stage uses: the one the stage before it recorded
+    (`recorded`, from `registry_ref`), so `--channels` need not be repeated;
+    `--channels` may name it again, but never another one. `made` names the
+    artefact that recorded it; `remake` is the command that re-makes that
+    artefact with another registry."""
+    want = (recorded or {}).get("hash")
+    if channels not in (None, ""):
+        reg = load_registry(channels)
+        if want and reg.schema_hash != want:
+            was = (recorded or {}).get("path") or "the shipped registry"
+            raise RegistryError(f"{reg.path}: channel registry {reg.schema_hash[:12]} is not the one {made} was made "
+                                f"with ({was}, {want[:12]}): drop --channels, or re-run `{remake}` with it")
+        return reg
+    path = (recorded or {}).get("path")
+    if path and not Path(path).exists():
+        raise RegistryError(f"{path}: the channel registry {made} was made with is gone: pass --channels with "
+                            f"a copy of it, or re-run `{remake}`")
+    reg = load_registry(path)
+    if want and reg.schema_hash != want:
+        where = path or "the shipped registry"
+        raise RegistryError(f"{reg.path}: channel registry changed since {made} was made with it "
+                            f"({want[:12]} -> {reg.schema_hash[:12]}{'' if path else ', ' + where}): "
+                            f"re-run `{remake}`, or pass --channels with the registry it was made with")
+    return reg

@@ -5,6 +5,7 @@ the extracted episodes (those with windows), so every part has windows.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -13,9 +14,11 @@ import numpy as np
 import polars as pl
 
 from core.errors import Cis490Error, ConfigError
-from core.extract import EPISODES, load_feature_schema
+from core.extract import EPISODES, load_feature_schema, read_extracted_episodes
+from core.loading import read_json, read_parquet
 from core.paths import atomic_path, atomic_write_text, ensure_dir
 from core.registry import Registry
+from core.store import parse_received_at
 
 RECIPES = ("host", "sample", "time")
 PARTS = ("train", "val", "test")
@@ -42,6 +45,8 @@ class SplitConfig:
                               f"got {self.val_frac} and {self.test_frac}")
         if self.recipe == "host" and not self.train_hosts:
             raise ConfigError("the host recipe needs --train-hosts (e.g. --train-hosts lab-thinkpad)")
+        if self.recipe != "host" and self.train_hosts:
+            raise ConfigError(f"--train-hosts is for the host recipe; the {self.recipe} recipe does not use it")
 
 
 @dataclass
@@ -97,7 +102,7 @@ def assign_parts(eps: pl.DataFrame, cfg: SplitConfig, registry: Registry) -> pl.
             for e, s in sub.select("episode_id", "sample_name").iter_rows():
                 part[e] = where.get(s, "train")
     else:  # time
-        ordered = eps.sort(["received_at", "episode_id"])
+        ordered = eps.sort(["received_ns", "episode_id"])
         n_test = max(1, int(round(cfg.test_frac * ordered.height)))
         earlier, later = ordered.head(ordered.height - n_test), ordered.tail(n_test)
         val = _stratified_val(earlier, cfg.val_frac / (1 - cfg.test_frac), rng)
@@ -128,8 +133,8 @@ def check_split(df: pl.DataFrame, cfg: SplitConfig, registry: Registry) -> list[
         if test_hosts & set(cfg.train_hosts):
             raise SplitError("a train host is also a test host")
     if cfg.recipe == "time":
-        last_fit = df.filter(pl.col("part") != "test")["received_at"].max()
-        if last_fit > df.filter(pl.col("part") == "test")["received_at"].min():
+        last_fit = df.filter(pl.col("part") != "test")["received_ns"].max()
+        if last_fit > df.filter(pl.col("part") == "test")["received_ns"].min():
             raise SplitError("a train/val episode was received after a test episode")
     if cfg.recipe in ("host", "time"):
         fit = df.filter(pl.col("part") != "test")
@@ -144,15 +149,39 @@ def check_split(df: pl.DataFrame, cfg: SplitConfig, registry: Registry) -> list[
     return [p for p in registry.profiles if p in train_profiles and p not in tested]
 
 
+def membership_hash(df: pl.DataFrame) -> str:
+    """sha256 over the sorted episode ids of each part: two splits with the same
+    hash hold exactly the same episodes in the same parts."""
+    h = hashlib.sha256()
+    for p in PARTS:
+        ids = sorted(df.filter(pl.col("part") == p)["episode_id"].to_list())
+        h.update(f"{p}\n{chr(10).join(ids)}\n\n".encode())
+    return h.hexdigest()
+
+
+def _received_ns(eps: pl.DataFrame) -> pl.DataFrame:
+    """`received_at` parsed to UTC nanoseconds: the time recipe sorts on the time, not the text."""
+    ns = [parse_received_at(v) for v in eps["received_at"].to_list()]
+    bad = [e for e, v in zip(eps["episode_id"].to_list(), ns) if v is None]
+    if bad:
+        raise SplitError(f"episode {bad[0]} has no valid received_at; re-run `cis490 validate` (it rejects such "
+                         "episodes) and `cis490 extract`")
+    return eps.with_columns(pl.Series("received_ns", ns, dtype=pl.Int64))
+
+
 def make_split(processed: Path, cfg: SplitConfig, registry: Registry) -> SplitResult:
     cfg.check()
     schema = load_feature_schema(processed)
-    eps = (pl.read_parquet(processed / EPISODES)
+    eps = (read_extracted_episodes(processed)
            .filter((pl.col("status") == "ok") & (pl.col("n_windows") > 0))
            .select("episode_id", "host_id", "profile", "sample_name", "received_at", "n_windows"))
     if eps.height == 0:
         raise SplitError(f"{processed / EPISODES}: no extracted episode has windows")
-    df = assign_parts(eps, cfg, registry).sort("episode_id")
+    unknown = sorted(set(eps["profile"].to_list()) - set(registry.profiles))
+    if unknown:
+        raise SplitError(f"profile '{unknown[0]}' of the extracted episodes is not in the channel registry "
+                         f"{registry.path}: pass --channels with the registry the lab was validated with")
+    df = assign_parts(_received_ns(eps), cfg, registry).sort("episode_id")
     untested = check_split(df, cfg, registry)
     counts: dict[str, dict[str, dict[str, int]]] = {}
     for profile, part, n_ep, n_win in (df.group_by("profile", "part")
@@ -160,7 +189,9 @@ def make_split(processed: Path, cfg: SplitConfig, registry: Registry) -> SplitRe
         counts.setdefault(profile, {}).setdefault(part, {})["episodes"] = n_ep
         counts[profile][part]["windows"] = int(n_win)
     hosts = {p: sorted(df.filter(pl.col("part") == p)["host_id"].unique().to_list()) for p in PARTS}
-    meta = {"recipe": cfg.recipe, "params": asdict(cfg), "index_sha256": schema["features_sha256"],
+    meta = {"recipe": cfg.recipe, "name": cfg.recipe, "params": asdict(cfg),
+            "membership_sha256": membership_hash(df), "features_sha256": schema["features_sha256"],
+            "tensors_sha256": schema["tensors_sha256"],
             "episodes_sha256": schema["episodes_sha256"], "registry_hash": schema["registry_hash"],
             "counts": dict(sorted(counts.items())), "hosts": hosts, "untested_profiles": untested,
             "totals": {p: {"episodes": df.filter(pl.col("part") == p).height,
@@ -173,15 +204,43 @@ def make_split(processed: Path, cfg: SplitConfig, registry: Registry) -> SplitRe
     return SplitResult(cfg.recipe, pq_path, meta_path, meta)
 
 
+SPLIT_META_KEYS = ("recipe", "params", "membership_sha256", "features_sha256", "untested_profiles")
+
+
 def load_split(processed: Path, recipe: str) -> tuple[pl.DataFrame, dict]:
-    """A split and its metadata; refuses a split made on other features."""
+    """A split and its metadata; refuses a split made on other features, and
+    one whose membership is not the one its metadata vouches for."""
     pq_path = processed / "splits" / f"{recipe}.parquet"
     meta_path = processed / "splits" / f"{recipe}.json"
+    remake = f"cis490 split --recipe {recipe}"
     if not pq_path.exists() or not meta_path.exists():
-        raise SplitError(f"{pq_path} not found: run `cis490 split --recipe {recipe}` first")
-    meta = json.loads(meta_path.read_text())
+        raise SplitError(f"{pq_path} not found: run `{remake}` first")
+    meta = read_json(meta_path, remake, SPLIT_META_KEYS)
     schema = load_feature_schema(processed)
-    if meta.get("index_sha256") != schema.get("features_sha256"):
+    if meta["features_sha256"] != schema["features_sha256"]:
         raise SplitError(f"{pq_path} is stale: it was made on other features than the current extract; "
-                         f"re-run `cis490 split --recipe {recipe}`")
-    return pl.read_parquet(pq_path), meta
+                         f"re-run `{remake}`")
+    df = read_parquet(pq_path, remake, ["episode_id", "part"])
+    if membership_hash(df) != meta["membership_sha256"]:
+        raise SplitError(f"{pq_path}: its episodes are not the ones {meta_path.name} records (membership "
+                         f"{membership_hash(df)[:12]} vs {meta['membership_sha256'][:12]}); re-run `{remake}`")
+    return df, meta
+
+
+def split_identity(meta: dict) -> dict:
+    """What a checkpoint records of the split it was trained on."""
+    return {"name": meta.get("name", meta["recipe"]), "recipe": meta["recipe"], "params": meta["params"],
+            "membership_sha256": meta["membership_sha256"], "features_sha256": meta["features_sha256"],
+            "tensors_sha256": meta.get("tensors_sha256")}
+
+
+def describe_params(params: dict) -> str:
+    """A split's parameters as the options that make it."""
+    opts = [f"--recipe {params['recipe']}"]
+    if params.get("train_hosts"):
+        opts.append(f"--train-hosts {','.join(params['train_hosts'])}")
+    opts.append(f"--val-frac {params['val_frac']:g}")
+    if params["recipe"] != "host":
+        opts.append(f"--test-frac {params['test_frac']:g}")
+    opts.append(f"--seed {params['seed']}")
+    return " ".join(opts)

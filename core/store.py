@@ -13,7 +13,9 @@ import hashlib
 import io
 import json
 import os
+import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from pathlib import Path
 from typing import Iterator
@@ -64,6 +66,36 @@ LABEL_SCHEMA = {"t_wall_ns": pl.Int64, "phase": pl.Utf8}
 TCP_SYN, TCP_ACK = 0x02, 0x10
 
 
+_ISO = re.compile(r"(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,9}))?"
+                  r"(Z|z|[+-]\d{2}(?::?\d{2})?)?")
+
+
+def parse_received_at(value: object) -> int | None:
+    """`received_at` (ISO-8601) as Unix nanoseconds UTC, or None when it is not
+    a valid time. An offset is applied; a time without one is taken as UTC (the
+    format says the receiver writes UTC). Compared as text, `...10.5Z` would
+    sort after `...10Z`; as numbers it sorts where it belongs."""
+    if not isinstance(value, str):
+        return None
+    m = _ISO.fullmatch(value.strip())
+    if m is None:
+        return None
+    y, mo, d, h, mi, sec, frac, tz = m.groups()
+    try:
+        t = datetime(int(y), int(mo), int(d), int(h), int(mi), int(sec), tzinfo=timezone.utc)
+    except ValueError:
+        return None
+    if tz and tz not in ("Z", "z"):
+        sign = 1 if tz[0] == "+" else -1
+        digits = tz[1:].replace(":", "")
+        hours, minutes = int(digits[:2]), int(digits[2:] or 0)
+        if hours > 23 or minutes > 59:
+            return None
+        t -= sign * timedelta(hours=hours, minutes=minutes)
+    ns = int((frac or "").ljust(9, "0")) if frac else 0
+    return int(t.timestamp()) * 1_000_000_000 + ns
+
+
 def manifest_problems(m: object) -> list[str]:
     """Every way `m` falls short of a v1 manifest, as reason codes."""
     if not isinstance(m, dict):
@@ -74,6 +106,8 @@ def manifest_problems(m: object) -> list[str]:
             out.append(f"manifest_field_missing:{key}")
         elif not _is(m[key], typ):
             out.append(f"manifest_field_type:{key}")
+    if isinstance(m.get("received_at"), str) and parse_received_at(m["received_at"]) is None:
+        out.append("manifest_field_value:received_at")
     if isinstance(m.get("format"), str) and m["format"] != FORMAT_TAG:
         out.append(f"manifest_format_unknown:{m['format']}")
     for fname, entry in (m.get("files") or {}).items() if isinstance(m.get("files"), dict) else ():

@@ -18,6 +18,10 @@ def lab_home(tmp_path, monkeypatch) -> LabPaths:
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("CIS490_HOME", str(home))
+    # A researcher stands in the lab: relative paths on the command line
+    # resolve against the shell's directory (tests/commands/test_paths.py
+    # covers a shell elsewhere).
+    monkeypatch.chdir(home)
     monkeypatch.setenv("COLUMNS", "80")
     monkeypatch.setenv("NO_COLOR", "1")
     return LabPaths(home)

@@ -1,8 +1,9 @@
 """`cis490 eval`: score a checkpoint on a split's windows, with bootstrap CIs.
 
-Reports live in `artifacts/eval/<model>_<mode>/<split>/` (for the test part;
-other parts get `<split>-<part>/`): report.json, predictions.parquet and PNG
-figures. See docs/methods.md#evaluation.
+Reports live in `artifacts/eval/<split>/<model>_<mode>/<part>-<unit>-b<resamples>-s<seed>/`:
+keyed by everything that changes them, so no setting overwrites another's
+report. Each holds report.json, predictions.parquet and PNG figures. See
+docs/methods.md#evaluation.
 """
 from __future__ import annotations
 
@@ -15,15 +16,16 @@ import numpy as np
 import polars as pl
 
 from core.errors import Cis490Error, ConfigError
-from core.evaluate.bootstrap import bootstrap_scores, percentile_ci
-from core.extract import FEATURES, load_feature_schema
+from core.evaluate.bootstrap import bootstrap_scores, defined_ci, percentile_ci
+from core.extract import load_feature_schema, read_features
 from core.metrics import confusion, macro_f1_from_confusion, per_class_prf
 from core.models import MODELS
 from core.paths import atomic_path, atomic_write_text, ensure_dir
 from core.registry import Registry
 from core.split import load_split
 from core.store import file_digest
-from core.train import MODES, checkpoint_dir, load_checkpoint, load_split_data
+from core.train import (MODES, check_split_identity, checkpoint_dir, load_checkpoint, load_split_data, read_header,
+                        train_command)
 
 METHOD = "percentile bootstrap, 95% interval"
 UNITS = ("episode", "window")
@@ -63,29 +65,29 @@ def parse_model_name(name: str, mode: str | None = None) -> tuple[str, str]:
     raise ConfigError(f"unknown model '{name}' (models: {', '.join(MODELS)}; add _oracle or _realistic for a mode)")
 
 
-def trained_names(artifacts: Path) -> list[str]:
-    root = artifacts / "models"
-    return sorted(p.name for p in root.iterdir() if (p / "header.json").exists()) if root.exists() else []
+def trained_names(artifacts: Path, split: str) -> list[str]:
+    root = artifacts / "models" / split
+    return sorted(p.name for p in root.iterdir() if (p / "header.json").exists()) if root.is_dir() else []
 
 
-def require_checkpoint(artifacts: Path, model: str, mode: str) -> Path:
-    d = checkpoint_dir(artifacts, model, mode)
+def require_checkpoint(artifacts: Path, split: str, model: str, mode: str) -> Path:
+    d = checkpoint_dir(artifacts, split, model, mode)
     if not (d / "header.json").exists():
-        have = trained_names(artifacts)
-        raise EvalError(f"no checkpoint for {model} in {mode} mode ({d}); trained: "
-                        f"{', '.join(have) if have else 'none yet'} (run `cis490 train {model} --mode {mode}`)")
+        have = trained_names(artifacts, split)
+        raise EvalError(f"no checkpoint for {model} in {mode} mode on split {split} ({d}); trained on {split}: "
+                        f"{', '.join(have) if have else 'none yet'} (run `{train_command(model, mode, split)}`)")
     return d
 
 
 def report_dir(artifacts: Path, model: str, mode: str, cfg: EvalConfig) -> Path:
-    leaf = cfg.split if cfg.part == "test" else f"{cfg.split}-{cfg.part}"
-    return artifacts / "eval" / f"{model}_{mode}" / leaf
+    return (artifacts / "eval" / cfg.split / f"{model}_{mode}" /
+            f"{cfg.part}-{cfg.unit}-b{cfg.resamples}-s{cfg.seed}")
 
 
 def window_index(processed: Path, recipe: str) -> pl.DataFrame:
     """Window metadata with its part, in the same order as the split data."""
     split, _ = load_split(processed, recipe)
-    meta = pl.read_parquet(processed / FEATURES, columns=["window_id", "episode_id", "host_id", "profile", "label_id"])
+    meta = read_features(processed, ["window_id", "episode_id", "host_id", "profile", "label_id"])
     return meta.join(split, on="episode_id", how="inner", maintain_order="left")
 
 
@@ -115,11 +117,12 @@ def confusion_over_seen(cm: np.ndarray, phases: list[str]) -> dict:
 def evaluate_model(processed: Path, artifacts: Path, registry: Registry, model: str, mode: str,
                    cfg: EvalConfig, run_id: str | None = None) -> EvalResult:
     cfg.check()
-    ck = require_checkpoint(artifacts, model, mode)
+    ck = require_checkpoint(artifacts, cfg.split, model, mode)
     m = load_checkpoint(ck, processed, registry)
     schema = load_feature_schema(processed)
     split_data = load_split_data(processed, cfg.split, m.input_kind)
     split_meta, data = split_data.meta, split_data.parts[cfg.part]
+    check_split_identity(m.header, ck, split_meta, processed / "splits" / f"{cfg.split}.parquet")
     idx = window_index(processed, cfg.split).filter(pl.col("part") == cfg.part)
     if len(data) == 0:
         raise EvalError(f"split '{cfg.split}' has no {cfg.part} windows")
@@ -134,9 +137,12 @@ def evaluate_model(processed: Path, artifacts: Path, registry: Registry, model: 
     overall = _scores(truth, pred, groups, k, cfg, rng)
     prec, rec, f1 = per_class_prf(overall["cm"])
     support = overall["cm"].sum(axis=1)
-    per_class = [{"label": phases[c], "precision": float(prec[c]), "recall": float(rec[c]), "f1": float(f1[c]),
-                  "f1_ci": percentile_ci(overall["boot"]["per_class_f1"][:, c]), "support": int(support[c])}
-                 for c in range(k) if support[c] or overall["cm"][:, c].sum()]
+    per_class = []
+    for c in range(k):
+        if support[c] or overall["cm"][:, c].sum():
+            ci, n_def = defined_ci(overall["boot"]["per_class_f1"][:, c])
+            per_class.append({"label": phases[c], "precision": float(prec[c]), "recall": float(rec[c]),
+                              "f1": float(f1[c]), "f1_ci": ci, "f1_ci_resamples": n_def, "support": int(support[c])})
 
     def breakdown(column: str) -> list[dict]:
         out = []
@@ -156,7 +162,8 @@ def evaluate_model(processed: Path, artifacts: Path, registry: Registry, model: 
                           **{f"p_{p}": proba[:, i].astype(np.float32) for i, p in enumerate(phases)}})
     with atomic_path(out_dir / "predictions.parquet", ".parquet") as tmp:
         preds.write_parquet(tmp)
-    header = json.loads((ck / "header.json").read_text())
+    header = m.header
+    pool = header["training"].get("unlabeled_pool")
     report = {
         "model": model, "mode": mode, "name": model if mode == "realistic" else f"{model}_{mode}",
         "split": cfg.split, "part": cfg.part, "windows": int(len(truth)), "episodes": int(len(episodes)),
@@ -168,11 +175,13 @@ def evaluate_model(processed: Path, artifacts: Path, registry: Registry, model: 
         "confusion": confusion_over_seen(overall["cm"], phases),
         "predictions_sha256": file_digest(out_dir / "predictions.parquet")[0],
         "checkpoint": {"path": str(ck), "header_sha256": hashlib.sha256((ck / "header.json").read_bytes()).hexdigest(),
+                       "weights_sha256": header["weights"]["sha256"],
                        "val_macro_f1": header["training"].get("val_macro_f1"),
-                       "train_run_id": header["training"].get("run_id"),
-                       "unlabeled_pool": header["training"].get("unlabeled_pool")},
-        "features_sha256": schema["features_sha256"], "split_index_sha256": split_meta["index_sha256"],
-        "eval_run_id": run_id,
+                       "train_run_id": header["training"].get("run_id"), "unlabeled_pool": pool},
+        # Transductive: the model learned from the inputs (never the labels) of the windows it is scored on.
+        "transductive": bool(pool and pool.get("windows_used") and pool.get("part") == cfg.part),
+        "split_identity": header["split"], "features_sha256": schema["features_sha256"],
+        "split_membership_sha256": split_meta["membership_sha256"], "eval_run_id": run_id,
     }
     from core.evaluate.figures import confusion_png, per_profile_png
     confusion_png(report, out_dir / "confusion.png")
@@ -182,18 +191,22 @@ def evaluate_model(processed: Path, artifacts: Path, registry: Registry, model: 
 
 
 def current_report(artifacts: Path, processed: Path, model: str, mode: str, cfg: EvalConfig) -> dict | None:
-    """The stored report if it still describes the checkpoint, features and split as they are now."""
+    """The stored report if it still describes the checkpoint (header and
+    weights), features and split as they are now; None means evaluate again."""
     path = report_dir(artifacts, model, mode, cfg) / "report.json"
-    if not path.exists():
-        return None
-    rep = json.loads(path.read_text())
-    ck = checkpoint_dir(artifacts, model, mode) / "header.json"
+    ck = checkpoint_dir(artifacts, cfg.split, model, mode)
     try:
+        rep = json.loads(path.read_text())
+        header_sha = hashlib.sha256((ck / "header.json").read_bytes()).hexdigest()
+        header = read_header(ck)
+        weights_sha = file_digest(ck / header["weights"]["file"])[0]
         schema = load_feature_schema(processed)
         _, meta = load_split(processed, cfg.split)
-    except Cis490Error:
+        same = (rep["checkpoint"]["header_sha256"] == header_sha
+                and rep["checkpoint"].get("weights_sha256") == weights_sha == header["weights"]["sha256"]
+                and rep["features_sha256"] == schema["features_sha256"]
+                and rep.get("split_membership_sha256") == meta["membership_sha256"]
+                and file_digest(path.parent / "predictions.parquet")[0] == rep["predictions_sha256"])
+    except (OSError, ValueError, KeyError, TypeError, Cis490Error):
         return None
-    same = (ck.exists() and rep["checkpoint"]["header_sha256"] == hashlib.sha256(ck.read_bytes()).hexdigest()
-            and rep["features_sha256"] == schema["features_sha256"]
-            and rep["split_index_sha256"] == meta["index_sha256"])
     return rep if same else None

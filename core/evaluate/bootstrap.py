@@ -55,13 +55,27 @@ def percentile_ci(samples: np.ndarray, level: float = 0.95) -> tuple[float, floa
     return float(lo), float(hi)
 
 
+def defined_ci(samples: np.ndarray, level: float = 0.95) -> tuple[list[float] | None, int]:
+    """The percentile interval over the resamples where the statistic is
+    defined (not NaN), and how many those were; None when it never is."""
+    ok = samples[~np.isnan(samples)]
+    if len(ok) == 0:
+        return None, 0
+    return list(percentile_ci(ok, level)), int(len(ok))
+
+
 def bootstrap_scores(truth: np.ndarray, pred: np.ndarray, groups: np.ndarray, k: int, unit: str, resamples: int,
                      rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Macro-F1, accuracy and per-class F1 of every resample."""
+    """Macro-F1, accuracy and per-class F1 of every resample. A class that a
+    resample neither holds nor predicts has no F1 there (NaN), not 0: scoring it
+    0 would drag a rare phase's interval towards 0 whenever its episodes were
+    not drawn."""
     n_groups = int(groups.max()) + 1 if len(groups) else 0
     per = cell_counts(truth * k + pred, k * k, groups, n_groups)
     cms = resample_counts(per, unit, resamples, rng).reshape(resamples, k, k)
     _, _, f1 = per_class_prf(cms)
+    present = (cms.sum(axis=2) + cms.sum(axis=1)) > 0
+    f1 = np.where(present, f1, np.nan)
     n = cms.sum(axis=(1, 2))
     acc = np.trace(cms, axis1=1, axis2=2) / np.maximum(n, 1)
     return {"macro_f1": macro_f1_from_confusion(cms), "accuracy": acc, "per_class_f1": f1}

@@ -3,8 +3,9 @@
 Episodes are extracted in parallel (the same `extract_episode` that live
 inference uses) and streamed in index order into a features parquet and
 fixed-size tensor parts, so memory is bounded by one part and one batch.
-Incremental: an episode whose manifest, the registry and the window spec are
-unchanged since the last extract is copied from the previous outputs.
+Incremental: an episode whose manifest, the registry, the window spec and the
+version of the extraction code are unchanged since the last extract is copied
+from the previous outputs.
 """
 from __future__ import annotations
 
@@ -23,11 +24,12 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from core.errors import Cis490Error
-from core.extract.episode import STATS, ExtractError, WindowSpec, extract_episode, feature_names
+from core.errors import ArtifactError, Cis490Error
+from core.extract.episode import EXTRACT_VERSION, STATS, ExtractError, WindowSpec, extract_episode, feature_names
 from core.extract.tensors import META, TensorPartWriter, TensorStore
+from core.loading import read_json, read_parquet, require
 from core.parallel import process_pool
-from core.registry import Registry
+from core.registry import Registry, registry_ref, resolve_registry
 from core.store import Episode, file_digest
 
 FEATURES = "features_window_v1.parquet"
@@ -38,8 +40,12 @@ SCHEMA_VERSION = 1
 FEATURE_BATCH = 4096
 
 
-class MissingStageError(Cis490Error):
+class MissingStageError(ArtifactError):
     """An earlier stage's output is missing: say which command to run."""
+
+
+SCHEMA_KEYS = ("version", "registry_hash", "spec_hash", "window", "steps", "channels", "features", "phases",
+               "features_sha256", "tensors_sha256", "episodes_sha256")
 
 
 @dataclass(frozen=True)
@@ -60,18 +66,39 @@ class ExtractSummary:
     seconds: float
     bytes_on_disk: int
     outputs: dict[str, str] = field(default_factory=dict)
+    digests: dict[str, tuple[str, int]] = field(default_factory=dict)   # role -> (sha256, bytes), taken once
 
     def to_json(self) -> dict:
         d = asdict(self)
+        d.pop("digests")
         d["failed"] = [{"rel_path": r, "error": e} for r, e in self.failed]
         return d
 
 
 def load_feature_schema(processed: Path) -> dict:
-    path = processed / SCHEMA
-    if not path.exists():
-        raise MissingStageError(f"{path} not found: run `cis490 extract` first")
-    return json.loads(path.read_text())
+    """The feature schema, which vouches for the features, episodes and tensors
+    beside it: a missing or damaged one names `cis490 extract`."""
+    return read_json(processed / SCHEMA, "cis490 extract", SCHEMA_KEYS)
+
+
+def features_registry(processed: Path, channels: str | Path | None = None) -> Registry:
+    """The registry the features were extracted with (`--channels` may repeat
+    it, never replace it): what split, train, eval and compare use."""
+    schema = load_feature_schema(processed)
+    return resolve_registry(channels, {"path": schema.get("registry_path"), "hash": schema["registry_hash"]},
+                            f"the features in {processed}", "cis490 validate --channels FILE && cis490 extract")
+
+
+def read_features(processed: Path, columns: list[str] | None = None) -> pl.DataFrame:
+    return read_parquet(processed / FEATURES, "cis490 extract", columns)
+
+
+def read_extracted_episodes(processed: Path) -> pl.DataFrame:
+    return read_parquet(processed / EPISODES, "cis490 extract")
+
+
+def read_tensor_index(processed: Path) -> pl.DataFrame:
+    return read_parquet(processed / TENSORS / "index.parquet", "cis490 extract")
 
 
 def _features_arrow_schema(registry: Registry) -> pa.Schema:
@@ -112,8 +139,10 @@ class _Previous:
             schema = json.loads((processed / SCHEMA).read_text())
         except (OSError, json.JSONDecodeError):
             return
+        # Rows made by another version of the extraction code may hold what a fix
+        # since corrected: they are recomputed, never reused.
         if (schema.get("version") != SCHEMA_VERSION or schema.get("registry_hash") != registry.schema_hash
-                or schema.get("spec_hash") != spec.hash()):
+                or schema.get("spec_hash") != spec.hash() or schema.get("extract_version") != EXTRACT_VERSION):
             return
         try:
             eps = pl.read_parquet(processed / EPISODES)
@@ -150,11 +179,11 @@ def run_extract(processed: Path, index_path: Path, store: Path, registry: Regist
                 progress: Callable[..., None] | None = None) -> ExtractSummary:
     t0 = time.perf_counter()
     cfg.spec.check()
-    if not index_path.exists():
-        raise MissingStageError(f"{index_path} not found: run `cis490 validate` first")
+    require(index_path, "cis490 validate")
     if not Path(store).is_dir():
         raise MissingStageError(f"{store}: store directory not found (pass --store)")
-    index = (pl.read_parquet(index_path)
+    index = (read_parquet(index_path, "cis490 validate", ["rel_path", "manifest_sha256", "received_at",
+                                                           "episode_id", "status"])
              .filter(pl.col("status").is_in(["accepted", "degraded"]))
              .sort("rel_path"))
     if index.height == 0:
@@ -326,24 +355,38 @@ def _write_batch(fw: pq.ParquetWriter, table: pa.Table | None, tindex: list[pa.T
         tindex.append(table.select(["window_id", "episode_id", "label_id"]))
 
 
+def tensor_dir_digest(files: dict[str, dict]) -> str:
+    """The digest of a directory from its files' digests: the same as the
+    notebook's digest of any directory (relative path, tab, sha256, per line)."""
+    h = hashlib.sha256()
+    for name in sorted(files):
+        h.update(f"{name}\t{files[name]['sha256']}\n".encode())
+    return h.hexdigest()
+
+
 def _commit(tmp: Path, processed: Path, registry: Registry, cfg: ExtractConfig, index_path: Path,
             summary: ExtractSummary) -> None:
-    """Move the outputs into place; the schema file goes last and vouches for the rest."""
+    """Move the outputs into place; the schema file goes last and vouches for the rest.
+
+    Every file is hashed once: the tensor parts as they were written (their
+    digests are in meta.json), the small files here. The digests go to the
+    schema and the summary, so the notebook never re-reads the tensor store."""
     features_sha, fbytes = file_digest(tmp / FEATURES)
-    tensors_sha = hashlib.sha256()
-    tbytes = 0
-    for p in sorted((tmp / TENSORS).iterdir()):
-        sha, size = file_digest(p)
-        tensors_sha.update(f"{p.name}\t{sha}\n".encode())
-        tbytes += size
     meta = json.loads((tmp / TENSORS / META).read_text())
+    files = dict(meta["files"])
+    for name in ("index.parquet", META):
+        sha, size = file_digest(tmp / TENSORS / name)
+        files[name] = {"sha256": sha, "bytes": size}
+    tensors_sha = tensor_dir_digest(files)
+    tbytes = sum(f["bytes"] for f in files.values())
+    episodes_sha, ebytes = file_digest(tmp / EPISODES)
     schema = {
-        "version": SCHEMA_VERSION, "registry_hash": registry.schema_hash, "spec_hash": cfg.spec.hash(),
+        "version": SCHEMA_VERSION, "extract_version": EXTRACT_VERSION, "registry_hash": registry.schema_hash,
+        "registry_path": registry_ref(registry)["path"], "spec_hash": cfg.spec.hash(),
         "window": asdict(cfg.spec), "steps": cfg.spec.steps, "stats": list(STATS),
         "channels": registry.channel_names, "features": feature_names(registry), "phases": list(registry.phases),
         "n_windows": summary.windows, "index_sha256": file_digest(index_path)[0],
-        "features_sha256": features_sha, "tensors_sha256": tensors_sha.hexdigest(),
-        "episodes_sha256": file_digest(tmp / EPISODES)[0],
+        "features_sha256": features_sha, "tensors_sha256": tensors_sha, "episodes_sha256": episodes_sha,
         "tensors": {"dir": TENSORS, "parts": meta["parts"], "part_windows": meta["part_windows"],
                     "dtype": "float32", "mask_dtype": "uint8"},
     }
@@ -361,3 +404,5 @@ def _commit(tmp: Path, processed: Path, registry: Registry, cfg: ExtractConfig, 
     summary.bytes_on_disk = fbytes + tbytes
     summary.outputs = {"features": str(processed / FEATURES), "schema": str(processed / SCHEMA),
                        "tensors": str(processed / TENSORS), "episodes": str(processed / EPISODES)}
+    summary.digests = {"features": (features_sha, fbytes), "tensors": (tensors_sha, tbytes),
+                       "episodes": (episodes_sha, ebytes)}

@@ -23,6 +23,10 @@ from core.registry import Channel, Registry
 from core.store import TCP_ACK, TCP_SYN, Episode
 
 STATS = ("mean", "std", "min", "max", "delta", "present")
+# Bumped whenever a change here changes any value extract writes: extract's
+# reuse key includes it, so rows made by older code are recomputed, not copied.
+# 2: exact duplicate flows dropped; null flow fields skipped, not zero-filled.
+EXTRACT_VERSION = "2"
 
 
 class ExtractError(Cis490Error):
@@ -111,27 +115,35 @@ def _sample_grid(v: np.ndarray, ch: Channel, step: np.ndarray, t: np.ndarray, n:
 
 
 def _flow_grid(df: pl.DataFrame, ch: Channel, step: np.ndarray, n: int) -> np.ndarray:
+    """One flow channel per step. A null field is unknown, not zero: distinct
+    counts ignore it, sums and means skip it (a step whose every flow lacks the
+    field is missing); a null in a predicate's field fails the predicate."""
     sel = np.ones(len(step), dtype=bool)
+    proto = df["proto"].fill_null("")
     if ch.where == "syn_only":
         flags = df["tcp_flags"].fill_null(0).to_numpy()
-        sel = (df["proto"] == "tcp").to_numpy() & (flags & (TCP_SYN | TCP_ACK) == TCP_SYN)
+        sel = (proto == "tcp").to_numpy() & (flags & (TCP_SYN | TCP_ACK) == TCP_SYN)
     elif ch.where == "dns":
-        sel = (df["proto"] == "udp").to_numpy() & (df["dst_port"].fill_null(-1).to_numpy() == 53)
+        sel = (proto == "udp").to_numpy() & (df["dst_port"].fill_null(-1).to_numpy() == 53)
     elif ch.where == "tcp":
-        sel = (df["proto"] == "tcp").to_numpy()
+        sel = (proto == "tcp").to_numpy()
     s = step[sel]
     if ch.agg == "count":
         return np.bincount(s, minlength=n).astype(float)
     col = df[ch.field].filter(pl.Series(sel))
+    known = col.is_not_null().to_numpy()
+    s_known, col = s[known], col.drop_nulls()
     if ch.agg == "nunique":
         codes = col.cast(pl.Utf8).cast(pl.Categorical).to_physical().to_numpy().astype(np.int64)
-        pairs = np.unique(s * (codes.max(initial=0) + 1) + codes)
-        return np.bincount(pairs // (codes.max(initial=0) + 1), minlength=n).astype(float)
-    vals = col.cast(pl.Float64).fill_null(0.0).to_numpy()
-    total = np.bincount(s, weights=vals, minlength=n)
+        base = codes.max(initial=0) + 1
+        pairs = np.unique(s_known * base + codes)
+        return np.bincount(pairs // base, minlength=n).astype(float)
+    vals = col.cast(pl.Float64).to_numpy()
+    total = np.bincount(s_known, weights=vals, minlength=n)
+    counts = np.bincount(s_known, minlength=n)
     if ch.agg == "sum":
-        return total
-    counts = np.bincount(s, minlength=n)
+        flows = np.bincount(s, minlength=n)
+        return np.where((flows > 0) & (counts == 0), np.nan, total)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(counts > 0, total / counts, np.nan)
 
@@ -150,9 +162,12 @@ def align_episode(ep: Episode, registry: Registry, spec: WindowSpec) -> tuple[np
         if ep.source_file(src) is None:
             continue
         df = ep.read_source(src, registry).filter(pl.col("t_wall_ns").is_not_null())
-        # Degraded episodes may be out of order or hold duplicates: sort, keep the last.
+        # Degraded episodes may be out of order or hold duplicates: sort; a sample
+        # source keeps the last of a time stamp, a flow source drops exact
+        # duplicate flows (the same flow recorded twice is one flow).
         df = df.sort("t_wall_ns", maintain_order=True).unique("t_wall_ns", keep="last", maintain_order=True) \
-            if registry.source(src).kind == "sample" else df.sort("t_wall_ns", maintain_order=True)
+            if registry.source(src).kind == "sample" else df.unique(maintain_order=True).sort("t_wall_ns",
+                                                                                           maintain_order=True)
         t = df["t_wall_ns"].to_numpy()
         step = (t - start) // step_ns
         inside = (step >= 0) & (step < n)

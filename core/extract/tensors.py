@@ -1,7 +1,9 @@
 """The out-of-core tensor store: fixed-size .npy parts, memory-mapped to read.
 
 Layout of `tensors_v1/`:
-    meta.json            channels, steps, dtype, part_windows, n_windows, parts
+    meta.json            channels, steps, dtype, part_windows, n_windows, parts,
+                         and the sha256 and size of every part (taken as it was
+                         written, so nothing re-reads gigabytes to hash them)
     index.parquet        window_id, episode_id, label_id, row (aligned with the
                          features parquet row for row)
     values_00000.npy     (<= part_windows, C, T) float32, NaN where missing
@@ -11,15 +13,46 @@ reader needs no per-window lookup, and every part but the last is full.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from core.errors import Cis490Error
+from core.errors import ArtifactError
+from core.loading import check_npy, read_json
 
 META = "meta.json"
+REBUILD = "cis490 extract"
+
+
+class _HashingFile:
+    """A write-only file that hashes what passes through it."""
+
+    def __init__(self, path: Path):
+        self._f = open(path, "wb")
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        self.sha.update(view)
+        self.size += view.nbytes
+        return self._f.write(view)
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def save_hashed(path: Path, array: np.ndarray) -> dict:
+    """np.save, returning the file's sha256 and size computed while writing."""
+    f = _HashingFile(path)
+    try:
+        np.save(f, array, allow_pickle=False)
+    finally:
+        f.close()
+    return {"sha256": f.sha.hexdigest(), "bytes": f.size}
 
 
 class TensorPartWriter:
@@ -32,6 +65,7 @@ class TensorPartWriter:
         self._masks: list[np.ndarray] = []
         self._buffered = 0
         self.parts: list[int] = []
+        self.files: dict[str, dict] = {}
         root.mkdir(parents=True, exist_ok=True)
 
     @property
@@ -53,15 +87,16 @@ class TensorPartWriter:
         if not self._buffered:
             return
         k = len(self.parts)
-        np.save(self.root / f"values_{k:05d}.npy", np.concatenate(self._vals).astype(np.float32, copy=False))
-        np.save(self.root / f"mask_{k:05d}.npy", np.concatenate(self._masks).astype(np.uint8, copy=False))
+        for name, arrays, dtype in ((f"values_{k:05d}.npy", self._vals, np.float32),
+                                    (f"mask_{k:05d}.npy", self._masks, np.uint8)):
+            self.files[name] = save_hashed(self.root / name, np.concatenate(arrays).astype(dtype, copy=False))
         self.parts.append(self._buffered)
         self._vals, self._masks, self._buffered = [], [], 0
 
     def close(self, meta: dict) -> None:
         self._flush()
         meta = {**meta, "part_windows": self.part_windows, "n_windows": sum(self.parts), "parts": self.parts,
-                "dtype": "float32", "mask_dtype": "uint8"}
+                "dtype": "float32", "mask_dtype": "uint8", "files": self.files}
         (self.root / META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
 
@@ -73,11 +108,17 @@ class TensorStore:
 
     @classmethod
     def open(cls, root: Path) -> "TensorStore":
-        try:
-            meta = json.loads((Path(root) / META).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise Cis490Error(f"{root}: no readable tensor store here ({exc}); run `cis490 extract`") from None
-        return cls(Path(root), meta)
+        """Checks every part's header and length up front (a stat and a few
+        bytes each): a truncated part fails here, naming itself, not mid-training."""
+        root = Path(root)
+        if not root.is_dir():
+            raise ArtifactError(f"{root} not found: run `{REBUILD}` first")
+        meta = read_json(root / META, REBUILD, ("channels", "steps", "part_windows", "n_windows", "parts"))
+        tail = (len(meta["channels"]), meta["steps"])
+        for k, rows in enumerate(meta["parts"]):
+            check_npy(root / f"values_{k:05d}.npy", tail, rows, "float32", REBUILD)
+            check_npy(root / f"mask_{k:05d}.npy", tail, rows, "uint8", REBUILD)
+        return cls(root, meta)
 
     @property
     def n_windows(self) -> int:

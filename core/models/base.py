@@ -16,7 +16,7 @@ import numpy as np
 
 from core.errors import Cis490Error
 from core.models.data import SummaryData, TensorData, slog
-from core.paths import atomic_path, atomic_write_text, ensure_dir
+from core.paths import atomic_dir, atomic_path, atomic_write_text
 
 FORMAT_VERSION = 1
 HEADER = "header.json"
@@ -29,7 +29,11 @@ class CheckpointError(Cis490Error):
 
 
 class TrainError(Cis490Error):
-    """Training cannot start with these inputs."""
+    """Training cannot start with these inputs, or learned nothing."""
+
+
+class ModelError(Cis490Error):
+    """A model produced output it must never produce."""
 
 
 @dataclass
@@ -133,10 +137,17 @@ class BaseModel:
         return info
 
     def predict_proba(self, inputs) -> np.ndarray:
-        """Class probabilities for raw inputs: X (n, F) or (values, masks) (n, C, T)."""
+        """Class probabilities for raw inputs: X (n, F) or (values, masks) (n, C, T).
+
+        Never NaN: a model whose probabilities are not finite is a bug to
+        fix, not a prediction to report (argmax of NaN reads as the first phase)."""
         if self.pre is None:
             raise CheckpointError(f"{self.name}: model is not fitted")
-        return self._predict_proba(self._prepare(inputs))
+        proba = self._predict_proba(self._prepare(inputs))
+        bad = ~np.isfinite(proba).all(axis=1)
+        if bad.any():
+            raise ModelError(f"{self.name}: {int(bad.sum())} of {len(proba)} windows got non-finite probabilities")
+        return proba
 
     def predict(self, inputs) -> np.ndarray:
         return self.predict_proba(inputs).argmax(axis=1)
@@ -190,17 +201,19 @@ def schema_hash(feature_schema: dict, input_kind: str) -> str:
 
 
 def save_checkpoint(model: BaseModel, directory: Path, header_extra: dict) -> Path:
-    """Write weights, then the header (written last: it vouches for the weights)."""
-    ensure_dir(directory)
-    wname = model._save_weights(directory)
+    """Write weights, then the header (it vouches for the weights), into a new
+    directory that replaces the old checkpoint whole only once both are written:
+    a failure leaves the previous checkpoint exactly as it was."""
     from core.store import file_digest
-    header = {
-        "format_version": FORMAT_VERSION, "model": model.name, "input_kind": model.input_kind,
-        "classes": model.classes, "config": model.config, "seed": model.seed,
-        "preprocessing": model.pre.to_json(), "pca": model.pca, "training": model.training,
-        "weights": {"file": wname, "sha256": file_digest(directory / wname)[0]}, **header_extra,
-    }
-    atomic_write_text(directory / HEADER, json.dumps(header, indent=1, default=_json_default) + "\n")
+    with atomic_dir(directory) as tmp:
+        wname = model._save_weights(tmp)
+        header = {
+            "format_version": FORMAT_VERSION, "model": model.name, "input_kind": model.input_kind,
+            "classes": model.classes, "config": model.config, "seed": model.seed,
+            "preprocessing": model.pre.to_json(), "pca": model.pca, "training": model.training,
+            "weights": {"file": wname, "sha256": file_digest(tmp / wname)[0]}, **header_extra,
+        }
+        atomic_write_text(tmp / HEADER, json.dumps(header, indent=1, default=_json_default) + "\n")
     return directory / HEADER
 
 

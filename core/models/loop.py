@@ -81,6 +81,11 @@ def train_loop(net, train_batches: Callable[[np.random.Generator], Iterator[tupl
             loss_sum += float(loss.detach()) * len(y)
             seen += len(y)
             compute_s += time.perf_counter() - t1
+        if seen == 0:
+            # Not a result: a model that saw no sample must never replace a checkpoint.
+            from core.models.base import TrainError
+            raise TrainError(f"epoch {epoch} trained on no window: every batch was smaller than 2 windows "
+                             f"({n_train} train windows, batch size {cfg.batch_size})")
         f1 = evaluate(net, val_batches, k, device, autocast)
         history.append({"epoch": epoch, "train_loss": loss_sum / max(seen, 1), "val_macro_f1": f1,
                         "lr": opt.param_groups[0]["lr"]})

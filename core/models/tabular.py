@@ -1,6 +1,7 @@
 """Models on summary features: gbt (XGBoost), knn, knn_semi (label spreading)."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +104,18 @@ class KNNModel(BaseModel):
         self._nn = None
 
 
+def symmetric_knn_kernel(k: int):
+    """A kNN affinity made symmetric (i~j if either is among the other's k
+    nearest). scikit-learn's own 'knn' kernel is directed: a window that no
+    other window counts among its neighbours (duplicates crowd it out) has
+    degree 0 in the normalised Laplacian, and its label distribution is NaN."""
+    def kernel(X, Y):
+        from sklearn.neighbors import kneighbors_graph
+        graph = kneighbors_graph(X, n_neighbors=max(1, min(k, len(X) - 1)), mode="connectivity", include_self=False)
+        return ((graph + graph.T) > 0).astype(np.float64).tocsr()
+    return kernel
+
+
 class KNNSemiModel(KNNModel):
     """Label spreading over labelled train windows plus unlabelled windows (their
     labels are never read); predicts by kNN over the spread label distributions."""
@@ -114,6 +127,7 @@ class KNNSemiModel(KNNModel):
     unlabeled_source = ""
 
     def _fit(self, train, val, progress) -> dict:
+        from sklearn.exceptions import ConvergenceWarning
         from sklearn.semi_supervised import LabelSpreading
         rng = np.random.default_rng(self.seed)
         lab = _stratified_cap(train.y, self.config["max_labeled"], rng)
@@ -127,15 +141,22 @@ class KNNSemiModel(KNNModel):
             ys.append(np.full(len(sel), -1))
             n_unl = len(sel)
         X, y = np.concatenate(xs), np.concatenate(ys)
-        ls = LabelSpreading(kernel="knn", n_neighbors=self.config["k"], alpha=self.config["alpha"], max_iter=50)
-        ls.fit(X, y)
+        ls = LabelSpreading(kernel=symmetric_knn_kernel(self.config["k"]), alpha=self.config["alpha"], max_iter=50)
+        with warnings.catch_warnings():
+            # Spreading stops at max_iter on large graphs; the distributions are still usable.
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            ls.fit(X, y)
         dist = np.zeros((len(X), len(self.classes)), np.float32)
         dist[:, ls.classes_] = ls.label_distributions_
-        self.X_fit, self.dist_fit = X.astype(np.float32), dist
+        # An unlabelled window that no label reached (a component of the graph
+        # without a labelled window) has no distribution: it cannot vote.
+        reached = np.isfinite(dist).all(axis=1) & (dist.sum(axis=1) > 0)
+        self.X_fit, self.dist_fit = X[reached].astype(np.float32), dist[reached]
         self._nn = None
         f1 = macro_f1(val.y, self._predict_proba(self.pre.transform_summary(val.X)).argmax(1), len(self.classes))
         if progress:
             progress(1, 1, val_f1=f"{f1:.3f}")
         return {"best_epoch": 1, "val_macro_f1": f1, "labeled_windows": int(len(lab)),
-                "unlabeled_pool": {"source": self.unlabeled_source or "none", "windows_used": int(n_unl),
+                "unlabeled_pool": {"source": self.unlabeled_source or "none", "part": self.config["unlabeled_part"],
+                                   "windows_used": int(n_unl), "windows_unreached": int((~reached).sum()),
                                    "labels_used": False}}

@@ -258,3 +258,22 @@ def generate_store(cfg: SynthConfig, out: Path, *, workers: int = 1, force: bool
             per_host[r["host_id"]] = per_host.get(r["host_id"], 0) + 1
     return SynthResult(out, tpath, sum(per_host.values()), cfg.in_flight, total,
                        time.perf_counter() - t0, expected, per_host, cfg)
+
+
+DEMO_MARKER = ".cis490-demo"
+
+
+def demo_home(target: Path) -> Path:
+    """The demo's own lab home: `target`, made and marked by the demo. A
+    directory there that the demo did not make (no marker) is refused, so the
+    demo never replaces a lab's store, index, features, splits or checkpoints."""
+    target = Path(target)
+    if target.exists():
+        if not target.is_dir():
+            raise StoreError(f"{target}: exists and is not a directory; pass --dir for the demo lab")
+        if not (target / DEMO_MARKER).exists() and any(target.iterdir()):
+            raise StoreError(f"{target}: holds files the demo did not make; the demo never touches a lab it "
+                             "did not make: pass --dir with a new directory for the demo lab")
+    ensure_dir(target)
+    (target / DEMO_MARKER).write_text("A lab made by `cis490 demo`; the next demo replaces its contents.\n")
+    return target

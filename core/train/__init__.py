@@ -1,6 +1,7 @@
 """`cis490 train`: assemble a split's data, fit a model in one mode, checkpoint it."""
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -9,15 +10,16 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from core.errors import Cis490Error, ConfigError
-from core.extract import FEATURES, TENSORS, load_feature_schema
+from core.errors import ConfigError
+from core.extract import TENSORS, load_feature_schema, read_features, read_tensor_index
 from core.extract.tensors import TensorStore
+from core.loading import read_json
 from core.models import MODELS
 from core.models.base import (FORMAT_VERSION, HEADER, BaseModel, CheckpointError, TrainError, save_checkpoint,
                               schema_hash)
 from core.models.data import SummaryData, TensorData
-from core.registry import Registry
-from core.split import load_split
+from core.registry import Registry, registry_ref
+from core.split import describe_params, load_split, split_identity
 from core.store import file_digest
 
 MODES = ("realistic", "oracle")
@@ -72,9 +74,9 @@ def load_split_data(processed: Path, recipe: str, input_kind: str) -> SplitData:
     split, meta = load_split(processed, recipe)
     if input_kind == "summary":
         schema = load_feature_schema(processed)
-        frame = pl.read_parquet(processed / FEATURES, columns=["episode_id", "label_id", *schema["features"]])
+        frame = read_features(processed, ["episode_id", "label_id", *schema["features"]])
     else:
-        frame = pl.read_parquet(processed / TENSORS / "index.parquet")
+        frame = read_tensor_index(processed)
         store = TensorStore.open(processed / TENSORS)
     frame = frame.join(split, on="episode_id", how="inner", maintain_order="left")
     parts = {}
@@ -99,8 +101,23 @@ class TrainResult:
     seconds: float
 
 
-def checkpoint_dir(artifacts: Path, model: str, mode: str) -> Path:
-    return artifacts / "models" / f"{model}_{mode}"
+def checkpoint_dir(artifacts: Path, split: str, model: str, mode: str) -> Path:
+    """One checkpoint per split, model and mode: training on another split
+    never replaces the one a report of this split was made with."""
+    return artifacts / "models" / split / f"{model}_{mode}"
+
+
+def train_command(model: str, mode: str, split: str) -> str:
+    return f"cis490 train {model} --split {split} --mode {mode}"
+
+
+def _schema_record(schema: dict, input_kind: str) -> dict:
+    """The parts of the feature schema a checkpoint's schema hash covers, kept
+    so that a mismatch can say which part changed."""
+    names = schema["features"] if input_kind == "summary" else schema["channels"]
+    return {"registry_hash": schema["registry_hash"], "spec_hash": schema["spec_hash"], "window": schema["window"],
+            "extract_version": schema.get("extract_version"), "inputs": len(names),
+            "inputs_sha256": hashlib.sha256("\n".join(names).encode()).hexdigest()}
 
 
 def train_one(processed: Path, artifacts: Path, registry: Registry, model: str, mode: str, recipe: str = "host",
@@ -121,44 +138,97 @@ def train_one(processed: Path, artifacts: Path, registry: Registry, model: str, 
     seconds = time.perf_counter() - t0
     names = schema["features"] if cls.input_kind == "summary" else schema["channels"]
     m.training.update({
-        "split": recipe, "split_index_sha256": data.meta["index_sha256"], "seed": seed, "run_id": run_id,
+        "split": recipe, "seed": seed, "run_id": run_id,
         "device": device, "windows": {p: len(d) for p, d in data.parts.items()}, "seconds": round(seconds, 3),
         "train_windows_per_s": round(len(data.parts["train"]) * m.training.get("epochs_run", 1) / seconds, 1)})
-    out = checkpoint_dir(artifacts, model, mode)
+    out = checkpoint_dir(artifacts, recipe, model, mode)
     save_checkpoint(m, out, {"mode": mode, "schema_hash": schema_hash(schema, cls.input_kind),
-                             "registry_hash": registry.schema_hash, "window": schema["window"],
-                             "keep_names": [names[i] for i in keep]})
+                             "registry_hash": registry.schema_hash, "registry": registry_ref(registry),
+                             "window": schema["window"], "schema": _schema_record(schema, cls.input_kind),
+                             "split": split_identity(data.meta), "features_sha256": schema["features_sha256"],
+                             "tensors_sha256": schema["tensors_sha256"], "keep_names": [names[i] for i in keep]})
     header = json.loads((out / HEADER).read_text())
     return TrainResult(model, mode, out, header, seconds)
 
 
+HEADER_KEYS = ("format_version", "model", "mode", "input_kind", "classes", "config", "preprocessing", "weights",
+               "registry_hash", "schema_hash", "split")
+
+
+def read_header(directory: Path) -> dict:
+    """A checkpoint's header through the loading layer: a truncated or key-less
+    one is one line naming the command that retrains it."""
+    directory = Path(directory)
+    model, _, mode = directory.name.rpartition("_")
+    hpath = directory / HEADER
+    if not hpath.exists():
+        raise CheckpointError(f"{directory}: no checkpoint here (train it with `{train_command(model, mode, directory.parent.name)}`)")
+    return read_json(hpath, train_command(model, mode, directory.parent.name), HEADER_KEYS)
+
+
+def _schema_difference(header: dict, schema: dict) -> str:
+    """What differs between the schema a checkpoint was trained on and the current extract."""
+    old = header.get("schema") or {}
+    new = _schema_record(schema, header["input_kind"])
+    if old.get("registry_hash") != new["registry_hash"]:
+        return (f"channel registry {str(old.get('registry_hash'))[:12]} then, "
+                f"{new['registry_hash'][:12]} in the current extract")
+    if old.get("window") != new["window"]:
+        return f"window spec {old.get('window')} then, {new['window']} now"
+    if old.get("extract_version") != new["extract_version"]:
+        return f"extraction code version {old.get('extract_version')} then, {new['extract_version']} now"
+    if old.get("inputs_sha256") != new["inputs_sha256"]:
+        return f"{old.get('inputs')} inputs then, {new['inputs']} inputs now (another feature/channel list)"
+    return f"schema hash {header['schema_hash'][:12]} then, {schema_hash(schema, header['input_kind'])[:12]} now"
+
+
 def load_checkpoint(directory: Path, processed: Path, registry: Registry) -> BaseModel:
     """A fitted model; refuses another format, schema or registry with what to do."""
-    hpath = Path(directory) / HEADER
-    if not hpath.exists():
-        raise CheckpointError(f"{directory}: no checkpoint here (train it with `cis490 train`)")
-    header = json.loads(hpath.read_text())
-    name = header.get("model", "?")
-    retrain = f"retrain with `cis490 train {name} --mode {header.get('mode', 'realistic')}`"
+    directory = Path(directory)
+    header = read_header(directory)
+    hpath = directory / HEADER
+    name, mode = header["model"], header["mode"]
+    retrain = f"retrain with `{train_command(name, mode, directory.parent.name)}`"
     if header.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{hpath}: checkpoint format {header.get('format_version')}, this cis490 reads "
                               f"{FORMAT_VERSION}: {retrain}")
+    if name not in MODELS:
+        raise CheckpointError(f"{hpath}: unknown model '{name}': {retrain}")
     schema = load_feature_schema(processed)
     if header["registry_hash"] != registry.schema_hash:
         raise CheckpointError(f"{hpath}: trained with channel registry {header['registry_hash'][:12]}, the current "
                               f"one is {registry.schema_hash[:12]}: {retrain}, or pass --channels with the registry "
                               "it was trained on")
     if header["schema_hash"] != schema_hash(schema, header["input_kind"]):
-        what = "window spec" if header.get("window") != schema["window"] else "feature/channel list"
-        raise CheckpointError(f"{hpath}: trained on another {what} than the current extract "
-                              f"({header.get('window')} vs {schema['window']}): {retrain}, or re-extract as it was")
-    wpath = Path(directory) / header["weights"]["file"]
+        raise CheckpointError(f"{hpath}: trained on other inputs than the current extract "
+                              f"({_schema_difference(header, schema)}): {retrain}, or re-extract as it was")
+    wpath = directory / header["weights"]["file"]
     if not wpath.exists() or file_digest(wpath)[0] != header["weights"]["sha256"]:
         raise CheckpointError(f"{wpath}: weights missing or not the ones the header vouches for: {retrain}")
     from core.models.base import Preprocessor
     m = model_class(name)(header["classes"], header["config"], seed=header.get("seed", 0))
     m.pre = Preprocessor.from_json(header["preprocessing"])
     m.pca, m.training = header.get("pca"), header.get("training", {})
-    m.mode = header["mode"]
+    m.mode = mode
+    m.header = header
     m._load_weights(wpath)
     return m
+
+
+def check_split_identity(header: dict, directory: Path, split_meta: dict, split_path: Path) -> None:
+    """Refuses to score a checkpoint on a split that is not the one it was
+    trained on: its test part could hold episodes the model learned from."""
+    rec = header["split"]
+    name, mode = header["model"], header["mode"]
+    fix = (f"retrain with `{train_command(name, mode, directory.parent.name)}`, or re-make the split it was trained "
+           f"on with `cis490 split {describe_params(rec['params'])}`")
+    if rec["membership_sha256"] != split_meta["membership_sha256"]:
+        raise CheckpointError(
+            f"{name}_{mode} was trained on split {rec['name']} with membership {rec['membership_sha256'][:12]} "
+            f"({describe_params(rec['params'])}; {directory / HEADER}), but {split_path} now holds membership "
+            f"{split_meta['membership_sha256'][:12]} ({describe_params(split_meta['params'])}): {fix}")
+    if rec["features_sha256"] != split_meta["features_sha256"]:
+        raise CheckpointError(
+            f"{name}_{mode} was trained on features {rec['features_sha256'][:12]} ({directory / HEADER}), but "
+            f"{split_path} was made on features {split_meta['features_sha256'][:12]} (the current extract): "
+            f"retrain with `{train_command(name, mode, directory.parent.name)}`")

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from core.errors import Cis490Error, StoreError
 from core.parallel import process_pool
 from core.paths import atomic_path, atomic_write_text, ensure_dir
-from core.registry import Registry
+from core.registry import Registry, registry_ref
 from core.store import MANIFEST, StoreEntry, scan_store
 from core.validate.checks import (VALIDATOR_VERSION, ValidateConfig, status_of, validate_episode)
 
@@ -117,6 +117,11 @@ def run_validation(store: Path, out: Path, registry: Registry, cfg: ValidateConf
     entries = list(scan_store(store))
     episodes = [e for e in entries if not e.in_flight]
     in_flight = [e.rel for e in entries if e.in_flight]
+    if not episodes:
+        # An empty index would replace a good one and let later stages run on nothing.
+        flight = f" ({len(in_flight)} upload(s) in flight, without a manifest yet)" if in_flight else ""
+        raise StoreError(f"{store}: no episode found{flight}; an episode is a directory "
+                         f"<host>/<episode>/ holding {MANIFEST} (is --store the receiver's store?)")
     chash = config_hash(cfg, registry)
     prev = _previous_rows(out, chash) if since_last else {}
     ensure_dir(out.parent)
@@ -156,8 +161,10 @@ def run_validation(store: Path, out: Path, registry: Registry, cfg: ValidateConf
     summary.config = {**asdict(cfg), "validator_version": VALIDATOR_VERSION, "registry_hash": registry.schema_hash}
     # Later stages read the store this index describes from here, so that
     # `validate --store /srv/receiver` followed by a bare `extract` just works.
-    atomic_write_text(sidecar_path(out), json.dumps({"store": str(store.resolve()), **summary.to_json()},
-                                                    indent=1) + "\n")
+    # The registry is part of the lab's identity, like the store: later stages
+    # default to it and refuse another (core.registry.resolve_registry).
+    atomic_write_text(sidecar_path(out), json.dumps({"store": str(store.resolve()), "registry": registry_ref(registry),
+                                                    **summary.to_json()}, indent=1) + "\n")
     return summary
 
 
@@ -165,12 +172,24 @@ def sidecar_path(index: Path) -> Path:
     return index.with_suffix(".json")
 
 
+def _sidecar(index: Path) -> dict:
+    try:
+        doc = json.loads(sidecar_path(index).read_text())
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
 def indexed_store(index: Path) -> Path | None:
     """The store an acceptance index was made from, if its sidecar says."""
-    try:
-        return Path(json.loads(sidecar_path(index).read_text())["store"])
-    except (OSError, ValueError, KeyError):
-        return None
+    store = _sidecar(index).get("store")
+    return Path(store) if isinstance(store, str) else None
+
+
+def indexed_registry(index: Path) -> dict | None:
+    """The registry (`registry_ref`) an acceptance index was validated with."""
+    ref = _sidecar(index).get("registry")
+    return ref if isinstance(ref, dict) else None
 
 
 def _rows(episodes: list[StoreEntry], prev: dict[str, dict], registry: Registry, cfg: ValidateConfig,

@@ -31,6 +31,21 @@ def test_quiet_prints_nothing_but_still_records(cli, lab_home):
 
 
 def test_quiet_still_shows_errors(cli, lab_home):
-    result = cli("--quiet", "synth", "-n", "0")
+    result = cli("--quiet", "synth", "-n", "2", "--duration", "1")
     assert result.exit_code == 1
-    assert result.stderr.strip() == "Error: --episodes must be at least 1, got 0"
+    assert result.stderr.strip() == "Error: --duration must be at least 40 s, got 1"
+
+
+def test_out_of_range_options_are_usage_errors(cli, lab_home):
+    for args in (("synth", "-n", "0"), ("synth", "-j", "-1"), ("synth", "--fault-rate", "1.5"),
+                 ("train", "gbt", "--batch-size", "0"), ("train", "gbt", "--batch-size", "-5"),
+                 ("train", "gbt", "--batch-size", "1"), ("train", "gbt", "--epochs", "0"),
+                 ("notebook", "list", "--last", "-1"), ("split", "--recipe", "sample", "--val-frac", "1.5"),
+                 ("eval", "gbt", "--resamples", "5"), ("eval", "gbt", "--unit", "host"),
+                 ("eval", "gbt", "--part", "train"), ("eval", "gbt", "--mode", "both"),
+                 ("split", "--recipe", "sample", "--train-hosts", "lab-x"),
+                 ("split", "--recipe", "host", "--train-hosts", "lab-x", "--test-frac", "0.3")):
+        result = cli(*args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "Traceback" not in result.output and "unexpected" not in result.output, args
+    assert not lab_home.notebook.exists()

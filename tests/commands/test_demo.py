@@ -1,24 +1,45 @@
+import hashlib
 import json
 
 
-def test_demo_runs_in_the_home(cli, lab_home):
+def _snapshot(root, skip):
+    """Every file under root (but `skip`) with its bytes' digest and mode."""
+    return {p.relative_to(root).as_posix(): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mode)
+            for p in sorted(root.rglob("*")) if p.is_file() and skip not in p.parents}
+
+
+def test_demo_runs_in_its_own_lab_and_leaves_the_home_byte_identical(cli, lab_home):
+    # An existing lab: a store, an index, a notebook of its own.
+    ep = lab_home.default_store / "lab-x" / "ep1"
+    ep.mkdir(parents=True)
+    (ep / "manifest.json").write_text("{}")
+    lab_home.processed.mkdir(parents=True)
+    (lab_home.processed / "validation_v1.parquet").write_bytes(b"the lab's own index")
+    lab_home.artifacts.mkdir()
+    (lab_home.artifacts / "notebook.jsonl").write_text('{"run_id": "x"}\n')
+    demo_dir = lab_home.home / "demo"
+    before = _snapshot(lab_home.home, demo_dir)
+
     result = cli("demo", "--episodes", "60", "--duration", "60", "-j", "2")
     assert result.exit_code == 0, result.output
-    assert (lab_home.default_store).is_dir()
-    runs = [json.loads(x) for x in lab_home.notebook.read_text().splitlines()]
+    assert _snapshot(lab_home.home, demo_dir) == before
+    assert (demo_dir / "data" / "raw" / "store").is_dir()
+    runs = [json.loads(x) for x in (demo_dir / "artifacts" / "notebook.jsonl").read_text().splitlines()]
     demo = next(r for r in runs if r["command"] == "demo")
     assert all(r["parent_run"] == demo["run_id"] for r in runs if r["command"] != "demo")
-    # A second demo replaces its own synthetic store.
+    # A second demo replaces its own lab.
     assert cli("demo", "--episodes", "60", "--duration", "60", "-j", "2").exit_code == 0
+    assert _snapshot(lab_home.home, demo_dir) == before
 
 
-def test_demo_refuses_a_real_store(cli, lab_home):
-    (lab_home.default_store / "lab-x" / "ep1").mkdir(parents=True)
-    (lab_home.default_store / "lab-x" / "ep1" / "manifest.json").write_text("{}")
-    result = cli("demo", "--episodes", "12")
+def test_demo_refuses_a_directory_it_did_not_make(cli, lab_home, tmp_path):
+    other = tmp_path / "somelab"
+    (other / "data").mkdir(parents=True)
+    result = cli("demo", "--episodes", "12", "--dir", str(other))
     assert result.exit_code == 1
-    assert result.stderr.strip() == (f"Error: {lab_home.default_store}: holds a store that synth did not make; "
-                                     "run the demo in another --home")
+    assert result.stderr.strip() == (f"Error: {other}: holds files the demo did not make; the demo never touches a "
+                                     "lab it did not make: pass --dir with a new directory for the demo lab")
+    assert [p.name for p in other.iterdir()] == ["data"]
 
 
 def test_demo_json_is_one_document(cli, lab_home):

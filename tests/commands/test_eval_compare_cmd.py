@@ -17,6 +17,7 @@ def trained(extracted_lab, tmp_path_factory):
     make_split(root / "data" / "processed", SplitConfig("host", ("lab-thinkpad", "lab-nuc", "lab-desktop")), reg)
     for name, mode in (("gbt", "realistic"), ("knn", "realistic"), ("knn", "oracle")):
         train_one(root / "data" / "processed", root / "artifacts", reg, name, mode, "host", seed=0)
+    train_one(root / "data" / "processed", root / "artifacts", reg, "knn_semi", "realistic", "host", seed=0)
     return root
 
 
@@ -31,7 +32,7 @@ def test_eval_writes_report_predictions_and_figures(cli, home):
     result = cli("eval", "gbt", "--resamples", "200")
     assert result.exit_code == 0, result.output
     assert "macro-F1" in result.output and "Untested profiles" in result.output
-    out = home.artifacts / "eval" / "gbt_realistic" / "host"
+    out = home.artifacts / "eval" / "host" / "gbt_realistic" / "test-episode-b200-s0"
     for name in ("report.json", "predictions.parquet", "confusion.png", "per_profile.png"):
         assert (out / name).exists(), name
     rep = json.loads((out / "report.json").read_text())
@@ -62,11 +63,12 @@ def test_compare_bare_names_and_parents(cli, home):
 def test_compare_refuses_different_windows(cli, home):
     assert cli("eval", "gbt", "knn", "--resamples", "50").exit_code == 0
     import polars as pl
-    p = home.artifacts / "eval" / "knn_realistic" / "host" / "predictions.parquet"
+    p = home.artifacts / "eval" / "host" / "knn_realistic" / "test-episode-b50-s0" / "predictions.parquet"
     pl.read_parquet(p).head(10).write_parquet(p)
     from core.compare import compare_reports
     from core.evaluate import EvalConfig
-    reports = [json.loads((home.artifacts / "eval" / f"{m}_realistic" / "host" / "report.json").read_text())
+    reports = [json.loads((home.artifacts / "eval" / "host" / f"{m}_realistic" / "test-episode-b50-s0" /
+                           "report.json").read_text())
                for m in ("gbt", "knn")]
     from core.compare import CompareError
     with pytest.raises(CompareError, match="gbt and knn were scored on different windows"):
@@ -76,12 +78,12 @@ def test_compare_refuses_different_windows(cli, home):
 def test_unknown_checkpoint_lists_the_trained_ones(cli, home):
     result = cli("eval", "gru")
     assert result.exit_code == 1
-    assert result.stderr.strip().startswith("Error: no checkpoint for gru in realistic mode")
-    assert "trained: gbt_realistic, knn_oracle, knn_realistic (run `cis490 train gru --mode realistic`)" \
-        in result.stderr
+    assert result.stderr.strip().startswith("Error: no checkpoint for gru in realistic mode on split host")
+    assert ("trained on host: gbt_realistic, knn_oracle, knn_realistic, knn_semi_realistic (run `cis490 train gru --split host "
+            "--mode realistic`)") in result.stderr
 
 
-def test_bad_unit(cli, home):
+def test_bad_unit_is_a_usage_error_listing_the_choices(cli, home):
     result = cli("eval", "gbt", "--unit", "host")
-    assert result.exit_code == 1
-    assert result.stderr.strip() == "Error: --unit must be episode or window, got 'host'"
+    assert result.exit_code == 2
+    assert "'host' is not one of 'episode', 'window'" in result.stderr

@@ -13,10 +13,10 @@ def test_synth_writes_store_and_truth(cli, lab_home):
     assert (store.parent / "store.truth.jsonl").exists()
 
 
-def test_synth_zero_episodes_is_a_clear_error(cli, lab_home):
+def test_synth_zero_episodes_is_a_usage_error(cli, lab_home):
     result = cli("synth", "--episodes", "0")
-    assert result.exit_code == 1
-    assert result.stderr.strip() == "Error: --episodes must be at least 1, got 0"
+    assert result.exit_code == 2
+    assert "Invalid value for '--episodes' / '-n': Input should be greater than or equal to 1" in result.stderr
     assert not lab_home.default_store.exists()
 
 
@@ -30,11 +30,19 @@ def test_synth_refuses_existing_store_without_force(cli, lab_home):
     assert len(list(lab_home.default_store.glob(f"*/*/{MANIFEST}"))) == 3
 
 
-def test_missing_home_is_a_clear_error(cli, tmp_path):
-    missing = tmp_path / "nope"
-    result = cli("--home", str(missing), "synth", "-n", "2")
+def test_missing_home_is_created(cli, tmp_path):
+    missing = tmp_path / "nope" / "lab"
+    result = cli("--home", str(missing), "synth", "-n", "2", "--duration", "60", "-j", "1")
+    assert result.exit_code == 0, result.output
+    assert (missing / "data" / "raw" / "store").is_dir() and (missing / "artifacts" / "notebook.jsonl").exists()
+
+
+def test_home_that_cannot_be_created_is_one_line(cli, tmp_path):
+    (tmp_path / "file").write_text("x")
+    result = cli("--home", str(tmp_path / "file" / "lab"), "synth", "-n", "2")
     assert result.exit_code == 1
-    assert result.stderr.strip() == f"Error: lab home {missing} does not exist (create it or pass --home)"
+    assert result.stderr.strip() == (f"Error: lab home {tmp_path / 'file' / 'lab'} does not exist and cannot be "
+                                     "created (Not a directory)")
 
 
 def test_unwritable_home_is_a_clear_error(cli, tmp_path, monkeypatch):

@@ -22,7 +22,7 @@ def test_train_two_models_both_modes(cli, ready_home):
     assert [(r["model"], r["mode"]) for r in rows] == [("gbt", "realistic"), ("gbt", "oracle"),
                                                        ("mlp", "realistic"), ("mlp", "oracle")]
     for r in rows:
-        assert (ready_home.artifacts / "models" / f"{r['model']}_{r['mode']}" / "header.json").exists()
+        assert (ready_home.artifacts / "models" / "host" / f"{r['model']}_{r['mode']}" / "header.json").exists()
     records = [json.loads(x) for x in ready_home.notebook.read_text().splitlines()]
     assert [r["command"] for r in records] == ["train"] * 4
     assert all(r["metrics"]["val_macro_f1"] > 0 for r in records)
@@ -45,7 +45,7 @@ def test_missing_split_says_what_to_run(cli, ready_home):
 def test_stale_split_is_refused(cli, ready_home):
     meta_path = ready_home.processed / "splits" / "host.json"
     meta = json.loads(meta_path.read_text())
-    meta["index_sha256"] = "f" * 64
+    meta["features_sha256"] = "f" * 64
     meta_path.write_text(json.dumps(meta))
     result = cli("train", "gbt")
     assert result.exit_code == 1

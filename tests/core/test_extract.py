@@ -159,6 +159,6 @@ def test_summary_features_by_hand():
 
 
 def test_missing_index_says_what_to_run(tmp_path):
-    from core.extract import MissingStageError
-    with pytest.raises(MissingStageError, match=r"run `cis490 validate` first"):
+    from core.errors import ArtifactError
+    with pytest.raises(ArtifactError, match=r"validation_v1.parquet not found: run `cis490 validate` first"):
         run_extract(tmp_path, tmp_path / "validation_v1.parquet", tmp_path, REG)

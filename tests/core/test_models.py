@@ -78,7 +78,7 @@ def test_changed_registry_makes_loading_refuse(lab):
     with pytest.raises(CheckpointError) as err:
         load_checkpoint(r.checkpoint, processed, other)
     assert "trained with channel registry" in str(err.value)
-    assert "retrain with `cis490 train knn --mode oracle`" in str(err.value)
+    assert "retrain with `cis490 train knn --split host --mode oracle`" in str(err.value)
     assert "pass --channels" in str(err.value)
 
 
