@@ -130,4 +130,5 @@ def _explain(state, evals, cmp, paths) -> None:
         f"(95% CI {pair['gap_ci'][0]:+.3f} to {pair['gap_ci'][1]:+.3f}, p = {pair['p_value']:.3g}): "
         + (f"{pair['winner']} is better." if pair["winner"] != "n.s." else "no significant difference."))
     term.print(f"Reports and figures: {paths.artifacts / 'eval'}; comparison: {cmp.path}")
-    term.print(f"Lab notebook: {paths.notebook} (`cis490 notebook list`, `cis490 notebook show RUN`).")
+    term.print(f"Lab notebook: {paths.notebook} (`cis490 --home {paths.home} notebook list`, "
+               f"`... notebook show RUN`).")

@@ -8,13 +8,36 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 
 def default_workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
+
+
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def pool_map(pool: ProcessPoolExecutor, fn: Callable, jobs: Iterable, chunksize: int = 1) -> Iterator:
+    """`pool.map`, whose workers never see Ctrl-C. Workers are spawned while
+    the jobs are submitted; a child inherits an ignored SIGINT, and CPython
+    installs its KeyboardInterrupt handler only where SIGINT is not ignored,
+    so even a worker still importing at Ctrl-C prints nothing. The parent
+    ignores Ctrl-C only for the milliseconds of the submission."""
+    with _sigint_ignored():
+        return pool.map(fn, jobs, chunksize=chunksize)
 
 
 def _worker_init(initializer: Callable | None, initargs: tuple) -> None:

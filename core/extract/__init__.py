@@ -28,7 +28,7 @@ from core.errors import ArtifactError, Cis490Error
 from core.extract.episode import EXTRACT_VERSION, STATS, ExtractError, WindowSpec, extract_episode, feature_names
 from core.extract.tensors import META, TensorPartWriter, TensorStore
 from core.loading import read_json, read_parquet, require
-from core.parallel import process_pool
+from core.parallel import pool_map, process_pool
 from core.registry import Registry, registry_ref, resolve_registry
 from core.store import Episode, file_digest
 
@@ -213,7 +213,7 @@ def _results(index: pl.DataFrame, store: Path, registry: Registry, cfg: ExtractC
         yield from _merge(rows, prev, fresh)
         return
     with process_pool(workers, _init, (registry, cfg.spec)) as pool:
-        yield from _merge(rows, prev, pool.map(_job, jobs, chunksize=4))
+        yield from _merge(rows, prev, pool_map(pool, _job, jobs, chunksize=4))
 
 
 def _merge(rows, prev, fresh) -> Iterator[tuple[dict, str, object]]:

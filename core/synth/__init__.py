@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from core.errors import ConfigError, StoreError
-from core.parallel import process_pool
+from core.parallel import pool_map, process_pool
 from core.paths import atomic_write_text, ensure_dir
 from core.store import FORMAT_TAG, LABELS, MANIFEST
 from core.synth.faults import FAULTS, IN_FLIGHT, Draft
@@ -234,7 +234,7 @@ def generate_store(cfg: SynthConfig, out: Path, *, workers: int = 1, force: bool
                     progress(i, len(jobs))
         else:
             with process_pool(workers) as pool:
-                for i, (rows, nbytes) in enumerate(pool.map(_write_episode, jobs, chunksize=4), 1):
+                for i, (rows, nbytes) in enumerate(pool_map(pool, _write_episode, jobs, chunksize=4), 1):
                     truth += rows
                     total += nbytes
                     if progress:

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.errors import Cis490Error, StoreError
-from core.parallel import process_pool
+from core.parallel import pool_map, process_pool
 from core.paths import atomic_path, atomic_write_text, ensure_dir
 from core.registry import Registry, registry_ref
 from core.store import MANIFEST, StoreEntry, scan_store
@@ -200,7 +200,7 @@ def _rows(episodes: list[StoreEntry], prev: dict[str, dict], registry: Registry,
         yield from zip(episodes, map(_job, jobs))
         return
     with process_pool(workers, _init_worker, (registry, cfg)) as pool:
-        yield from zip(episodes, pool.map(_job, jobs, chunksize=8))
+        yield from zip(episodes, pool_map(pool, _job, jobs, chunksize=8))
 
 
 def _mark_duplicates(part: Path, dup_ids: list[str]) -> None:

@@ -107,3 +107,19 @@ def test_bootstrap_is_fast_enough_to_be_vectorised():
     out = bootstrap_scores(truth, pred, groups, K, "episode", 300, np.random.default_rng(0))
     assert out["macro_f1"].shape == (300,) and out["per_class_f1"].shape == (300, K)
     assert np.all((out["accuracy"] > 0.7) & (out["accuracy"] < 0.9))
+
+
+def test_per_phase_ci_of_an_always_right_rare_phase():
+    """Regression: a resample without the rare phase scored its F1 as 0, so a
+    phase always predicted right got the interval (0.0, 1.0)."""
+    from core.evaluate.bootstrap import defined_ci
+    truth, pred, groups = _data(n=3000, e=60, acc=0.8, seed=3)
+    truth, pred = np.where(truth == 5, 0, truth), np.where(pred == 5, 0, pred)
+    rare = np.isin(groups, [7, 41])              # two episodes hold the rare phase...
+    truth[rare] = pred[rare] = 5                 # ...and it is always predicted right
+    boot = bootstrap_scores(truth, pred, groups, K, "episode", 1000, np.random.default_rng(0))
+    ci, n = defined_ci(boot["per_class_f1"][:, 5])
+    assert ci == [1.0, 1.0]
+    # About (58/60)^60 = 13% of resamples draw neither episode: those are left out, and counted.
+    assert 800 < n < 940
+    assert defined_ci(np.full(10, np.nan)) == (None, 0)

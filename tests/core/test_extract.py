@@ -162,3 +162,72 @@ def test_missing_index_says_what_to_run(tmp_path):
     from core.errors import ArtifactError
     with pytest.raises(ArtifactError, match=r"validation_v1.parquet not found: run `cis490 validate` first"):
         run_extract(tmp_path, tmp_path / "validation_v1.parquet", tmp_path, REG)
+
+
+def _flows(start, rows):
+    return "".join(json.dumps({"t_wall_ns": start + int(r["t"] * 1e9), **{k: v for k, v in r.items() if k != "t"}})
+                   + "\n" for r in rows)
+
+
+def test_netflow_duplicates_and_nulls_by_hand(extracted_lab, tmp_path):
+    """Regression: duplicated flows were counted twice; a null field failed the
+    episode (distinct counts) or was zero-filled (sums, means)."""
+    from core.extract.episode import align_episode
+    paths, _ = extracted_lab
+    ep_dir = _clean_episode(paths, tmp_path)
+    start = json.loads((ep_dir / "manifest.json").read_text())["started_at_ns"]
+    web = {"t": 0.1, "proto": "tcp", "src_ip": "10.0.0.9", "dst_ip": "10.0.0.1", "src_port": 5000, "dst_port": 443,
+           "duration_ms": 100.0, "bytes_out": 1000, "bytes_in": 10, "packets_out": 3, "packets_in": 1,
+           "tcp_flags": 0x18}
+    dns = {"t": 0.2, "proto": "udp", "src_ip": "10.0.0.9", "dst_ip": None, "src_port": 5001, "dst_port": 53,
+           "duration_ms": None, "bytes_out": None, "bytes_in": 80, "packets_out": 1, "packets_in": 1,
+           "tcp_flags": None}
+    syn = {"t": 0.3, "proto": "tcp", "src_ip": "10.0.0.9", "dst_ip": "10.0.0.1", "src_port": 5002, "dst_port": 80,
+           "duration_ms": 100.0, "bytes_out": 500, "bytes_in": 0, "packets_out": 1, "packets_in": 0,
+           "tcp_flags": 0x02}
+    rows = [dict(web), dict(web), dns, syn]          # the first flow recorded twice
+    (ep_dir / "netflow.jsonl.gz").write_bytes(gzip.compress(_flows(start, rows).encode()))
+    grid, _ = align_episode(Episode.open(ep_dir), REG, WindowSpec())
+    step0 = {c.name: grid[i, 0] for i, c in enumerate(REG.channels) if c.source == "netflow"}
+    assert step0["netflow.new_flows"] == 3                 # the duplicate is one flow
+    assert step0["netflow.bytes_out"] == 1500              # the null is skipped, not a 0
+    assert step0["netflow.bytes_in"] == 90
+    assert step0["netflow.unique_dst_ips"] == 1            # a null address is not a distinct address
+    assert step0["netflow.unique_dst_ports"] == 3
+    assert step0["netflow.mean_duration_ms"] == 100        # (100 + 100) / 2, not (100 + 0 + 100) / 3
+    assert step0["netflow.dns_queries"] == 1 and step0["netflow.tcp_flows"] == 2
+    assert step0["netflow.syn_only_flows"] == 1
+    later = {c.name: grid[i, 1] for i, c in enumerate(REG.channels) if c.source == "netflow"}
+    assert later["netflow.new_flows"] == 0 and np.isnan(later["netflow.mean_duration_ms"])
+    # A step whose only flow lacks the field: the sum is unknown, not 0.
+    (ep_dir / "netflow.jsonl.gz").write_bytes(gzip.compress(_flows(start, [dict(dns)]).encode()))
+    grid, _ = align_episode(Episode.open(ep_dir), REG, WindowSpec())
+    names = REG.channel_names
+    assert np.isnan(grid[names.index("netflow.bytes_out"), 0]) and grid[names.index("netflow.new_flows"), 0] == 1
+
+
+def test_extraction_code_version_is_part_of_the_reuse_key(extracted_lab, tmp_path):
+    paths, _ = extracted_lab
+    processed = tmp_path / "processed"
+    shutil.copytree(paths.processed, processed)
+    schema = json.loads((processed / SCHEMA).read_text())
+    assert schema["extract_version"]
+    schema["extract_version"] = "0-older-code"
+    (processed / SCHEMA).write_text(json.dumps(schema))
+    summary = run_extract(processed, processed / "validation_v1.parquet", paths.default_store, REG,
+                          ExtractConfig(part_windows=256), workers=1)
+    assert summary.reused == 0 and summary.extracted > 0
+
+
+def test_tensor_digests_are_taken_once_while_writing(extracted_lab):
+    from core.extract import tensor_dir_digest
+    from core.notebook import describe_path
+    paths, _ = extracted_lab
+    meta = json.loads((paths.processed / TENSORS / "meta.json").read_text())
+    for name, d in meta["files"].items():
+        assert hashlib.sha256((paths.processed / TENSORS / name).read_bytes()).hexdigest() == d["sha256"]
+    # The schema's tensor digest is the notebook's digest of the directory, so
+    # the notebook can record it without reading the store again.
+    assert load_feature_schema(paths.processed)["tensors_sha256"] == describe_path(paths.processed / TENSORS)["sha256"]
+    assert tensor_dir_digest({**meta["files"], "x": {"sha256": "0"}}) != load_feature_schema(paths.processed)[
+        "tensors_sha256"]

@@ -39,6 +39,9 @@ def test_every_model_learns_and_round_trips(lab, name):
     val = d.parts["val"]
     proba = model.predict_data(val)
     assert proba.shape == (len(val), 6)
+    # Never a NaN probability, on any part (knn_semi learned from the test inputs).
+    for part in ("train", "val", "test"):
+        assert np.isfinite(model.predict_data(d.parts[part])).all(), part
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
     acc = (proba.argmax(1) == val.y).mean()
     majority = np.bincount(d.parts["train"].y).argmax()
@@ -140,3 +143,68 @@ def test_device_resolution():
             resolve_device("cuda")
     with pytest.raises(ConfigError, match="--device must be auto, cpu or cuda"):
         resolve_device("tpu")
+
+
+def test_knn_semi_never_emits_nan_probabilities():
+    """Regression: a crowd of duplicated unlabelled windows got NaN label
+    distributions (a directed kNN graph left some without neighbours), and
+    windows near them NaN probabilities, read as 'idle' by argmax."""
+    import warnings
+    from core.models.data import SummaryData
+    from core.models.tabular import KNNSemiModel
+    rng = np.random.default_rng(0)
+    xl = np.concatenate([rng.normal(3 * c, 0.3, (20, 8)) for c in range(6)]).astype(np.float32)
+    yl = np.repeat(np.arange(6), 20)
+    crowd = np.tile(rng.normal(50, 0.3, (1, 8)), (60, 1))
+    xu = np.concatenate([crowd, rng.normal(6, 0.3, (30, 8))]).astype(np.float32)
+    m = KNNSemiModel(list(REG.phases), None, seed=0)
+    m.unlabeled = SummaryData(xu, np.full(len(xu), -1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")          # and nothing leaks a RuntimeWarning under --quiet
+        m.fit(SummaryData(xl, yl), SummaryData(xl[::2], yl[::2]), np.arange(8))
+        proba = m.predict_proba(np.concatenate([xu, xl]))
+    assert np.isfinite(proba).all()
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+    assert m.training["unlabeled_pool"]["windows_unreached"] == 60
+
+
+def test_non_finite_probabilities_are_refused(lab):
+    from core.models.base import ModelError
+    processed, artifacts, data = lab
+    r = train_one(processed, artifacts, REG, "knn", "realistic", "host", seed=0, data=data["summary"])
+    model = load_checkpoint(r.checkpoint, processed, REG)
+    model.dist_fit = np.full_like(model.dist_fit, np.nan)
+    with pytest.raises(ModelError, match="knn: 5 of 5 windows got non-finite probabilities"):
+        model.predict_proba(data["summary"].parts["val"].X[:5])
+
+
+def test_training_on_zero_samples_fails_and_keeps_the_old_checkpoint(lab):
+    """Regression: --batch-size 1 trained on nothing (loss 0.0 every epoch) and
+    replaced the checkpoint with an untrained one, exit 0."""
+    processed, artifacts, data = lab
+    good = train_one(processed, artifacts, REG, "mlp", "oracle", "host", FAST, seed=0, data=data["summary"])
+    before = {p.name: p.read_bytes() for p in good.checkpoint.iterdir()}
+    with pytest.raises(TrainError, match="epoch 1 trained on no window: every batch was smaller than 2 windows"):
+        train_one(processed, artifacts, REG, "mlp", "oracle", "host", {**FAST, "batch_size": 1}, seed=0,
+                  data=data["summary"])
+    assert {p.name: p.read_bytes() for p in good.checkpoint.iterdir()} == before
+    assert [p.name for p in good.checkpoint.parent.iterdir() if p.name.startswith(".")] == []
+
+
+def test_schema_mismatch_says_what_differs(lab, tmp_path):
+    """Regression: the message could print two identical window specs when the hash differed."""
+    processed, artifacts, data = lab
+    r = train_one(processed, artifacts, REG, "knn", "realistic", "host", seed=0, data=data["summary"])
+    other = tmp_path / "processed"
+    shutil.copytree(processed, other)
+    schema = json.loads((other / "feature_schema_v1.json").read_text())
+    changed = {**schema, "window": {**schema["window"], "hop_s": 10.0}, "spec_hash": "0" * 16}
+    (other / "feature_schema_v1.json").write_text(json.dumps(changed))
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(r.checkpoint, other, REG)
+    assert ("trained on other inputs than the current extract (window spec {'step_s': 0.5, 'window_s': 10.0, "
+            "'hop_s': 5.0} then, {'step_s': 0.5, 'window_s': 10.0, 'hop_s': 10.0} now)") in str(err.value)
+    changed = {**schema, "features": schema["features"][:-6]}
+    (other / "feature_schema_v1.json").write_text(json.dumps(changed))
+    with pytest.raises(CheckpointError, match=r"\(276 inputs then, 270 inputs now \(another feature/channel list\)\)"):
+        load_checkpoint(r.checkpoint, other, REG)

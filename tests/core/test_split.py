@@ -118,3 +118,38 @@ def test_bad_split_config(cfg, msg):
     with pytest.raises(ConfigError) as err:
         cfg.check()
     assert str(err.value).startswith(msg)
+
+
+def test_time_split_orders_by_parsed_time_not_text():
+    """Regression: '...:10.5Z' sorts after '...:10Z' as text but is earlier than '...:10.7Z'."""
+    from core.split import _received_ns
+    stamps = ["2026-03-01T10:00:10.7Z", "2026-03-01T10:00:10Z", "2026-03-01T10:00:10.5Z", "2026-03-01T11:00:09+01:00",
+              "2026-03-01T10:00:09Z"]
+    rows = [(f"e{i}", "h", "miner", f"m{i}", s, 3) for i, s in enumerate(stamps)]
+    df = assign_parts(_received_ns(_episodes(rows)), SplitConfig("time", test_frac=0.2, val_frac=0.2), REG)
+    # The latest (by time, not by text: ...10Z sorts last as text) is the only test episode.
+    assert df.filter(pl.col("part") == "test")["episode_id"].to_list() == ["e0"]
+    parts = dict(df.select("episode_id", "part").iter_rows())
+    assert parts["e1"] != "test" and parts["e2"] != "test"
+    check_split(df, SplitConfig("time", test_frac=0.2, val_frac=0.2), REG)
+    # The leak check compares times too: a fit episode received after a test one is caught.
+    leaked = df.with_columns(pl.when(pl.col("episode_id") == "e1").then(pl.lit("test"))
+                             .when(pl.col("episode_id") == "e0").then(pl.lit("train"))
+                             .otherwise(pl.col("part")).alias("part"))
+    with pytest.raises(SplitError, match="received after a test episode"):
+        check_split(leaked, SplitConfig("time", test_frac=0.2, val_frac=0.2), REG)
+
+
+def test_split_records_its_membership_and_refuses_a_tampered_parquet(extracted_lab, tmp_path):
+    import shutil
+    from core.split import membership_hash
+    paths, _ = extracted_lab
+    processed = tmp_path / "processed"
+    shutil.copytree(paths.processed, processed)
+    r = make_split(processed, SplitConfig("host", ("lab-thinkpad", "lab-nuc")), REG)
+    df, meta = load_split(processed, "host")
+    assert meta["membership_sha256"] == membership_hash(df)
+    df.with_columns(pl.when(pl.col("part") == "val").then(pl.lit("train")).otherwise(pl.col("part"))
+                    .alias("part")).write_parquet(r.parquet)
+    with pytest.raises(SplitError, match="its episodes are not the ones host.json records"):
+        load_split(processed, "host")

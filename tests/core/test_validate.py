@@ -197,3 +197,36 @@ def test_status_is_derived_from_reasons():
     assert status_of(["null_values:guest:0.01"]) == "degraded"
     assert status_of(["null_values:guest:0.01", "too_few_rows:proc:3<60"]) == "rejected"
     assert status_of(["sha256_mismatch:x", "read_error:y"]) == "errored"
+
+
+def _edit_manifest(ep_dir, **fields):
+    m = json.loads((ep_dir / "manifest.json").read_text())
+    m.update(fields)
+    (ep_dir / "manifest.json").write_text(json.dumps(m))
+
+
+def test_received_at_must_be_a_time(tiny_store, tmp_path):
+    """Regression: 'not a date' was accepted, and later sorted as text."""
+    idx = pl.read_parquet(run_validation(tiny_store, tmp_path / "i.parquet", REG).index)
+    rel = idx.filter(pl.col("status") == "accepted")["rel_path"][0]
+    ep = tmp_path / "ep"
+    shutil.copytree(tiny_store / rel, ep)
+    for bad in ("not a date", "2026-02-30T10:00:00Z", "2026-03-01T10:00:00+25:00"):
+        _edit_manifest(ep, received_at=bad)
+        row = validate_episode(ep, "ep", REG, ValidateConfig())
+        assert row["status"] == "rejected" and "manifest_field_value:received_at" in row["reasons"], bad
+    for good in ("2026-03-01T10:00:10.5Z", "2026-03-01T11:00:10+01:00", "2026-03-01T10:00:10.123456789Z"):
+        _edit_manifest(ep, received_at=good)
+        assert validate_episode(ep, "ep", REG, ValidateConfig())["status"] == "accepted", good
+
+
+def test_store_without_episodes_is_an_error_and_keeps_the_old_index(tiny_store, tmp_path):
+    from core.errors import StoreError
+    out = tmp_path / "validation_v1.parquet"
+    out.write_bytes(b"a good old index")
+    empty = tmp_path / "empty"
+    (empty / "lab-x" / "upload").mkdir(parents=True)
+    with pytest.raises(StoreError) as err:
+        run_validation(empty, out, REG)
+    assert str(err.value).startswith(f"{empty}: no episode found (1 upload(s) in flight, without a manifest yet)")
+    assert out.read_bytes() == b"a good old index"

@@ -1,0 +1,35 @@
+"""Ctrl-C during a parallel stage prints one line, leaves nothing half-written."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from core.synth import SynthConfig, generate_store
+from core.registry import load_registry
+from core.validate import run_validation
+
+
+def test_ctrl_c_in_extract_prints_one_line(lab_home):
+    """Regression: 2-3 worker tracebacks came before "Error: interrupted"."""
+    generate_store(SynthConfig(episodes=400, duration_s=120.0, seed=11, fault_rate=0.0, in_flight=0),
+                   lab_home.default_store, workers=2)
+    run_validation(lab_home.default_store, lab_home.processed / "validation_v1.parquet", load_registry(), workers=2)
+    cmd = [sys.executable, "-c", "from cis490cli.app import main; main()", "extract", "-j", "2"]
+    # A terminal's Ctrl-C reaches the whole process group: the parent and every worker.
+    proc = subprocess.Popen(cmd, cwd=lab_home.home, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, env={**os.environ, "CIS490_HOME": str(lab_home.home),
+                                                 "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    deadline = time.monotonic() + 60
+    while not any(p.name.startswith(".extract-") for p in lab_home.processed.iterdir()):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    time.sleep(0.8)                       # workers are starting or extracting
+    assert proc.poll() is None, "extract finished before the interrupt; the test needs a larger store"
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (out, err)
+    assert err == "Error: interrupted\n"
+    # Nothing half-written is left, and no output looks complete.
+    assert sorted(p.name for p in lab_home.processed.iterdir()) == ["validation_v1.json", "validation_v1.parquet"]
