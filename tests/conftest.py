@@ -62,3 +62,4 @@ def extracted_lab(tmp_path_factory):
     run_validation(paths.default_store, index, reg, workers=2)
     summary = run_extract(paths.processed, index, paths.default_store, reg, ExtractConfig(part_windows=256), workers=2)
     return paths, summary
+

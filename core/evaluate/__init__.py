@@ -120,9 +120,11 @@ def evaluate_model(processed: Path, artifacts: Path, registry: Registry, model: 
     ck = require_checkpoint(artifacts, cfg.split, model, mode)
     m = load_checkpoint(ck, processed, registry)
     schema = load_feature_schema(processed)
+    # Refused before any window is read: at the corpus's size that is gigabytes.
+    check_split_identity(m.header, ck, load_split(processed, cfg.split)[1],
+                         processed / "splits" / f"{cfg.split}.parquet")
     split_data = load_split_data(processed, cfg.split, m.input_kind)
     split_meta, data = split_data.meta, split_data.parts[cfg.part]
-    check_split_identity(m.header, ck, split_meta, processed / "splits" / f"{cfg.split}.parquet")
     idx = window_index(processed, cfg.split).filter(pl.col("part") == cfg.part)
     if len(data) == 0:
         raise EvalError(f"split '{cfg.split}' has no {cfg.part} windows")

@@ -6,27 +6,17 @@ import shutil
 
 import pytest
 
-from core.registry import load_registry
-from core.split import SplitConfig, make_split
-from core.train import train_one
+from tests.labs import install_lab, trained_lab
 
 
 @pytest.fixture(scope="module")
 def trained(extracted_lab, tmp_path_factory):
-    paths, _ = extracted_lab
-    root = tmp_path_factory.mktemp("damaged")
-    shutil.copytree(paths.processed, root / "data" / "processed")
-    make_split(root / "data" / "processed", SplitConfig("host", ("lab-thinkpad", "lab-nuc", "lab-desktop")),
-               load_registry())
-    train_one(root / "data" / "processed", root / "artifacts", load_registry(), "gbt", "realistic", "host")
-    return root
+    return trained_lab(extracted_lab, tmp_path_factory, "damaged", [("gbt", "realistic")])
 
 
 @pytest.fixture
 def home(trained, lab_home):
-    shutil.copytree(trained / "data", lab_home.data, dirs_exist_ok=True)
-    shutil.copytree(trained / "artifacts", lab_home.artifacts, dirs_exist_ok=True)
-    return lab_home
+    return install_lab(trained, lab_home)
 
 
 def _one_line(result, expected_start, expected_end=""):

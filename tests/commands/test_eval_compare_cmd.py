@@ -1,31 +1,20 @@
 import json
-import shutil
 
 import pytest
 
 from core.registry import load_registry
-from core.split import SplitConfig, make_split
-from core.train import train_one
+from tests.labs import install_lab, trained_lab
 
 
 @pytest.fixture(scope="module")
 def trained(extracted_lab, tmp_path_factory):
-    paths, _ = extracted_lab
-    root = tmp_path_factory.mktemp("trained")
-    shutil.copytree(paths.processed, root / "data" / "processed")
-    reg = load_registry()
-    make_split(root / "data" / "processed", SplitConfig("host", ("lab-thinkpad", "lab-nuc", "lab-desktop")), reg)
-    for name, mode in (("gbt", "realistic"), ("knn", "realistic"), ("knn", "oracle")):
-        train_one(root / "data" / "processed", root / "artifacts", reg, name, mode, "host", seed=0)
-    train_one(root / "data" / "processed", root / "artifacts", reg, "knn_semi", "realistic", "host", seed=0)
-    return root
+    return trained_lab(extracted_lab, tmp_path_factory, "trained",
+                       [("gbt", "realistic"), ("knn", "realistic"), ("knn", "oracle"), ("knn_semi", "realistic")])
 
 
 @pytest.fixture
 def home(trained, lab_home):
-    shutil.copytree(trained / "data", lab_home.data, dirs_exist_ok=True)
-    shutil.copytree(trained / "artifacts", lab_home.artifacts, dirs_exist_ok=True)
-    return lab_home
+    return install_lab(trained, lab_home)
 
 
 def test_eval_writes_report_predictions_and_figures(cli, home):

@@ -1,36 +1,23 @@
 """Every number tied to what produced it: checkpoints belong to their split,
 reports to their checkpoint and settings (issue "Honest results")."""
 import json
-import shutil
 
 import pytest
 
-from core.registry import load_registry
-from core.split import SplitConfig, make_split
-from core.train import train_one
-
-TRAIN_HOSTS = ("lab-thinkpad", "lab-nuc", "lab-desktop")
+from core.split import SplitConfig
+from tests.labs import HOST_TRAIN as TRAIN_HOSTS, install_lab, trained_lab
 
 
 @pytest.fixture(scope="module")
 def trained(extracted_lab, tmp_path_factory):
-    paths, _ = extracted_lab
-    root = tmp_path_factory.mktemp("identity")
-    processed = root / "data" / "processed"
-    shutil.copytree(paths.processed, processed)
-    reg = load_registry()
-    make_split(processed, SplitConfig("host", TRAIN_HOSTS), reg)
-    make_split(processed, SplitConfig("sample", seed=1), reg)
-    for name in ("gbt", "knn", "knn_semi"):
-        train_one(processed, root / "artifacts", reg, name, "realistic", "host", seed=0)
-    return root
+    return trained_lab(extracted_lab, tmp_path_factory, "identity",
+                       [("gbt", "realistic"), ("knn", "realistic"), ("knn_semi", "realistic")],
+                       extra_splits=(SplitConfig("sample", seed=1),))
 
 
 @pytest.fixture
 def home(trained, lab_home):
-    shutil.copytree(trained / "data", lab_home.data, dirs_exist_ok=True)
-    shutil.copytree(trained / "artifacts", lab_home.artifacts, dirs_exist_ok=True)
-    return lab_home
+    return install_lab(trained, lab_home)
 
 
 def _records(home):
