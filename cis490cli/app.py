@@ -63,7 +63,7 @@ def root(
 
 
 def _register() -> None:
-    from commands import channels, compare, demo, eval, extract, notebook, split, synth, train, validate
+    from commands import channels, compare, demo, eval, extract, notebook, serve, split, synth, train, validate
 
     app.command("synth")(synth.synth)
     app.command("validate")(validate.validate)
@@ -74,6 +74,7 @@ def _register() -> None:
     app.command("compare")(compare.compare)
     app.command("channels")(channels.channels)
     app.add_typer(notebook.app, name="notebook")
+    app.command("serve")(serve.serve)
     app.command("demo")(demo.demo)
 
 

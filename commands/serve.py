@@ -1,0 +1,57 @@
+"""`cis490 serve --dashboard`: the lab's live dashboard (core/dashboard)."""
+from __future__ import annotations
+
+import secrets
+from typing import Optional
+
+import typer
+
+from cis490cli.state import get_state
+
+
+def serve(
+    ctx: typer.Context,
+    dashboard: bool = typer.Option(False, "--dashboard", help="Serve the live dashboard (the page, /events, "
+                                                              "/publish, /api/snapshot)."),
+    host: str = typer.Option("127.0.0.1", "--host", metavar="HOST", help="Address to listen on; any other than loopback "
+                                                         "needs a publish token."),
+    port: int = typer.Option(8447, "--port", min=0, max=65535, metavar="PORT", help="Port to listen on."),
+    token: Optional[str] = typer.Option(None, "--token", metavar="TOKEN",
+                                        help="Token producers send as 'Authorization: Bearer TOKEN' [default: "
+                                             "none on loopback, else one generated and printed]."),
+    ring: int = typer.Option(10_000, "--ring", min=100, metavar="N", help="Recent events kept for reconnecting browsers."),
+) -> None:
+    """Serve the live dashboard until Ctrl-C.
+
+    Producers POST events to /publish; browsers get them live over one
+    Server-Sent-Events stream per tab. Example:
+
+        cis490 serve --dashboard --host 0.0.0.0 --port 8447
+    """
+    if not dashboard:
+        raise typer.BadParameter("nothing to serve: pass --dashboard (the only service so far).",
+                                 param_hint="'--dashboard'")
+    from core.dashboard.app import create_app
+    from core.dashboard.hub import EventHub
+    from core.dashboard.server import bind, is_loopback, serve_forever
+
+    state = get_state(ctx)
+    term = state.terminal
+    if token is None and not is_loopback(host):
+        # Reading stays open on the lab network; publishing off loopback never does.
+        token = secrets.token_urlsafe(18)
+    sock = bind(host, port)
+    hub = EventHub(ring_size=ring)
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{sock.getsockname()[1]}/"
+    with state.record("serve", {"host": host, "port": sock.getsockname()[1], "ring": ring,
+                                "token": token is not None}) as run:
+        term.print(f"Dashboard: [bold]{url}[/]  (Ctrl-C to stop)")
+        term.print(f"Publish: POST {url}publish" + (f"  with 'Authorization: Bearer {token}'" if token else ""))
+        serve_forever(create_app(hub, token=token), sock)
+        run.metrics.update(events_published=hub.published, last_id=hub.last_id,
+                           dropped_subscribers=hub.dropped_subscribers)
+    if term.json_mode:
+        term.json({"url": url, "events_published": hub.published, "dropped_subscribers": hub.dropped_subscribers})
+    else:
+        term.print(f"Stopped: {hub.published:,} events published.")

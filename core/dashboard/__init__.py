@@ -1,0 +1,1 @@
+"""The live dashboard: event schemas, hub, web app and server."""

@@ -1,0 +1,144 @@
+"""The event hub: ids, the ring of recent events, the snapshot, subscribers.
+
+Everything here runs on the server's one event loop and never awaits while
+it changes state, so publishing, subscribing and replaying are atomic with
+respect to each other: a subscriber's backlog and its live queue meet exactly
+at its start id, with no gap and no duplicate.
+
+Slow subscribers never slow anyone: each has a bounded queue, and one that
+fills is dropped (its stream ends; the browser reconnects with Last-Event-ID
+and catches up from the ring, or gets a reset with the snapshot).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import deque
+from dataclasses import dataclass, field
+
+from core.dashboard.events import snapshot_key
+
+DROPPED = object()    # the last item a dropped subscriber's queue ever holds
+HISTORY_TYPES = ("prediction", "telemetry")
+HISTORY = 2_000       # events of the current episode sent to a late browser
+
+
+@dataclass(eq=False)     # identity, not value: a subscriber is one connection
+class Subscriber:
+    queue: asyncio.Queue
+    dropped: bool = False
+
+
+@dataclass
+class Replay:
+    """Where a new subscriber starts: the events it missed, or a reset."""
+    events: list[tuple[int, dict, bytes]]
+    reset: dict | None = None       # {"last_id", "snapshot"} when the ring no longer holds what it missed
+
+
+@dataclass
+class EventHub:
+    ring_size: int = 10_000
+    queue_size: int = 2_000
+    last_id: int = 0
+    episode_start_id: int = 0       # the latest `episode` start: where the current episode's history begins
+    published: int = 0
+    dropped_subscribers: int = 0
+    _ring: deque = field(default_factory=deque)
+    _snapshot: dict[str, dict[str, tuple[int, dict]]] = field(default_factory=dict)
+    _subscribers: set[Subscriber] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self._ring = deque(maxlen=self.ring_size)
+
+    # -- producers -------------------------------------------------------------
+    def publish(self, events: list[dict]) -> list[int]:
+        """Give each (already validated) event the next id, keep it, fan it out.
+        Its SSE frame is encoded here, once, not once per subscriber."""
+        ids = []
+        for ev in events:
+            self.last_id += 1
+            item = (self.last_id, ev, sse_frame(self.last_id, ev["type"], ev))
+            self._ring.append(item)
+            self._snapshot.setdefault(ev["type"], {})[snapshot_key(ev)] = item
+            if ev["type"] == "episode" and ev["event"] == "start":
+                self.episode_start_id = self.last_id
+            for sub in list(self._subscribers):
+                self._offer(sub, item)
+            ids.append(self.last_id)
+        self.published += len(events)
+        return ids
+
+    def _offer(self, sub: Subscriber, item) -> None:
+        try:
+            sub.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            # Never block a producer for one slow client: drop it. The queue is
+            # full, so make room for the marker that ends its stream.
+            self._subscribers.discard(sub)
+            sub.dropped = True
+            self.dropped_subscribers += 1
+            while not sub.queue.empty():
+                sub.queue.get_nowait()
+            sub.queue.put_nowait(DROPPED)
+
+    # -- subscribers -----------------------------------------------------------
+    def subscribe(self, after: int | None) -> tuple[Subscriber, Replay]:
+        """A live subscriber and what it must be sent first. `after` is the last
+        id the client has (Last-Event-ID); None means it starts from now (it
+        read the snapshot, which carries `last_id`, or wants only live events)."""
+        sub = Subscriber(asyncio.Queue(maxsize=self.queue_size))
+        self._subscribers.add(sub)
+        if after is None or after == self.last_id:
+            return sub, Replay([])
+        oldest = self._ring[0][0] if self._ring else self.last_id + 1
+        if after > self.last_id or after < oldest - 1:
+            # Ids it holds belong to another run of the server, or fell off the ring.
+            return sub, Replay([], self.state())
+        return sub, Replay([item for item in self._ring if item[0] > after])
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        self._subscribers.discard(sub)
+
+    def close(self) -> None:
+        """End every stream (server shutdown)."""
+        for sub in list(self._subscribers):
+            self._subscribers.discard(sub)
+            try:
+                sub.queue.put_nowait(DROPPED)
+            except asyncio.QueueFull:
+                sub.queue.get_nowait()
+                sub.queue.put_nowait(DROPPED)
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subscribers)
+
+    def snapshot(self) -> dict[str, list[dict]]:
+        """The latest state per type: a list per type (one item for most types,
+        one per checkpoint for model_metric and profile_stats), each with its id."""
+        return {kind: [{"id": i, **ev} for i, ev, _ in sorted(slots.values(), key=lambda x: x[0])]
+                for kind, slots in self._snapshot.items()}
+
+    def history(self, limit: int = HISTORY) -> list[dict]:
+        """The current episode's predictions and telemetry still in the ring
+        (since its `episode` start), oldest first: a browser opening
+        mid-episode draws the episode so far, not one point."""
+        out = [{"id": i, **ev} for i, ev, _ in self._ring
+               if i > self.episode_start_id and ev["type"] in HISTORY_TYPES]
+        return out[-limit:]
+
+    def state(self) -> dict:
+        """What a late or reset browser starts from."""
+        return {"last_id": self.last_id, "snapshot": self.snapshot(), "history": self.history()}
+
+    def stats(self) -> dict:
+        return {"last_id": self.last_id, "published": self.published, "subscribers": self.subscribers,
+                "dropped_subscribers": self.dropped_subscribers, "ring": len(self._ring),
+                "ring_size": self.ring_size}
+
+
+def sse_frame(event_id: int, name: str, payload: dict) -> bytes:
+    """One Server-Sent-Events message: its id, its event name, its JSON data."""
+    data = json.dumps(payload, separators=(",", ":"), allow_nan=False)
+    return f"id: {event_id}\nevent: {name}\ndata: {data}\n\n".encode()

@@ -1,0 +1,99 @@
+"""Running the dashboard: uvicorn on the main thread for `cis490 serve`, on a
+thread for tests and benchmarks. Both bind the socket themselves, so a port
+in use is one clear error instead of uvicorn's log line and exit."""
+from __future__ import annotations
+
+import ipaddress
+import socket
+import threading
+import time
+
+from core.errors import Cis490Error
+
+# Open SSE streams would otherwise hold a shutdown forever (and make Ctrl-C
+# need pressing twice): streams are ended on shutdown, and anything left is
+# cut after this many seconds.
+GRACEFUL_S = 1.5
+
+
+class ServeError(Cis490Error):
+    """The dashboard cannot be served as asked."""
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ServeError(f"cannot listen on {host}:{port} ({exc.strerror}); pass another --port or --host") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _server(app, sock: socket.socket):
+    import uvicorn
+    host, port = sock.getsockname()[:2]
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on",
+                            timeout_graceful_shutdown=GRACEFUL_S, timeout_keep_alive=5)
+    return uvicorn.Server(config)
+
+
+def serve_forever(app, sock: socket.socket) -> None:
+    """Serve on the main thread until Ctrl-C or SIGTERM, then shut down
+    gracefully. uvicorn re-raises the signal it caught once it has stopped;
+    that is the normal way to stop a server, not an interruption of work."""
+    server = _server(app, sock)
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
+
+
+class ThreadedServer:
+    """The app on 127.0.0.1 and a free port, in a background thread."""
+
+    def __init__(self, app, host: str = "127.0.0.1", port: int = 0):
+        self.app = app
+        self.sock = bind(host, port)
+        self.server = _server(app, self.sock)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.sock.getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    def __enter__(self) -> "ThreadedServer":
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise ServeError("the dashboard server did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        loop = getattr(self.app.state, "loop", None)
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self.app.state.hub.close)
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.sock.close()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
