@@ -94,7 +94,9 @@ def create_app(hub: EventHub | None = None, token: str | None = None, ping_s: fl
                     yield b"".join(frames)
             finally:
                 hub.unsubscribe(sub)
-        return EventSourceResponse(stream(), ping=ping_s, send_timeout=send_timeout_s,
+        # On shutdown the hub ends every stream (core.dashboard.server); the grace
+        # period lets each finish its response cleanly instead of being cut.
+        return EventSourceResponse(stream(), ping=ping_s, send_timeout=send_timeout_s, shutdown_grace_period=1.0,
                                    headers={"Cache-Control": "no-store"})
 
     async def publish(request: Request):

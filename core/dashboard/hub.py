@@ -49,6 +49,8 @@ class EventHub:
     _subscribers: set[Subscriber] = field(default_factory=set)
 
     def __post_init__(self) -> None:
+        if self.ring_size < 1 or self.queue_size < 1:
+            raise ValueError(f"ring and queue sizes must be at least 1, got {self.ring_size} and {self.queue_size}")
         self._ring = deque(maxlen=self.ring_size)
 
     # -- producers -------------------------------------------------------------

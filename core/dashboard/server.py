@@ -43,12 +43,25 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _close_streams(app) -> None:
+    loop = getattr(app.state, "loop", None)
+    if loop is not None and not loop.is_closed():
+        loop.call_soon_threadsafe(app.state.hub.close)
+
+
 def _server(app, sock: socket.socket):
     import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame):
+            # Ctrl-C ends every SSE stream first, so that shutdown need not wait for browsers.
+            _close_streams(app)
+            super().handle_exit(sig, frame)
+
     host, port = sock.getsockname()[:2]
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on",
                             timeout_graceful_shutdown=GRACEFUL_S, timeout_keep_alive=5)
-    return uvicorn.Server(config)
+    return Server(config)
 
 
 def serve_forever(app, sock: socket.socket) -> None:
@@ -88,9 +101,7 @@ class ThreadedServer:
         return self
 
     def stop(self) -> None:
-        loop = getattr(self.app.state, "loop", None)
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self.app.state.hub.close)
+        _close_streams(self.app)
         self.server.should_exit = True
         self.thread.join(timeout=10)
         self.sock.close()

@@ -1,0 +1,82 @@
+"""`cis490 serve --dashboard` as a user runs it: a process, Ctrl-C, a notebook record."""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from core.dashboard.events import EXAMPLES
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _start(lab_home, *args):
+    proc = subprocess.Popen([sys.executable, "-c", "from cis490cli.app import main; main()", "serve", *args],
+                            cwd=lab_home.home, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "CIS490_HOME": str(lab_home.home), "PYTHONPATH": str(ROOT),
+                                 "PYTHONUNBUFFERED": "1"})
+    lines = []
+    deadline = time.monotonic() + 30
+    while len(lines) < 2:
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        lines.append(proc.stdout.readline())
+    url = re.search(r"Dashboard: (http://\S+/)", lines[0]).group(1)
+    token = re.search(r"Bearer (\S+)'", lines[1])
+    return proc, url.rstrip("/"), token.group(1) if token else None
+
+
+def test_serve_stops_quickly_with_a_browser_connected_and_records_the_run(lab_home):
+    proc, url, token = _start(lab_home, "--dashboard", "--port", "0")
+    assert token is None and url.startswith("http://127.0.0.1:")
+    assert httpx.post(url + "/publish", json=EXAMPLES["perf"]).json() == {"ids": [1]}
+    streaming = threading.Event()
+
+    def browser():
+        with httpx.stream("GET", url + "/events", timeout=30) as resp:
+            streaming.set()
+            for _ in resp.iter_lines():
+                pass
+    threading.Thread(target=browser, daemon=True).start()
+    assert streaming.wait(10)
+    time.sleep(0.2)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=10)
+    assert time.monotonic() - t0 < 3, "Ctrl-C must stop the server in under 3 s"
+    assert proc.returncode == 0, (out, err)
+    assert "Stopped: 1 events published." in out and err == ""
+    rec = json.loads(lab_home.notebook.read_text().splitlines()[-1])
+    assert rec["command"] == "serve" and rec["status"] == "ok" and rec["metrics"]["events_published"] == 1
+
+
+def test_off_loopback_publishing_needs_the_printed_token(lab_home):
+    proc, url, token = _start(lab_home, "--dashboard", "--host", "0.0.0.0", "--port", "0")
+    try:
+        local = url.replace("0.0.0.0", "127.0.0.1")
+        assert token and httpx.post(local + "/publish", json=EXAMPLES["perf"]).status_code == 401
+        r = httpx.post(local + "/publish", json=EXAMPLES["perf"], headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 200
+        assert httpx.get(local + "/api/snapshot").json()["last_id"] == 1    # reading stays open
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=10)
+
+
+def test_serve_needs_dashboard_and_a_free_port(cli, lab_home):
+    result = cli("serve")
+    assert result.exit_code == 2 and "nothing to serve: pass --dashboard" in result.stderr
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        result = cli("serve", "--dashboard", "--port", str(port))
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (f"Error: cannot listen on 127.0.0.1:{port} (Address already in use); "
+                                     "pass another --port or --host")
