@@ -8,7 +8,6 @@ import typer
 
 from cis490cli import options as opt
 from cis490cli.state import get_state
-from core.registry import load_registry
 
 
 def channels(
@@ -16,6 +15,7 @@ def channels(
     channels_file: Optional[Path] = opt.CHANNELS,
 ) -> None:
     """List the channel registry: channels, kinds, units, deployability, and its schema hash."""
+    from core.registry import load_registry
     term = get_state(ctx).terminal
     reg = load_registry(channels_file)
     if term.json_mode:

@@ -2,17 +2,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 
 from cis490cli import options as opt
 from cis490cli.state import AppState, get_state
 from commands.eval import eval_config, run_eval
-from core.compare import CompareResult, compare_reports
-from core.evaluate import EvalConfig, current_report, parse_model_name
-from core.extract import features_registry
-from core.registry import Registry
+
+if TYPE_CHECKING:
+    from core.compare import CompareResult
+    from core.evaluate import EvalConfig
+    from core.registry import Registry
 
 
 def compare(
@@ -29,6 +30,8 @@ def compare(
     channels: Optional[Path] = opt.CHANNELS,
 ) -> None:
     """Compare models pairwise: macro-F1 gap, its 95% CI and p-value (Holm-adjusted for several pairs)."""
+    from core.evaluate import parse_model_name
+    from core.extract import features_registry
     state = get_state(ctx)
     cfg = eval_config(split, part, resamples, unit, seed)
     named = [parse_model_name(m, mode.value if mode else None) for m in models]
@@ -38,6 +41,8 @@ def compare(
 
 def run_compare(state: AppState, registry: Registry, named: list[tuple[str, str]], cfg: EvalConfig,
                 paired: bool = True) -> CompareResult:
+    from core.compare import compare_reports
+    from core.evaluate import current_report
     paths = state.paths
     config = {"models": [f"{m}_{md}" for m, md in named], "paired": paired, **cfg.__dict__}
     with state.record("compare", config) as run:

@@ -15,14 +15,7 @@ from commands.split import render_split, run_split
 from commands.synth import render_synth, run_synth
 from commands.train import render_train, run_train
 from commands.validate import render_validate, run_validate
-from core.evaluate import EvalConfig
-from core.extract import ExtractConfig
-from core.paths import LabPaths, resolve_cli_path
-from core.split import SplitConfig
-from core.registry import load_registry
-from core.validate import INDEX_NAME
-from core.validate.truth import check_against_truth
-from core.synth import SynthConfig, demo_home
+from core.paths import INDEX_NAME, LabPaths, resolve_cli_path
 
 
 # Train on two hosts, test on the two the models never saw.
@@ -45,6 +38,12 @@ def demo(
     --dir): it never touches the store, index, features, splits, checkpoints
     or notebook of the lab it is started in.
     """
+    from core.evaluate import EvalConfig
+    from core.extract import ExtractConfig
+    from core.registry import load_registry
+    from core.split import SplitConfig
+    from core.synth import SynthConfig, demo_home
+    from core.validate.truth import check_against_truth
     state = get_state(ctx)
     term = state.terminal
     cfg = SynthConfig(episodes=episodes, duration_s=duration, seed=seed)

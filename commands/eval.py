@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 
 from cis490cli import options as opt
 from cis490cli.state import AppState, get_state
-from core.evaluate import EvalConfig, EvalResult, evaluate_model, parse_model_name
-from core.extract import features_registry
-from core.registry import Registry
+
+if TYPE_CHECKING:
+    from core.evaluate import EvalConfig, EvalResult
+    from core.registry import Registry
 
 
 def _ci(v: float, ci) -> str:
@@ -19,6 +20,7 @@ def _ci(v: float, ci) -> str:
 
 def eval_config(split: opt.SplitName, part: opt.PartName, resamples: int, unit: opt.UnitName,
                 seed: int) -> EvalConfig:
+    from core.evaluate import EvalConfig
     cfg = EvalConfig(split.value, part.value, resamples, unit.value, seed)
     cfg.check()
     return cfg
@@ -37,6 +39,8 @@ def eval_cmd(
     channels: Optional[Path] = opt.CHANNELS,
 ) -> None:
     """Score checkpoints on a split: macro-F1 with a bootstrap CI, per class, profile and host."""
+    from core.evaluate import parse_model_name
+    from core.extract import features_registry
     state = get_state(ctx)
     cfg = eval_config(split, part, resamples, unit, seed)
     named = [parse_model_name(m, mode.value if mode else None) for m in models]
@@ -46,6 +50,7 @@ def eval_cmd(
 
 
 def run_eval(state: AppState, registry: Registry, model: str, mode: str, cfg: EvalConfig) -> EvalResult:
+    from core.evaluate import evaluate_model
     paths = state.paths
     with state.record("eval", {"model": model, "mode": mode, **cfg.__dict__}) as run:
         with state.terminal.progress(f"Evaluating {model} ({mode})", total=1) as bar:

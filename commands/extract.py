@@ -2,17 +2,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from cis490cli import options as opt
 from cis490cli.state import AppState, get_state
-from core.extract import ExtractConfig, ExtractSummary, run_extract
-from core.extract.episode import WindowSpec
-from core.paths import resolve_cli_path
-from core.registry import Registry, resolve_registry
-from core.validate import INDEX_NAME, indexed_registry, indexed_store
+from core.paths import INDEX_NAME, resolve_cli_path
+
+if TYPE_CHECKING:
+    from core.extract import ExtractConfig, ExtractSummary
+    from core.registry import Registry
 
 
 def extract(
@@ -27,6 +27,10 @@ def extract(
     channels: Optional[Path] = opt.CHANNELS,
 ) -> None:
     """Turn accepted and degraded episodes into windows: summary features and channel x time tensors."""
+    from core.extract import ExtractConfig
+    from core.extract.episode import WindowSpec
+    from core.registry import resolve_registry
+    from core.validate import indexed_registry, indexed_store
     state = get_state(ctx)
     paths = state.paths
     cfg = ExtractConfig(WindowSpec(step_s=step, window_s=window, hop_s=hop))
@@ -41,6 +45,7 @@ def extract(
 
 def run_extract_cmd(state: AppState, registry: Registry, store: Path, index: Path, cfg: ExtractConfig,
                     workers: int) -> ExtractSummary:
+    from core.extract import run_extract
     paths = state.paths
     config = {"store": str(store), "index": str(index), "window": cfg.spec.__dict__, "workers": workers,
               "part_windows": cfg.part_windows, "channels": registry.path, "registry_hash": registry.schema_hash}

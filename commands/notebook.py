@@ -7,7 +7,6 @@ from typing import Optional
 import typer
 
 from cis490cli.state import get_state
-from core.notebook import get_record, read_notebook
 
 app = typer.Typer(help="List and show the lab notebook's run records.", no_args_is_help=True,
                   rich_markup_mode=None)
@@ -20,6 +19,7 @@ def list_runs(
     last: int = typer.Option(20, "--last", min=0, help="Show the newest N runs (0 for all)."),
 ) -> None:
     """List runs, newest last."""
+    from core.notebook import read_notebook
     state = get_state(ctx)
     listing = read_notebook(state.paths, command)
     records = listing.records[-last:] if last > 0 else listing.records
@@ -45,6 +45,7 @@ def show(
     run_id: str = typer.Argument("last", help="Run id, a unique prefix of one, or 'last'."),
 ) -> None:
     """Show one run record in full."""
+    from core.notebook import get_record
     state = get_state(ctx)
     rec = get_record(state.paths, run_id)
     term = state.terminal

@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 
 from cis490cli import options as opt
 from cis490cli.state import AppState, get_state
-from core.extract import features_registry
-from core.registry import Registry
-from core.split import PARTS, SplitConfig, SplitResult, make_split
+
+if TYPE_CHECKING:
+    from core.registry import Registry
+    from core.split import SplitConfig, SplitResult
 
 
 def split(
@@ -36,12 +37,15 @@ def split(
     if recipe == opt.SplitName.host and test_frac is not None:
         raise typer.BadParameter("the host recipe tests on every host not in --train-hosts; it takes no fraction.",
                                  param_hint="'--test-frac'")
+    from core.extract import features_registry
+    from core.split import SplitConfig
     cfg = SplitConfig(recipe.value, hosts, val_frac, 0.2 if test_frac is None else test_frac, seed)
     cfg.check()
     render_split(state, run_split(state, features_registry(state.paths.processed, channels), cfg))
 
 
 def run_split(state: AppState, registry: Registry, cfg: SplitConfig) -> SplitResult:
+    from core.split import make_split
     with state.record("split", {**cfg.__dict__, "train_hosts": list(cfg.train_hosts),
                                 "registry_hash": registry.schema_hash}) as run:
         run.add_input(state.paths.processed / "extract_episodes_v1.parquet", "extracted_episodes")
@@ -53,6 +57,7 @@ def run_split(state: AppState, registry: Registry, cfg: SplitConfig) -> SplitRes
 
 
 def render_split(state: AppState, r: SplitResult) -> None:
+    from core.split import PARTS
     term = state.terminal
     m = r.meta
     if term.json_mode:

@@ -3,14 +3,16 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from cis490cli import options as opt
 from cis490cli.state import AppState, get_state
 from core.paths import resolve_cli_path
-from core.synth import SynthConfig, SynthResult, generate_store
+
+if TYPE_CHECKING:
+    from core.synth import SynthConfig, SynthResult
 
 
 def synth(
@@ -26,6 +28,7 @@ def synth(
     force: bool = typer.Option(False, "--force", help="Replace an existing store at --out."),
 ) -> None:
     """Generate a synthetic receiver store (hosts, profiles, samples, faults) and its ground truth."""
+    from core.synth import SynthConfig
     state = get_state(ctx)
     cfg = SynthConfig(episodes=episodes, hosts=hosts, duration_s=duration, seed=seed,
                       fault_rate=fault_rate, in_flight=in_flight)
@@ -35,6 +38,7 @@ def synth(
 
 
 def run_synth(state: AppState, cfg: SynthConfig, out: Path, workers: int, force: bool) -> SynthResult:
+    from core.synth import generate_store
     with state.record("synth", {**asdict(cfg), "out": str(out)}) as run:
         with state.terminal.progress("Generating episodes", total=cfg.episodes) as bar:
             result = generate_store(cfg, out, workers=workers, force=force, progress=bar)

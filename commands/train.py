@@ -3,16 +3,17 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 
 from cis490cli import options as opt
 from cis490cli.state import AppState, get_state
-from core.extract import features_registry
 from core.models import MODELS
-from core.registry import Registry
-from core.train import MODES, TrainResult, load_split_data, model_class, resolve_device, train_one
+
+if TYPE_CHECKING:
+    from core.registry import Registry
+    from core.train import TrainResult
 
 
 class Mode(str, Enum):
@@ -36,6 +37,8 @@ def train(
     channels: Optional[Path] = opt.CHANNELS,
 ) -> None:
     """Train models on a split; each model and mode gets a checkpoint and a notebook record."""
+    from core.extract import features_registry
+    from core.train import MODES, model_class, resolve_device
     state = get_state(ctx)
     names = list(MODELS) if models == ["all"] else models
     for n in names:
@@ -49,6 +52,7 @@ def train(
 
 def run_train(state: AppState, registry: Registry, names: list[str], modes: list[str], recipe: str,
               overrides: dict, device: str, seed: int) -> list[TrainResult]:
+    from core.train import load_split_data, model_class, train_one
     paths = state.paths
     results = []
     cache: dict[str, object] = {}

@@ -3,16 +3,17 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from cis490cli import options as opt
 from cis490cli.state import AppState, get_state
-from core.paths import resolve_cli_path
-from core.registry import Registry, load_registry
-from core.validate import INDEX_NAME, STATUSES, ValidationSummary, gate, run_validation, sidecar_path
-from core.validate.checks import ValidateConfig
+from core.paths import INDEX_NAME, resolve_cli_path
+
+if TYPE_CHECKING:
+    from core.registry import Registry
+    from core.validate import ValidationSummary
 
 
 class FailOn(str, Enum):
@@ -33,6 +34,8 @@ def validate(
     channels: Optional[Path] = opt.CHANNELS,
 ) -> None:
     """Check every episode of a store; write the acceptance index (one row per episode)."""
+    from core.registry import load_registry
+    from core.validate import gate
     state = get_state(ctx)
     paths = state.paths
     registry = load_registry(channels)
@@ -44,6 +47,8 @@ def validate(
 
 def run_validate(state: AppState, registry: Registry, store: Path, out: Path, workers: int,
                  since_last: bool = False) -> ValidationSummary:
+    from core.validate import run_validation, sidecar_path
+    from core.validate.checks import ValidateConfig
     cfg = ValidateConfig()
     with state.record("validate", {"store": str(store), "out": str(out), "since_last": since_last,
                                    "workers": workers, "channels": registry.path,
@@ -61,6 +66,7 @@ def run_validate(state: AppState, registry: Registry, store: Path, out: Path, wo
 
 
 def render_validate(state: AppState, s: ValidationSummary) -> None:
+    from core.validate import STATUSES
     term = state.terminal
     if term.json_mode:
         term.json(s.to_json())

@@ -12,6 +12,7 @@ from typing import Iterator
 from core.errors import HomeError
 
 HOME_ENV = "CIS490_HOME"
+INDEX_NAME = "validation_v1.parquet"   # the acceptance index, in data/processed/
 
 
 @dataclass(frozen=True)

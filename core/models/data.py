@@ -6,11 +6,12 @@ their own keep mask, so a checkpoint can score any window of the same schema.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
-from core.extract.tensors import TensorStore
+if TYPE_CHECKING:     # the tensor store's package reads parquet: not needed to name the type
+    from core.extract.tensors import TensorStore
 
 
 def slog(x: np.ndarray) -> np.ndarray:

@@ -22,12 +22,11 @@ import pyarrow.parquet as pq
 
 from core.errors import Cis490Error, StoreError
 from core.parallel import pool_map, process_pool
-from core.paths import atomic_path, atomic_write_text, ensure_dir
+from core.paths import INDEX_NAME, atomic_path, atomic_write_text, ensure_dir  # noqa: F401 (re-exported)
 from core.registry import Registry, registry_ref
 from core.store import MANIFEST, StoreEntry, scan_store
 from core.validate.checks import (VALIDATOR_VERSION, ValidateConfig, status_of, validate_episode)
 
-INDEX_NAME = "validation_v1.parquet"
 STATUSES = ("accepted", "degraded", "rejected", "errored")
 DUPLICATE = "duplicate_episode_id"
 BATCH = 1000

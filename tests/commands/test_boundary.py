@@ -1,5 +1,5 @@
 """The one error boundary and the global output options."""
-import commands.synth
+import core.synth
 
 
 def _boom(*a, **k):
@@ -7,7 +7,7 @@ def _boom(*a, **k):
 
 
 def test_unexpected_error_is_one_line_with_a_hint(cli, lab_home, monkeypatch):
-    monkeypatch.setattr(commands.synth, "generate_store", _boom)
+    monkeypatch.setattr(core.synth, "generate_store", _boom)
     result = cli("synth", "-n", "2")
     assert result.exit_code == 1
     assert result.stderr.strip() == ("Error: unexpected RuntimeError: disk on fire "
@@ -16,7 +16,7 @@ def test_unexpected_error_is_one_line_with_a_hint(cli, lab_home, monkeypatch):
 
 
 def test_verbose_shows_the_traceback(cli, lab_home, monkeypatch):
-    monkeypatch.setattr(commands.synth, "generate_store", _boom)
+    monkeypatch.setattr(core.synth, "generate_store", _boom)
     result = cli("--verbose", "synth", "-n", "2")
     assert result.exit_code == 1
     assert "Traceback" in result.stderr and "_boom" in result.stderr

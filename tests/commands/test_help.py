@@ -32,3 +32,15 @@ def test_unknown_option_is_a_usage_error(cli):
     result = cli("synth", "--bogus")
     assert result.exit_code == 2
     assert "No such option" in result.output
+
+
+def test_the_cli_and_the_dashboard_load_no_heavy_library():
+    """`cis490 --help` stays instant and `serve` small on a Pi: no torch,
+    scikit-learn, XGBoost, matplotlib, polars or pyarrow until a command needs them."""
+    import subprocess
+    import sys
+    code = ("import sys, cis490cli.app, core.dashboard.app, core.dashboard.server, commands.serve; "
+            "print(sorted(m for m in ('torch', 'sklearn', 'xgboost', 'matplotlib', 'polars', 'pyarrow') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

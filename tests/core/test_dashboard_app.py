@@ -171,3 +171,14 @@ def test_shutdown_with_open_streams_is_quick():
     for t in readers:
         t.join(5)
     assert len(ended) == 3 and max(ended) - t0 < 3
+
+
+def test_the_listening_socket_sends_without_delay():
+    """Regression: a keep-alive publish waited ~40 ms on the client's delayed
+    ACK (headers and body sent apart); accepted sockets inherit TCP_NODELAY."""
+    from core.dashboard.server import bind
+    sock = bind("127.0.0.1", 0)
+    try:
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    finally:
+        sock.close()
