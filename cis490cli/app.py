@@ -63,7 +63,8 @@ def root(
 
 
 def _register() -> None:
-    from commands import channels, compare, demo, eval, extract, notebook, serve, split, synth, train, validate
+    from commands import (channels, compare, demo, eval, extract, notebook, serve, split, status, synth, train,
+                          validate)
 
     app.command("synth")(synth.synth)
     app.command("validate")(validate.validate)
@@ -74,6 +75,7 @@ def _register() -> None:
     app.command("compare")(compare.compare)
     app.command("channels")(channels.channels)
     app.add_typer(notebook.app, name="notebook")
+    app.command("status")(status.status)
     app.command("serve")(serve.serve)
     app.command("demo")(demo.demo)
 

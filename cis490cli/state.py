@@ -26,6 +26,11 @@ class AppState:
             self._paths = resolve_home(self.home)
         return self._paths
 
+    @property
+    def read_paths(self) -> LabPaths:
+        """The lab home for commands that only read it: it need not be writable."""
+        return self._paths or resolve_home(self.home, writable=False)
+
     def use_paths(self, paths: LabPaths) -> None:
         self._paths = paths
 

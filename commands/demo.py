@@ -131,3 +131,7 @@ def _explain(state, evals, cmp, paths) -> None:
     term.print(f"Reports and figures: {paths.artifacts / 'eval'}; comparison: {cmp.path}")
     term.print(f"Lab notebook: {paths.notebook} (`cis490 --home {paths.home} notebook list`, "
                f"`... notebook show RUN`).")
+    from core.status import FRESH, lab_status
+    rows = lab_status(paths)
+    term.print(f"Status: {sum(r.state == FRESH for r in rows)} of {len(rows)} artefacts fresh "
+               f"(`cis490 --home {paths.home} status` says what is stale, and why).")

@@ -41,7 +41,7 @@ def describe_path(path: Path, role: str = "", digest: tuple[str, int] | None = N
 
     `digest` is the (sha256, bytes) a stage already took while writing: it is
     recorded as it is, so a large output is never read a second time."""
-    from core.store import file_digest, store_digest   # polars: only where a run has inputs to describe
+    from core.storescan import file_digest, store_digest
     path = Path(path)
     entry: dict[str, Any] = {"path": str(path), "role": role}
     if digest is not None and path.exists():
@@ -68,7 +68,7 @@ def describe_path(path: Path, role: str = "", digest: tuple[str, int] | None = N
 
 def _looks_like_store(path: Path) -> bool:
     # Store layout is <store>/<host>/<episode>/manifest.json.
-    from core.store import MANIFEST
+    from core.storescan import MANIFEST
     for host in path.iterdir():
         if host.is_dir():
             return any((ep / MANIFEST).exists() for ep in host.iterdir() if ep.is_dir())

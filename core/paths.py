@@ -48,7 +48,7 @@ class LabPaths:
         return self.artifacts / "runs"
 
 
-def resolve_home(home: str | os.PathLike | None = None) -> LabPaths:
+def resolve_home(home: str | os.PathLike | None = None, writable: bool = True) -> LabPaths:
     """--home wins, then $CIS490_HOME, then the current directory.
 
     A lab home is where results go, so one that does not exist yet is created.
@@ -57,6 +57,11 @@ def resolve_home(home: str | os.PathLike | None = None) -> LabPaths:
     """
     raw = home if home not in (None, "") else os.environ.get(HOME_ENV) or os.getcwd()
     path = Path(raw).expanduser()
+    if not writable:
+        # Reading a lab (status, the notebook) works on a read-only copy, and never creates one.
+        if not path.is_dir():
+            raise HomeError(f"lab home {path} does not exist")
+        return LabPaths(path.resolve())
     if not path.exists():
         try:
             path.mkdir(parents=True)

@@ -19,6 +19,7 @@ from core.loading import read_json, read_parquet
 from core.paths import atomic_path, atomic_write_text, ensure_dir
 from core.registry import Registry
 from core.store import parse_received_at
+from core.splitparams import describe_params  # noqa: F401 (re-exported)
 
 RECIPES = ("host", "sample", "time")
 PARTS = ("train", "val", "test")
@@ -232,15 +233,3 @@ def split_identity(meta: dict) -> dict:
     return {"name": meta.get("name", meta["recipe"]), "recipe": meta["recipe"], "params": meta["params"],
             "membership_sha256": meta["membership_sha256"], "features_sha256": meta["features_sha256"],
             "tensors_sha256": meta.get("tensors_sha256")}
-
-
-def describe_params(params: dict) -> str:
-    """A split's parameters as the options that make it."""
-    opts = [f"--recipe {params['recipe']}"]
-    if params.get("train_hosts"):
-        opts.append(f"--train-hosts {','.join(params['train_hosts'])}")
-    opts.append(f"--val-frac {params['val_frac']:g}")
-    if params["recipe"] != "host":
-        opts.append(f"--test-frac {params['test_frac']:g}")
-    opts.append(f"--seed {params['seed']}")
-    return " ".join(opts)

@@ -24,7 +24,7 @@ from core.errors import Cis490Error, StoreError
 from core.parallel import pool_map, process_pool
 from core.paths import INDEX_NAME, atomic_path, atomic_write_text, ensure_dir  # noqa: F401 (re-exported)
 from core.registry import Registry, registry_ref
-from core.store import MANIFEST, StoreEntry, scan_store
+from core.store import MANIFEST, StoreEntry, scan_store, store_digest
 from core.validate.checks import (VALIDATOR_VERSION, ValidateConfig, status_of, validate_episode)
 
 STATUSES = ("accepted", "degraded", "rejected", "errored")
@@ -162,7 +162,11 @@ def run_validation(store: Path, out: Path, registry: Registry, cfg: ValidateConf
     # `validate --store /srv/receiver` followed by a bare `extract` just works.
     # The registry is part of the lab's identity, like the store: later stages
     # default to it and refuse another (core.registry.resolve_registry).
+    # The store's manifest digest lets `cis490 status` tell that the store
+    # changed since (a manifests-only pass: seconds, next to the sweep).
+    store_sha, store_eps, _ = store_digest(store)
     atomic_write_text(sidecar_path(out), json.dumps({"store": str(store.resolve()), "registry": registry_ref(registry),
+                                                    "store_sha256": store_sha, "store_episodes": store_eps,
                                                     **summary.to_json()}, indent=1) + "\n")
     return summary
 
@@ -177,6 +181,11 @@ def _sidecar(index: Path) -> dict:
     except (OSError, ValueError):
         return {}
     return doc if isinstance(doc, dict) else {}
+
+
+def index_sidecar(index: Path) -> dict:
+    """The acceptance index's sidecar (empty when missing or unreadable)."""
+    return _sidecar(index)
 
 
 def indexed_store(index: Path) -> Path | None:

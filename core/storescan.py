@@ -1,0 +1,82 @@
+"""Walking a receiver store and hashing files: what needs no parsing (and no
+polars), so that `cis490 status` and the notebook stay light. `core.store`
+re-exports these names."""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from core.errors import StoreError
+
+MANIFEST = "manifest.json"
+HASH_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class StoreEntry:
+    """One leaf of a store walk: an episode directory or an in-flight upload."""
+    path: Path
+    rel: str
+    in_flight: bool
+
+
+def scan_store(root: Path) -> Iterator[StoreEntry]:
+    """Walk the store in sorted order, yielding episode dirs and in-flight uploads.
+
+    A directory holding `manifest.json` is an episode (not descended into). A
+    directory with no manifest and no subdirectories is an upload in flight.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise StoreError(f"{root}: store directory not found")
+    stack = [root]
+    while stack:
+        d = stack.pop()
+        try:
+            entries = sorted(os.scandir(d), key=lambda e: e.name)
+        except OSError as exc:
+            raise StoreError(f"{d}: cannot list directory ({exc.strerror})") from exc
+        names = {e.name for e in entries}
+        if MANIFEST in names and d != root:
+            yield StoreEntry(d, d.relative_to(root).as_posix(), False)
+            continue
+        subdirs = [Path(e.path) for e in entries if e.is_dir() and not e.name.startswith(".")]
+        if not subdirs and d != root:
+            yield StoreEntry(d, d.relative_to(root).as_posix(), True)
+            continue
+        stack.extend(reversed(subdirs))
+
+
+def file_digest(path: Path) -> tuple[str, int]:
+    """sha256 and size of a file, streamed in 1 MiB chunks."""
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(HASH_CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size
+
+
+def store_digest(root: Path) -> tuple[str, int, int]:
+    """A digest of a store by its manifests: (sha256, episodes, in-flight).
+
+    Manifests carry every file's sha256, so this changes whenever any listed
+    file changes, without reading the telemetry.
+    """
+    h = hashlib.sha256()
+    n_ep = n_flight = 0
+    for entry in scan_store(root):
+        if entry.in_flight:
+            n_flight += 1
+            continue
+        n_ep += 1
+        try:
+            msha = hashlib.sha256((entry.path / MANIFEST).read_bytes()).hexdigest()
+        except OSError:
+            msha = "unreadable"
+        h.update(f"{entry.rel}\t{msha}\n".encode())
+    return h.hexdigest(), n_ep, n_flight

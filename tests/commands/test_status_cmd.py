@@ -1,0 +1,116 @@
+"""`cis490 status`: exactly the artefacts downstream of a change go stale, each with its reason."""
+import json
+import shutil
+
+import pytest
+
+from tests.labs import install_lab, trained_lab
+
+
+@pytest.fixture(scope="module")
+def trained(extracted_lab, tmp_path_factory):
+    return trained_lab(extracted_lab, tmp_path_factory, "status", [("gbt", "realistic"), ("knn", "realistic")])
+
+
+@pytest.fixture
+def home(trained, lab_home, extracted_lab, cli):
+    paths, _ = extracted_lab
+    install_lab(trained, lab_home)
+    shutil.copytree(paths.default_store, lab_home.default_store)        # the lab's own store, to change
+    side = lab_home.processed / "validation_v1.json"
+    doc = json.loads(side.read_text())
+    doc["store"] = str(lab_home.default_store)
+    side.write_text(json.dumps(doc))
+    assert cli("eval", "gbt", "knn", "--resamples", "50").exit_code == 0
+    assert cli("compare", "gbt", "knn", "--resamples", "50").exit_code == 0
+    return lab_home
+
+
+def _status(cli, *args):
+    result = cli("--json", "status", *args)
+    return result, {r["artifact"]: r for r in json.loads(result.stdout)}
+
+
+def _states(rows):
+    return {name: r["state"] for name, r in rows.items()}
+
+
+EVALS = ("eval host/gbt_realistic/test-episode-b50-s0", "eval host/knn_realistic/test-episode-b50-s0")
+COMPARE = "compare host/gbt_vs_knn-test-episode-b50-s0"
+
+
+def test_a_fresh_lab_is_all_fresh(cli, home):
+    result, rows = _status(cli, "--fail-on-stale")
+    assert result.exit_code == 0
+    assert set(_states(rows).values()) == {"fresh"}
+    assert {"store data/raw/store", "acceptance index", "features and tensors", "split host",
+            "checkpoint host/gbt_realistic", "checkpoint host/knn_realistic", *EVALS, COMPARE} == set(rows)
+    assert all(set(r) >= {"artifact", "state", "reason", "command"} for r in rows.values())
+    table = cli("status").stdout
+    assert "fresh" in table and "…" not in table
+
+
+def test_episodes_added_to_the_store(cli, home):
+    src = next(p for p in sorted(home.default_store.glob("*/*")) if (p / "manifest.json").exists())
+    shutil.copytree(src, src.with_name(src.name + "-again"))
+    result, rows = _status(cli)
+    assert result.exit_code == 0
+    assert rows["acceptance index"]["state"] == "stale"
+    assert rows["acceptance index"]["reason"] == "store: 1 episode(s) added since validate"
+    assert rows["acceptance index"]["command"] == "cis490 validate"
+    assert rows["features and tensors"]["reason"] == "made from acceptance index, which is stale"
+    assert _states(rows)[COMPARE] == "stale" and rows["store data/raw/store"]["state"] == "fresh"
+    result = cli("status", "--fail-on-stale")
+    assert result.exit_code == 1 and result.stderr.startswith("Error: 8 artefact(s) stale or missing, first: "
+                                                              "acceptance index (store: 1 episode(s) added")
+
+
+def test_a_changed_registry(cli, home):
+    from core.registry import DEFAULT_REGISTRY
+    reg = home.home / "lab.toml"
+    reg.write_text(DEFAULT_REGISTRY.read_text())
+    side = home.processed / "validation_v1.json"
+    doc = json.loads(side.read_text())
+    doc["registry"]["path"] = str(reg)
+    side.write_text(json.dumps(doc))
+    assert _status(cli)[1]["acceptance index"]["state"] == "fresh"
+    reg.write_text(reg.read_text().replace('"dropper"]', '"dropper", "standing"]'))
+    _, rows = _status(cli)
+    assert rows["acceptance index"]["reason"] == "registry changed since validate (lab.toml)"
+    assert rows["acceptance index"]["command"] == f"cis490 validate --channels {reg}"
+
+
+def test_a_split_remade_with_other_hosts(cli, home):
+    assert cli("split", "--recipe", "host", "--train-hosts", "lab-thinkpad,lab-nuc").exit_code == 0
+    _, rows = _status(cli)
+    states = _states(rows)
+    assert [n for n, s in states.items() if s != "fresh"] == ["checkpoint host/gbt_realistic",
+                                                           "checkpoint host/knn_realistic", *EVALS, COMPARE]
+    ck = rows["checkpoint host/gbt_realistic"]
+    assert ck["reason"] == "split host re-made with other train hosts"
+    assert ck["command"] == "cis490 train gbt --split host --mode realistic"
+    assert rows[EVALS[0]]["reason"] == "split host re-made since this eval"
+
+
+def test_one_model_retrained(cli, home):
+    assert cli("train", "gbt", "--mode", "realistic", "--seed", "3").exit_code == 0
+    _, rows = _status(cli)
+    stale = {n: r for n, r in rows.items() if r["state"] != "fresh"}
+    assert list(stale) == [EVALS[0], COMPARE]
+    assert stale[EVALS[0]]["reason"] == "checkpoint retrained after this eval"
+    assert stale[EVALS[0]]["command"] == ("cis490 eval gbt --mode realistic --split host --part test --unit episode "
+                                          "--resamples 50 --seed 0")
+    assert stale[COMPARE]["reason"] == f"made from {EVALS[0]}, which is stale"
+    assert stale[COMPARE]["command"] == ("cis490 compare gbt knn --split host --part test --unit episode "
+                                         "--resamples 50 --seed 0")
+    # Following the commands makes the lab fresh again.
+    assert cli("compare", "gbt", "knn", "--resamples", "50").exit_code == 0
+    assert set(_states(_status(cli)[1]).values()) == {"fresh"}
+
+
+def test_status_of_an_empty_lab_says_what_to_run(cli, lab_home):
+    _, rows = _status(cli)
+    assert [(n, r["state"], r["command"]) for n, r in rows.items()] == [
+        ("store data/raw/store", "missing", "cis490 synth   (or: cis490 validate --store DIR)"),
+        ("acceptance index", "missing", "cis490 validate"),
+        ("features and tensors", "missing", "cis490 extract")]
