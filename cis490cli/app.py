@@ -10,9 +10,38 @@ from cis490cli.terminal import Terminal
 from core.errors import Cis490Error
 
 
+GLOBAL_FLAGS = ("--json", "--quiet", "-q", "--verbose", "-v")
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """Global options may also come after the subcommand (`cis490 compare gru
+    gbt --json` is what people type): they are moved before it. Nothing after
+    a `--` is touched, and `--home` keeps its value."""
+    front, rest = [], []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "--":
+            rest.extend(args[i:])
+            break
+        if a in GLOBAL_FLAGS or a.startswith("--home="):
+            front.append(a)
+        elif a == "--home" and i + 1 < len(args):
+            front.extend(args[i:i + 2])
+            i += 1
+        else:
+            rest.append(a)
+        i += 1
+    return front + rest
+
+
 class BoundaryGroup(typer.core.TyperGroup):
     """Turns a Cis490Error into one red line and exit 1; anything unexpected
     into a short report (the traceback with --verbose)."""
+
+    def main(self, args=None, *rest, **kwargs):
+        import sys
+        return super().main(hoist_global_options(list(sys.argv[1:] if args is None else args)), *rest, **kwargs)
 
     def invoke(self, ctx):
         try:
@@ -42,12 +71,24 @@ def _terminal(ctx) -> Terminal:
 app = typer.Typer(
     cls=BoundaryGroup,
     name="cis490",
-    help="Lab notebook and engine: malware life-cycle phases from QEMU VM telemetry.",
+    help="Lab notebook and engine: malware life-cycle phases from QEMU VM telemetry.\n\n"
+         "Global options (--home, --json, --quiet, --verbose) go before or after the command.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+        try:
+            v = version("cis490")
+        except PackageNotFoundError:
+            v = "unknown (not installed)"
+        typer.echo(f"cis490 {v}")
+        raise typer.Exit()
 
 
 @app.callback()
@@ -58,6 +99,8 @@ def root(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or status output."),
     json_out: bool = typer.Option(False, "--json", help="Print machine-readable JSON only."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show tracebacks of unexpected errors."),
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="Print the version and exit."),
 ) -> None:
     ctx.obj = AppState(home, Terminal(quiet=quiet, json_mode=json_out, verbose=verbose))
 

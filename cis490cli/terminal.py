@@ -79,7 +79,9 @@ class Terminal:
         sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
 
     def table(self, title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]],
-              justify_right: Sequence[int] = (), no_wrap: Sequence[int] = ()) -> None:
+              justify_right: Sequence[int] = (), no_wrap: Sequence[int] = (), min_width: int | None = None) -> None:
+        """A Rich table; `min_width` renders it at least that wide (a `--wide`
+        view asked for), instead of squeezing it to the terminal."""
         if not self.human:
             return
         t = Table(title=title, title_justify="left", header_style="bold")
@@ -87,7 +89,10 @@ class Terminal:
             t.add_column(c, justify="right" if i in justify_right else "left", no_wrap=i in no_wrap)
         for r in rows:
             t.add_row(*[_cell(v) for v in r])
-        self.out.print(t)
+        out = self.out
+        if min_width is not None and out.width < min_width:
+            out = Console(file=sys.stdout, highlight=False, width=min_width)
+        out.print(t)
 
     @contextmanager
     def progress(self, description: str, total: int | None = None, unit: str = "") -> Iterator[_Bar]:

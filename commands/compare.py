@@ -21,6 +21,7 @@ def compare(
     models: List[str] = typer.Argument(..., help="Two or more models: gru (its realistic checkpoint), gbt_oracle, ..."),
     paired_bootstrap: bool = typer.Option(True, "--paired-bootstrap/--unpaired",
                                           help="Score both models on the same resamples (default) or independently."),
+    wide: bool = typer.Option(False, "--wide", help="One table with every figure per pair (wider than 80 columns)."),
     mode: Optional[opt.ModeName] = opt.MODE,
     split: opt.SplitName = opt.SPLIT,
     part: opt.PartName = opt.PART,
@@ -29,14 +30,20 @@ def compare(
     seed: int = opt.BOOT_SEED,
     channels: Optional[Path] = opt.CHANNELS,
 ) -> None:
-    """Compare models pairwise: macro-F1 gap, its 95% CI and p-value (Holm-adjusted for several pairs)."""
+    """Compare models pairwise: macro-F1 gap, its 95% CI and p-value (Holm-adjusted for several pairs).
+
+    Examples:
+
+        cis490 compare gru gbt --paired-bootstrap
+        cis490 compare gru gbt cnn gru_oracle --unit window --wide
+    """
     from core.evaluate import parse_model_name
     from core.extract import features_registry
     state = get_state(ctx)
     cfg = eval_config(split, part, resamples, unit, seed)
     named = [parse_model_name(m, mode.value if mode else None) for m in models]
     registry = features_registry(state.paths.processed, channels)
-    render_compare(state, run_compare(state, registry, named, cfg, paired_bootstrap))
+    render_compare(state, run_compare(state, registry, named, cfg, paired_bootstrap), wide)
 
 
 def run_compare(state: AppState, registry: Registry, named: list[tuple[str, str]], cfg: EvalConfig,
@@ -60,7 +67,7 @@ def run_compare(state: AppState, registry: Registry, named: list[tuple[str, str]
     return result
 
 
-def render_compare(state: AppState, r: CompareResult) -> None:
+def render_compare(state: AppState, r: CompareResult, wide: bool = False) -> None:
     term = state.terminal
     rep = r.report
     if term.json_mode:
@@ -68,12 +75,26 @@ def render_compare(state: AppState, r: CompareResult) -> None:
         return
     holm = "p_holm" in rep["pairs"][0]
     mark = {n: f"{n}*" for n in rep["transductive"]}
-    cols = ["A", "B", "F1 A", "F1 B", "gap", "95% CI", "p", *(["p Holm"] if holm else []), "winner"]
-    rows = [(mark.get(p["a"], p["a"]), mark.get(p["b"], p["b"]), f"{p['macro_f1_a']:.3f}", f"{p['macro_f1_b']:.3f}", f"{p['gap']:+.3f}",
-             f"{p['gap_ci'][0]:+.3f},{p['gap_ci'][1]:+.3f}", f"{p['p_value']:.3g}",
-             *([f"{p['p_holm']:.3g}"] if holm else []), p["winner"]) for p in rep["pairs"]]
-    term.table(f"Paired comparison on {rep['split']}/{rep['part']} ({rep['windows']:,} windows, "
-               f"{rep['episodes']:,} episodes)", cols, rows, no_wrap=list(range(len(cols))))
+    title = (f"Paired comparison on {rep['split']}/{rep['part']} ({rep['windows']:,} windows, "
+             f"{rep['episodes']:,} episodes)")
+    if wide:
+        cols = ["A", "B", "F1 A", "F1 B", "gap", "95% CI", "p", *(["p Holm"] if holm else []), "winner"]
+        rows = [(mark.get(p["a"], p["a"]), mark.get(p["b"], p["b"]), f"{p['macro_f1_a']:.3f}",
+                 f"{p['macro_f1_b']:.3f}", f"{p['gap']:+.3f}", f"{p['gap_ci'][0]:+.3f},{p['gap_ci'][1]:+.3f}",
+                 f"{p['p_value']:.3g}", *([f"{p['p_holm']:.3g}"] if holm else []), p["winner"])
+                for p in rep["pairs"]]
+        term.table(title, cols, rows, no_wrap=list(range(len(cols))), min_width=140)
+    else:
+        # 80 columns whatever the number of models: each model's score once, then one row per pair.
+        scores = {p["a"]: p["macro_f1_a"] for p in rep["pairs"]} | {p["b"]: p["macro_f1_b"] for p in rep["pairs"]}
+        term.print(title)
+        term.table(None, ["model", "macro-F1"], [(mark.get(m, m), f"{scores[m]:.3f}") for m in rep["models"]],
+                   justify_right=[1])
+        cols = ["A - B", "gap [95% CI]", "p Holm" if holm else "p", "winner"]
+        rows = [(f"{mark.get(p['a'], p['a'])} - {mark.get(p['b'], p['b'])}",
+                 f"{p['gap']:+.3f} [{p['gap_ci'][0]:+.3f}, {p['gap_ci'][1]:+.3f}]",
+                 f"{p['p_holm'] if holm else p['p_value']:.3g}", p["winner"]) for p in rep["pairs"]]
+        term.table(None, cols, rows, justify_right=[1, 2])
     term.print(f"{rep['method']}; {rep['unit']} unit, {rep['resamples']} resamples, seed {rep['seed']}; "
                f"{rep['ci']}; {rep['multiple_comparisons']}; winner at alpha {rep['alpha']}.")
     term.print(f"p-value: {rep['p_value']}.")

@@ -76,3 +76,14 @@ def test_bad_unit_is_a_usage_error_listing_the_choices(cli, home):
     result = cli("eval", "gbt", "--unit", "host")
     assert result.exit_code == 2
     assert "'host' is not one of 'episode', 'window'" in result.stderr
+
+
+def test_compare_table_fits_80_columns_with_four_models(cli, home):
+    result = cli("compare", "gbt", "knn", "knn_oracle", "knn_semi", "--resamples", "50")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    table = [line for line in out.splitlines() if line[:1] in "┏┃┡│└"]
+    assert len(table) > 10 and max(len(line) for line in table) <= 80
+    assert "…" not in out and "knn_oracle - knn_semi*" in out and "p Holm" in out
+    wide = cli("compare", "gbt", "knn", "knn_oracle", "knn_semi", "--resamples", "50", "--wide").stdout
+    assert "F1 A" in wide and "p Holm" in wide

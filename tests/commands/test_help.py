@@ -44,3 +44,22 @@ def test_the_cli_and_the_dashboard_load_no_heavy_library():
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_global_options_after_the_subcommand(cli, lab_home, tmp_path):
+    from cis490cli.app import hoist_global_options
+    assert hoist_global_options(["compare", "gru", "gbt", "--json"]) == ["--json", "compare", "gru", "gbt"]
+    assert hoist_global_options(["status", "--home", "/x", "-q"]) == ["--home", "/x", "-q", "status"]
+    assert hoist_global_options(["serve", "--", "--json"]) == ["serve", "--", "--json"]
+    other = tmp_path / "other"
+    result = cli("synth", "-n", "2", "--duration", "60", "-j", "1", "--json", "--home", str(other))
+    assert result.exit_code == 0, result.output
+    import json
+    assert json.loads(result.stdout)["episodes"] == 2 and (other / "data" / "raw" / "store").is_dir()
+    result = cli("notebook", "list", "--quiet")
+    assert result.exit_code == 0 and result.output == ""
+
+
+def test_version(cli):
+    result = cli("--version")
+    assert result.exit_code == 0 and result.stdout.startswith("cis490 0.")
