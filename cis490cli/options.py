@@ -32,13 +32,13 @@ class UnitName(str, Enum):
 
 CHANNELS = typer.Option(None, "--channels", metavar="FILE",
                         help="Channel registry [default: the one the lab was validated with].")
-WORKERS = typer.Option(default_workers(), "--workers", "-j", min=1, help="Worker processes.")
+WORKERS = typer.Option(default_workers(), "--workers", "-j", min=1, metavar="N", help="Worker processes.")
 MODE = typer.Option(None, "--mode", help="Mode of bare model names [default: realistic].")
 SPLIT = typer.Option(SplitName.host, "--split", help="The split the checkpoints were trained on.")
 PART = typer.Option(PartName.test, "--part", help="Part of the split to score.")
-RESAMPLES = typer.Option(1000, "--resamples", min=10, help="Bootstrap resamples.")
+RESAMPLES = typer.Option(1000, "--resamples", min=10, metavar="N", help="Bootstrap resamples.")
 UNIT = typer.Option(UnitName.episode, "--unit", help="Resampling unit: episode (cluster bootstrap) or window.")
-BOOT_SEED = typer.Option(0, "--seed", help="Bootstrap seed.")
+BOOT_SEED = typer.Option(0, "--seed", metavar="N", help="Bootstrap seed.")
 
 
 def open_fraction(value: float | None) -> float | None:

@@ -14,7 +14,14 @@ def channels(
     ctx: typer.Context,
     channels_file: Optional[Path] = opt.CHANNELS,
 ) -> None:
-    """List the channel registry: channels, kinds, units, deployability, and its schema hash."""
+    """List the channel registry: channels, kinds, units, deployability, and its schema hash.
+
+    Examples:
+
+    \b
+        cis490 channels
+        cis490 channels --channels lab.toml --json
+    """
     from core.registry import load_registry
     term = get_state(ctx).terminal
     reg = load_registry(channels_file)

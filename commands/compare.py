@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 def compare(
     ctx: typer.Context,
-    models: List[str] = typer.Argument(..., help="Two or more models: gru (its realistic checkpoint), gbt_oracle, ..."),
+    models: List[str] = typer.Argument(..., metavar="MODEL", help="Two or more models, or all: gru (its realistic checkpoint), gbt_oracle, ..."),
     paired_bootstrap: bool = typer.Option(True, "--paired-bootstrap/--unpaired",
                                           help="Score both models on the same resamples (default) or independently."),
     wide: bool = typer.Option(False, "--wide", help="One table with every figure per pair (wider than 80 columns)."),
@@ -34,14 +34,17 @@ def compare(
 
     Examples:
 
+    \b
         cis490 compare gru gbt --paired-bootstrap
         cis490 compare gru gbt cnn gru_oracle --unit window --wide
     """
-    from core.evaluate import parse_model_name
+    from core.evaluate import resolve_model_names
     from core.extract import features_registry
     state = get_state(ctx)
     cfg = eval_config(split, part, resamples, unit, seed)
-    named = [parse_model_name(m, mode.value if mode else None) for m in models]
+    # `all`: every realistic checkpoint of the split (the deployment-relevant ones), or those of --mode.
+    named = resolve_model_names(models, state.paths.artifacts, cfg.split, mode.value if mode else None,
+                                every_mode=False)
     registry = features_registry(state.paths.processed, channels)
     render_compare(state, run_compare(state, registry, named, cfg, paired_bootstrap), wide)
 

@@ -25,9 +25,9 @@ DEMO_MODELS = ("gbt", "cnn")
 
 def demo(
     ctx: typer.Context,
-    episodes: int = typer.Option(120, "--episodes", help="Episodes in the demo store."),
-    duration: float = typer.Option(180.0, "--duration", help="Mean episode length in seconds."),
-    seed: int = typer.Option(7, "--seed", help="Random seed."),
+    episodes: int = typer.Option(120, "--episodes", metavar="N", help="Episodes in the demo store."),
+    duration: float = typer.Option(180.0, "--duration", metavar="SECONDS", help="Mean episode length in seconds."),
+    seed: int = typer.Option(7, "--seed", metavar="N", help="Random seed."),
     workers: int = opt.WORKERS,
     lab_dir: Optional[Path] = typer.Option(None, "--dir", metavar="DIR",
                                            help="The demo's own lab home [default: demo/ in the lab home]."),
@@ -37,6 +37,12 @@ def demo(
     The demo works in a lab home of its own (demo/ under the lab home, or
     --dir): it never touches the store, index, features, splits, checkpoints
     or notebook of the lab it is started in.
+
+    Examples:
+
+    \b
+        cis490 demo
+        cis490 demo --episodes 200 --dir /tmp/demo-lab
     """
     from core.evaluate import EvalConfig
     from core.extract import ExtractConfig

@@ -28,7 +28,7 @@ def eval_config(split: opt.SplitName, part: opt.PartName, resamples: int, unit: 
 
 def eval_cmd(
     ctx: typer.Context,
-    models: List[str] = typer.Argument(..., help="Models: a bare name (gru) is its realistic checkpoint; "
+    models: List[str] = typer.Argument(..., metavar="MODEL", help="Models (or all): a bare name (gru) is its realistic checkpoint; "
                                                  "gru_oracle the other."),
     mode: Optional[opt.ModeName] = opt.MODE,
     split: opt.SplitName = opt.SPLIT,
@@ -38,12 +38,20 @@ def eval_cmd(
     seed: int = opt.BOOT_SEED,
     channels: Optional[Path] = opt.CHANNELS,
 ) -> None:
-    """Score checkpoints on a split: macro-F1 with a bootstrap CI, per class, profile and host."""
-    from core.evaluate import parse_model_name
+    """Score checkpoints on a split: macro-F1 with a bootstrap CI, per class, profile and host.
+
+    Examples:
+
+    \b
+        cis490 eval gru gbt_oracle
+        cis490 eval all --split sample --unit window
+    """
+    from core.evaluate import resolve_model_names
     from core.extract import features_registry
     state = get_state(ctx)
     cfg = eval_config(split, part, resamples, unit, seed)
-    named = [parse_model_name(m, mode.value if mode else None) for m in models]
+    named = resolve_model_names(models, state.paths.artifacts, cfg.split, mode.value if mode else None,
+                                every_mode=True)
     registry = features_registry(state.paths.processed, channels)
     results = [run_eval(state, registry, model, md, cfg) for model, md in named]
     render_eval(state, results)

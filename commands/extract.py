@@ -17,16 +17,23 @@ if TYPE_CHECKING:
 
 def extract(
     ctx: typer.Context,
-    store: Optional[Path] = typer.Option(None, "--store", help="Receiver store [default: the one the index was "
+    store: Optional[Path] = typer.Option(None, "--store", metavar="DIR", help="Receiver store [default: the one the index was "
                                                                 "validated from, else data/raw/store]."),
-    index: Optional[Path] = typer.Option(None, "--index", help=f"Acceptance index [default: data/processed/{INDEX_NAME}]."),
-    window: float = typer.Option(10.0, "--window", help="Window length in seconds."),
-    hop: float = typer.Option(5.0, "--hop", help="Hop between windows in seconds."),
-    step: float = typer.Option(0.5, "--step", help="Grid step in seconds."),
+    index: Optional[Path] = typer.Option(None, "--index", metavar="FILE", help=f"Acceptance index [default: data/processed/{INDEX_NAME}]."),
+    window: float = typer.Option(10.0, "--window", metavar="SECONDS", help="Window length in seconds."),
+    hop: float = typer.Option(5.0, "--hop", metavar="SECONDS", help="Hop between windows in seconds."),
+    step: float = typer.Option(0.5, "--step", metavar="SECONDS", help="Grid step in seconds."),
     workers: int = opt.WORKERS,
     channels: Optional[Path] = opt.CHANNELS,
 ) -> None:
-    """Turn accepted and degraded episodes into windows: summary features and channel x time tensors."""
+    """Turn accepted and degraded episodes into windows: summary features and channel x time tensors.
+
+    Examples:
+
+    \b
+        cis490 extract
+        cis490 extract --window 20 --hop 10 -j 4
+    """
     from core.extract import ExtractConfig
     from core.extract.episode import WindowSpec
     from core.registry import resolve_registry

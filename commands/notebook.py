@@ -15,10 +15,17 @@ app = typer.Typer(help="List and show the lab notebook's run records.", no_args_
 @app.command("list")
 def list_runs(
     ctx: typer.Context,
-    command: Optional[str] = typer.Option(None, "--command", "-c", help="Only runs of this command."),
-    last: int = typer.Option(20, "--last", min=0, help="Show the newest N runs (0 for all)."),
+    command: Optional[str] = typer.Option(None, "--command", "-c", metavar="COMMAND", help="Only runs of this command."),
+    last: int = typer.Option(20, "--last", min=0, metavar="N", help="Show the newest N runs (0 for all)."),
 ) -> None:
-    """List runs, newest last."""
+    """List runs, newest last.
+
+    Examples:
+
+    \b
+        cis490 notebook list
+        cis490 notebook list -c train --last 5
+    """
     from core.notebook import read_notebook
     state = get_state(ctx)
     listing = read_notebook(state.paths, command)
@@ -42,9 +49,16 @@ def list_runs(
 @app.command("show")
 def show(
     ctx: typer.Context,
-    run_id: str = typer.Argument("last", help="Run id, a unique prefix of one, or 'last'."),
+    run_id: str = typer.Argument("last", metavar="RUN", help="Run id, a unique prefix of one, or 'last'."),
 ) -> None:
-    """Show one run record in full."""
+    """Show one run record in full.
+
+    Examples:
+
+    \b
+        cis490 notebook show last
+        cis490 notebook show 20261121-2338
+    """
     from core.notebook import get_record
     state = get_state(ctx)
     rec = get_record(state.paths, run_id)

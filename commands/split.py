@@ -20,14 +20,21 @@ def split(
                                                               "time: held-out latest episodes."),
     train_hosts: Optional[List[str]] = typer.Option(None, "--train-hosts", metavar="HOST[,HOST...]",
                                                     help="Hosts to train on (host recipe); repeat or comma-separate."),
-    val_frac: float = typer.Option(0.2, "--val-frac", callback=opt.open_fraction,
+    val_frac: float = typer.Option(0.2, "--val-frac", metavar="FRACTION", callback=opt.open_fraction,
                                    help="Fraction of the training pool kept for validation."),
-    test_frac: Optional[float] = typer.Option(None, "--test-frac", callback=opt.open_fraction,
+    test_frac: Optional[float] = typer.Option(None, "--test-frac", metavar="FRACTION", callback=opt.open_fraction,
                                               help="Fraction held out for test (sample, time) [default: 0.2]."),
-    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    seed: int = typer.Option(0, "--seed", metavar="N", help="Random seed."),
     channels: Optional[Path] = opt.CHANNELS,
 ) -> None:
-    """Split extracted episodes into train/val/test, with every invariant checked."""
+    """Split extracted episodes into train/val/test, with every invariant checked.
+
+    Examples:
+
+    \b
+        cis490 split --recipe host --train-hosts lab-thinkpad,lab-desktop
+        cis490 split --recipe time --test-frac 0.25
+    """
     state = get_state(ctx)
     hosts = tuple(h.strip() for arg in (train_hosts or []) for h in arg.split(",") if h.strip())
     # An option the recipe would ignore is refused: the user meant something by it.

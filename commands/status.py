@@ -15,6 +15,7 @@ def status(
 
     Examples:
 
+    \b
         cis490 status
         cis490 status --json --fail-on-stale
     """

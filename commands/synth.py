@@ -17,17 +17,24 @@ if TYPE_CHECKING:
 
 def synth(
     ctx: typer.Context,
-    episodes: int = typer.Option(200, "--episodes", "-n", min=1, help="Episodes to generate."),
-    hosts: int = typer.Option(4, "--hosts", min=1, help="Lab hosts (the first four are named; more are generated)."),
-    duration: float = typer.Option(300.0, "--duration", help="Mean episode length in seconds (each varies +-20%)."),
-    seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same store."),
-    fault_rate: float = typer.Option(0.1, "--fault-rate", min=0.0, max=1.0, help="Fraction of episodes with an injected fault."),
-    in_flight: int = typer.Option(2, "--in-flight", min=0, help="Uploads in flight (directories without a manifest)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Store directory [default: data/raw/store]."),
+    episodes: int = typer.Option(200, "--episodes", "-n", min=1, metavar="N", help="Episodes to generate."),
+    hosts: int = typer.Option(4, "--hosts", min=1, metavar="N", help="Lab hosts (the first four are named; more are generated)."),
+    duration: float = typer.Option(300.0, "--duration", metavar="SECONDS", help="Mean episode length in seconds (each varies +-20%)."),
+    seed: int = typer.Option(0, "--seed", metavar="N", help="Random seed: the same seed gives the same store."),
+    fault_rate: float = typer.Option(0.1, "--fault-rate", min=0.0, max=1.0, metavar="FRACTION", help="Fraction of episodes with an injected fault."),
+    in_flight: int = typer.Option(2, "--in-flight", min=0, metavar="N", help="Uploads in flight (directories without a manifest)."),
+    out: Optional[Path] = typer.Option(None, "--out", metavar="DIR", help="Store directory [default: data/raw/store]."),
     workers: int = opt.WORKERS,
     force: bool = typer.Option(False, "--force", help="Replace an existing store at --out."),
 ) -> None:
-    """Generate a synthetic receiver store (hosts, profiles, samples, faults) and its ground truth."""
+    """Generate a synthetic receiver store (hosts, profiles, samples, faults) and its ground truth.
+
+    Examples:
+
+    \b
+        cis490 synth --episodes 200 --seed 1
+        cis490 synth -n 50 --out /tmp/store --json
+    """
     from core.synth import SynthConfig
     state = get_state(ctx)
     cfg = SynthConfig(episodes=episodes, hosts=hosts, duration_s=duration, seed=seed,

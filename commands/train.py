@@ -24,19 +24,26 @@ class Mode(str, Enum):
 
 def train(
     ctx: typer.Context,
-    models: List[str] = typer.Argument(..., help=f"Models to train, or 'all' ({', '.join(MODELS)})."),
+    models: List[str] = typer.Argument(..., metavar="MODEL", help=f"Models to train, or 'all' ({', '.join(MODELS)})."),
     mode: Mode = typer.Option(Mode.both, "--mode", help="realistic: deployable channels only; oracle: all; both."),
     split: opt.SplitName = typer.Option(opt.SplitName.host, "--split",
                                         help="Split to train on (see `cis490 split`); checkpoints are kept per split."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", min=1,
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, metavar="N",
                                          help="Maximum epochs for neural models [default: 30]."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=2,
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=2, metavar="N",
                                              help="Batch size for neural models [default: 256]."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda (mixed precision on CUDA)."),
-    seed: int = typer.Option(0, "--seed", help="Random seed: same seed, same validation score on CPU."),
+    device: str = typer.Option("auto", "--device", metavar="auto|cpu|cuda", help="auto, cpu or cuda (mixed precision on CUDA)."),
+    seed: int = typer.Option(0, "--seed", metavar="N", help="Random seed: same seed, same validation score on CPU."),
     channels: Optional[Path] = opt.CHANNELS,
 ) -> None:
-    """Train models on a split; each model and mode gets a checkpoint and a notebook record."""
+    """Train models on a split; each model and mode gets a checkpoint and a notebook record.
+
+    Examples:
+
+    \b
+        cis490 train gru gbt --mode both
+        cis490 train all --split sample --epochs 50
+    """
     from core.extract import features_registry
     from core.train import MODES, model_class, resolve_device
     state = get_state(ctx)

@@ -24,8 +24,8 @@ class FailOn(str, Enum):
 
 def validate(
     ctx: typer.Context,
-    store: Optional[Path] = typer.Option(None, "--store", help="Receiver store [default: data/raw/store]."),
-    out: Optional[Path] = typer.Option(None, "--out", help=f"Index parquet [default: data/processed/{INDEX_NAME}]."),
+    store: Optional[Path] = typer.Option(None, "--store", metavar="DIR", help="Receiver store [default: data/raw/store]."),
+    out: Optional[Path] = typer.Option(None, "--out", metavar="FILE", help=f"Index parquet [default: data/processed/{INDEX_NAME}]."),
     workers: int = opt.WORKERS,
     since_last: bool = typer.Option(False, "--since-last",
                                     help="Re-validate only episodes whose manifest changed since the last index."),
@@ -33,7 +33,14 @@ def validate(
                                              help="Exit 1 if any episode is this bad or worse (a gate for scripts)."),
     channels: Optional[Path] = opt.CHANNELS,
 ) -> None:
-    """Check every episode of a store; write the acceptance index (one row per episode)."""
+    """Check every episode of a store; write the acceptance index (one row per episode).
+
+    Examples:
+
+    \b
+        cis490 validate --store /srv/receiver
+        cis490 validate --since-last --fail-on rejected
+    """
     from core.registry import load_registry
     from core.validate import gate
     state = get_state(ctx)

@@ -65,6 +65,26 @@ def parse_model_name(name: str, mode: str | None = None) -> tuple[str, str]:
     raise ConfigError(f"unknown model '{name}' (models: {', '.join(MODELS)}; add _oracle or _realistic for a mode)")
 
 
+def resolve_model_names(names: list[str], artifacts: Path, split: str, mode: str | None,
+                        every_mode: bool) -> list[tuple[str, str]]:
+    """Model names as given, or `all`: every checkpoint trained on the split
+    (in `mode` if given; in every mode when `every_mode`, else realistic)."""
+    if names != ["all"]:
+        if "all" in names:
+            raise ConfigError("'all' stands alone: give it, or model names, not both")
+        return [parse_model_name(n, mode) for n in names]
+    found = []
+    for name in trained_names(artifacts, split):
+        model, _, md = name.rpartition("_")
+        if model in MODELS and (md == mode if mode else (every_mode or md == "realistic")):
+            found.append((model, md))
+    if not found:
+        raise EvalError(f"no checkpoint trained on split {split}"
+                        + (f" in {mode} mode" if mode else "") + f" (run `cis490 train all --split {split}`)")
+    order = list(MODELS)
+    return sorted(found, key=lambda x: (order.index(x[0]), x[1] != "realistic"))
+
+
 def trained_names(artifacts: Path, split: str) -> list[str]:
     root = artifacts / "models" / split
     return sorted(p.name for p in root.iterdir() if (p / "header.json").exists()) if root.is_dir() else []

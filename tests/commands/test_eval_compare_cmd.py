@@ -87,3 +87,18 @@ def test_compare_table_fits_80_columns_with_four_models(cli, home):
     assert "…" not in out and "knn_oracle - knn_semi*" in out and "p Holm" in out
     wide = cli("compare", "gbt", "knn", "knn_oracle", "knn_semi", "--resamples", "50", "--wide").stdout
     assert "F1 A" in wide and "p Holm" in wide
+
+
+def test_eval_all_and_compare_all(cli, home):
+    result = cli("--json", "eval", "all", "--resamples", "20")
+    assert result.exit_code == 0, result.output
+    assert [r["name"] for r in json.loads(result.stdout)] == ["gbt", "knn", "knn_oracle", "knn_semi"]
+    result = cli("--json", "compare", "all", "--resamples", "20")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["models"] == ["gbt", "knn", "knn_semi"]        # realistic ones
+    assert json.loads(cli("--json", "eval", "all", "--mode", "oracle", "--resamples", "20").stdout)[0]["name"] \
+        == "knn_oracle"
+    result = cli("eval", "all", "--split", "sample")
+    assert result.exit_code == 1
+    assert "no checkpoint trained on split sample (run `cis490 train all --split sample`)" in result.stderr
+    assert cli("eval", "all", "gbt").exit_code == 1
