@@ -86,7 +86,9 @@ class Terminal:
             return
         t = Table(title=title, title_justify="left", header_style="bold")
         for i, c in enumerate(columns):
-            t.add_column(c, justify="right" if i in justify_right else "left", no_wrap=i in no_wrap)
+            # Fold, never an ellipsis: a table must not hide part of a name or a number.
+            t.add_column(c, justify="right" if i in justify_right else "left", no_wrap=i in no_wrap,
+                         overflow="fold")
         for r in rows:
             t.add_row(*[_cell(v) for v in r])
         out = self.out

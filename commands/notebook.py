@@ -8,8 +8,12 @@ import typer
 
 from cis490cli.state import get_state
 
-app = typer.Typer(help="List and show the lab notebook's run records.", no_args_is_help=True,
+app = typer.Typer(help="List, show and diff the lab notebook's run records.", no_args_is_help=True,
                   rich_markup_mode=None)
+
+
+def _show(value) -> str:
+    return "" if value is None else value if isinstance(value, str) else json.dumps(value)
 
 
 @app.command("list")
@@ -26,24 +30,31 @@ def list_runs(
         cis490 notebook list
         cis490 notebook list -c train --last 5
     """
-    from core.notebook import read_notebook
+    from core.notebook import read_notebook, run_headline, run_subject, short_id
     state = get_state(ctx)
-    listing = read_notebook(state.paths, command)
+    paths = state.read_paths                      # reading works on a read-only lab
+    listing = read_notebook(paths, command)
     records = listing.records[-last:] if last > 0 else listing.records
     term = state.terminal
     if listing.skipped_lines:
-        term.warn(f"{state.paths.notebook}: skipped unreadable line(s) {listing.skipped_lines[:10]}")
+        term.warn(f"{paths.notebook}: skipped unreadable line(s) {listing.skipped_lines[:10]}")
     if term.json_mode:
         term.json([{k: r.get(k) for k in ("run_id", "command", "status", "started_at", "timings", "metrics",
-                                          "parent_run", "git_commit")} for r in records])
+                                          "parent_run", "git_commit")} | {"subject": run_subject(r),
+                                                                          "headline": run_headline(r)}
+                   for r in records])
         return
     if not records:
-        term.print(f"No runs recorded in {state.paths.notebook} yet.")
+        if command is not None and read_notebook(paths).records:
+            term.print(f"No runs match --command {command}.")
+        else:
+            term.print(f"No runs recorded in {paths.notebook} yet.")
         return
-    term.table(f"Lab notebook ({state.paths.notebook})", ["run id", "command", "status", "seconds", "parent"],
-               [(r["run_id"], r["command"], r["status"], r.get("timings", {}).get("total_s"),
-                 r.get("parent_run") or "") for r in records],
-               justify_right=[3], no_wrap=[0, 4])
+    term.table(f"Lab notebook: {len(records)} of {len(listing.records)} runs", ["run", "command", "what", "result",
+                                                                                "status", "s", "parent"],
+               [(short_id(r["run_id"]), r["command"], run_subject(r), run_headline(r), r["status"],
+                 f"{r.get('timings', {}).get('total_s', 0):.0f}", short_id(r.get("parent_run"))[-4:])
+                for r in records], justify_right=[5], no_wrap=[0])
 
 
 @app.command("show")
@@ -59,9 +70,11 @@ def show(
         cis490 notebook show last
         cis490 notebook show 20261121-2338
     """
-    from core.notebook import get_record
+    from core.notebook import get_record, relative_to_home
     state = get_state(ctx)
-    rec = get_record(state.paths, run_id)
+    paths = state.read_paths
+    # Paths inside the lab home print relative to it (older records kept them absolute).
+    rec = relative_to_home(get_record(paths, run_id), paths.home)
     term = state.terminal
     if term.json_mode:
         term.json(rec)
@@ -84,3 +97,35 @@ def show(
         term.table("metrics", ["metric", "value"], [(k, json.dumps(v)) for k, v in rec["metrics"].items()])
     if rec.get("timings"):
         term.table("timings", ["stage", "seconds"], list(rec["timings"].items()), justify_right=[1])
+
+
+@app.command("diff")
+def diff(
+    ctx: typer.Context,
+    run_a: str = typer.Argument(..., metavar="RUN_A", help="A run id (or any unique part of one), or 'last'."),
+    run_b: str = typer.Argument(..., metavar="RUN_B", help="The other run."),
+    everything: bool = typer.Option(False, "--all", help="Every key, not only those that differ."),
+) -> None:
+    """What differs between two runs: config, inputs by digest, code, libraries, metrics.
+
+    Examples:
+
+    \b
+        cis490 notebook diff 1121-2338 last
+        cis490 notebook diff 233845-a7f4 234102-0c1e --all
+    """
+    from core.notebook import diff_records, get_record, relative_to_home
+    state = get_state(ctx)
+    paths = state.read_paths
+    a, b = (relative_to_home(get_record(paths, r), paths.home) for r in (run_a, run_b))
+    rows = diff_records(a, b, everything)
+    term = state.terminal
+    if term.json_mode:
+        term.json({"a": a["run_id"], "b": b["run_id"], "differences": [{"key": k, "a": va, "b": vb}
+                                                                       for k, va, vb in rows]})
+        return
+    if not rows:
+        term.print(f"{a['run_id']} and {b['run_id']} do not differ.")
+        return
+    term.table(f"{'All of' if everything else 'What differs between'} {a['run_id']} (A) and {b['run_id']} (B)",
+               ["key", "A", "B"], [(k, _show(va), _show(vb)) for k, va, vb in rows])

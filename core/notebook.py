@@ -158,18 +158,32 @@ def record_run(paths: LabPaths, command: str, config: dict, argv: list[str] | No
     finally:
         _CURRENT.reset(token)
         run.timings.setdefault("total_s", round(time.perf_counter() - t0, 3))
-        record = {
+        record = relative_to_home({
             "run_id": run.run_id, "command": command, "status": status, "error": error,
             "started_at": started, "ended_at": _now(), "argv": run.argv,
             "config": run.config, "config_hash": config_hash(run.config),
             "inputs": run.inputs, "outputs": run.outputs, "metrics": run.metrics, "timings": run.timings,
             "parent_run": run.parent, "parent_runs": run.parents or ([run.parent] if run.parent else []),
-            "home": str(paths.home), **code_version(),
-            "libraries": library_versions(),
+            **code_version(), "libraries": library_versions(),
             "platform": {"python": platform.python_version(), "system": platform.platform(),
                          "machine": platform.machine(), "cpus": os.cpu_count()},
-        }
+        }, paths.home)
         append_record(paths, record)
+
+
+def relative_to_home(value: Any, home: Path) -> Any:
+    """Every path inside the lab home, anywhere in a record, made relative to
+    it: a lab folder moved or copied elsewhere keeps a notebook that resolves.
+    Paths outside the home (a store at /srv/receiver) stay absolute."""
+    if isinstance(value, dict):
+        return {k: relative_to_home(v, home) for k, v in value.items()}
+    if isinstance(value, list):
+        return [relative_to_home(v, home) for v in value]
+    if isinstance(value, str) and value.startswith("/"):
+        p = Path(value)
+        if p.is_relative_to(home):
+            return p.relative_to(home).as_posix() or "."
+    return value
 
 
 def append_record(paths: LabPaths, record: dict) -> None:
@@ -219,11 +233,12 @@ def get_record(paths: LabPaths, run_id: str) -> dict:
         raise NotebookError(f"{paths.notebook}: the notebook has no runs yet")
     if run_id == "last":
         return records[-1]
-    hits = [r for r in records if r["run_id"] == run_id] or [r for r in records if r["run_id"].startswith(run_id)]
+    # The full id, else any unique part of one (the listing shows ids without their year).
+    hits = [r for r in records if r["run_id"] == run_id] or [r for r in records if run_id in r["run_id"]]
     if not hits:
         raise NotebookError(f"no run '{run_id}' in {paths.notebook} (see `cis490 notebook list`)")
     if len({r['run_id'] for r in hits}) > 1:
-        raise NotebookError(f"run id prefix '{run_id}' matches {len(hits)} runs; give more of it")
+        raise NotebookError(f"run id part '{run_id}' matches {len({r['run_id'] for r in hits})} runs; give more of it")
     return hits[-1]
 
 
@@ -238,3 +253,87 @@ def inputs_changed(previous: dict | None, current_inputs: list[dict]) -> list[st
         return [i["path"] for i in current_inputs]
     before = {i["path"]: i.get("sha256") for i in previous.get("inputs", [])}
     return [i["path"] for i in current_inputs if before.get(i["path"]) != i.get("sha256")]
+
+
+def short_id(run_id: str | None) -> str:
+    """A run id as listed: month-day and time and its random part
+    (`notebook show` and `diff` take any unique part of an id)."""
+    return run_id[4:] if run_id and len(run_id) > 8 else (run_id or "")
+
+
+def run_subject(rec: dict) -> str:
+    """What a run was about: model, mode and split, or the models compared."""
+    c = rec.get("config", {})
+    cmd = rec.get("command")
+    if cmd in ("train", "eval"):
+        return f"{c.get('model')} {c.get('mode')} @{c.get('split')}"
+    if cmd == "compare":
+        return f"{' vs '.join(m.removesuffix('_realistic') for m in c.get('models', []))} @{c.get('split')}"
+    if cmd == "split":
+        return c.get("recipe", "")
+    return ""
+
+
+def run_headline(rec: dict) -> str:
+    """The figure a researcher scans a run for."""
+    m = rec.get("metrics", {})
+    cmd = rec.get("command")
+    try:
+        if cmd == "eval":
+            lo, hi = m["macro_f1_ci"]
+            return f"macro-F1 {m['macro_f1']:.3f} [{lo:.3f}, {hi:.3f}]"
+        if cmd == "train":
+            return f"val macro-F1 {m['val_macro_f1']:.3f}"
+        if cmd == "compare":
+            p = m["pairs"][0]
+            more = f" (+{len(m['pairs']) - 1} pairs)" if len(m["pairs"]) > 1 else ""
+            return f"{p['a']}-{p['b']} {p['gap']:+.3f}, {p['winner']}{more}"
+        if cmd == "extract":
+            return f"{m['windows']:,} windows"
+        if cmd == "validate":
+            counts = m["status_counts"]
+            return f"{m['episodes']:,} episodes, {counts.get('rejected', 0) + counts.get('errored', 0):,} unusable"
+        if cmd == "split":
+            t = m["totals"]
+            return "/".join(str(t[p]["episodes"]) for p in ("train", "val", "test")) + " episodes"
+        if cmd in ("synth",):
+            return f"{m['episodes']:,} episodes"
+        if cmd == "demo":
+            best = max(m["test_macro_f1"].items(), key=lambda kv: kv[1])
+            return f"best {best[0]} {best[1]:.3f}"
+        if cmd == "serve":
+            return f"{m['events_published']:,} events"
+    except (KeyError, TypeError, ValueError, IndexError):
+        pass
+    return ""
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict) and value:
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: value}
+
+
+DIFF_SECTIONS = ("command", "status", "config", "inputs", "outputs", "metrics", "git_commit", "git_dirty",
+                 "libraries", "platform")
+
+
+def diff_records(a: dict, b: dict, everything: bool = False) -> list[tuple[str, Any, Any]]:
+    """(key, value in A, value in B) for what differs between two runs (every
+    key with `everything`): config, inputs and outputs by role and digest,
+    metrics (with their CIs), code commit, library versions, platform."""
+    def flat(rec: dict) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for section in DIFF_SECTIONS:
+            value = rec.get(section)
+            if section in ("inputs", "outputs"):
+                value = {f"{i.get('role') or i.get('path')}": f"{i.get('path')} "
+                         f"{(i.get('sha256') or i.get('kind') or '')[:12]}" for i in value or []}
+            out.update(_flatten(value, section))
+        return out
+    fa, fb = flat(a), flat(b)
+    keys = list(dict.fromkeys([*fa, *fb]))
+    return [(k, fa.get(k), fb.get(k)) for k in keys if everything or fa.get(k) != fb.get(k)]

@@ -147,3 +147,27 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def lab_home_of(processed: Path) -> Path | None:
+    """The lab home a `data/processed` directory belongs to (None elsewhere)."""
+    processed = Path(processed).resolve()
+    if processed.name == "processed" and processed.parent.name == "data":
+        return processed.parent.parent
+    return None
+
+
+def portable(target: str | os.PathLike, base: Path, home: Path | None) -> str:
+    """How a record beside `base` names `target`: relative to `base` when both
+    are inside the same lab home (so the lab can be moved or copied whole),
+    absolute otherwise (a receiver store at /srv/receiver stays where it is)."""
+    target = Path(target).resolve()
+    if home is not None and target.is_relative_to(home):
+        return os.path.relpath(target, Path(base).resolve())
+    return str(target)
+
+
+def unportable(recorded: str, base: Path) -> Path:
+    """The path a record names, relative ones taken from `base`."""
+    p = Path(recorded)
+    return p if p.is_absolute() else (Path(base) / p).resolve()

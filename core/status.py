@@ -17,7 +17,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from core.paths import INDEX_NAME, LabPaths
+from core.paths import INDEX_NAME, LabPaths, unportable
 
 FRESH, STALE, MISSING = "fresh", "stale", "missing"
 
@@ -85,7 +85,7 @@ def lab_status(paths: LabPaths) -> list[Row]:
     side = _json(index.with_suffix(".json")) or {}
 
     # The store: the source of everything.
-    store = Path(side["store"]) if isinstance(side.get("store"), str) else paths.default_store
+    store = unportable(side["store"], processed) if isinstance(side.get("store"), str) else paths.default_store
     store_name = f"store {lab.rel(store)}"
     try:
         store_sha, n_eps, _ = store_digest(store)
@@ -109,14 +109,15 @@ def lab_status(paths: LabPaths) -> list[Row]:
                            "store: manifests changed since validate")
         ref = side.get("registry") or {}
         if ref.get("hash"):
-            path = ref.get("path") or DEFAULT_REGISTRY
+            path = unportable(ref["path"], processed) if ref.get("path") else DEFAULT_REGISTRY
             try:
                 now = load_registry(path).schema_hash
             except Cis490Error:
                 now = None
             if now != ref["hash"]:
                 reasons.append(f"registry {'gone' if now is None else 'changed'} since validate ({lab.rel(Path(path))})")
-        validate_cmd = "cis490 validate" + (f" --channels {ref['path']}" if ref.get("path") else "")
+        validate_cmd = "cis490 validate" + (f" --channels {unportable(ref['path'], processed)}"
+                                            if ref.get("path") else "")
         lab.add(index_name, reasons, validate_cmd, [store_name])
     index_sha = _sha(index)
 

@@ -29,6 +29,7 @@ from core.extract.episode import EXTRACT_VERSION, STATS, ExtractError, WindowSpe
 from core.extract.tensors import META, TensorPartWriter, TensorStore
 from core.loading import read_json, read_parquet, require
 from core.parallel import pool_map, process_pool
+from core.paths import lab_home_of, portable, unportable
 from core.registry import Registry, registry_ref, resolve_registry
 from core.store import Episode, file_digest
 
@@ -85,7 +86,9 @@ def features_registry(processed: Path, channels: str | Path | None = None) -> Re
     """The registry the features were extracted with (`--channels` may repeat
     it, never replace it): what split, train, eval and compare use."""
     schema = load_feature_schema(processed)
-    return resolve_registry(channels, {"path": schema.get("registry_path"), "hash": schema["registry_hash"]},
+    path = schema.get("registry_path")
+    path = str(unportable(path, processed)) if isinstance(path, str) else None
+    return resolve_registry(channels, {"path": path, "hash": schema["registry_hash"]},
                             f"the features in {processed}", "cis490 validate --channels FILE && cis490 extract")
 
 
@@ -382,7 +385,8 @@ def _commit(tmp: Path, processed: Path, registry: Registry, cfg: ExtractConfig, 
     episodes_sha, ebytes = file_digest(tmp / EPISODES)
     schema = {
         "version": SCHEMA_VERSION, "extract_version": EXTRACT_VERSION, "registry_hash": registry.schema_hash,
-        "registry_path": registry_ref(registry)["path"], "spec_hash": cfg.spec.hash(),
+        "registry_path": (portable(registry.path, processed, lab_home_of(processed))
+                          if registry_ref(registry)["path"] else None), "spec_hash": cfg.spec.hash(),
         "window": asdict(cfg.spec), "steps": cfg.spec.steps, "stats": list(STATS),
         "channels": registry.channel_names, "features": feature_names(registry), "phases": list(registry.phases),
         "n_windows": summary.windows, "index_sha256": file_digest(index_path)[0],

@@ -22,7 +22,8 @@ import pyarrow.parquet as pq
 
 from core.errors import Cis490Error, StoreError
 from core.parallel import pool_map, process_pool
-from core.paths import INDEX_NAME, atomic_path, atomic_write_text, ensure_dir  # noqa: F401 (re-exported)
+from core.paths import (INDEX_NAME, atomic_path, atomic_write_text, ensure_dir, lab_home_of,  # noqa: F401
+                        portable, unportable)
 from core.registry import Registry, registry_ref
 from core.store import MANIFEST, StoreEntry, scan_store, store_digest
 from core.validate.checks import (VALIDATOR_VERSION, ValidateConfig, status_of, validate_episode)
@@ -165,9 +166,13 @@ def run_validation(store: Path, out: Path, registry: Registry, cfg: ValidateConf
     # The store's manifest digest lets `cis490 status` tell that the store
     # changed since (a manifests-only pass: seconds, next to the sweep).
     store_sha, store_eps, _ = store_digest(store)
-    atomic_write_text(sidecar_path(out), json.dumps({"store": str(store.resolve()), "registry": registry_ref(registry),
-                                                    "store_sha256": store_sha, "store_episodes": store_eps,
-                                                    **summary.to_json()}, indent=1) + "\n")
+    home = lab_home_of(out.parent)
+    ref = registry_ref(registry)
+    if ref["path"]:
+        ref["path"] = portable(ref["path"], out.parent, home)
+    atomic_write_text(sidecar_path(out), json.dumps({**summary.to_json(), "store": portable(store, out.parent, home),
+                                                    "registry": ref, "store_sha256": store_sha,
+                                                    "store_episodes": store_eps}, indent=1) + "\n")
     return summary
 
 
@@ -191,13 +196,17 @@ def index_sidecar(index: Path) -> dict:
 def indexed_store(index: Path) -> Path | None:
     """The store an acceptance index was made from, if its sidecar says."""
     store = _sidecar(index).get("store")
-    return Path(store) if isinstance(store, str) else None
+    return unportable(store, index.parent) if isinstance(store, str) else None
 
 
 def indexed_registry(index: Path) -> dict | None:
     """The registry (`registry_ref`) an acceptance index was validated with."""
     ref = _sidecar(index).get("registry")
-    return ref if isinstance(ref, dict) else None
+    if not isinstance(ref, dict):
+        return None
+    if isinstance(ref.get("path"), str):
+        ref = {**ref, "path": str(unportable(ref["path"], index.parent))}
+    return ref
 
 
 def _rows(episodes: list[StoreEntry], prev: dict[str, dict], registry: Registry, cfg: ValidateConfig,

@@ -7,7 +7,7 @@ def test_notebook_list_and_show(cli, lab_home):
     assert listing.exit_code == 0 and "synth" in listing.output
     runs = json.loads(cli("--json", "notebook", "list").stdout)
     assert len(runs) == 1 and runs[0]["status"] == "ok"
-    shown = cli("notebook", "show", runs[0]["run_id"][:12])
+    shown = cli("notebook", "show", runs[0]["run_id"][4:15])          # any unique part of the id
     assert shown.exit_code == 0 and runs[0]["run_id"] in shown.output
     rec = json.loads(cli("--json", "notebook", "show", "last").stdout)
     assert rec["metrics"]["episodes"] == 2
@@ -24,3 +24,56 @@ def test_notebook_list_empty(cli, lab_home):
     result = cli("notebook", "list")
     assert result.exit_code == 0
     assert "No runs recorded" in result.output
+
+
+def test_a_filter_that_matches_nothing_says_so(cli, lab_home):
+    """Regression: `-c trian` said 'No runs recorded ... yet' on a notebook of runs."""
+    assert cli("synth", "-n", "2", "--duration", "60", "-j", "1").exit_code == 0
+    result = cli("notebook", "list", "-c", "trian")
+    assert result.exit_code == 0 and result.stdout.strip() == "No runs match --command trian."
+
+
+def test_listing_works_on_a_read_only_home(cli, lab_home, monkeypatch):
+    import os
+    assert cli("synth", "-n", "2", "--duration", "60", "-j", "1").exit_code == 0
+    real_access = os.access
+    # A read-only lab (a copy on a read-only share); simulated, since root may write anywhere.
+    monkeypatch.setattr(os, "access", lambda p, mode: False if mode & os.W_OK else real_access(p, mode))
+    assert cli("synth", "-n", "2").exit_code == 1                     # work still needs a writable home
+    result = cli("notebook", "list")
+    assert result.exit_code == 0 and "synth" in result.stdout
+    assert cli("notebook", "show", "last").exit_code == 0 and cli("status").exit_code == 0
+
+
+def test_notebook_diff_shows_only_what_differs(cli, lab_home, tmp_path):
+    from tests.labs import HOST_TRAIN
+    assert cli("synth", "-n", "24", "--duration", "60", "-j", "2", "--seed", "1").exit_code == 0
+    assert cli("synth", "-n", "24", "--duration", "90", "-j", "2", "--seed", "1", "--force").exit_code == 0
+    runs = json.loads(cli("--json", "notebook", "list").stdout)
+    a, b = runs[0]["run_id"], runs[1]["run_id"]
+    diff = json.loads(cli("--json", "notebook", "diff", a, b).stdout)
+    keys = {d["key"] for d in diff["differences"]}
+    assert "config.duration_s" in keys
+    assert {d["key"]: (d["a"], d["b"]) for d in diff["differences"]}["config.duration_s"] == (60.0, 90.0)
+    assert not any(k.startswith(("config.seed", "config.episodes", "libraries", "git_commit")) for k in keys)
+    everything = json.loads(cli("--json", "notebook", "diff", a, b, "--all").stdout)["differences"]
+    assert len(everything) > len(diff["differences"]) and any(d["key"] == "config.seed" for d in everything)
+    table = cli("notebook", "diff", a, b).stdout
+    assert "config.duration_s" in table and "config.seed" not in table
+
+
+def test_a_moved_lab_keeps_a_notebook_that_resolves(cli, lab_home, tmp_path):
+    import shutil
+    assert cli("synth", "-n", "8", "--duration", "60", "-j", "1").exit_code == 0
+    assert cli("validate", "-j", "1").exit_code == 0
+    rec = json.loads(lab_home.notebook.read_text().splitlines()[-1])
+    assert rec["inputs"][0]["path"] == "data/raw/store" and "home" not in rec
+    assert rec["outputs"][0]["path"] == "data/processed/validation_v1.parquet"
+    assert rec["config"]["store"] == "data/raw/store"
+    moved = tmp_path / "moved"
+    shutil.copytree(lab_home.home, moved)
+    shutil.rmtree(lab_home.data)                      # the old place is gone
+    shown = json.loads(cli("--home", str(moved), "--json", "notebook", "show", "last").stdout)
+    assert shown["inputs"][0]["path"] == "data/raw/store" and (moved / shown["inputs"][0]["path"]).is_dir()
+    rows = {r["artifact"]: r for r in json.loads(cli("--home", str(moved), "--json", "status").stdout)}
+    assert rows["store data/raw/store"]["state"] == "fresh" and rows["acceptance index"]["state"] == "fresh"

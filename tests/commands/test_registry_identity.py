@@ -40,7 +40,7 @@ def home(own_lab, lab_home):
 def test_later_stages_default_to_the_validated_registry_and_refuse_another(cli, home):
     assert cli("validate", "-j", "2", "--channels", "lab.toml").exit_code == 0
     side = json.loads((home.processed / "validation_v1.json").read_text())
-    assert side["registry"]["path"] == str(home.home / "lab.toml")
+    assert side["registry"]["path"] == "../../lab.toml"          # inside the lab: moves with it
     # Regression: a forgotten --channels gave `unexpected KeyError: 'standing'`.
     result = cli("extract", "-j", "2", "--channels", "shipped.toml")
     assert result.exit_code == 1
