@@ -12,9 +12,9 @@ from contextlib import contextmanager
 from typing import Any, Iterable, Iterator, Sequence
 
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskProgressColumn,
-                           TextColumn, TimeElapsedColumn, TimeRemainingColumn)
-from rich.table import Table
+from rich.progress import (BarColumn, Progress, ProgressColumn, SpinnerColumn, TextColumn,
+                           TimeRemainingColumn)
+from rich.table import Column, Table
 from rich.text import Text
 
 
@@ -34,8 +34,22 @@ class _Bar:
         if total is not None:
             kwargs["total"] = total
         if fields:
-            kwargs["extra"] = "  ".join(f"{k} {v}" for k, v in fields.items())
+            # `rate` and `note` carry their own words ("2.5 MB/s", "stopped early at ..."); others are named.
+            kwargs["extra"] = "  ".join(str(v) if k in ("rate", "note") else f"{k} {v}" for k, v in fields.items())
         self._p.update(self._t, **kwargs)
+
+
+class _CountColumn(ProgressColumn):
+    """`epoch 3/30`, `round 120/400`, `episodes 1,204/2,000`: what is counted, named."""
+
+    def __init__(self, label: str):
+        super().__init__(table_column=Column(no_wrap=True))
+        self.label = label
+
+    def render(self, task) -> Text:
+        done = f"{int(task.completed):,}"
+        shown = f"{done}/{int(task.total):,}" if task.total is not None else done
+        return Text(f"{self.label} {shown}".strip())
 
 
 class Terminal:
@@ -98,15 +112,20 @@ class Terminal:
 
     @contextmanager
     def progress(self, description: str, total: int | None = None, unit: str = "") -> Iterator[_Bar]:
+        """A bar that keeps what matters within 80 columns: what, how far
+        (`epoch 3/30`), the ETA, then the stage's own figures."""
         console = self.err
         if not self.human or not console.is_terminal:
             yield _Bar(None, None)
             return
-        cols = [SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TaskProgressColumn(), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-                TextColumn("{task.fields[extra]}")]
+        fixed = Column(no_wrap=True)
+        cols = [SpinnerColumn(table_column=fixed), TextColumn("[bold]{task.description}", table_column=fixed),
+                BarColumn(bar_width=12), _CountColumn(unit), TextColumn("eta", table_column=fixed),
+                TimeRemainingColumn(compact=True, table_column=fixed),
+                # The stage's own figures take what is left, cropped first on a narrow terminal.
+                TextColumn("{task.fields[extra]}", table_column=Column(no_wrap=True, overflow="crop", ratio=1))]
         with Progress(*cols, console=console, transient=False) as p:
-            task = p.add_task(description, total=total, extra=unit)
+            task = p.add_task(description, total=total, extra="")
             yield _Bar(p, task)
 
 

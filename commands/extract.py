@@ -58,7 +58,7 @@ def run_extract_cmd(state: AppState, registry: Registry, store: Path, index: Pat
               "part_windows": cfg.part_windows, "channels": registry.path, "registry_hash": registry.schema_hash}
     with state.record("extract", config) as run:
         run.add_input(index, "acceptance_index")
-        with state.terminal.progress("Extracting episodes", unit="episodes") as bar:
+        with state.terminal.progress("Extracting", unit="episodes") as bar:
             summary = run_extract(paths.processed, index, store, registry, cfg, workers=workers, progress=bar)
         for role, p in summary.outputs.items():
             run.add_output(Path(p), role, summary.digests.get(role))

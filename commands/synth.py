@@ -47,7 +47,7 @@ def synth(
 def run_synth(state: AppState, cfg: SynthConfig, out: Path, workers: int, force: bool) -> SynthResult:
     from core.synth import generate_store
     with state.record("synth", {**asdict(cfg), "out": str(out)}) as run:
-        with state.terminal.progress("Generating episodes", total=cfg.episodes) as bar:
+        with state.terminal.progress("Generating", total=cfg.episodes, unit="episodes") as bar:
             result = generate_store(cfg, out, workers=workers, force=force, progress=bar)
         run.add_output(result.store, "store")
         run.add_output(result.truth, "ground_truth")

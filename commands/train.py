@@ -76,10 +76,15 @@ def run_train(state: AppState, registry: Registry, names: list[str], modes: list
                 run.add_input(paths.processed / "splits" / f"{recipe}.parquet", "split")
                 run.add_input(paths.processed / "splits" / f"{recipe}.json", "split_meta")
                 run.add_input(paths.processed / "feature_schema_v1.json", "feature_schema")
-                total = (neural_only.get("epochs") or cls.default_config.get("epochs", 1))
-                with state.terminal.progress(f"Training {name} ({mode})", total=total) as bar:
+                total = cls.progress_total({**cls.default_config, **neural_only})
+                with state.terminal.progress(f"{name} {mode}", total=total, unit=cls.progress_unit) as bar:
                     r = train_one(paths.processed, paths.artifacts, registry, name, mode, recipe, neural_only, seed,
                                   device, run.run_id, bar, cache[cls.input_kind])
+                    t = r.header["training"]
+                    ran = t.get("epochs_run") or t.get("rounds_run")
+                    if ran is not None and ran < total:
+                        # The bar ends full and says why, instead of resting at 67%.
+                        bar(ran, ran, note=f"stopped early at {cls.progress_unit} {ran} (best {t['best_epoch']})")
                 run.add_output(r.checkpoint / "header.json", "checkpoint_header")
                 run.add_output(r.checkpoint / r.header["weights"]["file"], "checkpoint_weights")
                 t = r.header["training"]

@@ -61,7 +61,7 @@ def run_validate(state: AppState, registry: Registry, store: Path, out: Path, wo
                                    "workers": workers, "channels": registry.path,
                                    "registry_hash": registry.schema_hash, **cfg.__dict__}) as run:
         run.add_input(store, "store")
-        with state.terminal.progress("Validating episodes", unit="episodes") as bar:
+        with state.terminal.progress("Validating", unit="episodes") as bar:
             summary = run_validation(store, out, registry, cfg, workers=workers, since_last=since_last,
                                      progress=bar)
         run.add_output(out, "acceptance_index")

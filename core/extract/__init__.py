@@ -280,7 +280,7 @@ def _write_outputs(tmp: Path, index: pl.DataFrame, store: Path, registry: Regist
             if batch.n >= FEATURE_BATCH:
                 _write_batch(fw, batch.take(), tindex)
             if progress:
-                progress(done, index.height, **{"windows/s": f"{row / max(time.perf_counter() - t0, 1e-9):,.0f}"})
+                progress(done, index.height, rate=f"{row / max(time.perf_counter() - t0, 1e-9):,.0f} windows/s")
         _write_batch(fw, batch.take(), tindex)
     finally:
         fw.close()

@@ -107,6 +107,11 @@ class BaseModel:
     name = ""
     input_kind = "summary"
     default_config: dict = {}
+    progress_unit = "step"        # what its progress bar counts
+
+    @classmethod
+    def progress_total(cls, config: dict) -> int:
+        return 1
 
     def __init__(self, classes: list[str], config: dict | None = None, seed: int = 0, device: str = "cpu"):
         self.classes = list(classes)

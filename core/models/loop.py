@@ -95,8 +95,8 @@ def train_loop(net, train_batches: Callable[[np.random.Generator], Iterator[tupl
         else:
             stale += 1
         if progress:
-            progress(epoch, cfg.epochs, loss=f"{loss_sum / max(seen, 1):.3f}", val_f1=f"{f1:.3f}",
-                     best=f"{best_f1:.3f}@{best_epoch}")
+            progress(epoch, cfg.epochs, loss=f"{loss_sum / max(seen, 1):.2f}", f1=f"{f1:.2f}",
+                     best=f"{best_f1:.2f}@{best_epoch}")
         if stale >= cfg.patience:
             break
     net.load_state_dict(best_state)

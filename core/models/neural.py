@@ -68,6 +68,11 @@ def build_net(name: str, in_dim: int, steps: int, k: int, cfg: dict):
 
 class NeuralModel(BaseModel):
     arch: dict = {}
+    progress_unit = "epoch"
+
+    @classmethod
+    def progress_total(cls, config: dict) -> int:
+        return int(config["epochs"])
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)

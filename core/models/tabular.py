@@ -22,12 +22,30 @@ def _stratified_cap(y: np.ndarray, cap: int, rng: np.random.Generator) -> np.nda
     return np.sort(np.concatenate(keep))
 
 
+def _RoundProgress(progress, total: int):
+    """An XGBoost callback that moves the bar with the boosting rounds."""
+    import xgboost as xgb
+
+    class RoundProgress(xgb.callback.TrainingCallback):
+        def after_iteration(self, model, epoch, evals_log) -> bool:
+            if epoch % 5 == 0:
+                loss = evals_log.get("validation_0", {}).get("mlogloss")
+                progress(epoch + 1, total, **({"val_loss": f"{loss[-1]:.3f}"} if loss else {}))
+            return False
+    return RoundProgress()
+
+
 class GBTModel(BaseModel):
     """XGBoost (hist), class-weighted, early stopping on validation mlogloss."""
     name = "gbt"
     input_kind = "summary"
     default_config = {"n_estimators": 400, "max_depth": 6, "learning_rate": 0.1, "subsample": 0.9,
                       "colsample_bytree": 0.8, "early_stopping_rounds": 25, "n_jobs": 2}
+    progress_unit = "round"
+
+    @classmethod
+    def progress_total(cls, config: dict) -> int:
+        return int(config["n_estimators"])
 
     def _fit(self, train, val, progress) -> dict:
         import xgboost as xgb
@@ -39,15 +57,17 @@ class GBTModel(BaseModel):
             n_estimators=cfg["n_estimators"], max_depth=cfg["max_depth"], learning_rate=cfg["learning_rate"],
             subsample=cfg["subsample"], colsample_bytree=cfg["colsample_bytree"],
             early_stopping_rounds=cfg["early_stopping_rounds"], random_state=self.seed, n_jobs=cfg["n_jobs"],
-            device="cuda" if self.device == "cuda" else "cpu")
+            device="cuda" if self.device == "cuda" else "cpu",
+            callbacks=[_RoundProgress(progress, cfg["n_estimators"])] if progress else None)
         clf.fit(xt, train.y, sample_weight=class_weights(train.y, k)[train.y], eval_set=[(xv, val.y)],
                 verbose=False)
         self.booster = clf.get_booster()
         self.best_iteration = int(clf.best_iteration)
         f1 = macro_f1(val.y, self._predict_proba(xv).argmax(1), k)
+        rounds = int(self.booster.num_boosted_rounds())
         if progress:
-            progress(1, 1, val_f1=f"{f1:.3f}")
-        return {"best_epoch": self.best_iteration + 1, "val_macro_f1": f1,
+            progress(rounds, cfg["n_estimators"], f1=f"{f1:.2f}")
+        return {"best_epoch": self.best_iteration + 1, "val_macro_f1": f1, "rounds_run": rounds,
                 "val_mlogloss": float(clf.best_score), "early_stopping": "validation mlogloss"}
 
     def _predict_proba(self, x) -> np.ndarray:

@@ -150,7 +150,7 @@ def run_validation(store: Path, out: Path, registry: Registry, cfg: ValidateConf
                     batch.clear()
                 if progress:
                     dt = max(time.perf_counter() - t0, 1e-9)
-                    progress(done, len(episodes), **{"MB/s": f"{total_bytes / dt / 1e6:.1f}"})
+                    progress(done, len(episodes), rate=f"{total_bytes / dt / 1e6:.1f} MB/s")
             writer.write_table(pa.Table.from_pylist(batch, schema))
         finally:
             writer.close()
