@@ -21,8 +21,9 @@ from rich.text import Text
 class _Bar:
     """What core's progress callbacks call: update(done, total, **fields)."""
 
-    def __init__(self, progress: Progress | None, task: int | None):
+    def __init__(self, progress: Progress | None, task: int | None, fixed: int = 0, width: int = 10**6):
         self._p, self._t = progress, task
+        self._fixed, self._width, self._total = fixed, width, None
 
     def __call__(self, done: int, total: int | None = None, **fields: Any) -> None:
         self.update(done, total, **fields)
@@ -32,11 +33,26 @@ class _Bar:
             return
         kwargs: dict[str, Any] = {"completed": done}
         if total is not None:
-            kwargs["total"] = total
+            kwargs["total"] = self._total = total
         if fields:
             # `rate` and `note` carry their own words ("2.5 MB/s", "stopped early at ..."); others are named.
-            kwargs["extra"] = "  ".join(str(v) if k in ("rate", "note") else f"{k} {v}" for k, v in fields.items())
+            extra = "  ".join(str(v) if k in ("rate", "note") else f"{k} {v}" for k, v in fields.items())
+            # The figures are cropped first: the count and the ETA always show.
+            finished = self._total is not None and done >= self._total
+            count = f"{done:,}/{self._total:,}" if self._total is not None else f"{done:,}"
+            room = self._width - self._fixed - len(count) - 1 - (1 if finished else 11)
+            kwargs["extra"] = extra[:max(0, room)]
         self._p.update(self._t, **kwargs)
+
+
+class _EtaColumn(TimeRemainingColumn):
+    """`eta 01:02` while running; nothing once finished (room for the note that says how it ended)."""
+
+    def __init__(self):
+        super().__init__(compact=True, table_column=Column(no_wrap=True))
+
+    def render(self, task) -> Text:
+        return Text("") if task.finished else Text("eta ") + super().render(task)
 
 
 class _CountColumn(ProgressColumn):
@@ -120,13 +136,12 @@ class Terminal:
             return
         fixed = Column(no_wrap=True)
         cols = [SpinnerColumn(table_column=fixed), TextColumn("[bold]{task.description}", table_column=fixed),
-                BarColumn(bar_width=12), _CountColumn(unit), TextColumn("eta", table_column=fixed),
-                TimeRemainingColumn(compact=True, table_column=fixed),
-                # The stage's own figures take what is left, cropped first on a narrow terminal.
-                TextColumn("{task.fields[extra]}", table_column=Column(no_wrap=True, overflow="crop", ratio=1))]
+                BarColumn(bar_width=12), _CountColumn(unit), _EtaColumn(),
+                TextColumn("{task.fields[extra]}", table_column=Column(no_wrap=True, overflow="crop"))]
         with Progress(*cols, console=console, transient=False) as p:
             task = p.add_task(description, total=total, extra="")
-            yield _Bar(p, task)
+            # Spinner, description and bar, then the count: the figures get the rest.
+            yield _Bar(p, task, fixed=2 + len(description) + 1 + 13 + len(unit) + 1, width=console.width)
 
 
 def _cell(v: Any) -> str:
