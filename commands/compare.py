@@ -64,6 +64,8 @@ def run_compare(state: AppState, registry: Registry, named: list[tuple[str, str]
         run.parents = [r["eval_run_id"] for r in reports if r.get("eval_run_id")]
         result = compare_reports(paths.artifacts, list(registry.phases), reports, cfg, paired)
         run.add_output(result.path, "compare_report")
+        for fig in result.figures:
+            run.add_output(fig, f"forest_{fig.suffix[1:]}")
         run.metrics.update(pairs=[{k: p[k] for k in ("a", "b", "gap", "gap_ci", "p_value", "winner")} |
                                   ({"p_holm": p["p_holm"]} if "p_holm" in p else {}) for p in result.report["pairs"]],
                            unit=cfg.unit, resamples=cfg.resamples, seed=cfg.seed, ci_method="percentile bootstrap")
@@ -103,4 +105,4 @@ def render_compare(state: AppState, r: CompareResult, wide: bool = False) -> Non
     term.print(f"p-value: {rep['p_value']}.")
     if rep["transductive"]:
         term.print(f"[yellow]* transductive:[/] {', '.join(rep['transductive'])} {rep['transductive_note']}.")
-    term.print(f"Report: {r.path}")
+    term.print(f"Report: {r.path}; forest plot: {r.path.with_suffix('')}.{{png,pdf,svg}}")

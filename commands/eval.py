@@ -65,8 +65,9 @@ def run_eval(state: AppState, registry: Registry, model: str, mode: str, cfg: Ev
             r = evaluate_model(paths.processed, paths.artifacts, registry, model, mode, cfg, run.run_id)
             bar(1, 1)
         run.add_input(Path(r.report["checkpoint"]["path"]) / "header.json", "checkpoint")
-        for name in ("report.json", "predictions.parquet", "confusion.png", "per_profile.png"):
-            run.add_output(r.directory / name, name.split(".")[0])
+        for name in ("report.json", "predictions.parquet", *(f"{fig}.{ext}" for fig in ("confusion", "per_profile")
+                                                             for ext in ("png", "pdf", "svg"))):
+            run.add_output(r.directory / name, name.replace(".", "_"))
         rep = r.report
         run.metrics.update(macro_f1=rep["macro_f1"], macro_f1_ci=rep["macro_f1_ci"], accuracy=rep["accuracy"],
                            ci_method=rep["method"], unit=rep["unit"], resamples=rep["resamples"], seed=rep["seed"],

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ class CompareError(Cis490Error):
 class CompareResult:
     path: Path
     report: dict
+    figures: list[Path] = field(default_factory=list)     # the forest plot as PNG, PDF, SVG
 
 
 def compare_reports(artifacts: Path, phases: list[str], reports: list[dict], cfg: EvalConfig,
@@ -86,4 +87,6 @@ def compare_reports(artifacts: Path, phases: list[str], reports: list[dict], cfg
     out = (ensure_dir(artifacts / "compare" / cfg.split) /
            f"{'_vs_'.join(names)}-{cfg.part}-{cfg.unit}-b{cfg.resamples}-s{cfg.seed}.json")
     atomic_write_text(out, json.dumps(report, indent=1) + "\n")
-    return CompareResult(out, report)
+    from core.evaluate.figures import forest_figure
+    figures = forest_figure(report, out.with_suffix(""))
+    return CompareResult(out, report, figures)

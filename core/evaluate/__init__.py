@@ -2,7 +2,7 @@
 
 Reports live in `artifacts/eval/<split>/<model>_<mode>/<part>-<unit>-b<resamples>-s<seed>/`:
 keyed by everything that changes them, so no setting overwrites another's
-report. Each holds report.json, predictions.parquet and PNG figures. See
+report. Each holds report.json, predictions.parquet and its figures (PNG, PDF, SVG). See
 docs/methods.md#evaluation.
 """
 from __future__ import annotations
@@ -205,9 +205,9 @@ def evaluate_model(processed: Path, artifacts: Path, registry: Registry, model: 
         "split_identity": header["split"], "features_sha256": schema["features_sha256"],
         "split_membership_sha256": split_meta["membership_sha256"], "eval_run_id": run_id,
     }
-    from core.evaluate.figures import confusion_png, per_profile_png
-    confusion_png(report, out_dir / "confusion.png")
-    per_profile_png(report, out_dir / "per_profile.png")
+    from core.evaluate.figures import confusion_figure, per_profile_figure
+    confusion_figure(report, out_dir / "confusion")
+    per_profile_figure(report, out_dir / "per_profile")
     atomic_write_text(out_dir / "report.json", json.dumps(report, indent=1) + "\n")
     return EvalResult(model, mode, out_dir, report)
 

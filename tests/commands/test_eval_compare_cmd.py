@@ -22,7 +22,7 @@ def test_eval_writes_report_predictions_and_figures(cli, home):
     assert result.exit_code == 0, result.output
     assert "macro-F1" in result.output and "Untested profiles" in result.output
     out = home.artifacts / "eval" / "host" / "gbt_realistic" / "test-episode-b200-s0"
-    for name in ("report.json", "predictions.parquet", "confusion.png", "per_profile.png"):
+    for name in ("report.json", "predictions.parquet", *(f"{f}.{e}" for f in ("confusion", "per_profile") for e in ("png", "pdf", "svg"))):
         assert (out / name).exists(), name
     rep = json.loads((out / "report.json").read_text())
     assert rep["unit"] == "episode" and rep["resamples"] == 200 and rep["untested_profiles"] == ["scan-and-dial"]
@@ -102,3 +102,21 @@ def test_eval_all_and_compare_all(cli, home):
     assert result.exit_code == 1
     assert "no checkpoint trained on split sample (run `cis490 train all --split sample`)" in result.stderr
     assert cli("eval", "all", "gbt").exit_code == 1
+
+
+def test_figures_for_a_paper(cli, home):
+    assert cli("compare", "gbt", "knn", "knn_oracle", "--resamples", "50").exit_code == 0
+    out = home.artifacts / "eval" / "host" / "gbt_realistic" / "test-episode-b50-s0"
+    from PIL import Image
+    with Image.open(out / "confusion.png") as im:
+        assert round(im.info["dpi"][0]) == 300
+    assert (out / "confusion.pdf").read_bytes()[:5] == b"%PDF-"
+    svg = (out / "per_profile.svg").read_text()
+    assert "gbt (realistic): trained on host split [lab-thinkpad, lab-nuc, lab-desktop]" in svg
+    assert "tested on host/test [lab-pi5]" in svg
+    stem = home.artifacts / "compare" / "host" / "gbt_vs_knn_vs_knn_oracle-test-episode-b50-s0"
+    for ext in ("png", "pdf", "svg"):
+        assert stem.with_suffix(f".{ext}").stat().st_size > 1000, ext
+    assert "gbt - knn_oracle" in stem.with_suffix(".svg").read_text()
+    rec = json.loads(home.notebook.read_text().splitlines()[-1])
+    assert {o["role"] for o in rec["outputs"]} >= {"forest_png", "forest_pdf", "forest_svg"}
