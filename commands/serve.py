@@ -24,8 +24,12 @@ def serve(
     """Serve the live dashboard until Ctrl-C.
 
     Producers POST events to /publish; browsers get them live over one
-    Server-Sent-Events stream per tab. Example:
+    Server-Sent-Events stream per tab (docs/dashboard.md).
 
+    Examples:
+
+    \b
+        cis490 serve --dashboard
         cis490 serve --dashboard --host 0.0.0.0 --port 8447
     """
     if not dashboard:
