@@ -30,6 +30,8 @@ def list_runs(
         cis490 notebook list
         cis490 notebook list -c train --last 5
     """
+    from rich.markup import escape
+
     from core.notebook import read_notebook, run_headline, run_subject, short_id
     state = get_state(ctx)
     paths = state.read_paths                      # reading works on a read-only lab
@@ -50,11 +52,18 @@ def list_runs(
         else:
             term.print(f"No runs recorded in {paths.notebook} yet.")
         return
-    term.table(f"Lab notebook: {len(records)} of {len(listing.records)} runs", ["run", "command", "what", "result",
-                                                                                "status", "s", "parent"],
-               [(short_id(r["run_id"]), r["command"], run_subject(r), run_headline(r), r["status"],
+    def result(r: dict) -> str:
+        # The status shows only when the run did not end well: a failed run says why, in red.
+        if r["status"] != "ok":
+            error = str(r.get("error") or "")
+            error = error if len(error) <= 60 else error[:59] + "…"     # `notebook show RUN` has it whole
+            return f"[red]{escape(r['status'])}: {escape(error)}[/]"
+        return escape(run_headline(r))
+    term.table(f"Lab notebook: {len(records)} of {len(listing.records)} runs",
+               ["run", "command", "what", "result", "s", "parent"],
+               [(short_id(r["run_id"]), r["command"], escape(run_subject(r)), result(r),
                  f"{r.get('timings', {}).get('total_s', 0):.0f}", short_id(r.get("parent_run"))[-4:])
-                for r in records], justify_right=[5], no_wrap=[0])
+                for r in records], justify_right=[4], no_wrap=[0])
 
 
 @app.command("show")
