@@ -50,8 +50,8 @@ def main() -> None:
         t0 = time.perf_counter()
         entry = describe_path(proc / TENSORS, "tensors")                     # the old notebook pass
         old_notebook_s = time.perf_counter() - t0
-        assert entry["sha256"] == s.digests["tensors"][0], "write-time digest differs from a fresh one"
-        gb = s.digests["tensors"][1] / 1e9
+        assert entry["sha256"] == s.digests["tensors"]["sha256"], "write-time digest differs from a fresh one"
+        gb = s.digests["tensors"]["bytes"] / 1e9
         print(f"episodes {args.episodes:,}, windows {s.windows:,}, tensor store {gb:.2f} GB")
         print(f"extract (hashing while writing): {extract_s:.2f} s")
         print(f"notebook record of the tensor store now: {now_s * 1000:.1f} ms (digest reused)")

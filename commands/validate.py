@@ -60,10 +60,14 @@ def run_validate(state: AppState, registry: Registry, store: Path, out: Path, wo
     with state.record("validate", {"store": str(store), "out": str(out), "since_last": since_last,
                                    "workers": workers, "channels": registry.path,
                                    "registry_hash": registry.schema_hash, **cfg.__dict__}) as run:
-        run.add_input(store, "store")
-        with state.terminal.progress("Validating", unit="episodes") as bar:
-            summary = run_validation(store, out, registry, cfg, workers=workers, since_last=since_last,
-                                     progress=bar)
+        summary = None
+        try:
+            with state.terminal.progress("Validating", unit="episodes") as bar:
+                summary = run_validation(store, out, registry, cfg, workers=workers, since_last=since_last,
+                                         progress=bar)
+        finally:
+            # The sweep took the store's manifest digest: recorded as it is, not taken twice.
+            run.add_input(store, "store", summary.store_digest if summary else None)
         run.add_output(out, "acceptance_index")
         run.add_output(sidecar_path(out), "acceptance_summary")
         run.metrics.update(episodes=summary.episodes, status_counts=summary.counts, in_flight=len(summary.in_flight),

@@ -12,7 +12,7 @@ import polars as pl
 from core.errors import Cis490Error
 from core.evaluate import EvalConfig, report_dir
 from core.evaluate.bootstrap import bootstrap_p_value, holm, paired_gap, percentile_ci
-from core.paths import atomic_write_text, ensure_dir
+from core.paths import atomic_write_text, ensure_dir, eval_settings
 
 P_CONVENTION = ("two-sided bootstrap p-value: twice the smaller share of resampled gaps on either side of 0, "
                 "each tail counted with +1 (smallest possible 2/(B+1)), capped at 1")
@@ -85,7 +85,7 @@ def compare_reports(artifacts: Path, phases: list[str], reports: list[dict], cfg
               "alpha": 0.05, "winner": "the better model where p (Holm-adjusted for several pairs) < alpha, "
                                        "else n.s. (no significant difference)", "pairs": pairs, "eval_runs": [r.get("eval_run_id") for r in reports]}
     out = (ensure_dir(artifacts / "compare" / cfg.split) /
-           f"{'_vs_'.join(names)}-{cfg.part}-{cfg.unit}-b{cfg.resamples}-s{cfg.seed}.json")
+           f"{'_vs_'.join(names)}-{eval_settings(cfg.part, cfg.unit, cfg.resamples, cfg.seed)}.json")
     atomic_write_text(out, json.dumps(report, indent=1) + "\n")
     from core.evaluate.figures import forest_figure
     figures = forest_figure(report, out.with_suffix(""))

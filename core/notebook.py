@@ -36,17 +36,18 @@ def config_hash(config: dict) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-def describe_path(path: Path, role: str = "", digest: tuple[str, int] | None = None) -> dict:
+def describe_path(path: Path, role: str = "", known: dict | None = None) -> dict:
     """sha256 and size of a file; a store is summarised by its manifests.
 
-    `digest` is the (sha256, bytes) a stage already took while writing: it is
-    recorded as it is, so a large output is never read a second time."""
+    `known` is the description a stage already took (`sha256` and `bytes` of
+    what it wrote, or a store's `sha256`, `episodes` and `in_flight`): it is
+    recorded as it is, so nothing is read a second time."""
     from core.storescan import file_digest, store_digest
     path = Path(path)
     entry: dict[str, Any] = {"path": str(path), "role": role}
-    if digest is not None and path.exists():
-        entry["sha256"], entry["bytes"] = digest
-        entry["kind"] = "dir" if path.is_dir() else "file"
+    if known is not None and path.exists():
+        entry.update(known)
+        entry.setdefault("kind", "dir" if path.is_dir() else "file")
     elif path.is_file():
         entry["sha256"], entry["bytes"] = file_digest(path)
         entry["kind"] = "file"
@@ -126,13 +127,13 @@ class Run:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         self.run_id = self.run_id or f"{stamp}-{secrets.token_hex(2)}"
 
-    def add_input(self, path: Path, role: str = "", digest: tuple[str, int] | None = None) -> dict:
-        entry = describe_path(path, role, digest)
+    def add_input(self, path: Path, role: str = "", known: dict | None = None) -> dict:
+        entry = describe_path(path, role, known)
         self.inputs.append(entry)
         return entry
 
-    def add_output(self, path: Path, role: str = "", digest: tuple[str, int] | None = None) -> dict:
-        entry = describe_path(path, role, digest)
+    def add_output(self, path: Path, role: str = "", known: dict | None = None) -> dict:
+        entry = describe_path(path, role, known)
         self.outputs.append(entry)
         return entry
 

@@ -171,3 +171,14 @@ def unportable(recorded: str, base: Path) -> Path:
     """The path a record names, relative ones taken from `base`."""
     p = Path(recorded)
     return p if p.is_absolute() else (Path(base) / p).resolve()
+
+
+def eval_settings(part: str, unit: str, resamples: int, seed: int) -> str:
+    """How eval reports and comparisons name the settings that change them."""
+    return f"{part}-{unit}-b{resamples}-s{seed}"
+
+
+def eval_settings_options(name: str) -> str:
+    """The eval options an `eval_settings` name stands for."""
+    part, unit, b, s = name.split("-")
+    return f"--part {part} --unit {unit} --resamples {b[1:]} --seed {s[1:]}"

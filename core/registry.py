@@ -199,11 +199,17 @@ def parse_registry(raw: dict, path: str = "<registry>") -> Registry:
     return Registry(tuple(channels), tuple(sources), tuple(phases), tuple(profiles), path)
 
 
-def registry_ref(reg: Registry) -> dict:
+def registry_ref(reg: Registry, base: Path | None = None) -> dict:
     """How an artefact records the registry it was made with: its hash, and
-    its path unless it is the shipped one (which moves with the package)."""
+    its path unless it is the shipped one (which moves with the package).
+    An artefact written in `base` names a registry inside its lab home
+    relative to `base` (core.paths.portable), so the lab can move."""
+    from core.paths import lab_home_of, portable
     shipped = Path(reg.path).resolve() == DEFAULT_REGISTRY.resolve() if reg.path else True
-    return {"path": None if shipped else reg.path, "hash": reg.schema_hash}
+    path = None if shipped else reg.path
+    if path and base is not None:
+        path = portable(path, base, lab_home_of(base))
+    return {"path": path, "hash": reg.schema_hash}
 
 
 def resolve_registry(channels: str | Path | None, recorded: dict | None, made: str, remake: str) -> Registry:

@@ -12,12 +12,11 @@ See docs/notebook.md#status.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from core.paths import INDEX_NAME, LabPaths, unportable
+from core.paths import INDEX_NAME, LabPaths, eval_settings, eval_settings_options, unportable
 
 FRESH, STALE, MISSING = "fresh", "stale", "missing"
 
@@ -42,8 +41,10 @@ def _json(path: Path) -> dict | None:
 
 
 def _sha(path: Path) -> str | None:
+    """The file's sha256 (core.storescan.file_digest), None when it cannot be read."""
+    from core.storescan import file_digest
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        return file_digest(path)[0]
     except OSError:
         return None
 
@@ -180,7 +181,7 @@ def lab_status(paths: LabPaths) -> list[Row]:
         artifact = f"eval {split}/{name}/{leaf}"
         rep = _json(rpath)
         model, _, mode = name.rpartition("_")
-        command = _eval_command(model, mode, split, leaf)
+        command = f"cis490 eval {model} --mode {mode} --split {split} {eval_settings_options(leaf)}"
         if rep is None or "checkpoint" not in rep:
             lab.missing(artifact, "the report is damaged", command)
             continue
@@ -206,7 +207,7 @@ def lab_status(paths: LabPaths) -> list[Row]:
         if rep is None or "models" not in rep:
             lab.missing(artifact, "the report is damaged", "cis490 compare ...")
             continue
-        leaf = f"{rep['part']}-{rep['unit']}-b{rep['resamples']}-s{rep['seed']}"
+        leaf = eval_settings(rep["part"], rep["unit"], rep["resamples"], rep["seed"])
         names = [m if "_" in m and m.rsplit("_", 1)[1] in ("realistic", "oracle") else f"{m}_realistic"
                  for m in rep["models"]]
         reasons, upstream = [], []
@@ -218,13 +219,6 @@ def lab_status(paths: LabPaths) -> list[Row]:
                 reasons.append(f"eval of {shown} is gone")
             elif current.get("eval_run_id") != run_id:
                 reasons.append(f"eval of {shown} re-run since this comparison")
-        command = (f"cis490 compare {' '.join(rep['models'])} --split {split} --part {rep['part']} "
-                   f"--unit {rep['unit']} --resamples {rep['resamples']} --seed {rep['seed']}")
+        command = f"cis490 compare {' '.join(rep['models'])} --split {split} {eval_settings_options(leaf)}"
         lab.add(artifact, reasons, command, upstream)
     return lab.rows
-
-
-def _eval_command(model: str, mode: str, split: str, leaf: str) -> str:
-    part, unit, b, s = leaf.split("-")
-    return (f"cis490 eval {model} --mode {mode} --split {split} --part {part} --unit {unit} "
-            f"--resamples {b[1:]} --seed {s[1:]}")

@@ -12,13 +12,10 @@ import gzip
 import hashlib
 import io
 import json
-import os
 import re
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from pathlib import Path
-from typing import Iterator
 
 import polars as pl
 

@@ -20,7 +20,7 @@ from core.evaluate.bootstrap import bootstrap_scores, defined_ci, percentile_ci
 from core.extract import load_feature_schema, read_features
 from core.metrics import confusion, macro_f1_from_confusion, per_class_prf
 from core.models import MODELS
-from core.paths import atomic_path, atomic_write_text, ensure_dir
+from core.paths import atomic_path, atomic_write_text, ensure_dir, eval_settings
 from core.registry import Registry
 from core.split import load_split
 from core.store import file_digest
@@ -101,7 +101,7 @@ def require_checkpoint(artifacts: Path, split: str, model: str, mode: str) -> Pa
 
 def report_dir(artifacts: Path, model: str, mode: str, cfg: EvalConfig) -> Path:
     return (artifacts / "eval" / cfg.split / f"{model}_{mode}" /
-            f"{cfg.part}-{cfg.unit}-b{cfg.resamples}-s{cfg.seed}")
+            eval_settings(cfg.part, cfg.unit, cfg.resamples, cfg.seed))
 
 
 def window_index(processed: Path, recipe: str) -> pl.DataFrame:

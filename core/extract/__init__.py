@@ -29,7 +29,7 @@ from core.extract.episode import EXTRACT_VERSION, STATS, ExtractError, WindowSpe
 from core.extract.tensors import META, TensorPartWriter, TensorStore
 from core.loading import read_json, read_parquet, require
 from core.parallel import pool_map, process_pool
-from core.paths import lab_home_of, portable, unportable
+from core.paths import unportable
 from core.registry import Registry, registry_ref, resolve_registry
 from core.store import Episode, file_digest
 
@@ -67,7 +67,7 @@ class ExtractSummary:
     seconds: float
     bytes_on_disk: int
     outputs: dict[str, str] = field(default_factory=dict)
-    digests: dict[str, tuple[str, int]] = field(default_factory=dict)   # role -> (sha256, bytes), taken once
+    digests: dict[str, dict] = field(default_factory=dict)   # role -> {sha256, bytes}, taken once
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -385,8 +385,7 @@ def _commit(tmp: Path, processed: Path, registry: Registry, cfg: ExtractConfig, 
     episodes_sha, ebytes = file_digest(tmp / EPISODES)
     schema = {
         "version": SCHEMA_VERSION, "extract_version": EXTRACT_VERSION, "registry_hash": registry.schema_hash,
-        "registry_path": (portable(registry.path, processed, lab_home_of(processed))
-                          if registry_ref(registry)["path"] else None), "spec_hash": cfg.spec.hash(),
+        "registry_path": registry_ref(registry, processed)["path"], "spec_hash": cfg.spec.hash(),
         "window": asdict(cfg.spec), "steps": cfg.spec.steps, "stats": list(STATS),
         "channels": registry.channel_names, "features": feature_names(registry), "phases": list(registry.phases),
         "n_windows": summary.windows, "index_sha256": file_digest(index_path)[0],
@@ -408,5 +407,6 @@ def _commit(tmp: Path, processed: Path, registry: Registry, cfg: ExtractConfig, 
     summary.bytes_on_disk = fbytes + tbytes
     summary.outputs = {"features": str(processed / FEATURES), "schema": str(processed / SCHEMA),
                        "tensors": str(processed / TENSORS), "episodes": str(processed / EPISODES)}
-    summary.digests = {"features": (features_sha, fbytes), "tensors": (tensors_sha, tbytes),
-                       "episodes": (episodes_sha, ebytes)}
+    summary.digests = {"features": {"sha256": features_sha, "bytes": fbytes},
+                       "tensors": {"sha256": tensors_sha, "bytes": tbytes},
+                       "episodes": {"sha256": episodes_sha, "bytes": ebytes}}

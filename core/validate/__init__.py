@@ -22,8 +22,7 @@ import pyarrow.parquet as pq
 
 from core.errors import Cis490Error, StoreError
 from core.parallel import pool_map, process_pool
-from core.paths import (INDEX_NAME, atomic_path, atomic_write_text, ensure_dir, lab_home_of,  # noqa: F401
-                        portable, unportable)
+from core.paths import atomic_path, atomic_write_text, ensure_dir, lab_home_of, portable, unportable
 from core.registry import Registry, registry_ref
 from core.store import MANIFEST, StoreEntry, scan_store, store_digest
 from core.validate.checks import (VALIDATOR_VERSION, ValidateConfig, status_of, validate_episode)
@@ -63,6 +62,7 @@ class ValidationSummary:
     seconds: float
     workers: int
     config: dict = field(default_factory=dict)
+    store_digest: dict = field(default_factory=dict)    # the store's manifest digest, episodes, in flight
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -165,14 +165,13 @@ def run_validation(store: Path, out: Path, registry: Registry, cfg: ValidateConf
     # default to it and refuse another (core.registry.resolve_registry).
     # The store's manifest digest lets `cis490 status` tell that the store
     # changed since (a manifests-only pass: seconds, next to the sweep).
-    store_sha, store_eps, _ = store_digest(store)
+    sha, eps, flight = store_digest(store)
+    summary.store_digest = {"kind": "store", "sha256": sha, "episodes": eps, "in_flight": flight}
     home = lab_home_of(out.parent)
-    ref = registry_ref(registry)
-    if ref["path"]:
-        ref["path"] = portable(ref["path"], out.parent, home)
+    ref = registry_ref(registry, out.parent)
     atomic_write_text(sidecar_path(out), json.dumps({**summary.to_json(), "store": portable(store, out.parent, home),
-                                                    "registry": ref, "store_sha256": store_sha,
-                                                    "store_episodes": store_eps}, indent=1) + "\n")
+                                                    "registry": ref, "store_sha256": sha,
+                                                    "store_episodes": eps}, indent=1) + "\n")
     return summary
 
 

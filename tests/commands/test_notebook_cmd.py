@@ -46,7 +46,6 @@ def test_listing_works_on_a_read_only_home(cli, lab_home, monkeypatch):
 
 
 def test_notebook_diff_shows_only_what_differs(cli, lab_home, tmp_path):
-    from tests.labs import HOST_TRAIN
     assert cli("synth", "-n", "24", "--duration", "60", "-j", "2", "--seed", "1").exit_code == 0
     assert cli("synth", "-n", "24", "--duration", "90", "-j", "2", "--seed", "1", "--force").exit_code == 0
     runs = json.loads(cli("--json", "notebook", "list").stdout)
