@@ -31,7 +31,20 @@ def train(
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, metavar="N",
                                          help="Maximum epochs for neural models [default: 30]."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=2, metavar="N",
-                                             help="Batch size for neural models [default: 256]."),
+                                             help="Largest batch for neural models [default: 256; smaller on a "
+                                                  "small train part, for enough steps per epoch]."),
+    lr: Optional[float] = typer.Option(None, "--lr", min=0.0, metavar="X",
+                                       help="Peak learning rate: neural models [default: 0.002], gbt's "
+                                            "learning_rate [default: 0.1]."),
+    patience: Optional[int] = typer.Option(None, "--patience", min=1, metavar="N",
+                                           help="Neural models: epochs without a better validation score, counted "
+                                                "after warm-up [default: 8]."),
+    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", min=0.0, metavar="X",
+                                                 help="AdamW weight decay for neural models [default: 0.01]; gbt's "
+                                                      "L2 reg_lambda [default: 1]."),
+    settings: List[str] = typer.Option([], "--set", metavar="KEY=VALUE",
+                                       help="A model setting, repeatable: --set k=5, --set hidden=128, "
+                                            "--set max_depth=8 (docs/models.md lists them)."),
     device: str = typer.Option("auto", "--device", metavar="auto|cpu|cuda", help="auto, cpu or cuda (mixed precision on CUDA)."),
     seed: int = typer.Option(0, "--seed", metavar="N", help="Random seed: same seed, same validation score on CPU."),
     channels: Optional[Path] = opt.CHANNELS,
@@ -43,42 +56,42 @@ def train(
     \b
         cis490 train gru gbt --mode both
         cis490 train all --split sample --epochs 50
+        cis490 train knn --set k=5 --mode realistic
+        cis490 train cnn --lr 0.001 --set hidden=128
     """
     from core.extract import features_registry
-    from core.train import MODES, model_class, resolve_device
+    from core.train import MODES, model_settings, resolve_device
     state = get_state(ctx)
     names = list(MODELS) if models == ["all"] else models
-    for n in names:
-        model_class(n)
+    overrides = model_settings(names, {"epochs": epochs, "batch_size": batch_size, "lr": lr, "patience": patience,
+                                       "weight_decay": weight_decay}, settings)
     modes = list(MODES) if mode == Mode.both else [mode.value]
-    overrides = {k: v for k, v in (("epochs", epochs), ("batch_size", batch_size)) if v is not None}
     registry = features_registry(state.paths.processed, channels)
     results = run_train(state, registry, names, modes, split.value, overrides, resolve_device(device), seed)
     render_train(state, results)
 
 
 def run_train(state: AppState, registry: Registry, names: list[str], modes: list[str], recipe: str,
-              overrides: dict, device: str, seed: int) -> list[TrainResult]:
+              overrides: dict[str, dict], device: str, seed: int) -> list[TrainResult]:
     from core.train import load_split_data, model_class, train_one
     paths = state.paths
     results = []
     cache: dict[str, object] = {}
     for name in names:
         cls = model_class(name)
-        # --epochs and --batch-size steer the epoch loop; models without one ignore them.
-        neural_only = overrides if "epochs" in cls.default_config else {}
+        settings = overrides.get(name, {})
         for mode in modes:
             config = {"model": name, "mode": mode, "split": recipe, "seed": seed, "device": device,
-                      "overrides": neural_only, "registry_hash": registry.schema_hash}
+                      "overrides": settings, "registry_hash": registry.schema_hash}
             with state.record("train", config) as run:
                 if cls.input_kind not in cache:
                     cache[cls.input_kind] = load_split_data(paths.processed, recipe, cls.input_kind)
                 run.add_input(paths.processed / "splits" / f"{recipe}.parquet", "split")
                 run.add_input(paths.processed / "splits" / f"{recipe}.json", "split_meta")
                 run.add_input(paths.processed / "feature_schema_v1.json", "feature_schema")
-                total = cls.progress_total({**cls.default_config, **neural_only})
+                total = cls.progress_total({**cls.default_config, **settings})
                 with state.terminal.progress(f"{name} {mode}", total=total, unit=cls.progress_unit) as bar:
-                    r = train_one(paths.processed, paths.artifacts, registry, name, mode, recipe, neural_only, seed,
+                    r = train_one(paths.processed, paths.artifacts, registry, name, mode, recipe, settings, seed,
                                   device, run.run_id, bar, cache[cls.input_kind])
                     t = r.header["training"]
                     ran = t.get("epochs_run") or t.get("rounds_run")
@@ -90,6 +103,10 @@ def run_train(state: AppState, registry: Registry, names: list[str], modes: list
                 t = r.header["training"]
                 run.metrics.update(val_macro_f1=t["val_macro_f1"], best_epoch=t.get("best_epoch"),
                                    windows=t["windows"], unlabeled_pool=t.get("unlabeled_pool"))
+                # What was chosen, not only what was asked: the full settings and
+                # the choices made from data (kNN's k, the batch the schedule used).
+                run.config["settings"] = r.header["config"]
+                run.metrics.update({k: t[k] for k in ("k", "k_scores", "schedule") if k in t})
                 run.timings.update(train_s=round(r.seconds, 3), load_s=t.get("load_s"), compute_s=t.get("compute_s"))
             results.append(r)
     return results

@@ -9,19 +9,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from core.errors import Cis490Error
-from core.models.data import SummaryData, TensorData, slog
+from core.models.data import SummaryData, TensorData, slog, slog_inplace
+from core.models.settings import build, defaults
 from core.paths import atomic_dir, atomic_path, atomic_write_text
 
 FORMAT_VERSION = 1
 HEADER = "header.json"
 PCA_SAMPLE = 4000
 STATS_SAMPLE = 2048
+MEDIAN_SAMPLE = 65536
+# Windows per batch when summary features are streamed (stats, gbt, prediction).
+STREAM_BATCH = 16384
 
 
 class CheckpointError(Cis490Error):
@@ -52,11 +57,9 @@ class Preprocessor:
     @classmethod
     def fit(cls, data: SummaryData | TensorData, keep: np.ndarray, seed: int) -> "Preprocessor":
         rng = np.random.default_rng(seed)
+        keep = np.asarray(keep, np.int64)
         if data.kind == "summary":
-            x = slog(data.X[:, keep].astype(np.float64))
-            median = np.nanmedian(x, axis=0)
-            mean = np.nanmean(x, axis=0)
-            std = np.nanstd(x, axis=0)
+            median, mean, std = _summary_stats(data, keep, rng)
         else:
             vals, masks = data.sample_rows(STATS_SAMPLE, rng)
             x = slog(vals[:, keep].astype(np.float64))            # (n, Ck, T)
@@ -67,12 +70,20 @@ class Preprocessor:
         # A feature never present in train is imputed with 0 and left unscaled.
         median, mean = np.nan_to_num(median), np.nan_to_num(mean)
         std = np.where(np.isfinite(std) & (std > 1e-8), std, 1.0)
-        return cls(data.kind, np.asarray(keep, np.int64), median, mean, std)
+        return cls(data.kind, keep, median, mean, std)
 
     def transform_summary(self, X: np.ndarray) -> np.ndarray:
-        x = slog(X[:, self.keep].astype(np.float32))
-        x = np.where(np.isnan(x), self.median.astype(np.float32), x)
-        return ((x - self.mean) / self.std).astype(np.float32)
+        """Full-width raw features (n, F) -> standardised kept features (n, Fk)."""
+        return self.transform_kept(np.asarray(X)[:, self.keep])
+
+    def transform_kept(self, x: np.ndarray) -> np.ndarray:
+        """Raw kept features (n, Fk) -> standardised, float32, in one working copy."""
+        x = np.array(x, dtype=np.float32)
+        slog_inplace(x)
+        np.copyto(x, self.median.astype(np.float32), where=np.isnan(x))
+        x -= self.mean.astype(np.float32)
+        x /= self.std.astype(np.float32)
+        return x
 
     def transform_tensor(self, vals: np.ndarray, masks: np.ndarray) -> np.ndarray:
         """(B, C, T) raw -> (B, 2*Ck, T): standardised values, then the mask."""
@@ -94,6 +105,39 @@ class Preprocessor:
                    np.array(d["std"]))
 
 
+def _summary_stats(data: SummaryData, keep: np.ndarray, rng: np.random.Generator):
+    """Per kept feature, over the signed log of train, NaN skipped: mean and std
+    exactly, streamed batch by batch (Chan's pairwise merge, float64), and the
+    median of a uniform sample of MEDIAN_SAMPLE windows (exact below that)."""
+    count = np.zeros(len(keep))
+    mean = np.zeros(len(keep))
+    m2 = np.zeros(len(keep))
+    for xb, _ in data.batches(STREAM_BATCH, cols=keep):
+        x = slog_inplace(xb.astype(np.float64))
+        present = ~np.isnan(x)
+        c = present.sum(axis=0)
+        if not c.any():
+            continue
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mb = np.where(c > 0, np.nansum(x, axis=0) / np.maximum(c, 1), 0.0)
+            mb2 = np.nansum((x - mb) ** 2, axis=0)
+        total = count + c
+        delta = mb - mean
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(total > 0, mean + delta * c / np.maximum(total, 1), 0.0)
+            m2 = m2 + mb2 + delta ** 2 * count * c / np.maximum(total, 1)
+        count = total
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(count > 0, mean, np.nan)
+        std = np.where(count > 0, np.sqrt(m2 / np.maximum(count, 1)), np.nan)
+    sample, _ = data.sample(MEDIAN_SAMPLE, rng, cols=keep)
+    x = slog_inplace(sample.astype(np.float64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)     # an all-NaN feature: imputed with 0 below
+        median = np.nanmedian(x, axis=0) if len(x) else np.full(len(keep), np.nan)
+    return median, mean, std
+
+
 def class_weights(y: np.ndarray, k: int) -> np.ndarray:
     """Inverse-frequency weights (n / (classes * count)); absent classes get 0."""
     counts = np.bincount(y, minlength=k).astype(float)
@@ -106,8 +150,16 @@ def class_weights(y: np.ndarray, k: int) -> np.ndarray:
 class BaseModel:
     name = ""
     input_kind = "summary"
+    settings: type | None = None  # the model's frozen settings dataclass (core.models.settings)
     default_config: dict = {}
+    # `cis490 train` options -> the setting each sets in this model (absent: not taken)
+    option_keys: dict[str, str] = {}
     progress_unit = "step"        # what its progress bar counts
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        if cls.settings is not None:
+            cls.default_config = defaults(cls.settings)
 
     @classmethod
     def progress_total(cls, config: dict) -> int:
@@ -115,7 +167,7 @@ class BaseModel:
 
     def __init__(self, classes: list[str], config: dict | None = None, seed: int = 0, device: str = "cpu"):
         self.classes = list(classes)
-        self.config = {**self.default_config, **(config or {})}
+        self.config = build(self.settings, self.name, config, allow_derived=True)
         self.seed = seed
         self.device = device
         self.pre: Preprocessor | None = None
@@ -148,7 +200,9 @@ class BaseModel:
         fix, not a prediction to report (argmax of NaN reads as the first phase)."""
         if self.pre is None:
             raise CheckpointError(f"{self.name}: model is not fitted")
-        proba = self._predict_proba(self._prepare(inputs))
+        return self._checked(self._predict_proba(self._prepare(inputs)))
+
+    def _checked(self, proba: np.ndarray) -> np.ndarray:
         bad = ~np.isfinite(proba).all(axis=1)
         if bad.any():
             raise ModelError(f"{self.name}: {int(bad.sum())} of {len(proba)} windows got non-finite probabilities")
@@ -158,8 +212,17 @@ class BaseModel:
         return self.predict_proba(inputs).argmax(axis=1)
 
     def predict_data(self, data: SummaryData | TensorData, batch: int = 4096) -> np.ndarray:
-        return np.concatenate([self.predict_proba(x) for x, _ in data.batches(batch)]) if len(data) else \
-            np.zeros((0, len(self.classes)))
+        """Probabilities for every window of `data`, streamed batch by batch."""
+        if self.pre is None:
+            raise CheckpointError(f"{self.name}: model is not fitted")
+        out = [self._checked(self._predict_proba(x)) for x, _ in self.prepared_batches(data, batch)]
+        return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
+
+    def prepared_batches(self, data: SummaryData | TensorData, size: int, rng: np.random.Generator | None = None):
+        """(model input, y) batches: only the kept columns are read from summary data."""
+        if data.kind == "summary":
+            return ((self.pre.transform_kept(x), y) for x, y in data.batches(size, rng, cols=self.pre.keep))
+        return ((self.pre.transform_tensor(*x), y) for x, y in data.batches(size, rng))
 
     def _prepare(self, inputs):
         if self.input_kind == "summary":
@@ -171,8 +234,7 @@ class BaseModel:
         from sklearn.decomposition import PCA
         rng = np.random.default_rng(self.seed)
         if train.kind == "summary":
-            idx = np.sort(rng.choice(len(train), size=min(PCA_SAMPLE, len(train)), replace=False))
-            z = self.pre.transform_summary(train.X[idx])
+            z = self.pre.transform_kept(train.sample(PCA_SAMPLE, rng, cols=self.pre.keep)[0])
         else:
             vals, masks = train.sample_rows(PCA_SAMPLE, rng)
             z = self.pre.transform_tensor(vals, masks).mean(axis=2)

@@ -1,11 +1,16 @@
-"""What models fit on: summary matrices, or rows of the memory-mapped tensor store.
+"""What models fit on: rows of the summary-feature table, or rows of the
+memory-mapped tensor store. Neither is ever loaded whole.
 
-Models always receive full raw inputs (all features, or all channels) and apply
-their own keep mask, so a checkpoint can score any window of the same schema.
+Summary rows are read from the features parquet one row group at a time and
+only in the columns asked for (a model asks for the ones its mode keeps), so
+memory follows the batch, not the corpus: 14 million windows of 276 float32
+features would be 15 GB. Models always name inputs by their index in the full
+feature or channel list, so a checkpoint can score any window of the schema.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
@@ -13,31 +18,142 @@ import numpy as np
 if TYPE_CHECKING:     # the tensor store's package reads parquet: not needed to name the type
     from core.extract.tensors import TensorStore
 
+# Windows a shuffled pass holds at once: row groups are visited in random order
+# and their windows shuffled within this buffer (all of a small part at once).
+SHUFFLE_BUFFER = 65536
+
 
 def slog(x: np.ndarray) -> np.ndarray:
     """Signed log1p: rates span ~1e-3..1e9, so models see orders of magnitude."""
     return np.sign(x) * np.log1p(np.abs(x))
 
 
+def slog_inplace(x: np.ndarray) -> np.ndarray:
+    """slog on a float array the caller owns, without whole-array temporaries
+    beyond the sign."""
+    sign = np.sign(x)
+    np.abs(x, out=x)
+    np.log1p(x, out=x)
+    x *= sign
+    return x
+
+
+class ArrayTable:
+    """An in-memory feature table (tests, benches, one live window): the same
+    reading interface as the parquet table, in fixed-size groups."""
+
+    def __init__(self, X: np.ndarray, group_rows: int = 4096):
+        self.X = np.asarray(X, dtype=np.float32)
+        n = len(self.X)
+        self.bounds = np.append(np.arange(0, n, group_rows), n).astype(np.int64) if n else np.zeros(1, np.int64)
+        self.width = self.X.shape[1]
+
+    def read_group(self, g: int, cols: np.ndarray) -> np.ndarray:
+        return self.X[self.bounds[g]:self.bounds[g + 1]][:, cols]
+
+
+class ParquetTable:
+    """The features parquet, read one row group and only the asked columns at a time."""
+
+    def __init__(self, path: Path, names: list[str]):
+        import pyarrow.parquet as pq
+        self.path, self.names = Path(path), list(names)
+        self.file = pq.ParquetFile(self.path)
+        meta = self.file.metadata
+        self.bounds = np.concatenate([[0], np.cumsum([meta.row_group(i).num_rows
+                                                      for i in range(meta.num_row_groups)])]).astype(np.int64)
+        self.width = len(self.names)
+
+    def read_group(self, g: int, cols: np.ndarray) -> np.ndarray:
+        table = self.file.read_row_group(int(g), columns=[self.names[c] for c in cols])
+        out = np.empty((table.num_rows, len(cols)), np.float32)
+        for j in range(len(cols)):
+            out[:, j] = table.column(j).to_numpy()
+        return out
+
+
 @dataclass
 class SummaryData:
-    X: np.ndarray          # (n, F) raw summary features, float32, NaN where missing
+    table: ArrayTable | ParquetTable
+    positions: np.ndarray  # (n,) ascending rows of the table that belong to this part
     y: np.ndarray          # (n,) label ids
-    episode_ids: np.ndarray | None = None
 
     kind = "summary"
+
+    @classmethod
+    def from_array(cls, X: np.ndarray, y: np.ndarray, group_rows: int = 4096) -> "SummaryData":
+        return cls(ArrayTable(X, group_rows), np.arange(len(y), dtype=np.int64), np.asarray(y, np.int64))
+
+    @property
+    def width(self) -> int:
+        return self.table.width
 
     def __len__(self) -> int:
         return len(self.y)
 
     def take(self, idx: np.ndarray) -> "SummaryData":
-        return SummaryData(self.X[idx], self.y[idx], None if self.episode_ids is None else self.episode_ids[idx])
+        idx = np.sort(np.asarray(idx, np.int64))
+        return SummaryData(self.table, self.positions[idx], self.y[idx])
 
-    def batches(self, size: int, rng: np.random.Generator | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        order = rng.permutation(len(self)) if rng is not None else np.arange(len(self))
-        for i in range(0, len(order), size):
-            sel = order[i:i + size]
-            yield self.X[sel], self.y[sel]
+    def _groups(self, idx: np.ndarray | None = None) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """(row group, offsets of the wanted rows inside it, their indices in this part)."""
+        idx = np.arange(len(self)) if idx is None else idx
+        pos = self.positions[idx]
+        g = np.searchsorted(self.table.bounds, pos, side="right") - 1
+        cuts = np.flatnonzero(np.diff(g)) + 1
+        return [(int(g[s[0]]), pos[s] - self.table.bounds[g[s[0]]], idx[s])
+                for s in np.split(np.arange(len(pos)), cuts) if len(s)]
+
+    def _cols(self, cols) -> np.ndarray:
+        return np.arange(self.width) if cols is None else np.asarray(cols, np.int64)
+
+    def batches(self, size: int, rng: np.random.Generator | None = None, cols=None
+                ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(X, y) batches of the columns `cols` (all when None): in table order,
+        or, with `rng`, row groups in random order shuffled within a buffer."""
+        cols = self._cols(cols)
+        groups = self._groups()
+        if rng is None:
+            buf_x, buf_y, held = [], [], 0
+            for g, off, idx in groups:
+                buf_x.append(self.table.read_group(g, cols)[off])
+                buf_y.append(self.y[idx])
+                held += len(idx)
+                while held >= size:
+                    x, y = np.concatenate(buf_x), np.concatenate(buf_y)
+                    yield x[:size], y[:size]
+                    buf_x, buf_y, held = [x[size:]], [y[size:]], held - size
+            if held:
+                yield np.concatenate(buf_x), np.concatenate(buf_y)
+            return
+        order = rng.permutation(len(groups))
+        i = 0
+        while i < len(order):
+            buf_x, buf_y, held = [], [], 0
+            while i < len(order) and (held == 0 or held + len(groups[order[i]][1]) <= max(size, SHUFFLE_BUFFER)):
+                g, off, idx = groups[order[i]]
+                buf_x.append(self.table.read_group(g, cols)[off])
+                buf_y.append(self.y[idx])
+                held += len(idx)
+                i += 1
+            x, y = np.concatenate(buf_x), np.concatenate(buf_y)
+            perm = rng.permutation(len(y))
+            for s in range(0, len(perm), size):
+                sel = perm[s:s + size]
+                yield x[sel], y[sel]
+
+    def gather(self, idx: np.ndarray, cols=None) -> np.ndarray:
+        """Rows `idx` (indices into this part, ascending) of the columns `cols`."""
+        cols = self._cols(cols)
+        idx = np.asarray(idx, np.int64)
+        if len(idx) == 0:
+            return np.zeros((0, len(cols)), np.float32)
+        return np.concatenate([self.table.read_group(g, cols)[off] for g, off, _ in self._groups(idx)])
+
+    def sample(self, k: int, rng: np.random.Generator, cols=None) -> tuple[np.ndarray, np.ndarray]:
+        """At most k rows drawn uniformly without replacement (all when fewer)."""
+        idx = np.sort(rng.choice(len(self), size=min(k, len(self)), replace=False))
+        return self.gather(idx, cols), self.y[idx]
 
 
 @dataclass
@@ -45,7 +161,6 @@ class TensorData:
     store: TensorStore
     rows: np.ndarray       # (n,) global rows of the tensor store
     y: np.ndarray
-    episode_ids: np.ndarray | None = None
 
     kind = "tensor"
 
@@ -53,12 +168,12 @@ class TensorData:
         return len(self.y)
 
     def take(self, idx: np.ndarray) -> "TensorData":
-        return TensorData(self.store, self.rows[idx], self.y[idx],
-                          None if self.episode_ids is None else self.episode_ids[idx])
+        return TensorData(self.store, self.rows[idx], self.y[idx])
 
-    def batches(self, size: int, rng: np.random.Generator | None = None
+    def batches(self, size: int, rng: np.random.Generator | None = None, cols=None
                 ) -> Iterator[tuple[tuple[np.ndarray, np.ndarray], np.ndarray]]:
-        """((values, masks), y) batches streamed from the memory-mapped parts."""
+        """((values, masks), y) batches streamed from the memory-mapped parts
+        (every channel: a model's keep mask applies to both)."""
         order = rng.permutation(len(self)) if rng is not None else np.arange(len(self))
         for i in range(0, len(order), size):
             sel = order[i:i + size]
@@ -67,3 +182,18 @@ class TensorData:
     def sample_rows(self, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         sel = np.sort(rng.choice(len(self), size=min(k, len(self)), replace=False))
         return self.store.rows(self.rows[sel])
+
+
+class ArrayStore:
+    """An in-memory tensor store (tests, benches): values and masks (n, C, T)."""
+
+    def __init__(self, values: np.ndarray, masks: np.ndarray):
+        self.values, self.masks = np.asarray(values, np.float32), np.asarray(masks, np.uint8)
+        self.shape = (self.values.shape[1], self.values.shape[2])
+
+    def rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.values[rows], self.masks[rows]
+
+    @classmethod
+    def data(cls, values: np.ndarray, masks: np.ndarray, y: np.ndarray) -> TensorData:
+        return TensorData(cls(values, masks), np.arange(len(y)), np.asarray(y, np.int64))

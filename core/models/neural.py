@@ -3,15 +3,20 @@ channel x time tensors (standardised values stacked with the presence mask).
 Small on purpose: live inference runs on a Raspberry Pi's CPU."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 
 from core.models.base import BaseModel, class_weights, save_npz
-from core.models.loop import LoopConfig, train_loop
+from core.models.loop import train_loop
+from core.models.settings import (LoopSettings, MLPSettings, RecurrentSettings, SequenceSettings,
+                                  TransformerSettings)
 
-LOOP_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "warmup_frac", "patience", "clip")
-LOOP_DEFAULTS = {k: getattr(LoopConfig(), k) for k in LOOP_KEYS}
+LOOP_KEYS = tuple(f for f in LoopSettings.__dataclass_fields__)
+
+
+SEQUENCE_NETS = ("gru", "lstm", "transformer")
 
 
 def build_net(name: str, in_dim: int, steps: int, k: int, cfg: dict):
@@ -28,24 +33,43 @@ def build_net(name: str, in_dim: int, steps: int, k: int, cfg: dict):
         return nn.Sequential(*block(in_dim, h // 2, 5), *block(h // 2, h, 5), *block(h, h, 3),
                              nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Dropout(cfg["dropout"]), nn.Linear(h, k))
 
+    # Long windows become at most `max_tokens` tokens of p consecutive steps
+    # each: a recurrent net or attention over hundreds of noisy steps learns
+    # slowly from few windows (a 20-step lab window stays one step per token).
+    p = max(1, math.ceil(steps / cfg.get("max_tokens", steps) or 1)) if name in SEQUENCE_NETS else 1
+    tokens = math.ceil(steps / p)
+
+    def patch(x):                                  # (B, D, T) -> (B, T/p, D*p)
+        if p == 1:
+            return x.transpose(1, 2)
+        x = nn.functional.pad(x, (0, tokens * p - steps))
+        return x.unflatten(2, (tokens, p)).permute(0, 2, 1, 3).flatten(2)
+
     class Recurrent(nn.Module):
         def __init__(self, cell):
             super().__init__()
-            self.rnn = cell(in_dim, h, batch_first=True)
-            self.head = nn.Sequential(nn.Dropout(cfg["dropout"]), nn.Linear(h, k))
+            self.rnn = cell(in_dim * p, h, batch_first=True)
+            if cell is nn.LSTM:
+                # Forget-gate bias 1 (Jozefowicz et al., 2015): remember by default early in training.
+                with torch.no_grad():
+                    self.rnn.bias_ih_l0[h:2 * h].fill_(1.0)
+            self.head = nn.Sequential(nn.Dropout(cfg["dropout"]), nn.Linear(2 * h, k))
 
         def forward(self, x):                      # (B, D, T)
-            out, _ = self.rnn(x.transpose(1, 2))
-            return self.head(out[:, -1])
+            out, _ = self.rnn(patch(x))
+            # Mean over time beside the last state: every step gets a gradient,
+            # which long windows and small sets need (the last state alone
+            # left gru/lstm at chance on 32 windows of 200 steps).
+            return self.head(torch.cat([out.mean(dim=1), out[:, -1]], dim=1))
 
     class Transformer(nn.Module):
         def __init__(self):
             super().__init__()
             d = cfg["d_model"]
-            self.proj = nn.Linear(in_dim, d)
-            pos = torch.arange(steps).unsqueeze(1)
+            self.proj = nn.Linear(in_dim * p, d)
+            pos = torch.arange(tokens).unsqueeze(1)
             div = torch.exp(torch.arange(0, d, 2) * (-np.log(10000.0) / d))
-            pe = torch.zeros(steps, d)
+            pe = torch.zeros(tokens, d)
             pe[:, 0::2] = torch.sin(pos * div)
             pe[:, 1::2] = torch.cos(pos * div)
             self.register_buffer("pe", pe.unsqueeze(0), persistent=False)
@@ -54,7 +78,7 @@ def build_net(name: str, in_dim: int, steps: int, k: int, cfg: dict):
             self.head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, k))
 
         def forward(self, x):
-            z = self.proj(x.transpose(1, 2)) + self.pe[:, : x.shape[2]]
+            z = self.proj(patch(x)) + self.pe
             return self.head(self.encoder(z).mean(dim=1))
 
     if name == "gru":
@@ -67,16 +91,12 @@ def build_net(name: str, in_dim: int, steps: int, k: int, cfg: dict):
 
 
 class NeuralModel(BaseModel):
-    arch: dict = {}
     progress_unit = "epoch"
+    option_keys = {k: k for k in ("epochs", "batch_size", "lr", "weight_decay", "patience")}
 
     @classmethod
     def progress_total(cls, config: dict) -> int:
         return int(config["epochs"])
-
-    def __init_subclass__(cls, **kw):
-        super().__init_subclass__(**kw)
-        cls.default_config = {**LOOP_DEFAULTS, **cls.arch}
 
     def _dims(self) -> tuple[int, int]:
         kept = len(self.pre.keep)
@@ -89,13 +109,13 @@ class NeuralModel(BaseModel):
         in_dim, steps = self._dims()
         torch.manual_seed(self.seed)  # the initial weights are part of what the seed fixes
         self.net = build_net(self.name, in_dim, steps, len(self.classes), self.config)
-        loop = LoopConfig(**{k: self.config[k] for k in LOOP_KEYS})
+        loop = LoopSettings(**{k: self.config[k] for k in LOOP_KEYS})
 
-        def train_batches(rng):
-            return ((self._prepare(x), y) for x, y in train.batches(loop.batch_size, rng))
+        def train_batches(rng, size):
+            return self.prepared_batches(train, size, rng)
 
         def val_batches():
-            return ((self._prepare(x), y) for x, y in val.batches(2048))
+            return self.prepared_batches(val, 2048)
         info = train_loop(self.net, train_batches, len(train), val_batches, class_weights(train.y, len(self.classes)),
                           loop, self.device, self.seed, progress)
         self.net.to("cpu")
@@ -122,25 +142,20 @@ class NeuralModel(BaseModel):
 
 
 class MLPModel(NeuralModel):
-    name, input_kind = "mlp", "summary"
-    arch = {"hidden": 128, "dropout": 0.1}
+    name, input_kind, settings = "mlp", "summary", MLPSettings
 
 
 class CNNModel(NeuralModel):
-    name, input_kind = "cnn", "tensor"
-    arch = {"hidden": 64, "dropout": 0.1}
+    name, input_kind, settings = "cnn", "tensor", SequenceSettings
 
 
 class GRUModel(NeuralModel):
-    name, input_kind = "gru", "tensor"
-    arch = {"hidden": 64, "dropout": 0.1}
+    name, input_kind, settings = "gru", "tensor", RecurrentSettings
 
 
 class LSTMModel(NeuralModel):
-    name, input_kind = "lstm", "tensor"
-    arch = {"hidden": 64, "dropout": 0.1}
+    name, input_kind, settings = "lstm", "tensor", RecurrentSettings
 
 
 class TransformerModel(NeuralModel):
-    name, input_kind = "transformer", "tensor"
-    arch = {"hidden": 48, "d_model": 48, "heads": 4, "layers": 2, "dropout": 0.1}
+    name, input_kind, settings = "transformer", "tensor", TransformerSettings

@@ -1,13 +1,15 @@
 """Models on summary features: gbt (XGBoost), knn, knn_semi (label spreading)."""
 from __future__ import annotations
 
+import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 from core.metrics import macro_f1
-from core.models.base import BaseModel, class_weights, save_npz
+from core.models.base import STREAM_BATCH, BaseModel, class_weights, save_npz
+from core.models.settings import K_GRID, GBTSettings, KNNSemiSettings, KNNSettings
 
 
 def _stratified_cap(y: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:
@@ -20,6 +22,16 @@ def _stratified_cap(y: np.ndarray, cap: int, rng: np.random.Generator) -> np.nda
         k = max(1, int(round(cap * len(idx) / len(y))))
         keep.append(rng.choice(idx, size=min(k, len(idx)), replace=False))
     return np.sort(np.concatenate(keep))
+
+
+# Validation windows that choose k: a uniform sample beyond this, so that the
+# choice costs a bounded number of neighbour searches at any corpus size.
+K_CHOICE_VAL = 20000
+
+
+def _choice_sample(model: BaseModel, val, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    x, y = val.sample(K_CHOICE_VAL, rng, cols=model.pre.keep)
+    return model.pre.transform_kept(x), y
 
 
 def _RoundProgress(progress, total: int):
@@ -35,13 +47,52 @@ def _RoundProgress(progress, total: int):
     return RoundProgress()
 
 
+def _matrix(model: "GBTModel", data, weights: np.ndarray | None, ref, pages: Path | None):
+    """A binned XGBoost matrix built from standardised batches: in memory (one
+    byte per value) or, when `pages` is given, paged to disk under it."""
+    import xgboost as xgb
+    batch_rows = model.batch_rows
+
+    class Batches(xgb.DataIter):
+        def __init__(self):
+            self._it = None
+            kw = {"cache_prefix": str(pages / "part")} if pages is not None else {}
+            super().__init__(release_data=True, **kw)
+
+        def reset(self) -> None:
+            self._it = None
+
+        def next(self, input_data) -> bool:
+            if self._it is None:
+                self._it = model.prepared_batches(data, batch_rows)
+            batch = next(self._it, None)
+            if batch is None:
+                return False
+            x, y = batch
+            input_data(data=x, label=y, **({"weight": weights[y]} if weights is not None else {}))
+            return True
+
+    kw = {"max_bin": int(model.config["max_bin"]), "nthread": int(model.config["n_jobs"])}
+    if ref is not None:
+        kw["ref"] = ref
+    if pages is not None:
+        return xgb.ExtMemQuantileDMatrix(Batches(), **kw)
+    return xgb.QuantileDMatrix(Batches(), **kw)
+
+
 class GBTModel(BaseModel):
-    """XGBoost (hist), class-weighted, early stopping on validation mlogloss."""
+    """XGBoost (hist), class-weighted, early stopping on validation mlogloss.
+
+    Trained from a batch iterator: the summary features are streamed, binned
+    (one byte per value) and never held as a float matrix; above the memory
+    budget the bins are paged to disk (XGBoost external memory)."""
     name = "gbt"
     input_kind = "summary"
-    default_config = {"n_estimators": 400, "max_depth": 6, "learning_rate": 0.1, "subsample": 0.9,
-                      "colsample_bytree": 0.8, "early_stopping_rounds": 25, "n_jobs": 2}
+    settings = GBTSettings
+    option_keys = {"lr": "learning_rate", "weight_decay": "reg_lambda"}
     progress_unit = "round"
+    batch_rows = STREAM_BATCH
+    scratch: Path | None = None     # where external-memory pages go (the trainer sets the features' folder)
 
     @classmethod
     def progress_total(cls, config: dict) -> int:
@@ -51,24 +102,34 @@ class GBTModel(BaseModel):
         import xgboost as xgb
         cfg = self.config
         k = len(self.classes)
-        xt, xv = self.pre.transform_summary(train.X), self.pre.transform_summary(val.X)
-        clf = xgb.XGBClassifier(
-            objective="multi:softprob", num_class=k, tree_method="hist", eval_metric="mlogloss",
-            n_estimators=cfg["n_estimators"], max_depth=cfg["max_depth"], learning_rate=cfg["learning_rate"],
-            subsample=cfg["subsample"], colsample_bytree=cfg["colsample_bytree"],
-            early_stopping_rounds=cfg["early_stopping_rounds"], random_state=self.seed, n_jobs=cfg["n_jobs"],
-            device="cuda" if self.device == "cuda" else "cpu",
-            callbacks=[_RoundProgress(progress, cfg["n_estimators"])] if progress else None)
-        clf.fit(xt, train.y, sample_weight=class_weights(train.y, k)[train.y], eval_set=[(xv, val.y)],
-                verbose=False)
-        self.booster = clf.get_booster()
-        self.best_iteration = int(clf.best_iteration)
-        f1 = macro_f1(val.y, self._predict_proba(xv).argmax(1), k)
+        bins_mb = len(train) * len(self.pre.keep) / 1e6
+        external = bins_mb > cfg["memory_budget_mb"]
+        # The CPU-only build has no CUDA; a lab with a GPU installs the `xgboost` wheel instead.
+        device = "cuda" if self.device == "cuda" and xgb.build_info().get("USE_CUDA") else "cpu"
+        params = {"objective": "multi:softprob", "num_class": k, "tree_method": "hist", "eval_metric": "mlogloss",
+                  "max_depth": cfg["max_depth"], "eta": cfg["learning_rate"], "subsample": cfg["subsample"],
+                  "colsample_bytree": cfg["colsample_bytree"], "lambda": cfg["reg_lambda"],
+                  "max_bin": cfg["max_bin"], "seed": self.seed, "nthread": cfg["n_jobs"], "device": device}
+        with tempfile.TemporaryDirectory(prefix=".gbt-pages-", dir=self.scratch) as tmp:
+            pages = Path(tmp) if external else None
+            dtrain = _matrix(self, train, class_weights(train.y, k), None, pages)
+            dval = _matrix(self, val, None, dtrain, pages)
+            callbacks = [_RoundProgress(progress, cfg["n_estimators"])] if progress else None
+            self.booster = xgb.train(params, dtrain, num_boost_round=cfg["n_estimators"],
+                                     evals=[(dval, "validation_0")], early_stopping_rounds=cfg["early_stopping_rounds"],
+                                     verbose_eval=False, callbacks=callbacks)
+            best_score = float(self.booster.best_score)
+            # The pages must be released before their folder goes.
+            del dtrain, dval
+        self.best_iteration = int(self.booster.best_iteration)
+        f1 = macro_f1(val.y, self.predict_data(val).argmax(1), k)
         rounds = int(self.booster.num_boosted_rounds())
         if progress:
             progress(rounds, cfg["n_estimators"], f1=f"{f1:.2f}")
         return {"best_epoch": self.best_iteration + 1, "val_macro_f1": f1, "rounds_run": rounds,
-                "val_mlogloss": float(clf.best_score), "early_stopping": "validation mlogloss"}
+                "val_mlogloss": best_score, "early_stopping": "validation mlogloss", "device": device,
+                "data": {"binned_train_mb": round(bins_mb, 1), "external_memory": external,
+                         "batch_windows": self.batch_rows}}
 
     def _predict_proba(self, x) -> np.ndarray:
         import xgboost as xgb
@@ -86,41 +147,73 @@ class GBTModel(BaseModel):
         self.best_iteration = int(self.training["best_iteration"])
 
 
+def _vote(dist_fit: np.ndarray, dist: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Distance-weighted vote of the neighbours' label distributions."""
+    w = 1.0 / np.maximum(dist, 1e-6)
+    p = (dist_fit[idx] * w[:, :, None]).sum(axis=1)
+    return p / p.sum(axis=1, keepdims=True)
+
+
 class KNNModel(BaseModel):
-    """k nearest neighbours (distance-weighted) over standardised summary features."""
+    """k nearest neighbours (distance-weighted) over standardised summary
+    features, against a bounded reference set; k chosen on validation."""
     name = "knn"
     input_kind = "summary"
-    default_config = {"k": 15, "max_train": 20000}
+    settings = KNNSettings
+
+    def _reference(self, train, cap: int, rng) -> tuple[np.ndarray, dict]:
+        idx = _stratified_cap(train.y, cap, rng)
+        return idx, {"windows": int(len(idx)), "of": int(len(train)), "cap": int(cap),
+                     "sample": "all train windows" if len(idx) == len(train) else "stratified by phase"}
 
     def _fit(self, train, val, progress) -> dict:
         rng = np.random.default_rng(self.seed)
-        idx = _stratified_cap(train.y, self.config["max_train"], rng)
-        self.X_fit = self.pre.transform_summary(train.X[idx])
+        idx, ref = self._reference(train, self.config["max_train"], rng)
+        self.X_fit = self.pre.transform_kept(train.gather(idx, cols=self.pre.keep))
         self.dist_fit = np.eye(len(self.classes), dtype=np.float32)[train.y[idx]]
-        f1 = macro_f1(val.y, self._predict_proba(self.pre.transform_summary(val.X)).argmax(1), len(self.classes))
+        info = self._choose_k(val, progress)
+        return {**info, "reference": ref, "train_windows_kept": ref["windows"]}
+
+    def _choose_k(self, val, progress) -> dict:
+        """The configured k, or the grid's best on validation macro-F1 (ties to
+        the larger k: a smoother vote). One neighbour search serves the grid."""
+        x_val, y_val = _choice_sample(self, val, np.random.default_rng(self.seed + 1))
+        n_ref = len(self.X_fit)
+        grid = [self.config["k"]] if self.config["k"] else [k for k in K_GRID if k <= n_ref] or [n_ref]
+        self.k, self._nn = min(max(grid), n_ref), None
+        dist, idx = self._index().kneighbors(x_val)
+        scores = {}
+        for k in grid:
+            kk = min(k, n_ref)
+            scores[k] = macro_f1(y_val, _vote(self.dist_fit, dist[:, :kk], idx[:, :kk]).argmax(1), len(self.classes))
+        best = max(grid, key=lambda k: (scores[k], k))
+        self.k, self._nn = min(best, n_ref), None
         if progress:
-            progress(1, 1, val_f1=f"{f1:.3f}")
-        return {"best_epoch": 1, "val_macro_f1": f1, "train_windows_kept": int(len(idx))}
+            progress(1, 1, k=str(self.k), val_f1=f"{scores[best]:.3f}")
+        return {"best_epoch": 1, "val_macro_f1": scores[best], "val_windows_scored": int(len(y_val)), "k": self.k,
+                "k_choice": "set" if self.config["k"] else f"validation macro-F1 over {grid}",
+                "k_scores": {str(k): round(v, 4) for k, v in scores.items()}}
 
     def _index(self):
         from sklearn.neighbors import NearestNeighbors
         if getattr(self, "_nn", None) is None:
-            self._nn = NearestNeighbors(n_neighbors=min(self.config["k"], len(self.X_fit))).fit(self.X_fit)
+            self._nn = NearestNeighbors(n_neighbors=min(self.k, len(self.X_fit))).fit(self.X_fit)
         return self._nn
 
     def _predict_proba(self, x) -> np.ndarray:
         dist, idx = self._index().kneighbors(x)
-        w = 1.0 / np.maximum(dist, 1e-6)
-        p = (self.dist_fit[idx] * w[:, :, None]).sum(axis=1)
-        return p / p.sum(axis=1, keepdims=True)
+        return _vote(self.dist_fit, dist, idx)
 
     def _save_weights(self, directory: Path) -> str:
         save_npz(directory / "weights.npz", {"X_fit": self.X_fit, "dist_fit": self.dist_fit})
+        self.training["k"] = self.k
         return "weights.npz"
 
     def _load_weights(self, path: Path) -> None:
         with np.load(path, allow_pickle=False) as z:
             self.X_fit, self.dist_fit = z["X_fit"], z["dist_fit"]
+        # Checkpoints from before k was chosen on validation recorded it in the config only.
+        self.k = int(self.training.get("k") or self.config["k"] or 15)
         self._nn = None
 
 
@@ -138,30 +231,19 @@ def symmetric_knn_kernel(k: int):
 
 class KNNSemiModel(KNNModel):
     """Label spreading over labelled train windows plus unlabelled windows (their
-    labels are never read); predicts by kNN over the spread label distributions."""
+    labels are never read); predicts by kNN over the spread label distributions.
+    k (the graph's and the vote's) is chosen on validation like knn's."""
     name = "knn_semi"
     needs_unlabeled = True
-    default_config = {"k": 15, "max_labeled": 8000, "max_unlabeled": 8000, "alpha": 0.2, "unlabeled_part": "test"}
+    settings = KNNSemiSettings
 
     unlabeled = None          # SummaryData set by the trainer; its y is ignored
     unlabeled_source = ""
 
-    def _fit(self, train, val, progress) -> dict:
+    def _spread(self, X: np.ndarray, y: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.semi_supervised import LabelSpreading
-        rng = np.random.default_rng(self.seed)
-        lab = _stratified_cap(train.y, self.config["max_labeled"], rng)
-        xl = self.pre.transform_summary(train.X[lab])
-        n_unl = 0
-        xs, ys = [xl], [train.y[lab]]
-        if self.unlabeled is not None and len(self.unlabeled):
-            sel = np.sort(rng.choice(len(self.unlabeled), size=min(self.config["max_unlabeled"],
-                                                                    len(self.unlabeled)), replace=False))
-            xs.append(self.pre.transform_summary(self.unlabeled.X[sel]))
-            ys.append(np.full(len(sel), -1))
-            n_unl = len(sel)
-        X, y = np.concatenate(xs), np.concatenate(ys)
-        ls = LabelSpreading(kernel=symmetric_knn_kernel(self.config["k"]), alpha=self.config["alpha"], max_iter=50)
+        ls = LabelSpreading(kernel=symmetric_knn_kernel(k), alpha=self.config["alpha"], max_iter=50)
         with warnings.catch_warnings():
             # Spreading stops at max_iter on large graphs; the distributions are still usable.
             warnings.simplefilter("ignore", ConvergenceWarning)
@@ -171,12 +253,39 @@ class KNNSemiModel(KNNModel):
         # An unlabelled window that no label reached (a component of the graph
         # without a labelled window) has no distribution: it cannot vote.
         reached = np.isfinite(dist).all(axis=1) & (dist.sum(axis=1) > 0)
-        self.X_fit, self.dist_fit = X[reached].astype(np.float32), dist[reached]
-        self._nn = None
-        f1 = macro_f1(val.y, self._predict_proba(self.pre.transform_summary(val.X)).argmax(1), len(self.classes))
+        return dist, reached
+
+    def _fit(self, train, val, progress) -> dict:
+        rng = np.random.default_rng(self.seed)
+        lab, ref = self._reference(train, self.config["max_labeled"], rng)
+        xs, ys = [self.pre.transform_kept(train.gather(lab, cols=self.pre.keep))], [train.y[lab]]
+        n_unl = 0
+        if self.unlabeled is not None and len(self.unlabeled) and self.config["max_unlabeled"]:
+            x_unl, _ = self.unlabeled.sample(self.config["max_unlabeled"], rng, cols=self.pre.keep)
+            xs.append(self.pre.transform_kept(x_unl))
+            ys.append(np.full(len(x_unl), -1))
+            n_unl = len(x_unl)
+        X, y = np.concatenate(xs), np.concatenate(ys)
+        x_val, y_val = _choice_sample(self, val, rng)
+        grid = [self.config["k"]] if self.config["k"] else [k for k in K_GRID if 3 <= k < len(X)] or [max(1, len(X) - 1)]
+        scores, fits = {}, {}
+        for i, k in enumerate(grid):
+            dist, reached = self._spread(X, y, k)
+            self.X_fit, self.dist_fit, self.k, self._nn = X[reached], dist[reached], k, None
+            self.k = min(k, len(self.X_fit))
+            scores[k] = macro_f1(y_val, self._predict_proba(x_val).argmax(1), len(self.classes))
+            fits[k] = (self.X_fit, self.dist_fit, int((~reached).sum()))
+            if progress:
+                progress(i + 1, len(grid), k=str(k), val_f1=f"{scores[k]:.3f}")
+        best = max(grid, key=lambda k: (scores[k], k))
+        self.X_fit, self.dist_fit, unreached = fits[best]
+        self.k, self._nn = min(best, len(self.X_fit)), None
         if progress:
-            progress(1, 1, val_f1=f"{f1:.3f}")
-        return {"best_epoch": 1, "val_macro_f1": f1, "labeled_windows": int(len(lab)),
+            progress(len(grid), len(grid), k=str(self.k), val_f1=f"{scores[best]:.3f}")
+        return {"best_epoch": 1, "val_macro_f1": scores[best], "val_windows_scored": int(len(y_val)), "k": self.k,
+                "labeled_windows": int(len(lab)),
+                "k_choice": "set" if self.config["k"] else f"validation macro-F1 over {grid}",
+                "k_scores": {str(k): round(v, 4) for k, v in scores.items()}, "reference": ref,
                 "unlabeled_pool": {"source": self.unlabeled_source or "none", "part": self.config["unlabeled_part"],
-                                   "windows_used": int(n_unl), "windows_unreached": int((~reached).sum()),
+                                   "windows_used": int(n_unl), "windows_unreached": unreached,
                                    "labels_used": False}}

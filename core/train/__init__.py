@@ -11,13 +11,14 @@ import numpy as np
 import polars as pl
 
 from core.errors import ConfigError
-from core.extract import TENSORS, load_feature_schema, read_features, read_tensor_index
+from core.extract import FEATURES, TENSORS, load_feature_schema, read_features, read_tensor_index
 from core.extract.tensors import TensorStore
 from core.loading import read_json
 from core.models import MODELS
 from core.models.base import (FORMAT_VERSION, HEADER, BaseModel, CheckpointError, TrainError, save_checkpoint,
                               schema_hash)
-from core.models.data import SummaryData, TensorData
+from core.models.data import ParquetTable, SummaryData, TensorData
+from core.models.settings import build, parse_pairs, parse_value, settable
 from core.registry import Registry, registry_ref
 from core.split import describe_params, load_split, split_identity
 from core.store import file_digest
@@ -62,6 +63,37 @@ def check_registry(registry: Registry, schema: dict) -> None:
                          "or pass --channels with the registry they were made with")
 
 
+OPTIONS = ("epochs", "batch_size", "lr", "weight_decay", "patience")
+
+
+def model_settings(names: list[str], options: dict, pairs: list[str]) -> dict[str, dict]:
+    """Each model's explicit settings from train's options and `--set key=value`
+    pairs: an option goes to every chosen model that takes it, a `--set` key to
+    every chosen model that has it; one that no chosen model takes is an error
+    naming the valid keys, as is a value out of range."""
+    classes = {n: model_class(n) for n in names}
+    given = {k: v for k, v in options.items() if v is not None}
+    for opt in given:
+        takers = [n for n, c in classes.items() if opt in c.option_keys]
+        if not takers:
+            flag = "--" + opt.replace("_", "-")
+            allowed = ", ".join(n for n, c in MODELS.items() if opt in c.option_keys)
+            raise ConfigError(f"{flag} does not apply to {', '.join(names)} (it applies to {allowed})")
+    raw = parse_pairs(pairs)
+    for key in raw:
+        if not any(key in settable(c.settings) for c in classes.values()):
+            valid = "; ".join(f"{n}: {', '.join(settable(c.settings))}" for n, c in classes.items())
+            who = names[0] if len(names) == 1 else "any chosen model"
+            raise ConfigError(f"--set {key}: not a setting of {who} ({valid})")
+    out = {}
+    for n, c in classes.items():
+        values = {c.option_keys[k]: v for k, v in given.items() if k in c.option_keys}
+        values.update({k: parse_value(c.settings, n, k, v) for k, v in raw.items() if k in settable(c.settings)})
+        build(c.settings, n, values)       # validated now, before any data is read
+        out[n] = values
+    return out
+
+
 @dataclass
 class SplitData:
     recipe: str
@@ -71,10 +103,14 @@ class SplitData:
 
 def load_split_data(processed: Path, recipe: str, input_kind: str) -> SplitData:
     """Windows of each part, as summary matrices or tensor-store rows."""
+    """Windows of each part: rows of the features parquet (read later, in
+    batches and only the columns a model keeps) or of the tensor store."""
     split, meta = load_split(processed, recipe)
     if input_kind == "summary":
         schema = load_feature_schema(processed)
-        frame = read_features(processed, ["episode_id", "label_id", *schema["features"]])
+        # Only the index is read here: the feature values stay on disk.
+        frame = read_features(processed, ["episode_id", "label_id"]).with_row_index("row")
+        table = ParquetTable(processed / FEATURES, schema["features"])
     else:
         frame = read_tensor_index(processed)
         store = TensorStore.open(processed / TENSORS)
@@ -83,12 +119,8 @@ def load_split_data(processed: Path, recipe: str, input_kind: str) -> SplitData:
     for part in ("train", "val", "test"):
         sub = frame.filter(pl.col("part") == part)
         y = sub["label_id"].to_numpy().astype(np.int64)
-        eps = sub["episode_id"].to_numpy()
-        if input_kind == "summary":
-            X = sub.drop("episode_id", "label_id", "part").to_numpy().astype(np.float32)
-            parts[part] = SummaryData(X, y, eps)
-        else:
-            parts[part] = TensorData(store, sub["row"].to_numpy(), y, eps)
+        rows = sub["row"].to_numpy().astype(np.int64)
+        parts[part] = SummaryData(table, rows, y) if input_kind == "summary" else TensorData(store, rows, y)
     return SplitData(recipe, meta, parts)
 
 
@@ -130,6 +162,7 @@ def train_one(processed: Path, artifacts: Path, registry: Registry, model: str, 
     keep = keep_mask(registry, schema, cls.input_kind, mode)
     data = data or load_split_data(processed, recipe, cls.input_kind)
     m = cls(list(registry.phases), overrides, seed=seed, device=device)
+    m.scratch = processed        # external-memory pages, if any, go beside the features
     if getattr(cls, "needs_unlabeled", False):
         part = m.config["unlabeled_part"]
         m.unlabeled = data.parts[part]

@@ -66,3 +66,58 @@ def test_train_before_extract(cli, lab_home):
     result = cli("train", "gbt")
     assert result.exit_code == 1
     assert "run `cis490 split --recipe host` first" in result.stderr or "run `cis490 extract` first" in result.stderr
+
+
+def test_settings_are_applied_and_recorded(cli, ready_home):
+    result = cli("--json", "train", "knn", "mlp", "--mode", "realistic", "--set", "k=3", "--set", "hidden=32",
+                 "--lr", "0.005", "--epochs", "2")
+    assert result.exit_code == 0, result.output
+    header = {m: json.loads((ready_home.artifacts / "models" / "host" / f"{m}_realistic" / "header.json").read_text())
+              for m in ("knn", "mlp")}
+    assert header["knn"]["config"]["k"] == 3 and header["knn"]["training"]["k"] == 3
+    assert header["knn"]["training"]["k_choice"] == "set"
+    assert header["mlp"]["config"]["hidden"] == 32 and header["mlp"]["config"]["lr"] == 0.005
+    assert header["mlp"]["config"]["epochs"] == 2
+    records = {r["config"]["model"]: r for r in map(json.loads, ready_home.notebook.read_text().splitlines())}
+    assert records["knn"]["config"]["overrides"] == {"k": 3}
+    assert records["mlp"]["config"]["overrides"] == {"epochs": 2, "lr": 0.005, "hidden": 32}
+    assert records["mlp"]["config"]["settings"]["hidden"] == 32
+    assert records["knn"]["metrics"]["k"] == 3
+    assert records["mlp"]["metrics"]["schedule"]["batch_size"] >= 2
+
+
+def test_knn_chooses_k_on_validation_by_default(cli, ready_home):
+    result = cli("train", "knn", "--mode", "oracle")
+    assert result.exit_code == 0, result.output
+    t = json.loads((ready_home.artifacts / "models" / "host" / "knn_oracle" / "header.json").read_text())["training"]
+    scores = {int(k): v for k, v in t["k_scores"].items()}
+    assert sorted(scores) == [1, 3, 5, 9, 15, 25]
+    assert t["k"] == max(scores, key=lambda k: (scores[k], k))
+    assert t["reference"]["windows"] == t["windows"]["train"] and t["reference"]["sample"] == "all train windows"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["knn", "--set", "kk=5"], "Error: --set kk: not a setting of knn (knn: k, max_train)"),
+    (["knn", "--set", "k=five"], "Error: knn: --set k=five: k takes an integer or auto"),
+    (["knn", "--set", "k=0"], "Error: knn: setting k=0 is out of range (k must be >= 1, or auto)"),
+    (["knn", "--set", "k"], "Error: --set k: expected key=value, e.g. --set k=5 or --set hidden=128"),
+    (["knn", "--lr", "0.1"], "Error: --lr does not apply to knn (it applies to gbt, mlp, cnn, gru, lstm, transformer)"),
+    (["cnn", "--set", "max_tokens=4"], "Error: --set max_tokens: not a setting of cnn (cnn: epochs, batch_size, lr, "
+                                       "weight_decay, warmup_frac, warmup_max_steps, min_steps_per_epoch, patience, "
+                                       "clip, hidden, dropout)"),
+    (["gru", "--set", "steps=4"], "Error: --set steps: not a setting of gru"),
+    (["mlp", "--lr", "0"], "Error: mlp: setting lr=0.0 is out of range (lr must be > 0)"),
+])
+def test_bad_settings_are_one_line_and_train_nothing(cli, ready_home, args, message):
+    result = cli("train", *args)
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip().startswith(message), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (ready_home.artifacts / "models").exists()
+
+
+def test_a_setting_goes_to_every_model_that_has_it(cli, ready_home):
+    result = cli("--json", "train", "gbt", "knn", "--mode", "realistic", "--set", "max_depth=3", "--lr", "0.3")
+    assert result.exit_code == 0, result.output
+    gbt = json.loads((ready_home.artifacts / "models" / "host" / "gbt_realistic" / "header.json").read_text())
+    assert gbt["config"]["max_depth"] == 3 and gbt["config"]["learning_rate"] == 0.3

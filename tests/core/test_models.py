@@ -8,7 +8,8 @@ import core.models.loop as loop_mod
 from core.errors import ConfigError
 from core.models import MODELS
 from core.models.base import CheckpointError, TrainError
-from core.models.loop import LoopConfig, train_loop
+from core.models.loop import train_loop
+from core.models.settings import LoopSettings
 from core.registry import load_registry, parse_registry
 from core.split import SplitConfig, make_split
 from core.train import keep_mask, load_checkpoint, load_split_data, resolve_device, train_one
@@ -47,7 +48,7 @@ def test_every_model_learns_and_round_trips(lab, name):
     majority = np.bincount(d.parts["train"].y).argmax()
     assert acc > (val.y == majority).mean() + 0.15, f"{name}: accuracy {acc:.3f}"
     # The checkpoint scores exactly like the model that was trained.
-    inputs = val.X[:64] if cls.input_kind == "summary" else val.store.rows(val.rows[:64])
+    inputs = val.gather(np.arange(64)) if cls.input_kind == "summary" else val.store.rows(val.rows[:64])
     again = load_checkpoint(r.checkpoint, processed, REG).predict_proba(inputs)
     np.testing.assert_array_equal(model.predict_proba(inputs), again)
     header = json.loads((r.checkpoint / "header.json").read_text())
@@ -112,13 +113,13 @@ def test_early_stopping_restores_the_best_epoch(monkeypatch):
 
     def fake_evaluate(net, val_batches, k, device, autocast):
         snapshots.append({n: v.clone() for n, v in net.state_dict().items()})
-        return next(scripted)
+        return next(scripted), 0.0
     monkeypatch.setattr(loop_mod, "evaluate", fake_evaluate)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 3)).astype(np.float32)
     y = (x[:, 0] > 0).astype(np.int64)
-    info = train_loop(net, lambda r: iter([(x, y)]), 64, lambda: iter([]), np.ones(2),
-                      LoopConfig(epochs=6, patience=3, lr=0.1), "cpu", 0)
+    info = train_loop(net, lambda r, b: iter([(x, y)]), 64, lambda: iter([]), np.ones(2),
+                      LoopSettings(epochs=6, patience=3, lr=0.1, warmup_frac=0.0), "cpu", 0)
     assert info["best_epoch"] == 2 and info["epochs_run"] == 5 and info["val_macro_f1"] == 0.6
     for n, v in net.state_dict().items():
         torch.testing.assert_close(v, snapshots[1][n])
@@ -158,10 +159,10 @@ def test_knn_semi_never_emits_nan_probabilities():
     crowd = np.tile(rng.normal(50, 0.3, (1, 8)), (60, 1))
     xu = np.concatenate([crowd, rng.normal(6, 0.3, (30, 8))]).astype(np.float32)
     m = KNNSemiModel(list(REG.phases), None, seed=0)
-    m.unlabeled = SummaryData(xu, np.full(len(xu), -1))
+    m.unlabeled = SummaryData.from_array(xu, np.full(len(xu), -1))
     with warnings.catch_warnings():
         warnings.simplefilter("error")          # and nothing leaks a RuntimeWarning under --quiet
-        m.fit(SummaryData(xl, yl), SummaryData(xl[::2], yl[::2]), np.arange(8))
+        m.fit(SummaryData.from_array(xl, yl), SummaryData.from_array(xl[::2], yl[::2]), np.arange(8))
         proba = m.predict_proba(np.concatenate([xu, xl]))
     assert np.isfinite(proba).all()
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
@@ -175,18 +176,22 @@ def test_non_finite_probabilities_are_refused(lab):
     model = load_checkpoint(r.checkpoint, processed, REG)
     model.dist_fit = np.full_like(model.dist_fit, np.nan)
     with pytest.raises(ModelError, match="knn: 5 of 5 windows got non-finite probabilities"):
-        model.predict_proba(data["summary"].parts["val"].X[:5])
+        model.predict_proba(data["summary"].parts["val"].gather(np.arange(5)))
 
 
-def test_training_on_zero_samples_fails_and_keeps_the_old_checkpoint(lab):
+def test_training_on_zero_samples_fails_and_keeps_the_old_checkpoint(lab, monkeypatch):
     """Regression: --batch-size 1 trained on nothing (loss 0.0 every epoch) and
     replaced the checkpoint with an untrained one, exit 0."""
     processed, artifacts, data = lab
     good = train_one(processed, artifacts, REG, "mlp", "oracle", "host", FAST, seed=0, data=data["summary"])
     before = {p.name: p.read_bytes() for p in good.checkpoint.iterdir()}
-    with pytest.raises(TrainError, match="epoch 1 trained on no window: every batch was smaller than 2 windows"):
+    with pytest.raises(ConfigError, match="mlp: setting batch_size=1 is out of range"):
         train_one(processed, artifacts, REG, "mlp", "oracle", "host", {**FAST, "batch_size": 1}, seed=0,
                   data=data["summary"])
+    plan = loop_mod.schedule
+    monkeypatch.setattr(loop_mod, "schedule", lambda n, cfg: {**plan(n, cfg), "batch_size": 1})
+    with pytest.raises(TrainError, match="epoch 1 trained on no window: every batch was smaller than 2 windows"):
+        train_one(processed, artifacts, REG, "mlp", "oracle", "host", FAST, seed=0, data=data["summary"])
     assert {p.name: p.read_bytes() for p in good.checkpoint.iterdir()} == before
     assert [p.name for p in good.checkpoint.parent.iterdir() if p.name.startswith(".")] == []
 
