@@ -32,17 +32,24 @@ def _tree_rss_kb(pid: int, field: str = "VmRSS:") -> int:
     return total
 
 
-def run_child(code: str, field: str = "VmRSS:") -> tuple[dict, float]:
+def run_child(code: str, field: str = "VmRSS:", root: Path = ROOT) -> tuple[dict, float]:
     """Run `code` (which prints one JSON line last) in a child; return (its JSON, peak tree RSS in MB)."""
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
-    peak = 0
+    res, peaks = run_child_peaks(code, (field,), root)
+    return res, peaks[field]
+
+
+def run_child_peaks(code: str, fields=("VmRSS:", "RssAnon:"), root: Path = ROOT) -> tuple[dict, dict[str, float]]:
+    """Run `code` with `root` (a checkout of cis490) first on its path; return
+    (its last JSON line, the peak of each /proc field over its process tree, MB)."""
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=root, stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(root)})
+    peak = dict.fromkeys(fields, 0)
     stop = threading.Event()
 
     def sample() -> None:
-        nonlocal peak
         while not stop.is_set():
-            peak = max(peak, _tree_rss_kb(proc.pid, field))
+            for f in fields:
+                peak[f] = max(peak[f], _tree_rss_kb(proc.pid, f))
             time.sleep(0.05)
     t = threading.Thread(target=sample, daemon=True)
     t.start()
@@ -51,7 +58,7 @@ def run_child(code: str, field: str = "VmRSS:") -> tuple[dict, float]:
     t.join()
     if proc.returncode != 0:
         raise SystemExit(f"child failed ({proc.returncode}):\n{code}")
-    return json.loads(out.strip().splitlines()[-1]), peak / 1024
+    return json.loads(out.strip().splitlines()[-1]), {f: v / 1024 for f, v in peak.items()}
 
 
 def floor_episode(d: str) -> int:

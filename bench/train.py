@@ -1,11 +1,16 @@
 """Training throughput, data loading vs compute, single-window inference latency,
 checkpoint size, for every registered model (CPU; CUDA with AMP where present).
 
-    .venv/bin/python bench/train.py [--episodes 400] [--epochs 3] [--device auto]
+    .venv/bin/python bench/train.py [--episodes 400] [--epochs 3] [--device auto] [--baseline CHECKOUT]
+
+With --baseline, another checkout of cis490 (e.g. `git worktree add /tmp/base
+<rev>`) runs its own bench/train.py on the same synthetic lab (same seeds)
+right after, and the throughput of each model is printed as a ratio.
 """
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import tempfile
 import time
@@ -42,7 +47,24 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--baseline", type=Path, help="another checkout of cis490 to compare throughput with")
     a = ap.parse_args()
+    ours = measure(a)
+    if a.baseline:
+        cmd = [sys.executable, str(a.baseline / "bench" / "train.py"), "--episodes", str(a.episodes),
+               "--epochs", str(a.epochs), "--device", a.device, "--models", a.models]
+        out = subprocess.run(cmd, cwd=a.baseline, capture_output=True, text=True, check=True).stdout
+        print(f"\nbaseline ({a.baseline}):\n{out}")
+        theirs = {line.split()[0]: float(line.split()[1].replace(",", "")) for line in out.splitlines()
+                  if line.split() and line.split()[0] in MODELS}
+        print("training throughput, this checkout / baseline:")
+        for name, rate in ours.items():
+            if name in theirs:
+                print(f"  {name:<12}{rate:>10,.0f} / {theirs[name]:>10,.0f} windows/s = x{rate / theirs[name]:.2f}")
+
+
+def measure(a) -> dict[str, float]:
+    rates = {}
     device = resolve_device(a.device)
     reg = load_registry()
     with tempfile.TemporaryDirectory() as tmp:
@@ -71,15 +93,17 @@ def main() -> None:
             load, comp = t.get("load_s"), t.get("compute_s")
             model = load_checkpoint(r.checkpoint, paths.processed, reg)
             val = d.parts["val"]
-            one = val.X[:1] if cls.input_kind == "summary" else val.store.rows(val.rows[:1])
+            one = val.gather(np.arange(1)) if cls.input_kind == "summary" else val.store.rows(val.rows[:1])
             p50, p99 = latency_ms(model, one)
             size = sum(f.stat().st_size for f in r.checkpoint.iterdir())
             loop = load is not None  # only neural models run the epoch loop
             share = f"{100 * load / (load + comp):.0f}%" if loop else "-"
             load_s, comp_s = (f"{load:.2f}", f"{comp:.2f}") if loop else ("-", "-")
+            rates[name] = n_train * epochs / dt
             print(f"{name:<12}{n_train * epochs / dt:>12,.0f}{load_s:>8}{comp_s:>10}{share:>8}"
                   f"{p50:>8.2f}{p99:>8.2f}{size / 1e3:>9.0f}{t['val_macro_f1']:>8.3f}")
     print("target: every model under 5 ms p50 single-window CPU inference")
+    return rates
 
 
 if __name__ == "__main__":

@@ -120,7 +120,8 @@ def render_train(state: AppState, results: list[TrainResult]) -> None:
         rows.append({"model": r.model, "mode": r.mode, "best_epoch": t.get("best_epoch"),
                      "val_macro_f1": round(t["val_macro_f1"], 4), "train_windows": t["windows"]["train"],
                      "seconds": round(r.seconds, 1), "checkpoint": str(r.checkpoint),
-                     "unlabeled_pool": t.get("unlabeled_pool")})
+                     "unlabeled_pool": t.get("unlabeled_pool"), "k": t.get("k"), "k_choice": t.get("k_choice"),
+                     "settings": r.header["config"]})
     if term.json_mode:
         term.json(rows)
         return
@@ -128,6 +129,9 @@ def render_train(state: AppState, results: list[TrainResult]) -> None:
                [(r["model"], r["mode"], r["best_epoch"], f"{r['val_macro_f1']:.3f}", r["train_windows"], r["seconds"])
                 for r in rows], justify_right=[2, 3, 4, 5])
     for r in rows:
+        if r["k"] is not None:
+            how = "set" if r["k_choice"] == "set" else f"chosen by {r['k_choice']}"
+            term.print(f"{r['model']} ({r['mode']}): k = {r['k']} ({how})")
         if r["unlabeled_pool"]:
             u = r["unlabeled_pool"]
             term.print(f"{r['model']} ({r['mode']}) also learned from {u['windows_used']:,} unlabeled windows: "

@@ -20,7 +20,7 @@ from core.models.data import SummaryData, TensorData, slog, slog_inplace
 from core.models.settings import build, defaults
 from core.paths import atomic_dir, atomic_path, atomic_write_text
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 HEADER = "header.json"
 PCA_SAMPLE = 4000
 STATS_SAMPLE = 2048

@@ -217,16 +217,28 @@ class KNNModel(BaseModel):
         self._nn = None
 
 
-def symmetric_knn_kernel(k: int):
+def symmetric_knn_kernel(k: int, neighbours: np.ndarray | None = None):
     """A kNN affinity made symmetric (i~j if either is among the other's k
     nearest). scikit-learn's own 'knn' kernel is directed: a window that no
     other window counts among its neighbours (duplicates crowd it out) has
-    degree 0 in the normalised Laplacian, and its label distribution is NaN."""
+    degree 0 in the normalised Laplacian, and its label distribution is NaN.
+
+    `neighbours`: each window's nearest others, nearest first, searched once
+    for the largest k of a grid; each k of the grid takes its first k."""
     def kernel(X, Y):
-        from sklearn.neighbors import kneighbors_graph
-        graph = kneighbors_graph(X, n_neighbors=max(1, min(k, len(X) - 1)), mode="connectivity", include_self=False)
+        from scipy.sparse import csr_matrix
+        idx = neighbours if neighbours is not None else _neighbours(X, k)
+        kk = max(1, min(k, idx.shape[1]))
+        n = len(X)
+        graph = csr_matrix((np.ones(n * kk), (np.repeat(np.arange(n), kk), idx[:, :kk].ravel())), shape=(n, n))
         return ((graph + graph.T) > 0).astype(np.float64).tocsr()
     return kernel
+
+
+def _neighbours(X: np.ndarray, k: int) -> np.ndarray:
+    """Indices of each row's k nearest other rows, nearest first (itself excluded)."""
+    from sklearn.neighbors import NearestNeighbors
+    return NearestNeighbors(n_neighbors=max(1, min(k, len(X) - 1))).fit(X).kneighbors(return_distance=False)
 
 
 class KNNSemiModel(KNNModel):
@@ -240,10 +252,10 @@ class KNNSemiModel(KNNModel):
     unlabeled = None          # SummaryData set by the trainer; its y is ignored
     unlabeled_source = ""
 
-    def _spread(self, X: np.ndarray, y: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _spread(self, X: np.ndarray, y: np.ndarray, k: int, neighbours: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.semi_supervised import LabelSpreading
-        ls = LabelSpreading(kernel=symmetric_knn_kernel(k), alpha=self.config["alpha"], max_iter=50)
+        ls = LabelSpreading(kernel=symmetric_knn_kernel(k, neighbours), alpha=self.config["alpha"], max_iter=50)
         with warnings.catch_warnings():
             # Spreading stops at max_iter on large graphs; the distributions are still usable.
             warnings.simplefilter("ignore", ConvergenceWarning)
@@ -269,8 +281,9 @@ class KNNSemiModel(KNNModel):
         x_val, y_val = _choice_sample(self, val, rng)
         grid = [self.config["k"]] if self.config["k"] else [k for k in K_GRID if 3 <= k < len(X)] or [max(1, len(X) - 1)]
         scores, fits = {}, {}
+        neighbours = _neighbours(X, max(grid))
         for i, k in enumerate(grid):
-            dist, reached = self._spread(X, y, k)
+            dist, reached = self._spread(X, y, k, neighbours)
             self.X_fit, self.dist_fit, self.k, self._nn = X[reached], dist[reached], k, None
             self.k = min(k, len(self.X_fit))
             scores[k] = macro_f1(y_val, self._predict_proba(x_val).argmax(1), len(self.classes))
