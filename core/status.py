@@ -16,6 +16,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from core.models.base import FORMAT_VERSION as CHECKPOINT_FORMAT
 from core.paths import INDEX_NAME, LabPaths, eval_settings, eval_settings_options, unportable
 
 FRESH, STALE, MISSING = "fresh", "stale", "missing"
@@ -164,6 +165,8 @@ def lab_status(paths: LabPaths) -> list[Row]:
         meta = splits.get(split)
         rec = header["split"]
         reasons = []
+        if header.get("format_version") != CHECKPOINT_FORMAT:
+            reasons.append(f"checkpoint format {header.get('format_version')} (this cis490 reads {CHECKPOINT_FORMAT})")
         if meta is None:
             reasons.append(f"split {split} is gone")
         elif rec.get("membership_sha256") != meta.get("membership_sha256"):

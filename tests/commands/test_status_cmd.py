@@ -108,6 +108,19 @@ def test_one_model_retrained(cli, home):
     assert set(_states(_status(cli)[1]).values()) == {"fresh"}
 
 
+def test_a_checkpoint_of_an_older_format_is_stale(cli, home):
+    """A checkpoint an older cis490 wrote cannot be loaded: status says so
+    before eval does, and what depends on it is stale too."""
+    hpath = home.artifacts / "models" / "host" / "knn_realistic" / "header.json"
+    header = json.loads(hpath.read_text())
+    hpath.write_text(json.dumps({**header, "format_version": 1}))
+    _, rows = _status(cli)
+    ck = rows["checkpoint host/knn_realistic"]
+    assert ck["state"] == "stale" and ck["reason"] == "checkpoint format 1 (this cis490 reads 2)"
+    assert ck["command"] == "cis490 train knn --split host --mode realistic"
+    assert rows[EVALS[1]]["state"] == "stale"
+
+
 def test_status_of_an_empty_lab_says_what_to_run(cli, lab_home):
     _, rows = _status(cli)
     assert [(n, r["state"], r["command"]) for n, r in rows.items()] == [
