@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import Cis490Error
-from core.models.data import SummaryData, TensorData, slog, slog_inplace
+from core.models.data import ArrayTable, SummaryData, TensorData, in_memory, slog, slog_inplace
 from core.models.settings import build, defaults
 from core.paths import atomic_dir, atomic_path, atomic_write_text
 
@@ -53,13 +53,17 @@ class Preprocessor:
     median: np.ndarray
     mean: np.ndarray
     std: np.ndarray
+    # Raw kept rows of a uniform train sample, read while fitting (summary
+    # inputs): the PCA uses them instead of reading train again. Not saved.
+    sample: np.ndarray | None = None
 
     @classmethod
     def fit(cls, data: SummaryData | TensorData, keep: np.ndarray, seed: int) -> "Preprocessor":
         rng = np.random.default_rng(seed)
         keep = np.asarray(keep, np.int64)
+        sample = None
         if data.kind == "summary":
-            median, mean, std = _summary_stats(data, keep, rng)
+            median, mean, std, sample = _summary_stats(data, keep, rng)
         else:
             vals, masks = data.sample_rows(STATS_SAMPLE, rng)
             x = slog(vals[:, keep].astype(np.float64))            # (n, Ck, T)
@@ -70,7 +74,9 @@ class Preprocessor:
         # A feature never present in train is imputed with 0 and left unscaled.
         median, mean = np.nan_to_num(median), np.nan_to_num(mean)
         std = np.where(np.isfinite(std) & (std > 1e-8), std, 1.0)
-        return cls(data.kind, keep, median, mean, std)
+        pre = cls(data.kind, keep, median, mean, std)
+        pre.sample = sample
+        return pre
 
     def transform_summary(self, X: np.ndarray) -> np.ndarray:
         """Full-width raw features (n, F) -> standardised kept features (n, Fk)."""
@@ -106,36 +112,37 @@ class Preprocessor:
 
 
 def _summary_stats(data: SummaryData, keep: np.ndarray, rng: np.random.Generator):
-    """Per kept feature, over the signed log of train, NaN skipped: mean and std
-    exactly, streamed batch by batch (Chan's pairwise merge, float64), and the
-    median of a uniform sample of MEDIAN_SAMPLE windows (exact below that)."""
+    """Per kept feature, over the signed log of train, NaN skipped, in one pass:
+    mean and std exactly (Chan's pairwise merge of per-block moments, float64),
+    and the median of a uniform sample of MEDIAN_SAMPLE windows (exact below
+    that), whose raw rows are returned too (the PCA reuses them)."""
     count = np.zeros(len(keep))
     mean = np.zeros(len(keep))
     m2 = np.zeros(len(keep))
-    for xb, _ in data.batches(STREAM_BATCH, cols=keep):
+    picked = np.sort(rng.choice(len(data), size=min(MEDIAN_SAMPLE, len(data)), replace=False))
+    sample = []
+    for xb, idx in data.blocks(cols=keep):
+        sample.append(xb[np.isin(idx, picked, assume_unique=True)])
         x = slog_inplace(xb.astype(np.float64))
-        present = ~np.isnan(x)
-        c = present.sum(axis=0)
+        c = (~np.isnan(x)).sum(axis=0)
         if not c.any():
             continue
         with np.errstate(invalid="ignore", divide="ignore"):
             mb = np.where(c > 0, np.nansum(x, axis=0) / np.maximum(c, 1), 0.0)
             mb2 = np.nansum((x - mb) ** 2, axis=0)
-        total = count + c
-        delta = mb - mean
-        with np.errstate(invalid="ignore", divide="ignore"):
+            total = count + c
+            delta = mb - mean
             mean = np.where(total > 0, mean + delta * c / np.maximum(total, 1), 0.0)
             m2 = m2 + mb2 + delta ** 2 * count * c / np.maximum(total, 1)
         count = total
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(count > 0, mean, np.nan)
-        std = np.where(count > 0, np.sqrt(m2 / np.maximum(count, 1)), np.nan)
-    sample, _ = data.sample(MEDIAN_SAMPLE, rng, cols=keep)
-    x = slog_inplace(sample.astype(np.float64))
+    mean = np.where(count > 0, mean, np.nan)
+    std = np.where(count > 0, np.sqrt(m2 / np.maximum(count, 1)), np.nan)
+    raw = np.concatenate(sample) if sample else np.zeros((0, len(keep)), np.float32)
+    x = slog_inplace(raw.astype(np.float64))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)     # an all-NaN feature: imputed with 0 below
         median = np.nanmedian(x, axis=0) if len(x) else np.full(len(keep), np.nan)
-    return median, mean, std
+    return median, mean, std, raw
 
 
 def class_weights(y: np.ndarray, k: int) -> np.ndarray:
@@ -187,8 +194,15 @@ class BaseModel:
                              "(use more episodes or another split)")
         if len(keep) == 0:
             raise TrainError("the keep mask keeps no input (check the registry's deployable flags)")
+        if train.kind == "summary":
+            # Fitting passes over train and val several times (statistics, the
+            # model's own passes); small parts are read once.
+            train, val = in_memory([train, val], keep)
+            self.training["inputs"] = {p: "in memory (read once)" if isinstance(d.table, ArrayTable) else "streamed"
+                                       for p, d in (("train", train), ("val", val))}
         self.pre = Preprocessor.fit(train, keep, self.seed)
         self.pca = self._fit_pca(train)
+        self.pre.sample = None
         info = self._fit(train, val, progress) or {}
         self.training.update(info)
         return info
@@ -234,7 +248,11 @@ class BaseModel:
         from sklearn.decomposition import PCA
         rng = np.random.default_rng(self.seed)
         if train.kind == "summary":
-            z = self.pre.transform_kept(train.sample(PCA_SAMPLE, rng, cols=self.pre.keep)[0])
+            sample = self.pre.sample
+            if sample is None:
+                sample = train.sample(PCA_SAMPLE, rng, cols=self.pre.keep)[0]
+            z = self.pre.transform_kept(sample[np.sort(rng.choice(len(sample), min(PCA_SAMPLE, len(sample)),
+                                                                  replace=False))])
         else:
             vals, masks = train.sample_rows(PCA_SAMPLE, rng)
             z = self.pre.transform_tensor(vals, masks).mean(axis=2)

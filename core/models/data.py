@@ -21,6 +21,10 @@ if TYPE_CHECKING:     # the tensor store's package reads parquet: not needed to 
 # Windows a shuffled pass holds at once: row groups are visited in random order
 # and their windows shuffled within this buffer (all of a small part at once).
 SHUFFLE_BUFFER = 65536
+# A part whose kept columns take at most this much as float32 (about 80,000
+# windows of 200 features) is read once and held while a model fits; a larger
+# one streams from the parquet on every pass.
+IN_MEMORY_MB = 64
 
 
 def slog(x: np.ndarray) -> np.ndarray:
@@ -39,16 +43,26 @@ def slog_inplace(x: np.ndarray) -> np.ndarray:
 
 
 class ArrayTable:
-    """An in-memory feature table (tests, benches, one live window): the same
-    reading interface as the parquet table, in fixed-size groups."""
+    """An in-memory feature table (tests, benches, a small part read once): the
+    same reading interface as the parquet table, in fixed-size groups.
+    `columns`: which inputs of the full list X holds (all when None)."""
 
-    def __init__(self, X: np.ndarray, group_rows: int = 4096):
+    def __init__(self, X: np.ndarray, group_rows: int = 4096, columns: np.ndarray | None = None,
+                 width: int | None = None):
         self.X = np.asarray(X, dtype=np.float32)
         n = len(self.X)
         self.bounds = np.append(np.arange(0, n, group_rows), n).astype(np.int64) if n else np.zeros(1, np.int64)
-        self.width = self.X.shape[1]
+        self.width = width if width is not None else self.X.shape[1]
+        self._local = None
+        if columns is not None:
+            self._local = np.full(self.width, -1, np.int64)
+            self._local[np.asarray(columns, np.int64)] = np.arange(len(columns))
 
     def read_group(self, g: int, cols: np.ndarray) -> np.ndarray:
+        if self._local is not None:
+            cols = self._local[cols]
+            if (cols < 0).any():
+                raise KeyError("a column this in-memory part was not read with")
         return self.X[self.bounds[g]:self.bounds[g + 1]][:, cols]
 
 
@@ -66,10 +80,9 @@ class ParquetTable:
 
     def read_group(self, g: int, cols: np.ndarray) -> np.ndarray:
         table = self.file.read_row_group(int(g), columns=[self.names[c] for c in cols])
-        out = np.empty((table.num_rows, len(cols)), np.float32)
-        for j in range(len(cols)):
-            out[:, j] = table.column(j).to_numpy()
-        return out
+        if not len(cols):
+            return np.zeros((table.num_rows, 0), np.float32)
+        return np.stack([c.to_numpy() for c in table.columns], axis=1).astype(np.float32, copy=False)
 
 
 @dataclass
@@ -106,6 +119,13 @@ class SummaryData:
 
     def _cols(self, cols) -> np.ndarray:
         return np.arange(self.width) if cols is None else np.asarray(cols, np.int64)
+
+    def blocks(self, cols=None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(X, indices into this part) per row group, in table order: one pass
+        that can both accumulate and pick out rows."""
+        cols = self._cols(cols)
+        for g, off, idx in self._groups():
+            yield self.table.read_group(g, cols)[off], idx
 
     def batches(self, size: int, rng: np.random.Generator | None = None, cols=None
                 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -156,6 +176,27 @@ class SummaryData:
         return self.gather(idx, cols), self.y[idx]
 
 
+def in_memory(parts: list[SummaryData], cols, budget_mb: float | None = None) -> list[SummaryData]:
+    """The parts with the columns `cols` read into memory, in one pass over
+    their table, when together they fit in `budget_mb` (a pass over memory is
+    far cheaper than over parquet); as they were, streamed, when they do not."""
+    cols = np.asarray(cols, np.int64)
+    budget = IN_MEMORY_MB if budget_mb is None else budget_mb
+    tables = {id(p.table) for p in parts}
+    if (len(tables) != 1 or isinstance(parts[0].table, ArrayTable)
+            or sum(len(p) for p in parts) * len(cols) * 4 / 1e6 > budget):
+        return parts
+    union = np.unique(np.concatenate([p.positions for p in parts]))
+    everything = SummaryData(parts[0].table, union, np.zeros(len(union), np.int64))
+    X = np.concatenate([x for x, _ in everything.blocks(cols)]) if len(union) else np.zeros((0, len(cols)), np.float32)
+    out = []
+    for p in parts:
+        rows = np.searchsorted(union, p.positions)
+        out.append(SummaryData(ArrayTable(X[rows], columns=cols, width=p.width), np.arange(len(p), dtype=np.int64),
+                               p.y))
+    return out
+
+
 @dataclass
 class TensorData:
     store: TensorStore
@@ -169,6 +210,25 @@ class TensorData:
 
     def take(self, idx: np.ndarray) -> "TensorData":
         return TensorData(self.store, self.rows[idx], self.y[idx])
+
+    def in_memory(self, cols, budget_mb: float | None = None) -> "SummaryData":
+        """This part with the columns `cols` read once into memory when they fit
+        in `budget_mb` (a pass over memory is far cheaper than over parquet);
+        itself, streamed, when they do not."""
+        cols = self._cols(cols)
+        budget = IN_MEMORY_MB if budget_mb is None else budget_mb
+        if isinstance(self.table, ArrayTable) or len(self) * len(cols) * 4 / 1e6 > budget:
+            return self
+        X = np.concatenate([x for x, _ in self.batches(65536, cols=cols)]) if len(self) else \
+            np.zeros((0, len(cols)), np.float32)
+        return SummaryData(ArrayTable(X, columns=cols, width=self.width), np.arange(len(self), dtype=np.int64), self.y)
+
+    def blocks(self, cols=None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(X, indices into this part) per row group, in table order: one pass
+        that can both accumulate and pick out rows."""
+        cols = self._cols(cols)
+        for g, off, idx in self._groups():
+            yield self.table.read_group(g, cols)[off], idx
 
     def batches(self, size: int, rng: np.random.Generator | None = None, cols=None
                 ) -> Iterator[tuple[tuple[np.ndarray, np.ndarray], np.ndarray]]:

@@ -119,10 +119,12 @@ class GBTModel(BaseModel):
                                      evals=[(dval, "validation_0")], early_stopping_rounds=cfg["early_stopping_rounds"],
                                      verbose_eval=False, callbacks=callbacks)
             best_score = float(self.booster.best_score)
+            self.best_iteration = int(self.booster.best_iteration)
+            # The binned validation matrix is already built: no second read of val.
+            proba = self.booster.predict(dval, iteration_range=(0, self.best_iteration + 1))
+            f1 = macro_f1(val.y, self._checked(proba).argmax(1), k)
             # The pages must be released before their folder goes.
             del dtrain, dval
-        self.best_iteration = int(self.booster.best_iteration)
-        f1 = macro_f1(val.y, self.predict_data(val).argmax(1), k)
         rounds = int(self.booster.num_boosted_rounds())
         if progress:
             progress(rounds, cfg["n_estimators"], f1=f"{f1:.2f}")

@@ -126,3 +126,17 @@ def test_eval_of_a_summary_model_never_reads_the_whole_table(lab, tmp_path, monk
     m = load_checkpoint(r.checkpoint, lab, REG)
     m.predict_data(load_split_data(lab, "host", "summary").parts["test"], batch=50)
     assert seen and set(seen) == {len(keep)} and len(keep) < len(load_feature_schema(lab)["features"])
+
+
+def test_a_part_over_the_memory_budget_streams_and_trains_the_same_gbt(lab, tmp_path, monkeypatch):
+    import core.models.data as data_mod
+    from core.train import load_checkpoint
+    test = load_split_data(lab, "host", "summary").parts["test"]
+    small = train_one(lab, tmp_path / "a", REG, "gbt", "realistic", "host", {"n_estimators": 30}, seed=0)
+    monkeypatch.setattr(data_mod, "IN_MEMORY_MB", 0.0)
+    big = train_one(lab, tmp_path / "b", REG, "gbt", "realistic", "host", {"n_estimators": 30}, seed=0)
+    assert small.header["training"]["inputs"] == {"train": "in memory (read once)", "val": "in memory (read once)"}
+    assert big.header["training"]["inputs"] == {"train": "streamed", "val": "streamed"}
+    p1 = load_checkpoint(small.checkpoint, lab, REG).predict_data(test).argmax(1)
+    p2 = load_checkpoint(big.checkpoint, lab, REG).predict_data(test).argmax(1)
+    assert (p1 == p2).mean() >= 0.99
