@@ -1,6 +1,7 @@
 """Models on summary features: gbt (XGBoost), knn, knn_semi (label spreading)."""
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import warnings
 from pathlib import Path
@@ -110,7 +111,8 @@ class GBTModel(BaseModel):
                   "max_depth": cfg["max_depth"], "eta": cfg["learning_rate"], "subsample": cfg["subsample"],
                   "colsample_bytree": cfg["colsample_bytree"], "lambda": cfg["reg_lambda"],
                   "max_bin": cfg["max_bin"], "seed": self.seed, "nthread": cfg["n_jobs"], "device": device}
-        with tempfile.TemporaryDirectory(prefix=".gbt-pages-", dir=self.scratch) as tmp:
+        with (tempfile.TemporaryDirectory(prefix=".gbt-pages-", dir=self.scratch) if external
+              else contextlib.nullcontext()) as tmp:
             pages = Path(tmp) if external else None
             dtrain = _matrix(self, train, class_weights(train.y, k), None, pages)
             dval = _matrix(self, val, None, dtrain, pages)

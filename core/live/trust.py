@@ -1,0 +1,57 @@
+"""Trust over time: a per-window score in [0, 1] of how far the live
+prediction can be trusted, from the model's own probabilities over recent
+windows of the same episode (docs/methods.md, "Trust").
+
+    margin_t    = p_t(first) - p_t(second)         the top phase's lead: 0 at a tie, 1 at certain
+    smoothed_t  = a * margin_t + (1 - a) * smoothed_{t-1}       (smoothed_1 = margin_1)
+    changes_t   = changes of the predicted phase over the last N windows (N - 1 steps)
+    stability_t = 1 - max(0, changes_t - 1) / (N - 2)
+    trust_t     = smoothed_t * stability_t
+
+Why these: one window's margin is noisy, so it is smoothed. Malware moves
+from phase to phase, so one change among the last N windows is a transition
+and costs nothing; a prediction that changes its mind again and again
+(A, B, A, B) is a model that does not know, and loses all trust at N - 1
+changes. Both factors are in [0, 1] and so is their product; it needs no
+labels, so it can run live.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+SMOOTHING = 0.5      # a: the weight of the newest window's confidence
+HISTORY = 5          # N: windows the stability looks back over (about 25 s at a 5 s hop)
+
+
+@dataclass
+class TrustMeter:
+    """Trust of one episode's predictions, fed one window at a time."""
+    classes: int                  # kept for the record; the margin needs no class count
+    smoothing: float = SMOOTHING
+    history: int = HISTORY
+    _smoothed: float | None = None
+    _recent: deque = field(default_factory=deque)
+
+    def update(self, proba) -> float:
+        p = np.asarray(proba, dtype=np.float64)
+        top = np.sort(p)[::-1]
+        margin = float(np.clip(top[0] - (top[1] if len(top) > 1 else 0.0), 0.0, 1.0))
+        self._smoothed = margin if self._smoothed is None else \
+            self.smoothing * margin + (1 - self.smoothing) * self._smoothed
+        self._recent.append(int(p.argmax()))
+        while len(self._recent) > self.history:
+            self._recent.popleft()
+        recent = list(self._recent)
+        changes = sum(1 for a, b in zip(recent, recent[1:]) if a != b)
+        stability = 1.0 - max(0, changes - 1) / max(1, self.history - 2)
+        return float(np.clip(self._smoothed * stability, 0.0, 1.0))
+
+
+def trust_series(proba: np.ndarray, **kw) -> np.ndarray:
+    """Trust of every window of one episode, windows in time order."""
+    proba = np.asarray(proba)
+    meter = TrustMeter(proba.shape[1], **kw)
+    return np.array([meter.update(p) for p in proba])
