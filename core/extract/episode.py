@@ -190,8 +190,47 @@ def align_episode(ep: Episode, registry: Registry, spec: WindowSpec) -> tuple[np
     return grid, on_grid
 
 
-def extract_episode(ep: Episode, registry: Registry, spec: WindowSpec = WindowSpec()) -> EpisodeWindows:
-    """Windows of one episode, in memory. The batch extractor calls exactly this."""
+@dataclass
+class EpisodeGrid:
+    """An episode aligned once, from which windows are cut: every window at
+    once (`cis490 extract`) or one at a time as it completes (live replay);
+    both cut through `window_at`'s arithmetic, so they agree bit for bit."""
+    episode_id: str
+    host_id: str
+    profile: str
+    sample_name: str
+    grid: np.ndarray              # (C, n_steps) float64, NaN where missing
+    starts: np.ndarray            # (W,) first step of each labelled window
+    labels: list[str]             # (W,) phase at each window's centre
+    spec: WindowSpec
+
+    @property
+    def n(self) -> int:
+        return len(self.starts)
+
+    def t_center_s(self, i=slice(None)) -> np.ndarray:
+        return ((self.starts[i] + self.spec.steps / 2) * self.spec.step_s).astype(np.float64)
+
+    def end_s(self, i: int) -> float:
+        """When window i is complete, seconds from the episode start."""
+        return float((self.starts[i] + self.spec.steps) * self.spec.step_s)
+
+    def windows(self, rows=slice(None)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(values (W, C, T) float32, mask (W, C, T) uint8, features (W, F) float32) of windows `rows`."""
+        starts = self.starts[rows]
+        T = self.spec.steps
+        win = self.grid[:, starts[:, None] + np.arange(T)].transpose(1, 0, 2) if len(starts) else \
+            np.zeros((0, self.grid.shape[0], T))
+        return win.astype(np.float32), (~np.isnan(win)).astype(np.uint8), summary_features(win)
+
+    def window_at(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Window i alone, on demand: values (C, T), mask (C, T), features (F,)."""
+        values, mask, features = self.windows(np.array([i]))
+        return values[0], mask[0], features[0]
+
+
+def episode_grid(ep: Episode, registry: Registry, spec: WindowSpec = WindowSpec()) -> EpisodeGrid:
+    """Align an episode and find its labelled windows (the checks of extract included)."""
     m = ep.manifest
     grid, on_grid = align_episode(ep, registry, spec)
     for src, rows in on_grid.items():
@@ -207,19 +246,20 @@ def extract_episode(ep: Episode, registry: Registry, spec: WindowSpec = WindowSp
     lt, lp = labels_df["t_wall_ns"].to_numpy(), labels_df["phase"].to_list()
     li = np.searchsorted(lt, centres_ns, side="right") - 1
     keep = li >= 0  # a centre before the first label has no phase
-    starts, li = starts[keep], li[keep]
-    win = grid[:, starts[:, None] + np.arange(T)].transpose(1, 0, 2) if len(starts) else \
-        np.zeros((0, grid.shape[0], T))
-    values = win.astype(np.float32)
-    mask = (~np.isnan(win)).astype(np.uint8)
+    return EpisodeGrid(m["episode_id"], m["host_id"], m["profile"], m["sample_name"], grid, starts[keep],
+                       [lp[i] for i in li[keep]], spec)
+
+
+def extract_episode(ep: Episode, registry: Registry, spec: WindowSpec = WindowSpec()) -> EpisodeWindows:
+    """Windows of one episode, in memory. The batch extractor calls exactly this."""
+    g = episode_grid(ep, registry, spec)
+    values, mask, features = g.windows()
     coverage = {}
     for src in registry.source_names():
         rows = [i for i, c in enumerate(registry.channels) if c.source == src]
-        coverage[src] = float(mask[:, rows].mean()) if len(starts) else 0.0
-    return EpisodeWindows(
-        m["episode_id"], m["host_id"], m["profile"], m["sample_name"],
-        ((starts + T / 2) * spec.step_s).astype(np.float64), [lp[i] for i in li],
-        values, mask, summary_features(win), coverage)
+        coverage[src] = float(mask[:, rows].mean()) if g.n else 0.0
+    return EpisodeWindows(g.episode_id, g.host_id, g.profile, g.sample_name, g.t_center_s(), g.labels,
+                          values, mask, features, coverage)
 
 
 def summary_features(win: np.ndarray) -> np.ndarray:
