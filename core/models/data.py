@@ -211,25 +211,6 @@ class TensorData:
     def take(self, idx: np.ndarray) -> "TensorData":
         return TensorData(self.store, self.rows[idx], self.y[idx])
 
-    def in_memory(self, cols, budget_mb: float | None = None) -> "SummaryData":
-        """This part with the columns `cols` read once into memory when they fit
-        in `budget_mb` (a pass over memory is far cheaper than over parquet);
-        itself, streamed, when they do not."""
-        cols = self._cols(cols)
-        budget = IN_MEMORY_MB if budget_mb is None else budget_mb
-        if isinstance(self.table, ArrayTable) or len(self) * len(cols) * 4 / 1e6 > budget:
-            return self
-        X = np.concatenate([x for x, _ in self.batches(65536, cols=cols)]) if len(self) else \
-            np.zeros((0, len(cols)), np.float32)
-        return SummaryData(ArrayTable(X, columns=cols, width=self.width), np.arange(len(self), dtype=np.int64), self.y)
-
-    def blocks(self, cols=None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(X, indices into this part) per row group, in table order: one pass
-        that can both accumulate and pick out rows."""
-        cols = self._cols(cols)
-        for g, off, idx in self._groups():
-            yield self.table.read_group(g, cols)[off], idx
-
     def batches(self, size: int, rng: np.random.Generator | None = None, cols=None
                 ) -> Iterator[tuple[tuple[np.ndarray, np.ndarray], np.ndarray]]:
         """((values, masks), y) batches streamed from the memory-mapped parts
