@@ -38,7 +38,7 @@ def train(
                                             "learning_rate [default: 0.1]."),
     patience: Optional[int] = typer.Option(None, "--patience", min=1, metavar="N",
                                            help="Neural models: epochs without a better validation score, counted "
-                                                "after warm-up [default: 8]."),
+                                                "after warm-up [default: 10]."),
     weight_decay: Optional[float] = typer.Option(None, "--weight-decay", min=0.0, metavar="X",
                                                  help="AdamW weight decay for neural models [default: 0.01]; gbt's "
                                                       "L2 reg_lambda [default: 1]."),
