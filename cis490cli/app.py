@@ -106,8 +106,8 @@ def root(
 
 
 def _register() -> None:
-    from commands import (channels, compare, demo, eval, extract, notebook, serve, split, status, synth, train,
-                          validate)
+    from commands import (channels, compare, demo, eval, extract, notebook, publish, serve, split, status, synth,
+                          train, validate)
 
     app.command("synth")(synth.synth)
     app.command("validate")(validate.validate)
@@ -120,6 +120,7 @@ def _register() -> None:
     app.add_typer(notebook.app, name="notebook")
     app.command("status")(status.status)
     app.command("serve")(serve.serve)
+    app.add_typer(publish.app, name="publish")
     app.command("demo")(demo.demo)
 
 

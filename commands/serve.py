@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import secrets
+from pathlib import Path
 from typing import Optional
 
 import typer
 
+from cis490cli import options as opt
 from cis490cli.state import get_state
 
 
@@ -20,6 +22,17 @@ def serve(
                                         help="Token producers send as 'Authorization: Bearer TOKEN' [default: "
                                              "none on loopback, else one generated and printed]."),
     ring: int = typer.Option(10_000, "--ring", min=100, metavar="N", help="Recent events kept for reconnecting browsers."),
+    replay: Optional[str] = typer.Option(None, "--replay", metavar="all|ID[,ID...]",
+                                         help="Replay episodes with live inference: 'all' (the split's test part: "
+                                              "held-out work) or episode ids, looping until stopped."),
+    model: Optional[str] = typer.Option(None, "--model", metavar="NAME", help="The model whose live predictions "
+                                                                              "a replay shows (e.g. gru)."),
+    mode: opt.ModeName = typer.Option(opt.ModeName.realistic, "--mode", help="The checkpoint's mode."),
+    split: opt.SplitName = typer.Option(opt.SplitName.host, "--split", help="The split the model was trained on."),
+    speed: float = typer.Option(10.0, "--speed", min=0.01, metavar="X",
+                                help="Replay at X times real time (a 5 s hop every 0.5 s at 10)."),
+    store: Optional[Path] = typer.Option(None, "--store", metavar="DIR", help="Receiver store [default: the one the "
+                                                                             "lab was validated from]."),
 ) -> None:
     """Serve the live dashboard until Ctrl-C.
 
@@ -31,16 +44,24 @@ def serve(
     \b
         cis490 serve --dashboard
         cis490 serve --dashboard --host 0.0.0.0 --port 8447
+        cis490 serve --dashboard --replay all --model gru --speed 10
     """
     if not dashboard:
         raise typer.BadParameter("nothing to serve: pass --dashboard (the only service so far).",
                                  param_hint="'--dashboard'")
+    if (replay is None) != (model is None):
+        raise typer.BadParameter("--replay and --model go together (e.g. --replay all --model gru).",
+                                 param_hint="'--replay'")
     from core.dashboard.app import create_app
     from core.dashboard.hub import EventHub
     from core.dashboard.server import bind, is_loopback, serve_forever
 
     state = get_state(ctx)
     term = state.terminal
+    prepared = None
+    if replay is not None:
+        from core.live.producers import lab_replay
+        prepared = lab_replay(state.read_paths, replay, model, mode.value, split.value, store, speed)
     if token is None and not is_loopback(host):
         # Reading stays open on the lab network; publishing off loopback never does.
         token = secrets.token_urlsafe(18)
@@ -48,14 +69,27 @@ def serve(
     hub = EventHub(ring_size=ring)
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{sock.getsockname()[1]}/"
-    with state.record("serve", {"host": host, "port": sock.getsockname()[1], "ring": ring,
-                                "token": token is not None}) as run:
+    config = {"host": host, "port": sock.getsockname()[1], "ring": ring, "token": token is not None}
+    if prepared is not None:
+        config["replay"] = {"model": model, "mode": mode.value, "split": split.value, "speed": speed,
+                            "episodes": [e for e, _ in prepared.episodes]}
+    with state.record("serve", config) as run:
         term.print(f"Dashboard: [bold]{url}[/]  (Ctrl-C to stop)")
         term.print(f"Publish: POST {url}publish" + (f"  with 'Authorization: Bearer {token}'" if token else ""))
-        serve_forever(create_app(hub, token=token), sock)
+        if prepared is None:
+            serve_forever(create_app(hub, token=token), sock)
+        else:
+            from core.live.producers import ReplayThread
+            term.print(f"Replaying {len(prepared.episodes)} episode(s) with {model} ({mode.value}) at {speed:g}x")
+            # The replay posts to this server like any producer; a wildcard bind is reached on loopback.
+            port_ = sock.getsockname()[1]
+            target = {"0.0.0.0": f"http://127.0.0.1:{port_}", "::": f"http://[::1]:{port_}"}.get(host, url)
+            with ReplayThread(prepared, target, token):
+                serve_forever(create_app(hub, token=token), sock)
         run.metrics.update(events_published=hub.published, last_id=hub.last_id,
                            dropped_subscribers=hub.dropped_subscribers)
     if term.json_mode:
         term.json({"url": url, "events_published": hub.published, "dropped_subscribers": hub.dropped_subscribers})
     else:
         term.print(f"Stopped: {hub.published:,} events published.")
+

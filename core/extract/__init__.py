@@ -25,7 +25,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.errors import ArtifactError, Cis490Error
-from core.extract.episode import EXTRACT_VERSION, STATS, ExtractError, WindowSpec, extract_episode, feature_names
+from core.extract.episode import (EXTRACT_VERSION, STATS, ExtractError, WindowSpec, extract_episode, feature_names,
+                                 window_id)
 from core.extract.tensors import META, TensorPartWriter, TensorStore
 from core.loading import read_json, read_parquet, require
 from core.parallel import pool_map, process_pool
@@ -314,7 +315,7 @@ class _FeatureBatch:
 
     def add_windows(self, w) -> None:
         n = w.n
-        self.meta["window_id"] += [f"{w.episode_id}:{int(round(t * 1000)):08d}" for t in w.t_center_s]
+        self.meta["window_id"] += [window_id(w.episode_id, t) for t in w.t_center_s]
         for key, val in (("episode_id", w.episode_id), ("host_id", w.host_id), ("profile", w.profile),
                          ("sample_name", w.sample_name)):
             self.meta[key] += [val] * n

@@ -60,6 +60,11 @@ class WindowSpec:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
 
 
+def window_id(episode_id: str, t_center_s: float) -> str:
+    """A window's id: its episode and centre in milliseconds (the window index's key)."""
+    return f"{episode_id}:{int(round(t_center_s * 1000)):08d}"
+
+
 def feature_names(registry: Registry) -> list[str]:
     return [f"{c.name}:{s}" for c in registry.channels for s in STATS]
 

@@ -80,3 +80,32 @@ def test_serve_needs_dashboard_and_a_free_port(cli, lab_home):
     assert result.exit_code == 1
     assert result.stderr.strip() == (f"Error: cannot listen on 127.0.0.1:{port} (Address already in use); "
                                      "pass another --port or --host")
+
+
+def test_serve_replays_held_out_episodes_with_live_predictions(lab_home, extracted_lab, tmp_path_factory):
+    from tests.labs import install_lab, trained_lab
+    paths, _ = extracted_lab
+    install_lab(trained_lab(extracted_lab, tmp_path_factory, "serve_replay", [("gbt", "realistic")]), lab_home)
+    proc, url, _ = _start(lab_home, "--dashboard", "--port", "0", "--replay", "all", "--model", "gbt",
+                          "--speed", "200", "--store", str(paths.default_store))
+    try:
+        assert "Replaying" in proc.stdout.readline()
+        deadline = time.monotonic() + 60
+        snap = {}
+        while time.monotonic() < deadline:
+            snap = httpx.get(url + "/api/snapshot").json()["snapshot"]
+            if "prediction" in snap and "telemetry" in snap:
+                break
+            time.sleep(0.2)
+        pred = snap["prediction"][0]
+        assert pred["model"] == "gbt" and pred["mode"] == "realistic" and 0 <= pred["trust"] <= 1
+        assert snap["episode"][0]["host_id"] not in ("lab-thinkpad", "lab-nuc", "lab-desktop")   # held out
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0 and err == "", err
+
+
+def test_replay_needs_a_model_and_a_checkpoint(cli, lab_home):
+    result = cli("serve", "--dashboard", "--replay", "all")
+    assert result.exit_code == 2 and "--replay and --model go together" in result.stderr

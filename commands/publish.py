@@ -1,0 +1,84 @@
+"""`cis490 publish`: run the dashboard's producers here and post to a remote dashboard."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from cis490cli import options as opt
+from cis490cli.state import get_state
+
+app = typer.Typer(help="Run the dashboard's producers on this machine and post their events to a dashboard "
+                       "elsewhere (e.g. the lab's Pi): the Pi need not hold eval reports.",
+                  no_args_is_help=True)
+
+TO = typer.Option(..., "--to", metavar="URL", help="The dashboard, e.g. http://lab-pi.local:8447")
+TOKEN = typer.Option(None, "--token", metavar="TOKEN", help="The token `cis490 serve` printed, if it has one.")
+
+
+@app.command("metrics")
+def metrics(
+    ctx: typer.Context,
+    to: str = TO,
+    token: Optional[str] = TOKEN,
+    split: opt.SplitName = typer.Option(opt.SplitName.host, "--split", help="The split whose eval reports to post."),
+    watch: bool = typer.Option(False, "--watch", help="Keep running and post again whenever a report changes."),
+) -> None:
+    """Post every evaluated model's metrics and per-profile scores (test part).
+
+    Examples:
+
+    \b
+        cis490 publish metrics --to http://lab-pi.local:8447 --token TOKEN
+        cis490 publish metrics --to http://lab-pi.local:8447 --watch
+    """
+    from core.live.producers import publish_metrics
+    state = get_state(ctx)
+    with state.record("publish", {"what": "metrics", "to": to, "split": split.value, "watch": watch}) as run:
+        sent = publish_metrics(state.paths.artifacts, split.value, to, token, watch)
+        run.metrics.update(events_posted=sent)
+    if state.terminal.json_mode:
+        state.terminal.json({"to": to, "events": sent})
+    else:
+        state.terminal.print(f"Posted {sent} event(s) to {to}")
+
+
+@app.command("replay")
+def replay(
+    ctx: typer.Context,
+    episodes: str = typer.Argument("all", metavar="all|ID[,ID...]",
+                                   help="'all': the split's test part (held-out work); or episode ids."),
+    model: str = typer.Option(..., "--model", metavar="NAME", help="The model whose live predictions to show."),
+    to: str = TO,
+    token: Optional[str] = TOKEN,
+    mode: opt.ModeName = typer.Option(opt.ModeName.realistic, "--mode", help="The checkpoint's mode."),
+    split: opt.SplitName = typer.Option(opt.SplitName.host, "--split", help="The split the model was trained on."),
+    speed: float = typer.Option(10.0, "--speed", min=0.01, metavar="X", help="X times real time."),
+    store: Optional[Path] = typer.Option(None, "--store", metavar="DIR",
+                                         help="Receiver store [default: the one the lab was validated from]."),
+    once: bool = typer.Option(False, "--once", help="Replay the episodes once, then stop [default: loop]."),
+) -> None:
+    """Replay episodes with live inference here, posting to a remote dashboard.
+
+    Examples:
+
+    \b
+        cis490 publish replay all --model gru --to http://lab-pi.local:8447
+        cis490 publish replay ep000012-3f2a --model gbt --to http://lab-pi.local:8447 --once
+    """
+    from core.live.producers import lab_replay, publish_replay
+    state = get_state(ctx)
+    prepared = lab_replay(state.read_paths, episodes, model, mode.value, split.value, store, speed)
+    prepared.loop = not once
+    state.terminal.print(f"Replaying {len(prepared.episodes)} episode(s) with {model} ({mode.value}) at {speed:g}x "
+                         f"to {to}" + ("" if once else " (Ctrl-C to stop)"))
+    config = {"what": "replay", "to": to, "model": model, "mode": mode.value, "split": split.value, "speed": speed,
+              "episodes": [e for e, _ in prepared.episodes], "loop": not once}
+    with state.record("publish", config) as run:
+        sent = publish_replay(prepared, to, token)
+        run.metrics.update(events_posted=sent)
+    if state.terminal.json_mode:
+        state.terminal.json({"to": to, "events": sent})
+    else:
+        state.terminal.print(f"Posted {sent:,} event(s) to {to}")

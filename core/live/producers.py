@@ -1,0 +1,256 @@
+"""The dashboard's producers: a replay of held-out episodes with live
+inference, the eval reports' metrics, and the inference and server figures.
+They post through a Publisher (core/live/publish.py), so the same code feeds
+the dashboard beside it or one on another machine."""
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import Cis490Error
+from core.live.publish import Publisher, paced
+
+PERF_EVERY_S = 5.0
+WATCH_EVERY_S = 5.0
+
+
+class ReplayError(Cis490Error):
+    """A replay that cannot start: no checkpoint, no such episode, no store."""
+
+
+def report_events(artifacts: Path, split: str) -> list[dict]:
+    """`model_metric` and `profile_stats` of every evaluated model and mode on
+    the split's test part (the newest report of each when several settings exist)."""
+    events: dict[tuple[str, str], list[dict]] = {}
+    paths = sorted((artifacts / "eval" / split).glob("*/test-*/report.json"), key=lambda p: p.stat().st_mtime)
+    for path in paths:
+        try:
+            r = json.loads(path.read_text())
+            events[(r["model"], r["mode"])] = [
+                {"type": "model_metric", "model": r["model"], "mode": r["mode"], "split": r["split"],
+                 "part": r["part"], "macro_f1": r["macro_f1"], "macro_f1_ci": r["macro_f1_ci"],
+                 "accuracy": r["accuracy"], "windows": r["windows"], "episodes": r["episodes"],
+                 **({"membership_sha256": r["split_membership_sha256"]} if r.get("split_membership_sha256") else {})},
+                {"type": "profile_stats", "model": r["model"], "mode": r["mode"], "split": r["split"],
+                 "profiles": [{k: p[k] for k in ("profile", "macro_f1", "macro_f1_ci", "windows", "episodes")}
+                              for p in r["per_profile"]],
+                 "untested_profiles": list(r.get("untested_profiles", []))}]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue        # a report being rewritten or damaged: the next look picks it up
+    return [ev for pair in events.values() for ev in pair]
+
+
+def _reports_state(artifacts: Path, split: str) -> tuple:
+    return tuple(sorted((str(p), p.stat().st_mtime_ns)
+                        for p in (artifacts / "eval" / split).glob("*/test-*/report.json")))
+
+
+def _rss_mb() -> float:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+@dataclass
+class PerfMeter:
+    """Per-window inference latency (cut the window, preprocess, predict) and
+    this process's memory and CPU, as `perf` events."""
+    latencies_ms: list = field(default_factory=list)
+    windows: int = 0
+    _t0: float = field(default_factory=time.monotonic)
+    _cpu0: float = field(default_factory=time.process_time)
+
+    def add(self, seconds: float) -> None:
+        self.latencies_ms.append(seconds * 1000)
+        self.latencies_ms = self.latencies_ms[-2000:]
+        self.windows += 1
+
+    def event(self) -> dict | None:
+        now, cpu = time.monotonic(), time.process_time()
+        wall = max(now - self._t0, 1e-9)
+        if not self.latencies_ms:
+            return None
+        lat = np.asarray(self.latencies_ms)
+        ev = {"type": "perf", "latency_p50_ms": round(float(np.percentile(lat, 50)), 3),
+              "latency_p99_ms": round(float(np.percentile(lat, 99)), 3),
+              "windows_per_s": round(self.windows / wall, 3), "rss_mb": round(_rss_mb(), 1),
+              "cpu_percent": round(100 * (cpu - self._cpu0) / wall, 1)}
+        self._t0, self._cpu0, self.windows = now, cpu, 0
+        return ev
+
+
+@dataclass
+class Replay:
+    """What to replay: episodes (id, path in the store), and how."""
+    store: Path
+    episodes: list[tuple[str, str]]
+    registry: object
+    model: object            # a loaded checkpoint (BaseModel)
+    mode: str
+    artifacts: Path
+    split: str
+    speed: float = 10.0
+    loop: bool = True
+
+
+def run_replay(replay: Replay, publisher: Publisher) -> None:
+    """Publish the metrics, then replay the episodes (looping until stopped),
+    re-publishing metrics when a report changes and perf every few seconds."""
+    from core.extract.episode import episode_grid
+    from core.live.replay import ModelInfo, charted_channels, episode_events
+    from core.store import Episode
+    m = replay.model
+    info = ModelInfo(m.name, replay.mode, m.input_kind, list(m.classes))
+    channels = replay.registry.channel_names
+    charted = charted_channels(channels, m.header.get("keep_names", []))
+    seen = _reports_state(replay.artifacts, replay.split)
+    metrics = report_events(replay.artifacts, replay.split)
+    if metrics and not publisher.send(metrics):
+        return
+    perf, last_perf, last_watch = PerfMeter(), time.monotonic(), time.monotonic()
+    while not publisher.stop.is_set():
+        for episode_id, rel in replay.episodes:
+            grid = episode_grid(Episode.open(replay.store / rel, rel), replay.registry)
+            for event, took in paced(publisher, episode_events(grid, m.predict_proba, info, channels, charted),
+                                     replay.speed):
+                if event["type"] == "prediction":
+                    perf.add(took)
+                now = time.monotonic()
+                if now - last_perf >= PERF_EVERY_S:
+                    last_perf = now
+                    ev = perf.event()
+                    if ev and not publisher.send([ev]):
+                        return
+                if now - last_watch >= WATCH_EVERY_S:
+                    last_watch = now
+                    state = _reports_state(replay.artifacts, replay.split)
+                    if state != seen:
+                        seen = state
+                        if not publisher.send(report_events(replay.artifacts, replay.split) or []):
+                            return
+            if publisher.stop.is_set():
+                return
+        if not replay.loop:
+            ev = perf.event()
+            if ev:
+                publisher.send([ev])
+            return
+
+
+class ReplayThread:
+    """run_replay in a daemon thread, stopped (and joined) on exit."""
+
+    def __init__(self, replay: Replay, url: str, token: str | None = None):
+        self.stop = threading.Event()
+        self.publisher = Publisher(url, token, self.stop)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(replay,), daemon=True, name="cis490-replay")
+
+    def _run(self, replay: Replay) -> None:
+        try:
+            run_replay(replay, self.publisher)
+        except BaseException as exc:  # noqa: BLE001 - reported by the command once the server stops
+            self.error = exc
+            os.write(2, f"Error: replay stopped: {exc}\n".encode())
+
+    def __enter__(self) -> "ReplayThread":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+
+
+def publish_metrics(artifacts: Path, split: str, url: str, token: str | None = None, watch: bool = False,
+                    stop: threading.Event | None = None) -> int:
+    """Post the split's metrics once (or, watching, again whenever a report
+    changes, until stopped); the number of events posted."""
+    publisher = Publisher(url, token, stop)
+    events = report_events(artifacts, split)
+    if not events and not watch:
+        raise ReplayError(f"no eval report of split {split} under {artifacts / 'eval' / split}: run `cis490 eval` "
+                          "first")
+    seen, sent = _reports_state(artifacts, split), 0
+    if events and publisher.send(events):
+        sent += len(events)
+    while watch and not publisher.wait_s(WATCH_EVERY_S):
+        state = _reports_state(artifacts, split)
+        if state != seen:
+            seen, events = state, report_events(artifacts, split)
+            if events and publisher.send(events):
+                sent += len(events)
+    return sent
+
+
+def publish_replay(replay: Replay, url: str, token: str | None = None, stop: threading.Event | None = None) -> int:
+    """run_replay against a remote dashboard, in this thread; events posted."""
+    publisher = Publisher(url, token, stop)
+    run_replay(replay, publisher)
+    return publisher.sent
+
+
+def prepare_replay(processed: Path, artifacts: Path, registry, model: str, mode: str, split: str,
+                   episodes: list[str], store: Path, speed: float) -> Replay:
+    """Everything a replay needs, checked before the server starts: the
+    checkpoint (trained on this split, loadable), the episodes (the split's
+    test part by default: held-out work; ids given must be extracted), the store."""
+    import polars as pl
+
+    from core.extract import read_extracted_episodes
+    from core.split import load_split
+    from core.train import check_split_identity, checkpoint_dir, load_checkpoint, read_header, train_command
+    if speed <= 0:
+        raise ReplayError(f"--speed must be above 0, got {speed}")
+    ck = checkpoint_dir(artifacts, split, model, mode)
+    if not (ck / "header.json").exists():
+        raise ReplayError(f"no checkpoint for {model} in {mode} mode on split {split} ({ck}): run "
+                          f"`{train_command(model, mode, split)}`")
+    split_frame, meta = load_split(processed, split)
+    check_split_identity(read_header(ck), ck, meta, processed / "splits" / f"{split}.parquet")
+    m = load_checkpoint(ck, processed, registry)
+    eps = read_extracted_episodes(processed).filter(pl.col("n_windows") > 0)
+    if episodes == ["all"]:
+        test = set(split_frame.filter(pl.col("part") == "test")["episode_id"].to_list())
+        chosen = eps.filter(pl.col("episode_id").is_in(list(test))).sort("episode_id")
+        if chosen.height == 0:
+            raise ReplayError(f"split {split} has no test episode with windows to replay")
+    else:
+        known = set(eps["episode_id"].to_list())
+        unknown = [e for e in episodes if e not in known]
+        if unknown:
+            raise ReplayError(f"episode {unknown[0]} is not in the extracted lab ({processed}); "
+                              f"`--replay all` replays the {split} split's test part")
+        order = {e: i for i, e in enumerate(episodes)}
+        chosen = eps.filter(pl.col("episode_id").is_in(episodes)).sort(
+            pl.col("episode_id").replace_strict(order, return_dtype=pl.Int64))
+    rows = chosen.select("episode_id", "rel_path").rows()
+    missing = [rel for _, rel in rows if not (store / rel / "manifest.json").exists()]
+    if missing:
+        raise ReplayError(f"{store / missing[0]}: episode not in the store (pass --store with the receiver store "
+                          "the lab was extracted from)")
+    return Replay(store, rows, registry, m, mode, artifacts, split, speed)
+
+
+def lab_replay(paths, episodes: str, model: str, mode: str, split: str, store: Path | None, speed: float) -> Replay:
+    """prepare_replay for a lab home: its registry, `all` or comma-separated
+    ids, and the store it was validated from unless --store names another."""
+    from core.extract import features_registry
+    from core.paths import INDEX_NAME, resolve_cli_path
+    from core.validate import indexed_store
+    registry = features_registry(paths.processed)
+    chosen = ["all"] if episodes.strip() == "all" else [e.strip() for e in episodes.split(",") if e.strip()]
+    default = indexed_store(paths.processed / INDEX_NAME) or paths.default_store
+    return prepare_replay(paths.processed, paths.artifacts, registry, model, mode, split, chosen,
+                          resolve_cli_path(store, default), speed)

@@ -1,0 +1,81 @@
+"""Posting events to a dashboard (`POST /publish`), in order, retrying with
+backoff while the server is down or starting: what every producer uses,
+whether it runs beside the server or on another machine."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+
+from core.errors import Cis490Error
+
+BACKOFF_S = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)     # then 5 s between tries
+
+
+class PublishError(Cis490Error):
+    """The dashboard refused the events (a bad token or an event off its schema)."""
+
+
+class Publisher:
+    """Sends batches one at a time and returns only once a batch is delivered,
+    so events arrive in the order they were sent; a server that is down or not
+    yet started is retried (BACKOFF_S), a refusal (4xx) is an error."""
+
+    def __init__(self, url: str, token: str | None = None, stop: threading.Event | None = None,
+                 timeout_s: float = 10.0):
+        self.url = url.rstrip("/") + "/publish"
+        self.token = token
+        self.stop = stop or threading.Event()
+        self.timeout_s = timeout_s
+        self.sent = 0
+        self.retries = 0
+
+    def send(self, events: list[dict]) -> bool:
+        """True once delivered; False if stopped before it could be."""
+        body = json.dumps(events).encode()
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        attempt = 0
+        while not self.stop.is_set():
+            request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                    response.read()
+                self.sent += len(events)
+                return True
+            except urllib.error.HTTPError as exc:
+                if 400 <= exc.code < 500:
+                    detail = exc.read().decode(errors="replace").strip()
+                    raise PublishError(f"{self.url} refused the events ({exc.code}): {detail}") from None
+            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+                pass
+            self.retries += 1
+            self.stop.wait(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)])
+            attempt += 1
+        return False
+
+    def wait_s(self, seconds: float) -> bool:
+        """Sleep, unless stopped first (True when stopped)."""
+        return self.stop.wait(max(0.0, seconds))
+
+
+def paced(publisher: Publisher, events, speed: float, clock=time.monotonic):
+    """Send (t_s, event) pairs at `speed` times their episode time; yields the
+    seconds each event took to produce (the generator's own work) with it."""
+    start = clock()
+    it = iter(events)
+    while True:
+        t0 = clock()
+        item = next(it, None)
+        took = clock() - t0
+        if item is None:
+            return
+        t, event = item
+        if publisher.wait_s(start + t / speed - clock()):
+            return
+        if not publisher.send([event]):
+            return
+        yield event, took

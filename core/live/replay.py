@@ -1,0 +1,82 @@
+"""Replaying a recorded episode as if live: the dashboard's event stream for
+one episode, in episode time.
+
+The episode is aligned once (core.extract.episode.episode_grid, the code
+`cis490 extract` runs); as each window completes, that window alone is cut
+from the grid, predicted by the model and scored for trust. What comes out is
+a time-ordered list of (seconds from the episode start, event) that a driver
+paces and publishes (events follow core/dashboard/events.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from core.extract.episode import EpisodeGrid, window_id
+from core.live.trust import TrustMeter
+
+TICK_S = 1.0        # telemetry every second of episode time
+CHARTED = 8         # channels in each telemetry tick (what the page charts)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str          # e.g. "gru"
+    mode: str          # "realistic" or "oracle"
+    input_kind: str    # "summary" or "tensor"
+    classes: list[str]
+
+
+def charted_channels(channel_names: list[str], keep_names: list[str], limit: int = CHARTED) -> list[int]:
+    """Rows of the grid to chart: the channels the model sees, in registry order.
+    keep_names are features (`channel:stat`) or channels; either names the channel."""
+    seen = {n.split(":", 1)[0] for n in keep_names}
+    return [i for i, c in enumerate(channel_names) if c in seen][:limit]
+
+
+def _value(x: float) -> float | None:
+    return None if not np.isfinite(x) else float(x)
+
+
+def episode_events(grid: EpisodeGrid, predict, info: ModelInfo, channel_names: list[str], charted: list[int],
+                   tick_s: float = TICK_S) -> Iterator[tuple[float, dict]]:
+    """(t_s, event) in episode time: `episode` start, `telemetry` every
+    `tick_s`, a `prediction` as each window completes, `episode` end.
+
+    `predict(inputs) -> (1, K) probabilities` takes one window's raw inputs:
+    its summary features (1, F), or (values, masks) of shape (1, C, T)."""
+    base = {"episode_id": grid.episode_id}
+    head = {**base, "host_id": grid.host_id, "profile": grid.profile, "sample_name": grid.sample_name,
+            "model": info.name, "mode": info.mode}
+    yield 0.0, {"type": "episode", "event": "start", **head}
+    step_s = grid.spec.step_s
+    steps = grid.grid.shape[1]
+    ticks = [(k * tick_s, "tick", k) for k in range(int(steps * step_s // tick_s) + 1)]
+    windows = [(grid.end_s(i), "window", i) for i in range(grid.n)]
+    meter = TrustMeter(len(info.classes))
+    right = 0
+    # A window completes at the same instant as a tick: the tick (its data) first.
+    for t, what, k in sorted(ticks + windows, key=lambda e: (e[0], e[1] == "window")):
+        if what == "tick":
+            col = min(int(round(t / step_s)), steps - 1)
+            values = {channel_names[r]: _value(grid.grid[r, col]) for r in charted}
+            if values:
+                yield t, {"type": "telemetry", **base, "t_s": round(t, 3), "values": values}
+            continue
+        values, mask, features = grid.window_at(k)
+        inputs = features[None] if info.input_kind == "summary" else (values[None], mask[None])
+        proba = np.asarray(predict(inputs))[0]
+        predicted = info.classes[int(proba.argmax())]
+        truth = grid.labels[k]
+        right += predicted == truth
+        centre = float(grid.t_center_s(k))
+        yield t, {"type": "prediction", **base, "window_id": window_id(grid.episode_id, centre),
+                  "t_center_s": centre, "predicted": predicted,
+                  "probabilities": {c: float(p) for c, p in zip(info.classes, proba)},
+                  "truth": truth, "trust": round(meter.update(proba), 4), "model": info.name, "mode": info.mode}
+    end = {"type": "episode", "event": "end", **head, "windows": grid.n}
+    if grid.n:
+        end["accuracy"] = right / grid.n
+    yield float(steps * step_s), end

@@ -1,0 +1,63 @@
+"""Producers post through Publisher: in order, retrying a server that is not up yet."""
+import socket
+import threading
+import time
+
+import pytest
+
+from core.dashboard.app import create_app
+from core.dashboard.events import EXAMPLES
+from core.dashboard.hub import EventHub
+from core.dashboard.server import ThreadedServer
+from core.live.publish import PublishError, Publisher
+
+
+def _perf(i):
+    return {**EXAMPLES["perf"], "latency_p50_ms": float(i)}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_publish_retries_a_server_that_starts_late_and_keeps_the_order():
+    port = _free_port()
+    pub = Publisher(f"http://127.0.0.1:{port}")
+    done = []
+
+    def produce():
+        for i in range(20):
+            assert pub.send([_perf(i)])
+        done.append(True)
+    t = threading.Thread(target=produce, daemon=True)
+    t.start()
+    time.sleep(0.6)                      # the first sends find nothing listening
+    assert not done and pub.retries >= 2
+    hub = EventHub()
+    with ThreadedServer(create_app(hub), port=port):
+        t.join(timeout=20)
+        assert done == [True]
+        got = [ev["latency_p50_ms"] for _, ev, _ in hub._ring if ev["type"] == "perf"]
+    assert pub.sent == 20
+    assert got == [float(i) for i in range(20)]
+
+
+def test_a_refused_event_is_an_error_not_a_retry():
+    hub = EventHub()
+    with ThreadedServer(create_app(hub, token="s3cret")) as srv:
+        with pytest.raises(PublishError, match=r"refused the events \(401\)"):
+            Publisher(srv.url).send([_perf(1)])
+        with pytest.raises(PublishError, match=r"refused the events \(400\).*latency_p50_ms"):
+            Publisher(srv.url, token="s3cret").send([{**_perf(1), "latency_p50_ms": "fast"}])
+        assert Publisher(srv.url, token="s3cret").send([_perf(2)])
+
+
+def test_a_stopped_publisher_gives_up():
+    stop = threading.Event()
+    pub = Publisher(f"http://127.0.0.1:{_free_port()}", stop=stop)
+    threading.Timer(0.3, stop.set).start()
+    t0 = time.monotonic()
+    assert pub.send([_perf(1)]) is False
+    assert time.monotonic() - t0 < 3

@@ -1,0 +1,164 @@
+"""Replaying an episode as if live: the events follow the schema, arrive in
+time order, and the predictions are exactly eval's for the same windows."""
+import shutil
+
+import numpy as np
+import polars as pl
+import pytest
+
+from core.dashboard.events import validate
+from core.evaluate import EvalConfig, evaluate_model
+from core.extract import EPISODES
+from core.extract.episode import episode_grid
+from core.live.replay import ModelInfo, charted_channels, episode_events
+from core.registry import load_registry
+from core.split import SplitConfig, load_split, make_split
+from core.store import Episode
+from core.train import load_checkpoint, train_one
+
+REG = load_registry()
+HOSTS = ("lab-thinkpad", "lab-nuc", "lab-desktop")
+
+
+@pytest.fixture(scope="module")
+def lab(extracted_lab, tmp_path_factory):
+    paths, _ = extracted_lab
+    root = tmp_path_factory.mktemp("replay")
+    processed = root / "processed"
+    shutil.copytree(paths.processed, processed)
+    make_split(processed, SplitConfig("host", HOSTS), REG)
+    for model, settings in (("gbt", {"n_estimators": 20}), ("cnn", {"epochs": 2})):
+        train_one(processed, root / "artifacts", REG, model, "realistic", "host", settings, seed=0)
+        evaluate_model(processed, root / "artifacts", REG, model, "realistic", EvalConfig(resamples=20))
+    return paths.default_store, processed, root / "artifacts"
+
+
+@pytest.mark.parametrize("model", ["gbt", "cnn"])
+def test_replayed_predictions_equal_evals(lab, model):
+    store, processed, artifacts = lab
+    m = load_checkpoint(artifacts / "models" / "host" / f"{model}_realistic", processed, REG)
+    info = ModelInfo(model, "realistic", m.input_kind, m.classes)
+    offline = pl.read_parquet(next((artifacts / "eval" / "host" / f"{model}_realistic").glob("*/predictions.parquet")))
+    split, _ = load_split(processed, "host")
+    test_eps = split.filter(pl.col("part") == "test")["episode_id"].to_list()
+    eps = pl.read_parquet(processed / EPISODES).filter(pl.col("episode_id").is_in(test_eps) & (pl.col("n_windows") > 0))
+    channels = REG.channel_names
+    charted = charted_channels(channels, m.header["keep_names"])
+    assert charted and all(channels[i].split(".")[0] in ("guest", "netflow") for i in charted)
+    for rec in eps.head(2).iter_rows(named=True):
+        grid = episode_grid(Episode.open(store / rec["rel_path"], rec["rel_path"]), REG)
+        events = list(episode_events(grid, m.predict_proba, info, channels, charted))
+        times = [t for t, _ in events]
+        assert times == sorted(times)
+        for _, ev in events:
+            validate(ev)
+        kinds = [ev["type"] for _, ev in events]
+        assert kinds[0] == "episode" and kinds[-1] == "episode" and "telemetry" in kinds
+        preds = [ev for _, ev in events if ev["type"] == "prediction"]
+        want = offline.filter(pl.col("episode_id") == rec["episode_id"])
+        assert [p["window_id"] for p in preds] == want["window_id"].to_list()
+        assert [p["predicted"] for p in preds] == want["predicted"].to_list()
+        assert [p["truth"] for p in preds] == want["truth"].to_list()
+        got = np.array([[p["probabilities"][c] for c in m.classes] for p in preds])
+        np.testing.assert_allclose(got, want.select([f"p_{c}" for c in m.classes]).to_numpy(), atol=1e-5)
+        # Each prediction comes once its window is complete, never before.
+        for t, p in ((t, ev) for t, ev in events if ev["type"] == "prediction"):
+            assert t == pytest.approx(p["t_center_s"] + 5.0)
+        end = events[-1][1]
+        assert end["event"] == "end" and end["windows"] == len(preds)
+        assert end["accuracy"] == pytest.approx(np.mean([p["predicted"] == p["truth"] for p in preds]))
+
+
+def test_a_replay_publishes_metrics_episodes_predictions_and_perf(lab, monkeypatch):
+    import core.live.producers as producers
+    from core.dashboard.app import create_app
+    from core.dashboard.hub import EventHub
+    from core.dashboard.server import ThreadedServer
+    from core.live.producers import ReplayThread, prepare_replay
+    store, processed, artifacts = lab
+    monkeypatch.setattr(producers, "PERF_EVERY_S", 0.0)
+    replay = prepare_replay(processed, artifacts, REG, "gbt", "realistic", "host", ["all"], store, speed=1e5)
+    replay.episodes, replay.loop = replay.episodes[:2], False
+    hub = EventHub()
+    with ThreadedServer(create_app(hub)) as srv:
+        with ReplayThread(replay, srv.url) as rt:
+            rt.thread.join(timeout=60)
+        assert rt.error is None
+    events = [ev for _, ev, _ in hub._ring]
+    kinds = [ev["type"] for ev in events]
+    assert kinds[:4] == ["model_metric", "profile_stats", "model_metric", "profile_stats"]
+    assert {(ev["model"], ev["mode"]) for ev in events if ev["type"] == "model_metric"} == \
+        {("gbt", "realistic"), ("cnn", "realistic")}
+    starts = [ev["episode_id"] for ev in events if ev["type"] == "episode" and ev["event"] == "start"]
+    assert starts == [e for e, _ in replay.episodes]
+    assert kinds.count("prediction") > 10 and "perf" in kinds and "telemetry" in kinds
+    perf = [ev for ev in events if ev["type"] == "perf"][-1]
+    assert perf["latency_p50_ms"] > 0 and perf["rss_mb"] > 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (("cnn", "oracle", ["all"]), "no checkpoint for cnn in oracle mode on split host"),
+    (("gbt", "realistic", ["ep999999-nothere"]), "episode ep999999-nothere is not in the extracted lab"),
+])
+def test_a_replay_that_cannot_start_says_why(lab, args, message):
+    from core.live.producers import ReplayError, prepare_replay
+    store, processed, artifacts = lab
+    model, mode, episodes = args
+    with pytest.raises(ReplayError, match=message):
+        prepare_replay(processed, artifacts, REG, model, mode, "host", episodes, store, speed=10)
+
+
+def test_publish_commands_post_metrics_and_a_replay_to_a_remote_dashboard(lab, cli, lab_home):
+    import json
+    from core.dashboard.app import create_app
+    from core.dashboard.hub import EventHub
+    from core.dashboard.server import ThreadedServer
+    store, processed, artifacts = lab
+    shutil.copytree(processed, lab_home.processed, dirs_exist_ok=True)
+    shutil.copytree(artifacts, lab_home.artifacts, dirs_exist_ok=True)
+    hub = EventHub()
+    with ThreadedServer(create_app(hub, token="t0k")) as srv:
+        result = cli("--json", "publish", "metrics", "--to", srv.url, "--token", "t0k")
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["events"] == 4          # gbt and cnn: a metric and a profile table each
+        split, _ = load_split(processed, "host")
+        one = split.filter(pl.col("part") == "test")["episode_id"][0]
+        result = cli("--json", "publish", "replay", one, "--model", "cnn", "--to", srv.url, "--token", "t0k",
+                     "--speed", "100000", "--once", "--store", str(store))
+        assert result.exit_code == 0, result.output
+    events = [ev for _, ev, _ in hub._ring]
+    assert [ev["type"] for ev in events[:4]] == ["model_metric", "profile_stats"] * 2
+    replayed = [ev for ev in events[4:] if ev["type"] == "episode"]
+    assert [(ev["episode_id"], ev["event"]) for ev in replayed] == [(one, "start"), (one, "end")]
+    assert all(ev["model"] == "cnn" for ev in events if ev["type"] == "prediction")
+    records = [json.loads(x) for x in lab_home.notebook.read_text().splitlines()]
+    assert [r["command"] for r in records][-2:] == ["publish", "publish"]
+
+
+def test_the_page_shows_predictions_arriving_from_a_replay(lab):
+    from core.dashboard.app import create_app
+    from core.dashboard.hub import EventHub
+    from core.dashboard.server import ThreadedServer
+    from core.live.producers import ReplayThread, prepare_replay
+    from tests.core.test_dashboard_browser import _chromium, _playwright
+    executable, sync_playwright = _chromium(), _playwright()
+    store, processed, artifacts = lab
+    replay = prepare_replay(processed, artifacts, REG, "cnn", "realistic", "host", ["all"], store, speed=40)
+    with ThreadedServer(create_app(EventHub(), ping_s=1)) as srv, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable, args=["--no-sandbox"], timeout=30_000)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 720})
+            problems = []
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.goto(srv.url + "/")
+            with ReplayThread(replay, srv.url) as rt:
+                for scene in ("episode", "timeline", "telemetry", "metrics"):
+                    page.wait_for_selector(f"#scene-{scene}[data-state=live]", timeout=20_000)
+                page.wait_for_function("document.querySelector('#scene-timeline').innerText.includes('trust')",
+                                       timeout=20_000)
+                timeline = page.inner_text("#scene-timeline")
+                assert "predicted" in timeline and rt.error is None
+                assert replay.episodes[0][0] in page.inner_text("#scene-episode")
+            assert problems == []
+        finally:
+            browser.close()
