@@ -32,6 +32,18 @@ def trained_lab(extracted_lab, tmp_path_factory, name: str, models: list[tuple[s
     return root
 
 
+def host_split_copy(extracted_lab, tmp_path_factory, name: str) -> Path:
+    """A copy of the extracted lab's processed folder, with a host split on
+    HOST_TRAIN: what module fixtures that train or read split data start from."""
+    from core.registry import load_registry
+    from core.split import SplitConfig, make_split
+    paths, _ = extracted_lab
+    processed = tmp_path_factory.mktemp(name) / "processed"
+    shutil.copytree(paths.processed, processed)
+    make_split(processed, SplitConfig("host", HOST_TRAIN, seed=0), load_registry())
+    return processed
+
+
 def install_lab(root: Path, home: LabPaths) -> LabPaths:
     shutil.copytree(root / "data", home.data, dirs_exist_ok=True)
     shutil.copytree(root / "artifacts", home.artifacts, dirs_exist_ok=True)

@@ -2,7 +2,6 @@
 of the kept columns, statistics in chunks, gbt from a batch iterator, and a
 bounded kNN reference set with k chosen on validation."""
 import json
-import shutil
 
 import numpy as np
 import polars as pl
@@ -13,8 +12,8 @@ from core.models.base import Preprocessor
 from core.models.data import SummaryData, slog
 from core.models.tabular import GBTModel, KNNModel
 from core.registry import load_registry
-from core.split import SplitConfig, make_split
 from core.train import keep_mask, load_split_data, train_one
+from tests.labs import host_split_copy
 
 REG = load_registry()
 PHASES = list(REG.phases)
@@ -22,11 +21,7 @@ PHASES = list(REG.phases)
 
 @pytest.fixture(scope="module")
 def lab(extracted_lab, tmp_path_factory):
-    paths, _ = extracted_lab
-    processed = tmp_path_factory.mktemp("data") / "processed"
-    shutil.copytree(paths.processed, processed)
-    make_split(processed, SplitConfig("host", ("lab-thinkpad", "lab-nuc", "lab-desktop"), seed=0), REG)
-    return processed
+    return host_split_copy(extracted_lab, tmp_path_factory, "data")
 
 
 def test_parts_stream_exactly_the_parquet_rows_of_the_kept_columns(lab):

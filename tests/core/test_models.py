@@ -11,8 +11,8 @@ from core.models.base import CheckpointError, TrainError
 from core.models.loop import train_loop
 from core.models.settings import LoopSettings
 from core.registry import load_registry, parse_registry
-from core.split import SplitConfig, make_split
 from core.train import keep_mask, load_checkpoint, load_split_data, resolve_device, train_one
+from tests.labs import host_split_copy
 
 REG = load_registry()
 FAST = {"epochs": 4, "batch_size": 128, "patience": 4}
@@ -20,13 +20,9 @@ FAST = {"epochs": 4, "batch_size": 128, "patience": 4}
 
 @pytest.fixture(scope="module")
 def lab(extracted_lab, tmp_path_factory):
-    paths, _ = extracted_lab
-    root = tmp_path_factory.mktemp("models")
-    processed = root / "processed"
-    shutil.copytree(paths.processed, processed)
-    make_split(processed, SplitConfig("host", ("lab-thinkpad", "lab-nuc", "lab-desktop"), seed=0), REG)
+    processed = host_split_copy(extracted_lab, tmp_path_factory, "models")
     data = {k: load_split_data(processed, "host", k) for k in ("summary", "tensor")}
-    return processed, root / "artifacts", data
+    return processed, processed.parent / "artifacts", data
 
 
 @pytest.mark.parametrize("name", list(MODELS))

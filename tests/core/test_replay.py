@@ -12,21 +12,17 @@ from core.extract import EPISODES
 from core.extract.episode import episode_grid
 from core.live.replay import ModelInfo, charted_channels, episode_events
 from core.registry import load_registry
-from core.split import SplitConfig, load_split, make_split
+from core.split import load_split
 from core.store import Episode
 from core.train import load_checkpoint, train_one
+from tests.labs import host_split_copy
 
 REG = load_registry()
-HOSTS = ("lab-thinkpad", "lab-nuc", "lab-desktop")
-
-
 @pytest.fixture(scope="module")
 def lab(extracted_lab, tmp_path_factory):
     paths, _ = extracted_lab
-    root = tmp_path_factory.mktemp("replay")
-    processed = root / "processed"
-    shutil.copytree(paths.processed, processed)
-    make_split(processed, SplitConfig("host", HOSTS), REG)
+    processed = host_split_copy(extracted_lab, tmp_path_factory, "replay")
+    root = processed.parent
     for model, settings in (("gbt", {"n_estimators": 20}), ("cnn", {"epochs": 2})):
         train_one(processed, root / "artifacts", REG, model, "realistic", "host", settings, seed=0)
         evaluate_model(processed, root / "artifacts", REG, model, "realistic", EvalConfig(resamples=20))
