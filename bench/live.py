@@ -1,0 +1,85 @@
+"""Live inference as the Pi runs it, one core: for each model, a real
+`cis490 serve --dashboard --replay ... --model M` process pinned to one CPU
+with one thread; cold start (process start to the first `prediction` event
+on the dashboard), the server's RSS once replaying, and the per-window
+end-to-end latency (cut one window from the aligned episode + preprocess +
+predict) p50/p99 from its `perf` events.
+
+    .venv/bin/python bench/live.py --home <lab home> [--models gbt,cnn] [--split host] [--seconds 12]
+
+The lab needs checkpoints of the models on the split and its extracted
+episodes in the store (e.g. the demo lab: `cis490 demo`, then `--home
+<home>/demo --models gbt,cnn`). Goals on one core of a workstation: cold
+start < 2 s, RSS < 150 MB, p99 < 20 ms per window. These are the native
+checkpoints' figures (torch for the neural models).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def measure(home: Path, model: str, split: str, seconds: float) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "OPENBLAS_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    pin = ["taskset", "-c", "0"] if shutil.which("taskset") else []
+    cmd = [*pin, sys.executable, "-c", "from cis490cli.app import main; main()", "--home", str(home), "serve",
+           "--dashboard", "--port", "0", "--replay", "all", "--model", model, "--split", split, "--speed", "10"]
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        url = re.search(r"Dashboard: (http://\S+/)", proc.stdout.readline()).group(1).rstrip("/")
+        first = None
+        perf = None
+        while time.monotonic() - t0 < 60 + seconds:
+            snap = httpx.get(url + "/api/snapshot", timeout=5).json()["snapshot"]
+            if first is None and "prediction" in snap:
+                first = time.monotonic() - t0
+            if first is not None and "perf" in snap and time.monotonic() - t0 > first + seconds:
+                perf = snap["perf"][0]
+                break
+            time.sleep(0.02 if first is None else 0.5)
+        return {"cold_start_s": first, "rss_mb": rss_mb(proc.pid), "perf": perf}
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=20)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--home", type=Path, required=True)
+    ap.add_argument("--models", default="gbt,cnn")
+    ap.add_argument("--split", default="host")
+    ap.add_argument("--seconds", type=float, default=12.0, help="replay this long before reading perf")
+    a = ap.parse_args()
+    print(f"{'model':<12}{'cold start s':>13}{'RSS MB':>8}{'p50 ms':>8}{'p99 ms':>8}{'windows/s':>10}")
+    for model in a.models.split(","):
+        r = measure(a.home, model, a.split, a.seconds)
+        p = r["perf"] or {}
+        print(f"{model:<12}{r['cold_start_s'] or float('nan'):>13.2f}{r['rss_mb']:>8.0f}"
+              f"{p.get('latency_p50_ms', float('nan')):>8.2f}{p.get('latency_p99_ms', float('nan')):>8.2f}"
+              f"{p.get('windows_per_s', float('nan')):>10.2f}")
+    print("goals (one core): cold start < 2 s, RSS < 150 MB, p99 < 20 ms per window")
+
+
+if __name__ == "__main__":
+    main()
