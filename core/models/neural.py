@@ -36,7 +36,7 @@ def build_net(name: str, in_dim: int, steps: int, k: int, cfg: dict):
     # Long windows become at most `max_tokens` tokens of p consecutive steps
     # each: a recurrent net or attention over hundreds of noisy steps learns
     # slowly from few windows (a 20-step lab window stays one step per token).
-    p = max(1, math.ceil(steps / cfg.get("max_tokens", steps) or 1)) if name in SEQUENCE_NETS else 1
+    p = max(1, math.ceil(steps / cfg["max_tokens"])) if name in SEQUENCE_NETS else 1
     tokens = math.ceil(steps / p)
 
     def patch(x):                                  # (B, D, T) -> (B, T/p, D*p)
