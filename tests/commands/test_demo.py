@@ -8,7 +8,7 @@ def _snapshot(root, skip):
             for p in sorted(root.rglob("*")) if p.is_file() and skip not in p.parents}
 
 
-def test_demo_runs_in_its_own_lab_and_leaves_the_home_byte_identical(cli, lab_home):
+def test_demo_runs_in_its_own_lab_leaves_the_home_byte_identical_and_speaks_json(cli, lab_home):
     # An existing lab: a store, an index, a notebook of its own.
     ep = lab_home.default_store / "lab-x" / "ep1"
     ep.mkdir(parents=True)
@@ -27,9 +27,13 @@ def test_demo_runs_in_its_own_lab_and_leaves_the_home_byte_identical(cli, lab_ho
     runs = [json.loads(x) for x in (demo_dir / "artifacts" / "notebook.jsonl").read_text().splitlines()]
     demo = next(r for r in runs if r["command"] == "demo")
     assert all(r["parent_run"] == demo["run_id"] for r in runs if r["command"] != "demo")
-    # A second demo replaces its own lab.
-    assert cli("demo", "--episodes", "60", "--duration", "60", "-j", "2").exit_code == 0
+    # A second demo replaces its own lab; with --json its output is one document.
+    result = cli("--json", "demo", "--episodes", "60", "--duration", "60", "-j", "2")
+    assert result.exit_code == 0, result.output
     assert _snapshot(lab_home.home, demo_dir) == before
+    payload = json.loads(result.stdout)
+    assert set(payload["test_macro_f1"]) == {"gbt", "gbt_oracle", "cnn", "cnn_oracle"}
+    assert payload["compare"]["a"] == "gbt" and payload["compare"]["b"] == "cnn"
 
 
 def test_demo_refuses_a_directory_it_did_not_make(cli, lab_home, tmp_path):
@@ -41,10 +45,3 @@ def test_demo_refuses_a_directory_it_did_not_make(cli, lab_home, tmp_path):
                                      "lab it did not make: pass --dir with a new directory for the demo lab")
     assert [p.name for p in other.iterdir()] == ["data"]
 
-
-def test_demo_json_is_one_document(cli, lab_home):
-    result = cli("--json", "demo", "--episodes", "60", "--duration", "60", "-j", "2")
-    assert result.exit_code == 0, result.output
-    payload = json.loads(result.stdout)
-    assert set(payload["test_macro_f1"]) == {"gbt", "gbt_oracle", "cnn", "cnn_oracle"}
-    assert payload["compare"]["a"] == "gbt" and payload["compare"]["b"] == "cnn"
