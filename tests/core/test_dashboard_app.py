@@ -54,7 +54,10 @@ def test_last_event_id_replays_with_no_gap_and_no_duplicate(server):
     first = []
     reader = threading.Thread(target=read_events, args=(server.url, 5), kwargs={"into": first})
     reader.start()
-    time.sleep(0.3)
+    # Publish once the stream is subscribed: a fixed sleep lost the race on a slow machine.
+    deadline = time.monotonic() + 10
+    while server.app.state.hub.subscribers == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
     httpx.post(server.url + "/publish", json=[_perf(i) for i in range(5)])
     reader.join(10)
     assert [i for i, _, _ in first] == [1, 2, 3, 4, 5]

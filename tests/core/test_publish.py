@@ -33,7 +33,9 @@ def test_publish_retries_a_server_that_starts_late_and_keeps_the_order():
         done.append(True)
     t = threading.Thread(target=produce, daemon=True)
     t.start()
-    time.sleep(0.6)                      # the first sends find nothing listening
+    deadline = time.monotonic() + 10     # the first sends find nothing listening
+    while pub.retries < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert not done and pub.retries >= 2
     hub = EventHub()
     with ThreadedServer(create_app(hub), port=port):
