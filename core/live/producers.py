@@ -210,7 +210,7 @@ def prepare_replay(processed: Path, artifacts: Path, registry, model: str, mode:
 
     from core.extract import read_extracted_episodes
     from core.split import load_split
-    from core.train import check_split_identity, checkpoint_dir, load_checkpoint, read_header, train_command
+    from core.train import check_split_identity, checkpoint_dir, load_checkpoint, train_command
     if speed <= 0:
         raise ReplayError(f"--speed must be above 0, got {speed}")
     ck = checkpoint_dir(artifacts, split, model, mode)
@@ -218,8 +218,8 @@ def prepare_replay(processed: Path, artifacts: Path, registry, model: str, mode:
         raise ReplayError(f"no checkpoint for {model} in {mode} mode on split {split} ({ck}): run "
                           f"`{train_command(model, mode, split)}`")
     split_frame, meta = load_split(processed, split)
-    check_split_identity(read_header(ck), ck, meta, processed / "splits" / f"{split}.parquet")
     m = load_checkpoint(ck, processed, registry)
+    check_split_identity(m.header, ck, meta, processed / "splits" / f"{split}.parquet")
     eps = read_extracted_episodes(processed).filter(pl.col("n_windows") > 0)
     if episodes == ["all"]:
         test = set(split_frame.filter(pl.col("part") == "test")["episode_id"].to_list())

@@ -55,7 +55,7 @@ def episode_events(grid: EpisodeGrid, predict, info: ModelInfo, channel_names: l
     steps = grid.grid.shape[1]
     ticks = [(k * tick_s, "tick", k) for k in range(int(steps * step_s // tick_s) + 1)]
     windows = [(grid.end_s(i), "window", i) for i in range(grid.n)]
-    meter = TrustMeter(len(info.classes))
+    meter = TrustMeter()
     right = 0
     # A window completes at the same instant as a tick: the tick (its data) first.
     for t, what, k in sorted(ticks + windows, key=lambda e: (e[0], e[1] == "window")):

@@ -29,7 +29,6 @@ HISTORY = 5          # N: windows the stability looks back over (about 25 s at a
 @dataclass
 class TrustMeter:
     """Trust of one episode's predictions, fed one window at a time."""
-    classes: int                  # kept for the record; the margin needs no class count
     smoothing: float = SMOOTHING
     history: int = HISTORY
     _smoothed: float | None = None
@@ -53,5 +52,5 @@ class TrustMeter:
 def trust_series(proba: np.ndarray, **kw) -> np.ndarray:
     """Trust of every window of one episode, windows in time order."""
     proba = np.asarray(proba)
-    meter = TrustMeter(proba.shape[1], **kw)
+    meter = TrustMeter(**kw)
     return np.array([meter.update(p) for p in proba])

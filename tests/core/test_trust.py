@@ -38,7 +38,7 @@ def test_a_phase_change_that_holds_costs_no_trust():
 
 
 def test_an_uncertain_window_is_smoothed_not_taken_whole():
-    meter = TrustMeter(6)
+    meter = TrustMeter()
     assert meter.update(_onehot([2], p=1.0)[0]) == pytest.approx(1.0)
     # A window whose top phase leads by 0.4 halves the way towards it.
     assert meter.update([0.1, 0.1, 0.5, 0.1, 0.1, 0.1]) == pytest.approx(0.5 * 1.0 + 0.5 * 0.4)
