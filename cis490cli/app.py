@@ -11,6 +11,10 @@ from core.errors import Cis490Error
 
 
 GLOBAL_FLAGS = ("--json", "--quiet", "-q", "--verbose", "-v")
+# Import name -> package of the `lab` extra (pyproject.toml): what training,
+# evaluation and export need and the Pi's base install leaves out.
+LAB_PACKAGES = {"torch": "torch", "sklearn": "scikit-learn", "scipy": "scipy", "matplotlib": "matplotlib",
+                "xgboost": "xgboost-cpu", "onnx": "onnx", "onnxmltools": "onnxmltools", "onnxscript": "onnxscript"}
 
 
 def hoist_global_options(args: list[str]) -> list[str]:
@@ -35,6 +39,13 @@ def hoist_global_options(args: list[str]) -> list[str]:
     return front + rest
 
 
+def lab_package(exc: BaseException) -> str | None:
+    """The `lab` extra's package whose absence raised `exc`, if that is what it is."""
+    if isinstance(exc, ModuleNotFoundError):
+        return LAB_PACKAGES.get((exc.name or "").split(".")[0])
+    return None
+
+
 class BoundaryGroup(typer.core.TyperGroup):
     """Turns a Cis490Error into one red line and exit 1; anything unexpected
     into a short report (the traceback with --verbose)."""
@@ -56,6 +67,12 @@ class BoundaryGroup(typer.core.TyperGroup):
             raise typer.Exit(130) from None
         except Exception as exc:  # noqa: BLE001 - the one place that catches everything
             term = _terminal(ctx)
+            missing = lab_package(exc)
+            if missing:
+                # The base install (what the Pi runs) leaves out the lab's heavy packages.
+                term.error(f"`cis490 {ctx.invoked_subcommand or ''}` needs the lab extra ({missing} is not "
+                           "installed): pip install 'cis490[lab]'")
+                raise typer.Exit(1) from None
             if term.verbose:
                 term.traceback()
             hint = "" if term.verbose else " (run with --verbose for the traceback)"
@@ -106,8 +123,8 @@ def root(
 
 
 def _register() -> None:
-    from commands import (channels, compare, demo, eval, extract, notebook, publish, serve, split, status, synth,
-                          train, validate)
+    from commands import (channels, compare, demo, eval, export, extract, notebook, publish, serve, split, status,
+                          synth, train, validate)
 
     app.command("synth")(synth.synth)
     app.command("validate")(validate.validate)
@@ -116,6 +133,7 @@ def _register() -> None:
     app.command("train")(train.train)
     app.command("eval")(eval.eval_cmd)
     app.command("compare")(compare.compare)
+    app.command("export")(export.export)
     app.command("channels")(channels.channels)
     app.add_typer(notebook.app, name="notebook")
     app.command("status")(status.status)

@@ -72,7 +72,7 @@ def serve(
     config = {"host": host, "port": sock.getsockname()[1], "ring": ring, "token": token is not None}
     if prepared is not None:
         config["replay"] = {"model": model, "mode": mode.value, "split": split.value, "speed": speed,
-                            "episodes": [e for e, _ in prepared.episodes]}
+                            "episodes": [e for e, _ in prepared.episodes], "source": prepared.source}
     with state.record("serve", config) as run:
         term.print(f"Dashboard: [bold]{url}[/]  (Ctrl-C to stop)")
         term.print(f"Publish: POST {url}publish" + (f"  with 'Authorization: Bearer {token}'" if token else ""))
@@ -80,7 +80,9 @@ def serve(
             serve_forever(create_app(hub, token=token), sock)
         else:
             from core.live.producers import ReplayThread
-            term.print(f"Replaying {len(prepared.episodes)} episode(s) with {model} ({mode.value}) at {speed:g}x")
+            of = f" of the {prepared.held} held out (the store holds those)" if prepared.held > len(prepared.episodes) else ""
+            term.print(f"Replaying {len(prepared.episodes)} episode(s){of} with {model} ({mode.value}) at {speed:g}x, "
+                       f"run by {prepared.source}")
             # The replay posts to this server like any producer; a wildcard bind is reached on loopback.
             port_ = sock.getsockname()[1]
             target = {"0.0.0.0": f"http://127.0.0.1:{port_}", "::": f"http://[::1]:{port_}"}.get(host, url)

@@ -96,12 +96,15 @@ class Replay:
     store: Path
     episodes: list[tuple[str, str]]
     registry: object
-    model: object            # a loaded checkpoint (BaseModel)
+    model: object            # a loaded checkpoint (BaseModel) or exported bundle (BundleModel)
     mode: str
     artifacts: Path
     split: str
     speed: float = 10.0
     loop: bool = True
+    spec: object = None      # the WindowSpec the model was trained on (extract's default when None)
+    source: str = ""         # what runs the model: the checkpoint's or the bundle's folder
+    held: int = 0            # test episodes of the split (`all`), of which `episodes` are in the store
 
 
 def run_replay(replay: Replay, publisher: Publisher) -> None:
@@ -121,7 +124,8 @@ def run_replay(replay: Replay, publisher: Publisher) -> None:
     perf, last_perf, last_watch = PerfMeter(), time.monotonic(), time.monotonic()
     while not publisher.stop.is_set():
         for episode_id, rel in replay.episodes:
-            grid = episode_grid(Episode.open(replay.store / rel, rel), replay.registry)
+            grid = episode_grid(Episode.open(replay.store / rel, rel), replay.registry,
+                                *([replay.spec] if replay.spec is not None else []))
             for event, took in paced(publisher, episode_events(grid, m.predict_proba, info, channels, charted),
                                      replay.speed):
                 if event["type"] == "prediction":
@@ -235,22 +239,82 @@ def prepare_replay(processed: Path, artifacts: Path, registry, model: str, mode:
         order = {e: i for i, e in enumerate(episodes)}
         chosen = eps.filter(pl.col("episode_id").is_in(episodes)).sort(
             pl.col("episode_id").replace_strict(order, return_dtype=pl.Int64))
-    rows = chosen.select("episode_id", "rel_path").rows()
+    rows, held = _in_store(store, chosen.select("episode_id", "rel_path").rows(), episodes == ["all"], split)
+    return Replay(store, rows, registry, m, mode, artifacts, split, speed, spec=_spec(m.header), source=str(ck),
+                  held=held)
+
+
+def _spec(header: dict):
+    from core.extract.episode import WindowSpec
+    return WindowSpec(**header["window"]) if header.get("window") else None
+
+
+def _in_store(store: Path, rows: list, every: bool, split: str) -> tuple[list, int]:
+    """The episodes to replay: with `all`, those of the test part the store
+    holds (a Pi may hold a copy of some); ids given must all be there."""
+    present = [r for r in rows if (store / r[1] / "manifest.json").exists()]
+    if every and present:
+        return present, len(rows)
+    if not present and every:
+        raise ReplayError(f"{store}: holds none of the {len(rows)} test episodes of split {split} (pass --store "
+                          "with the receiver store the lab was extracted from, or a copy of some of its episodes)")
     missing = [rel for _, rel in rows if not (store / rel / "manifest.json").exists()]
     if missing:
         raise ReplayError(f"{store / missing[0]}: episode not in the store (pass --store with the receiver store "
                           "the lab was extracted from)")
-    return Replay(store, rows, registry, m, mode, artifacts, split, speed)
+    return rows, len(rows)
+
+
+def bundle_replay(directory: Path, artifacts: Path, mode: str, split: str, episodes: list[str], store: Path,
+                  speed: float) -> Replay:
+    """A replay run by an exported bundle (`cis490 export`): everything it
+    needs is in the bundle (registry, window spec, the split's test episodes),
+    so a Pi with the bundle and a store (or a copy of some episodes) replays
+    held-out work without the lab's processed data, and without torch."""
+    from core.deploy.bundle import bundle_registry, load_bundle
+    m = load_bundle(directory)
+    registry = bundle_registry(directory, m.header)
+    test = [tuple(r) for r in m.header["test_episodes"]]
+    if episodes == ["all"]:
+        if not test:
+            raise ReplayError(f"split {split} has no test episode with windows to replay")
+        rows = test
+    else:
+        known = dict(test)
+        unknown = [e for e in episodes if e not in known]
+        if unknown:
+            raise ReplayError(f"episode {unknown[0]} is not in the {split} split's test part, the held-out "
+                              f"episodes the bundle {directory} replays (`--replay all` replays them all)")
+        rows = [(e, known[e]) for e in dict.fromkeys(episodes)]
+    rows, held = _in_store(store, rows, episodes == ["all"], split)
+    return Replay(store, rows, registry, m, mode, artifacts, split, speed, spec=_spec(m.header), source=str(directory),
+                  held=held)
 
 
 def lab_replay(paths, episodes: str, model: str, mode: str, split: str, store: Path | None, speed: float) -> Replay:
     """prepare_replay for a lab home: its registry, `all` or comma-separated
     ids, and the store it was validated from unless --store names another."""
-    from core.extract import features_registry
+    from core.deploy.bundle import BUNDLE, bundle_dir, export_command
     from core.paths import INDEX_NAME, resolve_cli_path
     from core.validate import indexed_store
-    registry = features_registry(paths.processed)
     chosen = ["all"] if episodes.strip() == "all" else [e.strip() for e in episodes.split(",") if e.strip()]
-    default = indexed_store(paths.processed / INDEX_NAME) or paths.default_store
-    return prepare_replay(paths.processed, paths.artifacts, registry, model, mode, split, chosen,
-                          resolve_cli_path(store, default), speed)
+    index = paths.processed / INDEX_NAME
+    default = (indexed_store(index) if index.exists() else None) or paths.default_store
+    store = resolve_cli_path(store, default)
+    bundle = bundle_dir(paths.artifacts, split, model, mode)
+    if (bundle / BUNDLE).exists():
+        _check_bundle_current(bundle, paths.artifacts, model, mode, split, export_command(model, mode, split))
+        return bundle_replay(bundle, paths.artifacts, mode, split, chosen, store, speed)
+    from core.extract import features_registry
+    registry = features_registry(paths.processed)
+    return prepare_replay(paths.processed, paths.artifacts, registry, model, mode, split, chosen, store, speed)
+
+
+def _check_bundle_current(bundle: Path, artifacts: Path, model: str, mode: str, split: str, remake: str) -> None:
+    """A bundle beside a checkpoint retrained since its export would replay an older model than the lab's."""
+    from core.deploy.bundle import read_bundle_header
+    from core.store import file_digest
+    ck = artifacts / "models" / split / f"{model}_{mode}" / "header.json"
+    if ck.exists() and file_digest(ck)[0] != read_bundle_header(bundle)["checkpoint"]["header_sha256"]:
+        raise ReplayError(f"{bundle}: exported from an earlier checkpoint than {ck.parent} (retrained since): "
+                          f"re-export with `{remake}`")

@@ -1,0 +1,1 @@
+"""Exported, torch-free models for live inference (the Pi): bundles and `cis490 export`."""

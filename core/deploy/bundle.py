@@ -1,0 +1,157 @@
+"""Deployable bundles: what `cis490 export` writes and the Pi runs, without torch.
+
+A bundle is a folder `artifacts/deploy/<split>/<model>_<mode>/` holding
+`bundle.json` (the checkpoint's identity, the preprocessing, the test
+episodes of its split, the parity figures, a sha256 for every file), the
+channel registry it was trained with, and the model: an ONNX graph run by
+ONNX Runtime (the neural models and gbt) or the kNN reference arrays run by
+numpy (knn, knn_semi). Nothing here imports torch, scikit-learn or XGBoost.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import ArtifactError
+from core.loading import read_json
+
+BUNDLE = "bundle.json"
+BUNDLE_FORMAT = 1
+GRAPH = "model.onnx"
+REFERENCE = "reference.npz"
+REGISTRY = "channels.toml"
+KNN_CHUNK = 256     # windows per kNN search: bounds its (windows x reference) working arrays
+BUNDLE_KEYS = ("bundle_format", "model", "mode", "input_kind", "classes", "runtime", "files", "preprocessing",
+               "registry_hash", "schema_hash", "split", "window", "checkpoint", "test_episodes")
+
+
+def bundle_dir(artifacts: Path, split: str, model: str, mode: str) -> Path:
+    return artifacts / "deploy" / split / f"{model}_{mode}"
+
+
+def export_command(model: str, mode: str, split: str) -> str:
+    return f"cis490 export {model} --split {split} --mode {mode}"
+
+
+def knn_proba(x: np.ndarray, reference: np.ndarray, distributions: np.ndarray, k: int) -> np.ndarray:
+    """Distance-weighted vote of the k nearest reference windows' label
+    distributions (the native knn's rule, core.models.tabular._vote).
+
+    Candidates come from one matrix product; their distances are then
+    recomputed exactly (float64 differences), as a tree search reports them."""
+    x = np.asarray(x, np.float32)
+    k = max(1, min(int(k), len(reference)))
+    ref = reference.astype(np.float64)
+    if len(x) > KNN_CHUNK:
+        return np.concatenate([knn_proba(x[i:i + KNN_CHUNK], reference, distributions, k)
+                               for i in range(0, len(x), KNN_CHUNK)])
+    xd = x.astype(np.float64)
+    d2 = (xd * xd).sum(1)[:, None] - 2.0 * xd @ ref.T + (ref * ref).sum(1)[None, :]
+    # A few more candidates than k: the product's rounding may swap near-equal distances.
+    c = min(len(ref), k + 8)
+    cand = np.argpartition(d2, c - 1, axis=1)[:, :c] if c < len(ref) else np.broadcast_to(np.arange(len(ref)), d2.shape)
+    exact = np.sqrt(((xd[:, None, :] - ref[cand]) ** 2).sum(axis=2))
+    order = np.argsort(exact, axis=1, kind="stable")[:, :k]
+    idx = np.take_along_axis(cand, order, axis=1)
+    dist = np.take_along_axis(exact, order, axis=1)
+    w = 1.0 / np.maximum(dist, 1e-6)
+    p = (distributions[idx] * w[:, :, None]).sum(axis=1)
+    return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+class BundleModel:
+    """An exported model: the same `predict_proba` on raw inputs as a
+    checkpoint (core.models.base.BaseModel), run by ONNX Runtime or numpy."""
+
+    def __init__(self, directory: Path, header: dict):
+        from core.models.base import Preprocessor
+        self.directory = directory
+        self.header = header
+        self.name, self.mode = header["model"], header["mode"]
+        self.input_kind = header["input_kind"]
+        self.classes = list(header["classes"])
+        self.runtime = header["runtime"]
+        self.pre = Preprocessor.from_json(header["preprocessing"])
+        if self.runtime == "onnxruntime":
+            self._session = _session(directory / GRAPH)
+            self._input = self._session.get_inputs()[0].name
+        else:
+            with np.load(directory / REFERENCE, allow_pickle=False) as z:
+                self.reference, self.distributions = z["reference"], z["distributions"]
+            self.k = int(header["k"])
+
+    def predict_proba(self, inputs) -> np.ndarray:
+        if self.input_kind == "summary":
+            x = self.pre.transform_summary(np.asarray(inputs))
+        else:
+            x = self.pre.transform_tensor(*inputs)
+        return self.proba_prepared(x)
+
+    def proba_prepared(self, x: np.ndarray) -> np.ndarray:
+        """Probabilities for inputs already preprocessed (what the model itself sees)."""
+        if self.runtime == "onnxruntime":
+            proba = self._session.run(None, {self._input: np.ascontiguousarray(x, np.float32)})[-1]
+        else:
+            proba = knn_proba(x, self.reference, self.distributions, self.k)
+        proba = np.asarray(proba, np.float32)
+        if not np.isfinite(proba).all():
+            raise ArtifactError(f"{self.directory}: the exported model gave non-finite probabilities: re-export it "
+                                f"with `{export_command(self.name, self.mode, self.header['split']['name'])}`")
+        return proba
+
+
+def _session(path: Path):
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    # One window at a time on a small CPU: one thread each, no spinning.
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own untyped failures
+        raise ArtifactError(f"{path}: ONNX Runtime cannot load this graph ({str(exc).splitlines()[0][:200]})") from None
+
+
+def read_bundle_header(directory: Path) -> dict:
+    directory = Path(directory)
+    model, _, mode = directory.name.rpartition("_")
+    remake = export_command(model, mode, directory.parent.name)
+    if not (directory / BUNDLE).exists():
+        raise ArtifactError(f"{directory}: no exported bundle here (export it with `{remake}`)")
+    return read_json(directory / BUNDLE, remake, BUNDLE_KEYS)
+
+
+def load_bundle(directory: Path) -> BundleModel:
+    """A bundle whose files are exactly those its header vouches for, of a
+    format this cis490 reads; anything else is one line naming `cis490 export`."""
+    from core.store import file_digest
+    directory = Path(directory)
+    header = read_bundle_header(directory)
+    remake = export_command(header["model"], header["mode"], header["split"]["name"])
+    if header["bundle_format"] != BUNDLE_FORMAT:
+        raise ArtifactError(f"{directory / BUNDLE}: bundle format {header['bundle_format']}, this cis490 reads "
+                            f"{BUNDLE_FORMAT}: re-export with `{remake}`")
+    for name, digest in header["files"].items():
+        path = directory / name
+        if not path.exists() or file_digest(path)[0] != digest:
+            raise ArtifactError(f"{path}: missing or not the file the bundle's header vouches for: re-export with "
+                                f"`{remake}` (copy the whole folder)")
+    return BundleModel(directory, header)
+
+
+def bundle_registry(directory: Path, header: dict):
+    """The channel registry shipped in the bundle (the one it was trained with)."""
+    from core.registry import load_registry
+    reg = load_registry(Path(directory) / REGISTRY)
+    if reg.schema_hash != header["registry_hash"]:
+        raise ArtifactError(f"{Path(directory) / REGISTRY}: not the channel registry the model was trained with: "
+                            f"re-export with `{export_command(header['model'], header['mode'], header['split']['name'])}`")
+    return reg
+
+
+def write_header(directory: Path, header: dict) -> None:
+    from core.paths import atomic_write_text
+    atomic_write_text(Path(directory) / BUNDLE, json.dumps(header, indent=1) + "\n")

@@ -1,0 +1,225 @@
+"""`cis490 export`: a checkpoint becomes a bundle the Pi runs without torch.
+
+The graph (or the kNN arrays) is written into a temporary folder, loaded the
+way the Pi loads it, and checked against the native model on the split's
+test windows at two batch sizes; only a bundle that agrees (max absolute
+probability difference <= PARITY_ATOL, identical labels) replaces the
+folder. Needs the `lab` extra (torch, XGBoost, onnx, onnxmltools).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import shutil
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from core.deploy.bundle import (BUNDLE_FORMAT, GRAPH, REFERENCE, REGISTRY, BundleModel, bundle_dir,
+                                write_header)
+from core.errors import Cis490Error
+
+PARITY_ATOL = 1e-4
+PARITY_WINDOWS = 1024          # test windows compared, drawn uniformly (all when fewer)
+PARITY_BATCHES = (1, 256)      # one window at a time, as live; and a batch
+ONNX_OPSET = 18
+GBT_OPSET = 15                 # onnxmltools' highest for XGBoost trees
+
+
+class ExportError(Cis490Error):
+    """A checkpoint cannot become a bundle, or its bundle does not agree with it."""
+
+
+@dataclass
+class ExportResult:
+    model: str
+    mode: str
+    directory: Path
+    runtime: str
+    parity: dict
+    bytes: int
+    seconds: float
+
+
+def export_model(processed: Path, artifacts: Path, registry, model: str, mode: str, split: str,
+                 check=None) -> ExportResult:
+    """Export one checkpoint; `check(bundle_dir_tmp)` runs before parity (tests tamper there)."""
+    import polars as pl
+
+    from core.extract import read_extracted_episodes
+    from core.split import load_split
+    from core.store import file_digest
+    from core.train import check_split_identity, checkpoint_dir, load_checkpoint, load_split_data, train_command
+    from core.paths import atomic_dir
+    t0 = time.perf_counter()
+    ck = checkpoint_dir(artifacts, split, model, mode)
+    if not (ck / "header.json").exists():
+        raise ExportError(f"no checkpoint for {model} in {mode} mode on split {split} ({ck}): run "
+                          f"`{train_command(model, mode, split)}`")
+    split_frame, meta = load_split(processed, split)
+    native = load_checkpoint(ck, processed, registry)
+    check_split_identity(native.header, ck, meta, processed / "splits" / f"{split}.parquet")
+    test = load_split_data(processed, split, native.input_kind).parts["test"]
+    if len(test) == 0:
+        raise ExportError(f"split {split} has no test windows: parity cannot be checked")
+    inputs = _parity_inputs(native, test)
+    test_ids = set(split_frame.filter(pl.col("part") == "test")["episode_id"].to_list())
+    episodes = (read_extracted_episodes(processed)
+                .filter(pl.col("episode_id").is_in(list(test_ids)) & (pl.col("n_windows") > 0))
+                .sort("episode_id").select("episode_id", "rel_path").rows())
+    out = bundle_dir(artifacts, split, model, mode)
+    with atomic_dir(out) as tmp:
+        runtime, extra = _write_model(native, tmp)
+        if registry.path and Path(registry.path).exists():
+            shutil.copyfile(registry.path, tmp / REGISTRY)
+        else:
+            from core.registry import DEFAULT_REGISTRY
+            shutil.copyfile(DEFAULT_REGISTRY, tmp / REGISTRY)
+        h = native.header
+        header = {
+            "bundle_format": BUNDLE_FORMAT, "model": model, "mode": mode, "input_kind": native.input_kind,
+            "classes": native.classes, "runtime": runtime, **extra,
+            "preprocessing": h["preprocessing"], "keep_names": h.get("keep_names", []), "config": h["config"],
+            "seed": h.get("seed", 0), "pca": h.get("pca"),
+            "registry_hash": h["registry_hash"], "schema_hash": h["schema_hash"], "schema": h.get("schema"),
+            "window": h["window"], "split": h["split"],
+            "checkpoint": {"path": f"models/{split}/{ck.name}", "header_sha256": file_digest(ck / "header.json")[0],
+                           "weights_sha256": h["weights"]["sha256"], "format_version": h["format_version"],
+                           "run_id": h.get("training", {}).get("run_id")},
+            "test_episodes": [list(r) for r in episodes],
+            "versions": _versions(),
+        }
+        header["files"] = {p.name: file_digest(p)[0] for p in sorted(tmp.iterdir()) if p.is_file()}
+        if check is not None:
+            check(tmp)
+        bundle = BundleModel(tmp, header)
+        parity = _parity(native, bundle, inputs)
+        if parity["max_abs_diff"] > PARITY_ATOL or parity["labels_differ"]:
+            raise ExportError(
+                f"{model} ({mode}): the exported {runtime} model disagrees with the checkpoint on "
+                f"{parity['windows']} test windows (max |p diff| {parity['max_abs_diff']:.2e}, limit "
+                f"{PARITY_ATOL:.0e}; {parity['labels_differ']} labels differ, batch sizes "
+                f"{'/'.join(map(str, PARITY_BATCHES))}): nothing written")
+        header["parity"] = parity
+        write_header(tmp, header)
+        size = sum(p.stat().st_size for p in tmp.iterdir() if p.is_file())
+    return ExportResult(model, mode, out, runtime, parity, size, time.perf_counter() - t0)
+
+
+def _parity_inputs(native, test) -> np.ndarray:
+    """Preprocessed inputs of up to PARITY_WINDOWS test windows (what both models see)."""
+    rng = np.random.default_rng(0)
+    if native.input_kind == "summary":
+        x, _ = test.sample(PARITY_WINDOWS, rng, cols=native.pre.keep)
+        return native.pre.transform_kept(x)
+    vals, masks = test.sample_rows(PARITY_WINDOWS, rng)
+    return native.pre.transform_tensor(vals, masks)
+
+
+def _parity(native, bundle: BundleModel, x: np.ndarray) -> dict:
+    want = native._checked(native._predict_proba(x))
+    worst, differ = 0.0, 0
+    for size in PARITY_BATCHES:
+        got = np.concatenate([bundle.proba_prepared(x[i:i + size]) for i in range(0, len(x), size)])
+        worst = max(worst, float(np.abs(got - want).max()))
+        differ = max(differ, int((got.argmax(1) != want.argmax(1)).sum()))
+    return {"windows": int(len(x)), "batch_sizes": list(PARITY_BATCHES), "max_abs_diff": worst,
+            "labels_differ": differ, "atol": PARITY_ATOL}
+
+
+def _write_model(native, tmp: Path) -> tuple[str, dict]:
+    if native.name in ("knn", "knn_semi"):
+        from core.models.base import save_npz
+        save_npz(tmp / REFERENCE, {"reference": native.X_fit.astype(np.float32),
+                                   "distributions": native.dist_fit.astype(np.float32)})
+        return "numpy-knn", {"k": int(native.k)}
+    if native.name == "gbt":
+        _gbt_graph(native, tmp / GRAPH)
+    else:
+        _neural_graph(native, tmp / GRAPH)
+    return "onnxruntime", {}
+
+
+@contextlib.contextmanager
+def _quiet():
+    """The exporters narrate (progress lines, warnings, log records): none of it is the user's."""
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch._dynamo", "torch.export", "onnxscript",
+                                              "torch._export", "torch.fx", "skl2onnx", "onnxmltools")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _neural_graph(native, path: Path) -> None:
+    import torch
+
+    class Probabilities(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            return torch.softmax(self.net(x), dim=1)
+
+    wrapped = Probabilities(native.net).eval()
+    in_dim, steps = native._dims()
+    # A batch of 2 keeps the batch dimension symbolic (a batch of 1 is specialised away).
+    example = torch.zeros((2, in_dim) if native.input_kind == "summary" else (2, in_dim, steps))
+    try:
+        with _quiet():
+            torch.onnx.export(wrapped, (example,), str(path), input_names=["x"], output_names=["probabilities"],
+                              dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), dynamo=True,
+                              opset_version=ONNX_OPSET, external_data=False, verbose=False)
+    except Exception as exc:  # noqa: BLE001 - the exporter's failures are many and untyped
+        raise ExportError(f"{native.name}: torch.onnx.export failed ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0][:200]})") from None
+
+
+def _gbt_graph(native, path: Path) -> None:
+    try:
+        from onnxmltools.convert import convert_xgboost
+        from onnxmltools.convert.common.data_types import FloatTensorType
+    except ModuleNotFoundError as exc:
+        raise ModuleNotFoundError(exc.msg, name="onnxmltools") from None
+    booster = native.booster[: native.best_iteration + 1]     # the rounds the checkpoint predicts with
+    try:
+        with _quiet():
+            onx = convert_xgboost(booster, initial_types=[("x", FloatTensorType([None, len(native.pre.keep)]))],
+                                  target_opset=GBT_OPSET)
+    except Exception as exc:  # noqa: BLE001
+        raise ExportError(f"gbt: onnxmltools could not convert the booster ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0][:200]})") from None
+    path.write_bytes(onx.SerializeToString())
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+    out = {}
+    for pkg in ("cis490", "torch", "xgboost-cpu", "xgboost", "onnx", "onnxmltools", "onnxruntime", "numpy"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def export_all(processed: Path, artifacts: Path, registry, pairs: list[tuple[str, str]], split: str,
+               progress=None) -> list[ExportResult]:
+    out = []
+    for i, (model, mode) in enumerate(pairs):
+        out.append(export_model(processed, artifacts, registry, model, mode, split))
+        if progress:
+            progress(i + 1, len(pairs))
+    return out
+
