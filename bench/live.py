@@ -6,12 +6,18 @@ end-to-end latency (cut one window from the aligned episode + preprocess +
 predict) p50/p99 from its `perf` events.
 
     .venv/bin/python bench/live.py --home <lab home> [--models gbt,cnn] [--split host] [--seconds 12]
+                                   [--base-python PATH]
 
-The lab needs checkpoints of the models on the split and its extracted
-episodes in the store (e.g. the demo lab: `cis490 demo`, then `--home
-<home>/demo --models gbt,cnn`). Goals on one core of a workstation: cold
-start < 2 s, RSS < 150 MB, p99 < 20 ms per window. These are the native
-checkpoints' figures (torch for the neural models).
+Each model twice, in the same run: through its native checkpoint (torch,
+XGBoost, scikit-learn: `--engine checkpoint`) and through its exported bundle
+(`--engine bundle`; exported first with `cis490 export` when missing) as the
+Pi's base install runs it: with `--base-python` the python of a venv holding
+only the base install (`pip install .`), else this python with the lab's
+packages made unimportable. The lab needs checkpoints of the models on the
+split and its extracted episodes in the store (e.g. the demo lab: `cis490
+demo`, then `--home <home>/demo --models gbt,cnn`). Goals on one core of a
+workstation, for the bundles: cold start < 2 s, RSS < 150 MB, p99 < 20 ms per
+window.
 """
 from __future__ import annotations
 
@@ -25,9 +31,13 @@ import sys
 import time
 from pathlib import Path
 
+import tempfile
+
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tests.serving import without_lab_modules  # noqa: E402
 
 
 def rss_mb(pid: int) -> float:
@@ -38,12 +48,13 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def measure(home: Path, model: str, split: str, seconds: float) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+def measure(home: Path, model: str, split: str, seconds: float, engine: str, python: str, pythonpath: str) -> dict:
+    env = {**os.environ, "PYTHONPATH": pythonpath, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            "OPENBLAS_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     pin = ["taskset", "-c", "0"] if shutil.which("taskset") else []
-    cmd = [*pin, sys.executable, "-c", "from cis490cli.app import main; main()", "--home", str(home), "serve",
-           "--dashboard", "--port", "0", "--replay", "all", "--model", model, "--split", split, "--speed", "10"]
+    cmd = [*pin, python, "-c", "from cis490cli.app import main; main()", "--home", str(home), "serve",
+           "--dashboard", "--port", "0", "--replay", "all", "--model", model, "--split", split, "--speed", "10",
+           "--engine", engine]
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
@@ -70,15 +81,34 @@ def main() -> None:
     ap.add_argument("--models", default="gbt,cnn")
     ap.add_argument("--split", default="host")
     ap.add_argument("--seconds", type=float, default=12.0, help="replay this long before reading perf")
+    ap.add_argument("--base-python", help="python of a venv with only the base install (default: this one, with "
+                                          "the lab's packages made unimportable)")
     a = ap.parse_args()
-    print(f"{'model':<12}{'cold start s':>13}{'RSS MB':>8}{'p50 ms':>8}{'p99 ms':>8}{'windows/s':>10}")
+    blocked = Path(tempfile.mkdtemp(prefix="cis490-no-lab-"))
+    base = (a.base_python, str(ROOT)) if a.base_python else (sys.executable, f"{without_lab_modules(blocked)}:{ROOT}")
+    nan = float("nan")
+    print(f"{'model':<12}{'engine':<11}{'cold start s':>13}{'RSS MB':>8}{'p50 ms':>8}{'p99 ms':>8}{'windows/s':>10}")
     for model in a.models.split(","):
-        r = measure(a.home, model, a.split, a.seconds)
-        p = r["perf"] or {}
-        print(f"{model:<12}{r['cold_start_s'] or float('nan'):>13.2f}{r['rss_mb']:>8.0f}"
-              f"{p.get('latency_p50_ms', float('nan')):>8.2f}{p.get('latency_p99_ms', float('nan')):>8.2f}"
-              f"{p.get('windows_per_s', float('nan')):>10.2f}")
-    print("goals (one core): cold start < 2 s, RSS < 150 MB, p99 < 20 ms per window")
+        if not (a.home / "artifacts" / "deploy" / a.split / f"{model}_realistic" / "bundle.json").exists():
+            subprocess.run([sys.executable, "-c", "from cis490cli.app import main; main()", "--home", str(a.home),
+                            "--quiet", "export", model, "--split", a.split], check=True, env={**os.environ,
+                                                                                            "PYTHONPATH": str(ROOT)})
+        rows = {}
+        for engine, (python, path) in (("checkpoint", (sys.executable, str(ROOT))), ("bundle", base)):
+            r = rows[engine] = measure(a.home, model, a.split, a.seconds, engine, python, path)
+            p = r["perf"] or {}
+            print(f"{model:<12}{engine:<11}{r['cold_start_s'] or nan:>13.2f}{r['rss_mb']:>8.0f}"
+                  f"{p.get('latency_p50_ms', nan):>8.2f}{p.get('latency_p99_ms', nan):>8.2f}"
+                  f"{p.get('windows_per_s', nan):>10.2f}")
+        n, b = rows["checkpoint"], rows["bundle"]
+        np_, bp = n["perf"] or {}, b["perf"] or {}
+        print(f"{model:<12}{'ratio':<11}{(b['cold_start_s'] or nan) / (n['cold_start_s'] or nan):>13.2f}"
+              f"{b['rss_mb'] / n['rss_mb']:>8.2f}"
+              f"{bp.get('latency_p50_ms', nan) / np_.get('latency_p50_ms', nan):>8.2f}"
+              f"{bp.get('latency_p99_ms', nan) / np_.get('latency_p99_ms', nan):>8.2f}")
+    shutil.rmtree(blocked, ignore_errors=True)
+    print("ratio: bundle / checkpoint. Goals for the bundles (one core): cold start < 2 s, RSS < 150 MB, "
+          "p99 < 20 ms per window")
 
 
 if __name__ == "__main__":

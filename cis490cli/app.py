@@ -14,7 +14,8 @@ GLOBAL_FLAGS = ("--json", "--quiet", "-q", "--verbose", "-v")
 # Import name -> package of the `lab` extra (pyproject.toml): what training,
 # evaluation and export need and the Pi's base install leaves out.
 LAB_PACKAGES = {"torch": "torch", "sklearn": "scikit-learn", "scipy": "scipy", "matplotlib": "matplotlib",
-                "xgboost": "xgboost-cpu", "onnx": "onnx", "onnxmltools": "onnxmltools", "onnxscript": "onnxscript"}
+                "xgboost": "xgboost-cpu", "onnx": "onnx", "onnxmltools": "onnxmltools", "onnxscript": "onnxscript",
+                "pyarrow": "pyarrow"}
 
 
 def hoist_global_options(args: list[str]) -> list[str]:

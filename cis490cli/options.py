@@ -20,6 +20,12 @@ class SplitName(str, Enum):
     time = "time"
 
 
+class EngineName(str, Enum):
+    auto = "auto"
+    bundle = "bundle"
+    checkpoint = "checkpoint"
+
+
 class PartName(str, Enum):
     test = "test"
     val = "val"
@@ -38,6 +44,9 @@ SPLIT = typer.Option(SplitName.host, "--split", help="The split the checkpoints 
 PART = typer.Option(PartName.test, "--part", help="Part of the split to score.")
 RESAMPLES = typer.Option(1000, "--resamples", min=10, metavar="N", help="Bootstrap resamples.")
 UNIT = typer.Option(UnitName.episode, "--unit", help="Resampling unit: episode (cluster bootstrap) or window.")
+ENGINE = typer.Option(EngineName.auto, "--engine",
+                      help="What runs the replay's model: its exported bundle (`cis490 export`; no torch), its "
+                           "checkpoint, or auto: the bundle when there is one.")
 BOOT_SEED = typer.Option(0, "--seed", metavar="N", help="Bootstrap seed.")
 
 

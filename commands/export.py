@@ -32,7 +32,7 @@ def export(
         cis490 export all --mode both --split sample
     """
     from core.deploy.export import export_model
-    from core.evaluate import parse_model_name, resolve_model_names
+    from core.evaluate import parse_model_name, require_checkpoint, resolve_model_names
     from core.extract import features_registry
     state = get_state(ctx)
     paths, term = state.paths, state.terminal
@@ -46,6 +46,8 @@ def export(
             named = parse_model_name(name)
             pairs += [named] if name != named[0] else [(name, m) for m in modes]
         pairs = list(dict.fromkeys(pairs))
+    for model, md in pairs:      # every checkpoint first: nothing exported when one is missing
+        require_checkpoint(paths.artifacts, split.value, model, md)
     registry = features_registry(paths.processed, channels)
     results = []
     for model, md in pairs:

@@ -58,6 +58,7 @@ def replay(
     store: Optional[Path] = typer.Option(None, "--store", metavar="DIR",
                                          help="Receiver store [default: the one the lab was validated from]."),
     once: bool = typer.Option(False, "--once", help="Replay the episodes once, then stop [default: loop]."),
+    engine: opt.EngineName = opt.ENGINE,
 ) -> None:
     """Replay episodes with live inference here, posting to a remote dashboard.
 
@@ -69,12 +70,13 @@ def replay(
     """
     from core.live.producers import lab_replay, publish_replay
     state = get_state(ctx)
-    prepared = lab_replay(state.read_paths, episodes, model, mode.value, split.value, store, speed)
+    prepared = lab_replay(state.read_paths, episodes, model, mode.value, split.value, store, speed, engine.value)
     prepared.loop = not once
     state.terminal.print(f"Replaying {len(prepared.episodes)} episode(s) with {model} ({mode.value}) at {speed:g}x "
-                         f"to {to}" + ("" if once else " (Ctrl-C to stop)"))
+                         f"to {to}, run by {prepared.source}" + ("" if once else " (Ctrl-C to stop)"))
     config = {"what": "replay", "to": to, "model": model, "mode": mode.value, "split": split.value, "speed": speed,
-              "episodes": [e for e, _ in prepared.episodes], "loop": not once}
+              "episodes": [e for e, _ in prepared.episodes], "loop": not once,
+              "source": prepared.source}
     with state.record("publish", config) as run:
         sent = publish_replay(prepared, to, token)
         run.metrics.update(events_posted=sent)

@@ -33,6 +33,7 @@ def serve(
                                 help="Replay at X times real time (a 5 s hop every 0.5 s at 10)."),
     store: Optional[Path] = typer.Option(None, "--store", metavar="DIR", help="Receiver store [default: the one the "
                                                                              "lab was validated from]."),
+    engine: opt.EngineName = opt.ENGINE,
 ) -> None:
     """Serve the live dashboard until Ctrl-C.
 
@@ -61,7 +62,8 @@ def serve(
     prepared = None
     if replay is not None:
         from core.live.producers import lab_replay
-        prepared = lab_replay(state.read_paths, replay, model, mode.value, split.value, store, speed)
+        prepared = lab_replay(state.read_paths, replay, model, mode.value, split.value, store, speed,
+                              engine.value)
     if token is None and not is_loopback(host):
         # Reading stays open on the lab network; publishing off loopback never does.
         token = secrets.token_urlsafe(18)

@@ -177,6 +177,24 @@ def lab_status(paths: LabPaths) -> list[Row]:
             reasons.append("features re-extracted since training")
         lab.add(artifact, reasons, command, [f"split {split}"])
 
+    # Deployable bundles (cis490 export): on a Pi they stand without their checkpoint.
+    for bpath in sorted((paths.artifacts / "deploy").glob("*/*/bundle.json")):
+        split, name = bpath.parent.parent.name, bpath.parent.name
+        model, _, mode = name.rpartition("_")
+        artifact = f"bundle {split}/{name}"
+        command = f"cis490 export {model} --split {split} --mode {mode}"
+        bundle = _json(bpath)
+        if bundle is None or "checkpoint" not in bundle:
+            lab.missing(artifact, "its bundle.json is damaged", command)
+            continue
+        ck = headers.get((split, name))
+        if ck is None:
+            lab.add(artifact, [], command)
+            lab.rows[-1].reason = "no checkpoint here: as exported"
+            continue
+        reasons = [] if bundle["checkpoint"].get("header_sha256") == ck else ["checkpoint retrained after this export"]
+        lab.add(artifact, reasons, command, [f"checkpoint {split}/{name}"])
+
     # Evaluation reports.
     evals: dict[str, dict] = {}
     for rpath in sorted((paths.artifacts / "eval").glob("*/*/*/report.json")):

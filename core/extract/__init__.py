@@ -21,13 +21,12 @@ from typing import Callable, Iterator
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from core.errors import ArtifactError, Cis490Error
 from core.extract.episode import (EXTRACT_VERSION, STATS, ExtractError, WindowSpec, extract_episode, feature_names,
                                  window_id)
 from core.extract.tensors import META, TensorPartWriter, TensorStore
+from core.lazy import LazyModule
 from core.loading import read_json, read_parquet, require
 from core.parallel import pool_map, process_pool
 from core.paths import unportable
@@ -40,6 +39,9 @@ EPISODES = "extract_episodes_v1.parquet"
 TENSORS = "tensors_v1"
 SCHEMA_VERSION = 1
 FEATURE_BATCH = 4096
+
+pa = LazyModule("pyarrow")
+pq = LazyModule("pyarrow.parquet")
 
 
 class MissingStageError(ArtifactError):

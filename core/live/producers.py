@@ -291,9 +291,11 @@ def bundle_replay(directory: Path, artifacts: Path, mode: str, split: str, episo
                   held=held)
 
 
-def lab_replay(paths, episodes: str, model: str, mode: str, split: str, store: Path | None, speed: float) -> Replay:
-    """prepare_replay for a lab home: its registry, `all` or comma-separated
-    ids, and the store it was validated from unless --store names another."""
+def lab_replay(paths, episodes: str, model: str, mode: str, split: str, store: Path | None, speed: float,
+               engine: str = "auto") -> Replay:
+    """A replay for a lab home: `all` or comma-separated ids, the store it was
+    validated from unless --store names another, run by the model's exported
+    bundle (engine `bundle`, or `auto` when there is one) or its checkpoint."""
     from core.deploy.bundle import BUNDLE, bundle_dir, export_command
     from core.paths import INDEX_NAME, resolve_cli_path
     from core.validate import indexed_store
@@ -302,7 +304,10 @@ def lab_replay(paths, episodes: str, model: str, mode: str, split: str, store: P
     default = (indexed_store(index) if index.exists() else None) or paths.default_store
     store = resolve_cli_path(store, default)
     bundle = bundle_dir(paths.artifacts, split, model, mode)
-    if (bundle / BUNDLE).exists():
+    if engine == "bundle" and not (bundle / BUNDLE).exists():
+        raise ReplayError(f"no exported bundle for {model} in {mode} mode on split {split} ({bundle}): run "
+                          f"`{export_command(model, mode, split)}`")
+    if engine != "checkpoint" and (bundle / BUNDLE).exists():
         _check_bundle_current(bundle, paths.artifacts, model, mode, split, export_command(model, mode, split))
         return bundle_replay(bundle, paths.artifacts, mode, split, chosen, store, speed)
     from core.extract import features_registry
@@ -317,4 +322,4 @@ def _check_bundle_current(bundle: Path, artifacts: Path, model: str, mode: str, 
     ck = artifacts / "models" / split / f"{model}_{mode}" / "header.json"
     if ck.exists() and file_digest(ck)[0] != read_bundle_header(bundle)["checkpoint"]["header_sha256"]:
         raise ReplayError(f"{bundle}: exported from an earlier checkpoint than {ck.parent} (retrained since): "
-                          f"re-export with `{remake}`")
+                          f"re-export with `{remake}` (or replay the checkpoint: --engine checkpoint)")

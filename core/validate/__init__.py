@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import polars as pl
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from core.errors import Cis490Error, StoreError
+from core.lazy import LazyModule
 from core.parallel import pool_map, process_pool
 from core.paths import atomic_path, atomic_write_text, ensure_dir, lab_home_of, portable, unportable
 from core.registry import Registry, registry_ref
@@ -30,6 +29,9 @@ from core.validate.checks import (VALIDATOR_VERSION, ValidateConfig, status_of, 
 STATUSES = ("accepted", "degraded", "rejected", "errored")
 DUPLICATE = "duplicate_episode_id"
 BATCH = 1000
+
+pa = LazyModule("pyarrow")
+pq = LazyModule("pyarrow.parquet")
 
 
 class GateFailed(Cis490Error):

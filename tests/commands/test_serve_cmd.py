@@ -1,34 +1,17 @@
 """`cis490 serve --dashboard` as a user runs it: a process, Ctrl-C, a notebook record."""
 import json
-import os
-import re
 import signal
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 
 from core.dashboard.events import EXAMPLES
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.serving import start_serve
 
 
 def _start(lab_home, *args):
-    proc = subprocess.Popen([sys.executable, "-c", "from cis490cli.app import main; main()", "serve", *args],
-                            cwd=lab_home.home, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "CIS490_HOME": str(lab_home.home), "PYTHONPATH": str(ROOT),
-                                 "PYTHONUNBUFFERED": "1"})
-    lines = []
-    deadline = time.monotonic() + 30
-    while len(lines) < 2:
-        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
-        lines.append(proc.stdout.readline())
-    url = re.search(r"Dashboard: (http://\S+/)", lines[0]).group(1)
-    token = re.search(r"Bearer (\S+)'", lines[1])
-    return proc, url.rstrip("/"), token.group(1) if token else None
+    return start_serve(lab_home.home, *args)
 
 
 def test_serve_stops_quickly_with_a_browser_connected_and_records_the_run(lab_home):

@@ -108,6 +108,21 @@ def test_one_model_retrained(cli, home):
     assert set(_states(_status(cli)[1]).values()) == {"fresh"}
 
 
+def test_a_bundle_goes_stale_when_its_model_is_retrained(cli, home):
+    assert cli("export", "knn").exit_code == 0
+    _, rows = _status(cli)
+    assert rows["bundle host/knn_realistic"]["state"] == "fresh"
+    assert cli("train", "knn", "--mode", "realistic", "--set", "k=3").exit_code == 0
+    _, rows = _status(cli)
+    b = rows["bundle host/knn_realistic"]
+    assert b["state"] == "stale" and b["reason"] == "checkpoint retrained after this export"
+    assert b["command"] == "cis490 export knn --split host --mode realistic"
+    # On the Pi the bundle stands alone: fresh, as exported.
+    shutil.rmtree(home.artifacts / "models")
+    b = _status(cli)[1]["bundle host/knn_realistic"]
+    assert b["state"] == "fresh" and b["reason"] == "no checkpoint here: as exported"
+
+
 def test_a_checkpoint_of_an_older_format_is_stale(cli, home):
     """A checkpoint an older cis490 wrote cannot be loaded: status says so
     before eval does, and what depends on it is stale too."""
