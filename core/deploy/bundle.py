@@ -23,6 +23,7 @@ GRAPH = "model.onnx"
 REFERENCE = "reference.npz"
 REGISTRY = "channels.toml"
 KNN_CHUNK = 256     # windows per kNN search: bounds its (windows x reference) working arrays
+KNN_SPARE = 16      # candidates beyond k re-ranked exactly
 BUNDLE_KEYS = ("bundle_format", "model", "mode", "input_kind", "classes", "runtime", "files", "preprocessing",
                "registry_hash", "schema_hash", "split", "window", "checkpoint", "test_episodes")
 
@@ -35,24 +36,28 @@ def export_command(model: str, mode: str, split: str) -> str:
     return f"cis490 export {model} --split {split} --mode {mode}"
 
 
-def knn_proba(x: np.ndarray, reference: np.ndarray, distributions: np.ndarray, k: int) -> np.ndarray:
+def knn_proba(x: np.ndarray, reference: np.ndarray, distributions: np.ndarray, k: int,
+              norms: np.ndarray | None = None) -> np.ndarray:
     """Distance-weighted vote of the k nearest reference windows' label
     distributions (the native knn's rule, core.models.tabular._vote).
 
-    Candidates come from one matrix product; their distances are then
-    recomputed exactly (float64 differences), as a tree search reports them."""
+    Candidates come from one float32 matrix product (`norms`: the reference
+    rows' squared norms, computed once by the caller); their distances are
+    then recomputed exactly in float64, as a tree search reports them."""
     x = np.asarray(x, np.float32)
     k = max(1, min(int(k), len(reference)))
-    ref = reference.astype(np.float64)
+    if norms is None:
+        norms = np.einsum("ij,ij->i", reference, reference)
     if len(x) > KNN_CHUNK:
-        return np.concatenate([knn_proba(x[i:i + KNN_CHUNK], reference, distributions, k)
+        return np.concatenate([knn_proba(x[i:i + KNN_CHUNK], reference, distributions, k, norms)
                                for i in range(0, len(x), KNN_CHUNK)])
-    xd = x.astype(np.float64)
-    d2 = (xd * xd).sum(1)[:, None] - 2.0 * xd @ ref.T + (ref * ref).sum(1)[None, :]
-    # A few more candidates than k: the product's rounding may swap near-equal distances.
-    c = min(len(ref), k + 8)
-    cand = np.argpartition(d2, c - 1, axis=1)[:, :c] if c < len(ref) else np.broadcast_to(np.arange(len(ref)), d2.shape)
-    exact = np.sqrt(((xd[:, None, :] - ref[cand]) ** 2).sum(axis=2))
+    d2 = np.einsum("ij,ij->i", x, x)[:, None] - 2.0 * (x @ reference.T) + norms[None, :]
+    # Extra candidates: float32 rounding may swap near-equal distances; the exact pass orders them.
+    c = min(len(reference), k + KNN_SPARE)
+    cand = (np.argpartition(d2, c - 1, axis=1)[:, :c] if c < len(reference)
+            else np.broadcast_to(np.arange(len(reference)), d2.shape))
+    diff = x[:, None, :].astype(np.float64) - reference[cand].astype(np.float64)
+    exact = np.sqrt((diff * diff).sum(axis=2))
     order = np.argsort(exact, axis=1, kind="stable")[:, :k]
     idx = np.take_along_axis(cand, order, axis=1)
     dist = np.take_along_axis(exact, order, axis=1)
@@ -80,6 +85,7 @@ class BundleModel:
         else:
             with np.load(directory / REFERENCE, allow_pickle=False) as z:
                 self.reference, self.distributions = z["reference"], z["distributions"]
+            self.norms = np.einsum("ij,ij->i", self.reference, self.reference)
             self.k = int(header["k"])
 
     def predict_proba(self, inputs) -> np.ndarray:
@@ -94,7 +100,7 @@ class BundleModel:
         if self.runtime == "onnxruntime":
             proba = self._session.run(None, {self._input: np.ascontiguousarray(x, np.float32)})[-1]
         else:
-            proba = knn_proba(x, self.reference, self.distributions, self.k)
+            proba = knn_proba(x, self.reference, self.distributions, self.k, self.norms)
         proba = np.asarray(proba, np.float32)
         if not np.isfinite(proba).all():
             raise ArtifactError(f"{self.directory}: the exported model gave non-finite probabilities: re-export it "

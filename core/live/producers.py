@@ -240,8 +240,22 @@ def prepare_replay(processed: Path, artifacts: Path, registry, model: str, mode:
         chosen = eps.filter(pl.col("episode_id").is_in(episodes)).sort(
             pl.col("episode_id").replace_strict(order, return_dtype=pl.Int64))
     rows, held = _in_store(store, chosen.select("episode_id", "rel_path").rows(), episodes == ["all"], split)
+    warm_up(m, _spec(m.header), len(registry.channels))
     return Replay(store, rows, registry, m, mode, artifacts, split, speed, spec=_spec(m.header), source=str(ck),
                   held=held)
+
+
+def warm_up(model, spec, channels: int) -> None:
+    """One prediction on an empty window before the replay starts: first calls
+    allocate (ONNX Runtime's arena, BLAS buffers, scikit-learn's neighbour
+    index), and the first live window should not pay for them."""
+    from core.extract.episode import STATS, WindowSpec
+    spec = spec or WindowSpec()
+    if model.input_kind == "summary":
+        model.predict_proba(np.full((1, channels * len(STATS)), np.nan, np.float32))
+    else:
+        model.predict_proba((np.full((1, channels, spec.steps), np.nan, np.float32),
+                             np.zeros((1, channels, spec.steps), np.uint8)))
 
 
 def _spec(header: dict):
@@ -287,6 +301,7 @@ def bundle_replay(directory: Path, artifacts: Path, mode: str, split: str, episo
                               f"episodes the bundle {directory} replays (`--replay all` replays them all)")
         rows = [(e, known[e]) for e in dict.fromkeys(episodes)]
     rows, held = _in_store(store, rows, episodes == ["all"], split)
+    warm_up(m, _spec(m.header), len(registry.channels))
     return Replay(store, rows, registry, m, mode, artifacts, split, speed, spec=_spec(m.header), source=str(directory),
                   held=held)
 
