@@ -158,3 +158,60 @@ def test_the_page_shows_predictions_arriving_from_a_replay(lab):
             assert problems == []
         finally:
             browser.close()
+
+
+def test_a_replay_warms_its_model_up_on_a_full_width_empty_window(lab):
+    """The first live window must not pay for first-call allocations; the
+    warm-up window has the full input width the live windows will have."""
+    from core.extract.episode import WindowSpec
+    from core.live.producers import warm_up
+    store, processed, artifacts = lab
+    for model in ("gbt", "cnn"):
+        m = load_checkpoint(artifacts / "models" / "host" / f"{model}_realistic", processed, REG)
+        seen = []
+        predict = m.predict_proba
+        m.predict_proba = lambda inputs: seen.append(inputs) or predict(inputs)
+        warm_up(m, WindowSpec(window_s=6.0, hop_s=3.0), len(REG.channels))
+        (inputs,) = seen
+        if model == "gbt":
+            assert inputs.shape == (1, 6 * len(REG.channels)) and np.isnan(inputs).all()
+        else:
+            assert inputs[0].shape == inputs[1].shape == (1, len(REG.channels), 12) and not inputs[1].any()
+
+
+def test_a_lab_extracted_with_other_windows_replays_the_windows_eval_scored(extracted_lab, tmp_path):
+    """`cis490 extract --window 6 --hop 3`: the replay cuts the windows the
+    model was trained on (the checkpoint's window spec), not extract's default."""
+    from core.dashboard.app import create_app
+    from core.dashboard.hub import EventHub
+    from core.dashboard.server import ThreadedServer
+    from core.extract import ExtractConfig, run_extract
+    from core.extract.episode import WindowSpec
+    from core.live.producers import ReplayThread, prepare_replay
+    from core.split import SplitConfig, make_split
+    from tests.labs import HOST_TRAIN
+    paths, _ = extracted_lab
+    processed, artifacts = tmp_path / "data" / "processed", tmp_path / "artifacts"
+    processed.mkdir(parents=True)
+    for name in ("validation_v1.parquet", "validation_v1.json"):
+        shutil.copyfile(paths.processed / name, processed / name)
+    spec = WindowSpec(window_s=6.0, hop_s=3.0)
+    run_extract(processed, processed / "validation_v1.parquet", paths.default_store, REG, ExtractConfig(spec),
+                workers=2)
+    make_split(processed, SplitConfig("host", HOST_TRAIN), REG)
+    train_one(processed, artifacts, REG, "gbt", "realistic", "host", {"n_estimators": 5}, seed=0)
+    evaluate_model(processed, artifacts, REG, "gbt", "realistic", EvalConfig(resamples=20))
+    replay = prepare_replay(processed, artifacts, REG, "gbt", "realistic", "host", ["all"], paths.default_store,
+                            speed=1e5)
+    assert replay.spec == spec
+    replay.episodes, replay.loop = replay.episodes[:1], False
+    hub = EventHub()
+    with ThreadedServer(create_app(hub)) as srv:
+        with ReplayThread(replay, srv.url) as rt:
+            rt.thread.join(timeout=60)
+        assert rt.error is None
+    preds = [ev for _, ev, _ in hub._ring if ev["type"] == "prediction"]
+    offline = pl.read_parquet(next((artifacts / "eval" / "host" / "gbt_realistic").glob("*/predictions.parquet")))
+    want = offline.filter(pl.col("episode_id") == replay.episodes[0][0])
+    assert [p["window_id"] for p in preds] == want["window_id"].to_list()
+    assert [p["predicted"] for p in preds] == want["predicted"].to_list()
