@@ -267,11 +267,11 @@ def _in_store(store: Path, rows: list, every: bool, split: str) -> tuple[list, i
     """The episodes to replay: with `all`, those of the test part the store
     holds (a Pi may hold a copy of some); ids given must all be there."""
     present = [r for r in rows if (store / r[1] / "manifest.json").exists()]
-    if every and present:
+    if every:
+        if not present:
+            raise ReplayError(f"{store}: holds none of the {len(rows)} test episodes of split {split} (pass --store "
+                              "with the receiver store the lab was extracted from, or a copy of some of its episodes)")
         return present, len(rows)
-    if not present and every:
-        raise ReplayError(f"{store}: holds none of the {len(rows)} test episodes of split {split} (pass --store "
-                          "with the receiver store the lab was extracted from, or a copy of some of its episodes)")
     missing = [rel for _, rel in rows if not (store / rel / "manifest.json").exists()]
     if missing:
         raise ReplayError(f"{store / missing[0]}: episode not in the store (pass --store with the receiver store "
@@ -284,9 +284,17 @@ def bundle_replay(directory: Path, artifacts: Path, mode: str, split: str, episo
     """A replay run by an exported bundle (`cis490 export`): everything it
     needs is in the bundle (registry, window spec, the split's test episodes),
     so a Pi with the bundle and a store (or a copy of some episodes) replays
-    held-out work without the lab's processed data, and without torch."""
-    from core.deploy.bundle import bundle_registry, load_bundle
+    held-out work without the lab's processed data, and without torch. Beside
+    a checkpoint retrained since the export, it would replay an older model
+    than the lab's: refused."""
+    from core.deploy.bundle import bundle_registry, export_command, load_bundle
+    from core.store import file_digest
     m = load_bundle(directory)
+    ck = artifacts / "models" / split / directory.name / "header.json"
+    if ck.exists() and file_digest(ck)[0] != m.header["checkpoint"]["header_sha256"]:
+        raise ReplayError(f"{directory}: exported from an earlier checkpoint than {ck.parent} (retrained since): "
+                          f"re-export with `{export_command(m.name, mode, split)}` (or replay the checkpoint: "
+                          "--engine checkpoint)")
     registry = bundle_registry(directory, m.header)
     test = [tuple(r) for r in m.header["test_episodes"]]
     if episodes == ["all"]:
@@ -323,18 +331,8 @@ def lab_replay(paths, episodes: str, model: str, mode: str, split: str, store: P
         raise ReplayError(f"no exported bundle for {model} in {mode} mode on split {split} ({bundle}): run "
                           f"`{export_command(model, mode, split)}`")
     if engine != "checkpoint" and (bundle / BUNDLE).exists():
-        _check_bundle_current(bundle, paths.artifacts, model, mode, split, export_command(model, mode, split))
         return bundle_replay(bundle, paths.artifacts, mode, split, chosen, store, speed)
     from core.extract import features_registry
     registry = features_registry(paths.processed)
     return prepare_replay(paths.processed, paths.artifacts, registry, model, mode, split, chosen, store, speed)
 
-
-def _check_bundle_current(bundle: Path, artifacts: Path, model: str, mode: str, split: str, remake: str) -> None:
-    """A bundle beside a checkpoint retrained since its export would replay an older model than the lab's."""
-    from core.deploy.bundle import read_bundle_header
-    from core.store import file_digest
-    ck = artifacts / "models" / split / f"{model}_{mode}" / "header.json"
-    if ck.exists() and file_digest(ck)[0] != read_bundle_header(bundle)["checkpoint"]["header_sha256"]:
-        raise ReplayError(f"{bundle}: exported from an earlier checkpoint than {ck.parent} (retrained since): "
-                          f"re-export with `{remake}` (or replay the checkpoint: --engine checkpoint)")

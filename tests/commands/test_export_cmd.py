@@ -1,6 +1,7 @@
 """`cis490 export` and what it is for: a bundle that `cis490 serve --replay`
 runs where torch, scikit-learn and XGBoost are not installed (the Pi)."""
 import json
+import shutil
 import signal
 import sys
 
@@ -16,9 +17,12 @@ def lab_root(extracted_lab, tmp_path_factory):
     from core.evaluate import EvalConfig, evaluate_model
     from core.paths import LabPaths
     from core.registry import load_registry
+    from core.deploy.export import export_model
     root = trained_lab(extracted_lab, tmp_path_factory, "export_cmd", [("gbt", "realistic"), ("cnn", "realistic")])
-    evaluate_model(LabPaths(root).processed, root / "artifacts", load_registry(), "cnn", "realistic",
-                   EvalConfig(resamples=20))
+    processed, reg = LabPaths(root).processed, load_registry()
+    evaluate_model(processed, root / "artifacts", reg, "cnn", "realistic", EvalConfig(resamples=20))
+    for model in ("gbt", "cnn"):      # the bundles the serving tests run (the export tests make their own)
+        export_model(processed, root / "artifacts", reg, model, "realistic", "host")
     return root
 
 
@@ -30,19 +34,21 @@ def lab(lab_root, lab_home, extracted_lab):
 
 def test_export_writes_checked_bundles_and_records_the_run(cli, lab):
     home, _ = lab
-    result = cli("export", "gbt", "cnn")
+    shutil.rmtree(home.artifacts / "deploy")
+    result = cli("export", "gbt")
     assert result.exit_code == 0, result.stderr
     assert "Exported to" in result.stdout and "onnxruntime" in result.stdout
     assert "cis490 serve --dashboard --replay all --model gbt" in result.stdout
+    payload = json.loads(cli("--json", "export", "all").stdout)         # every checkpoint of the split
+    assert [(p["model"], p["mode"]) for p in payload] == [("gbt", "realistic"), ("cnn", "realistic")]
     for model in ("gbt", "cnn"):
         header = json.loads((home.artifacts / "deploy" / "host" / f"{model}_realistic" / "bundle.json").read_text())
         assert header["parity"]["max_abs_diff"] <= 1e-4 and header["parity"]["labels_differ"] == 0
+        assert header["parity"]["windows"] > 0
     recs = [json.loads(line) for line in home.notebook.read_text().splitlines()]
     exports = [r for r in recs if r["command"] == "export"]
-    assert [r["config"]["model"] for r in exports] == ["gbt", "cnn"]
+    assert [r["config"]["model"] for r in exports] == ["gbt", "gbt", "cnn"]
     assert exports[0]["status"] == "ok" and exports[0]["metrics"]["runtime"] == "onnxruntime"
-    payload = json.loads(cli("--json", "export", "gbt").stdout)
-    assert payload[0]["model"] == "gbt" and payload[0]["parity"]["windows"] > 0
 
 
 @pytest.mark.parametrize("args, message", [
@@ -52,6 +58,7 @@ def test_export_writes_checked_bundles_and_records_the_run(cli, lab):
 ])
 def test_export_without_its_checkpoint_says_so_and_writes_nothing(cli, lab, args, message):
     home, _ = lab
+    shutil.rmtree(home.artifacts / "deploy")
     result = cli(*args)
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: ") and message in result.stderr and len(result.stderr.splitlines()) == 1
@@ -60,7 +67,6 @@ def test_export_without_its_checkpoint_says_so_and_writes_nothing(cli, lab, args
 
 def test_serve_runs_a_bundle_without_torch_and_predicts_what_eval_did(cli, lab, tmp_path):
     home, store = lab
-    assert cli("export", "cnn").exit_code == 0
     offline = pl.read_parquet(next((home.artifacts / "eval" / "host" / "cnn_realistic").glob("*/predictions.parquet")))
     episode = offline["episode_id"][0]
     blocked = without_lab_modules(tmp_path / "blocked")
@@ -82,7 +88,6 @@ def test_serve_runs_a_bundle_without_torch_and_predicts_what_eval_did(cli, lab, 
 
 def test_a_bundle_older_than_its_checkpoint_is_not_served(cli, lab):
     home, store = lab
-    assert cli("export", "gbt").exit_code == 0
     assert cli("train", "gbt", "--mode", "realistic", "--set", "n_estimators=12").exit_code == 0
     result = cli("serve", "--dashboard", "--replay", "all", "--model", "gbt", "--store", str(store))
     assert result.exit_code == 1
@@ -96,6 +101,7 @@ def test_a_bundle_older_than_its_checkpoint_is_not_served(cli, lab):
 
 def test_engine_bundle_needs_an_exported_bundle(cli, lab):
     home, store = lab
+    shutil.rmtree(home.artifacts / "deploy")
     result = cli("serve", "--dashboard", "--replay", "all", "--model", "gbt", "--engine", "bundle", "--store", str(store))
     assert result.exit_code == 1
     assert result.stderr.strip() == (f"Error: no exported bundle for gbt in realistic mode on split host "
@@ -125,7 +131,6 @@ def _base_venv(tmp_path):
     """A fresh venv with cis490's base install only (what the Pi gets): the
     package built from a copy of this checkout, its dependencies from the registry."""
     import os
-    import shutil
     import subprocess
     src = tmp_path / "src"
     src.mkdir()
@@ -152,7 +157,6 @@ def test_the_base_install_serves_a_bundle_with_evals_predictions(cli, lab, tmp_p
     """What the Pi runs: no torch, scikit-learn, XGBoost or pyarrow installed."""
     import subprocess
     home, store = lab
-    assert cli("export", "cnn").exit_code == 0
     python = _base_venv(tmp_path)
     lacking = subprocess.run([str(python), "-c", "import importlib.util as u; print([m for m in "
                               "('torch', 'sklearn', 'xgboost', 'scipy', 'matplotlib', 'pyarrow', 'onnx') "

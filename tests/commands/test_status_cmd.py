@@ -9,11 +9,21 @@ from tests.labs import install_lab, trained_lab
 
 @pytest.fixture(scope="module")
 def trained(extracted_lab, tmp_path_factory):
-    return trained_lab(extracted_lab, tmp_path_factory, "status", [("gbt", "realistic"), ("knn", "realistic")])
+    """Two checkpoints, evaluated and compared once for the module (reports
+    record lab paths relative to the home, so copies of the lab stay fresh)."""
+    from typer.testing import CliRunner
+
+    from cis490cli.app import app
+    root = trained_lab(extracted_lab, tmp_path_factory, "status", [("gbt", "realistic"), ("knn", "realistic")])
+    runner = CliRunner()
+    for args in (("eval", "gbt", "knn"), ("compare", "gbt", "knn")):
+        result = runner.invoke(app, ["--home", str(root), *args, "--resamples", "50"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+    return root
 
 
 @pytest.fixture
-def home(trained, lab_home, extracted_lab, cli):
+def home(trained, lab_home, extracted_lab):
     paths, _ = extracted_lab
     install_lab(trained, lab_home)
     shutil.copytree(paths.default_store, lab_home.default_store)        # the lab's own store, to change
@@ -21,8 +31,6 @@ def home(trained, lab_home, extracted_lab, cli):
     doc = json.loads(side.read_text())
     doc["store"] = str(lab_home.default_store)
     side.write_text(json.dumps(doc))
-    assert cli("eval", "gbt", "knn", "--resamples", "50").exit_code == 0
-    assert cli("compare", "gbt", "knn", "--resamples", "50").exit_code == 0
     return lab_home
 
 
