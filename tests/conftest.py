@@ -13,6 +13,34 @@ from core.synth import SynthConfig, generate_store
 TINY = SynthConfig(episodes=48, hosts=4, duration_s=60.0, seed=3, fault_rate=0.45, in_flight=1)
 
 
+_base_install = None
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Start building the base-install venv as soon as a selected test needs it."""
+    global _base_install
+    if any("base_install" in getattr(item, "fixturenames", ()) for item in items):
+        from tests.serving import BaseInstall
+        _base_install = BaseInstall()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _base_install is not None:
+        _base_install.remove()
+
+
+@pytest.fixture
+def base_install() -> Path:
+    """The python of a venv holding only cis490's base install (no torch)."""
+    import os
+    try:
+        return _base_install.wait()
+    except (RuntimeError, TimeoutError) as exc:
+        if os.environ.get("CI"):
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+
+
 @pytest.fixture(autouse=True)
 def lab_home(tmp_path, monkeypatch) -> LabPaths:
     home = tmp_path / "home"

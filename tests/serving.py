@@ -4,8 +4,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -59,3 +62,51 @@ def replayed_episode(url: str, timeout_s: float = 60) -> list[dict]:
                 k, _, v = line.partition(": ")
                 ev[k] = v
     raise AssertionError(f"the stream ended before an episode did: {events[-3:]}")
+
+
+class BaseInstall:
+    """A fresh venv with cis490's base install only (what the Pi gets): the
+    package built from a copy of this checkout, its dependencies from the
+    registry. Built in a thread from the start of the session (tests/conftest.py
+    starts it when a test asks for it): half a minute of pip that then overlaps
+    the tests before it."""
+
+    def __init__(self):
+        self.root = Path(tempfile.mkdtemp(prefix="cis490-base-install-"))
+        self.python = self.root / "venv" / "bin" / "python"
+        self.error: str | None = None
+        self._thread = threading.Thread(target=self._build, daemon=True, name="cis490-base-install")
+        self._thread.start()
+
+    def _build(self) -> None:
+        try:
+            src = self.root / "src"
+            src.mkdir()
+            for name in ("pyproject.toml", "README.md", "cis490cli", "commands", "core"):
+                if (ROOT / name).is_dir():
+                    shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+                else:
+                    shutil.copyfile(ROOT / name, src / name)
+            venv = self.root / "venv"
+            # No pip of its own (this one installs into it, --python) and no
+            # bytecode compiling: half the time of a plain venv and `pip install`.
+            subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+            done = subprocess.run([sys.executable, "-m", "pip", "--python", str(self.python), "install", "--quiet",
+                                   "--no-compile", "--disable-pip-version-check", str(src)],
+                                  capture_output=True, text=True, timeout=480)
+            if done.returncode != 0:
+                self.error = f"pip could not make the base install: {done.stderr.strip()[-600:]}"
+        except Exception as exc:  # noqa: BLE001 - reported by the test that needs it
+            self.error = f"the base install failed: {exc}"
+
+    def wait(self, timeout_s: float = 600) -> Path:
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            raise TimeoutError("the base install took over 10 minutes")
+        if self.error:
+            raise RuntimeError(self.error)
+        return self.python
+
+    def remove(self) -> None:
+        self._thread.join(600)
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -127,37 +127,11 @@ def test_without_the_lab_extra_help_works_and_training_says_what_to_install(lab,
         assert r.stderr.strip().endswith("is not installed): pip install 'cis490[lab]'")
 
 
-def _base_venv(tmp_path):
-    """A fresh venv with cis490's base install only (what the Pi gets): the
-    package built from a copy of this checkout, its dependencies from the registry."""
-    import os
-    import subprocess
-    src = tmp_path / "src"
-    src.mkdir()
-    for name in ("pyproject.toml", "README.md", "cis490cli", "commands", "core"):
-        copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copyfile
-        copy(ROOT / name, src / name, **({"ignore": shutil.ignore_patterns("__pycache__")}
-                                        if (ROOT / name).is_dir() else {}))
-    venv = tmp_path / "venv"
-    # No pip of its own (this one installs into it, --python) and no bytecode
-    # compiling: half the time of a plain venv and `pip install`.
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
-    done = subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
-                           "--quiet", "--no-compile", "--disable-pip-version-check", str(src)],
-                          capture_output=True, text=True, timeout=480)
-    if done.returncode != 0:
-        message = f"pip could not make the base install: {done.stderr.strip()[-600:]}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return venv / "bin" / "python"
-
-
-def test_the_base_install_serves_a_bundle_with_evals_predictions(cli, lab, tmp_path):
+def test_the_base_install_serves_a_bundle_with_evals_predictions(cli, lab, base_install):
     """What the Pi runs: no torch, scikit-learn, XGBoost or pyarrow installed."""
     import subprocess
     home, store = lab
-    python = _base_venv(tmp_path)
+    python = base_install
     lacking = subprocess.run([str(python), "-c", "import importlib.util as u; print([m for m in "
                               "('torch', 'sklearn', 'xgboost', 'scipy', 'matplotlib', 'pyarrow', 'onnx') "
                               "if u.find_spec(m)])"], capture_output=True, text=True, timeout=60)
