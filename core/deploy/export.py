@@ -51,18 +51,12 @@ def export_model(processed: Path, artifacts: Path, registry, model: str, mode: s
     import polars as pl
 
     from core.extract import read_extracted_episodes
-    from core.split import load_split
-    from core.store import file_digest
-    from core.train import check_split_identity, checkpoint_dir, load_checkpoint, load_split_data, train_command
     from core.paths import atomic_dir
+    from core.store import file_digest
+    from core.train import checkpoint_dir, load_split_checkpoint, load_split_data
     t0 = time.perf_counter()
+    native, split_frame = load_split_checkpoint(processed, artifacts, registry, model, mode, split, ExportError)
     ck = checkpoint_dir(artifacts, split, model, mode)
-    if not (ck / "header.json").exists():
-        raise ExportError(f"no checkpoint for {model} in {mode} mode on split {split} ({ck}): run "
-                          f"`{train_command(model, mode, split)}`")
-    split_frame, meta = load_split(processed, split)
-    native = load_checkpoint(ck, processed, registry)
-    check_split_identity(native.header, ck, meta, processed / "splits" / f"{split}.parquet")
     test = load_split_data(processed, split, native.input_kind).parts["test"]
     if len(test) == 0:
         raise ExportError(f"split {split} has no test windows: parity cannot be checked")

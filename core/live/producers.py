@@ -213,17 +213,11 @@ def prepare_replay(processed: Path, artifacts: Path, registry, model: str, mode:
     import polars as pl
 
     from core.extract import read_extracted_episodes
-    from core.split import load_split
-    from core.train import check_split_identity, checkpoint_dir, load_checkpoint, train_command
+    from core.train import checkpoint_dir, load_split_checkpoint
     if speed <= 0:
         raise ReplayError(f"--speed must be above 0, got {speed}")
+    m, split_frame = load_split_checkpoint(processed, artifacts, registry, model, mode, split, ReplayError)
     ck = checkpoint_dir(artifacts, split, model, mode)
-    if not (ck / "header.json").exists():
-        raise ReplayError(f"no checkpoint for {model} in {mode} mode on split {split} ({ck}): run "
-                          f"`{train_command(model, mode, split)}`")
-    split_frame, meta = load_split(processed, split)
-    m = load_checkpoint(ck, processed, registry)
-    check_split_identity(m.header, ck, meta, processed / "splits" / f"{split}.parquet")
     eps = read_extracted_episodes(processed).filter(pl.col("n_windows") > 0)
     if episodes == ["all"]:
         test = set(split_frame.filter(pl.col("part") == "test")["episode_id"].to_list())

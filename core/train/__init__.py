@@ -248,6 +248,21 @@ def load_checkpoint(directory: Path, processed: Path, registry: Registry) -> Bas
     return m
 
 
+def load_split_checkpoint(processed: Path, artifacts: Path, registry: Registry, model: str, mode: str, split: str,
+                          error: type[Exception] = CheckpointError) -> tuple[BaseModel, pl.DataFrame]:
+    """The checkpoint of `model` trained on `split`, refused unless the split
+    on disk is the one it was trained on; with the split's frame. `error` is
+    the class its absence is reported as (the caller's: replay, export)."""
+    ck = checkpoint_dir(artifacts, split, model, mode)
+    if not (ck / HEADER).exists():
+        raise error(f"no checkpoint for {model} in {mode} mode on split {split} ({ck}): run "
+                    f"`{train_command(model, mode, split)}`")
+    split_frame, meta = load_split(processed, split)
+    m = load_checkpoint(ck, processed, registry)
+    check_split_identity(m.header, ck, meta, processed / "splits" / f"{split}.parquet")
+    return m, split_frame
+
+
 def check_split_identity(header: dict, directory: Path, split_meta: dict, split_path: Path) -> None:
     """Refuses to score a checkpoint on a split that is not the one it was
     trained on: its test part could hold episodes the model learned from."""

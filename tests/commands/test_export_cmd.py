@@ -65,13 +65,10 @@ def test_export_without_its_checkpoint_says_so_and_writes_nothing(cli, lab, args
     assert not (home.artifacts / "deploy").exists()
 
 
-def test_serve_runs_a_bundle_without_torch_and_predicts_what_eval_did(cli, lab, tmp_path):
-    home, store = lab
-    offline = pl.read_parquet(next((home.artifacts / "eval" / "host" / "cnn_realistic").glob("*/predictions.parquet")))
-    episode = offline["episode_id"][0]
-    blocked = without_lab_modules(tmp_path / "blocked")
+def _serves_evals_predictions(home, store, offline, episode, **how):
+    """`serve --replay EPISODE` of the cnn bundle: its predictions are eval's."""
     proc, url, _ = start_serve(home.home, "--dashboard", "--port", "0", "--replay", episode, "--model", "cnn",
-                               "--speed", "500", "--store", str(store), pythonpath=f"{blocked}:{ROOT}")
+                               "--speed", "500", "--store", str(store), **how)
     try:
         assert "run by " + str(home.artifacts / "deploy" / "host" / "cnn_realistic") in proc.stdout.readline()
         preds = [ev for ev in replayed_episode(url) if ev["type"] == "prediction"]
@@ -84,6 +81,14 @@ def test_serve_runs_a_bundle_without_torch_and_predicts_what_eval_did(cli, lab, 
     assert [p["predicted"] for p in preds] == want["predicted"].to_list()
     for p, row in zip(preds, want.iter_rows(named=True)):
         assert all(abs(p["probabilities"][c] - row[f"p_{c}"]) <= 1e-5 for c in p["probabilities"])
+
+
+def test_serve_runs_a_bundle_without_torch_and_predicts_what_eval_did(cli, lab, tmp_path):
+    home, store = lab
+    offline = pl.read_parquet(next((home.artifacts / "eval" / "host" / "cnn_realistic").glob("*/predictions.parquet")))
+    episode = offline["episode_id"][0]
+    blocked = without_lab_modules(tmp_path / "blocked")
+    _serves_evals_predictions(home, store, offline, episode, pythonpath=f"{blocked}:{ROOT}")
 
 
 def test_a_bundle_older_than_its_checkpoint_is_not_served(cli, lab):
@@ -138,20 +143,7 @@ def test_the_base_install_serves_a_bundle_with_evals_predictions(cli, lab, base_
     assert lacking.stdout.strip() == "[]", lacking
     offline = pl.read_parquet(next((home.artifacts / "eval" / "host" / "cnn_realistic").glob("*/predictions.parquet")))
     episode = offline["episode_id"][-1]
-    proc, url, _ = start_serve(home.home, "--dashboard", "--port", "0", "--replay", episode, "--model", "cnn",
-                               "--speed", "500", "--store", str(store), python=str(python), pythonpath=None)
-    try:
-        assert "run by " in proc.stdout.readline()
-        preds = [ev for ev in replayed_episode(url) if ev["type"] == "prediction"]
-    finally:
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=15)
-    assert proc.returncode == 0 and err == "", err
-    want = offline.filter(pl.col("episode_id") == episode)
-    assert [p["window_id"] for p in preds] == want["window_id"].to_list()
-    assert [p["predicted"] for p in preds] == want["predicted"].to_list()
-    for p, row in zip(preds, want.iter_rows(named=True)):
-        assert all(abs(p["probabilities"][c] - row[f"p_{c}"]) <= 1e-5 for c in p["probabilities"])
+    _serves_evals_predictions(home, store, offline, episode, python=str(python), pythonpath=None)
     train = subprocess.run([str(python.parent / "cis490"), "train", "cnn"], capture_output=True, text=True,
                            cwd=home.home, timeout=60)
     assert train.returncode == 1

@@ -65,22 +65,28 @@ def test_replayed_predictions_equal_evals(lab, model):
         assert end["accuracy"] == pytest.approx(np.mean([p["predicted"] == p["truth"] for p in preds]))
 
 
-def test_a_replay_publishes_metrics_episodes_predictions_and_perf(lab, monkeypatch):
-    import core.live.producers as producers
+def _published(replay) -> list[dict]:
+    """Every event a replay (looping off) posts to a dashboard server."""
     from core.dashboard.app import create_app
     from core.dashboard.hub import EventHub
     from core.dashboard.server import ThreadedServer
-    from core.live.producers import ReplayThread, prepare_replay
-    store, processed, artifacts = lab
-    monkeypatch.setattr(producers, "PERF_EVERY_S", 0.0)
-    replay = prepare_replay(processed, artifacts, REG, "gbt", "realistic", "host", ["all"], store, speed=1e5)
-    replay.episodes, replay.loop = replay.episodes[:2], False
+    from core.live.producers import ReplayThread
     hub = EventHub()
     with ThreadedServer(create_app(hub)) as srv:
         with ReplayThread(replay, srv.url) as rt:
             rt.thread.join(timeout=60)
         assert rt.error is None
-    events = [ev for _, ev, _ in hub._ring]
+    return [ev for _, ev, _ in hub._ring]
+
+
+def test_a_replay_publishes_metrics_episodes_predictions_and_perf(lab, monkeypatch):
+    import core.live.producers as producers
+    from core.live.producers import prepare_replay
+    store, processed, artifacts = lab
+    monkeypatch.setattr(producers, "PERF_EVERY_S", 0.0)
+    replay = prepare_replay(processed, artifacts, REG, "gbt", "realistic", "host", ["all"], store, speed=1e5)
+    replay.episodes, replay.loop = replay.episodes[:2], False
+    events = _published(replay)
     kinds = [ev["type"] for ev in events]
     assert kinds[:4] == ["model_metric", "profile_stats", "model_metric", "profile_stats"]
     assert {(ev["model"], ev["mode"]) for ev in events if ev["type"] == "model_metric"} == \
@@ -182,12 +188,9 @@ def test_a_replay_warms_its_model_up_on_a_full_width_empty_window(lab):
 def test_a_lab_extracted_with_other_windows_replays_the_windows_eval_scored(extracted_lab, tmp_path):
     """`cis490 extract --window 6 --hop 3`: the replay cuts the windows the
     model was trained on (the checkpoint's window spec), not extract's default."""
-    from core.dashboard.app import create_app
-    from core.dashboard.hub import EventHub
-    from core.dashboard.server import ThreadedServer
     from core.extract import ExtractConfig, run_extract
     from core.extract.episode import WindowSpec
-    from core.live.producers import ReplayThread, prepare_replay
+    from core.live.producers import prepare_replay
     from core.split import SplitConfig, make_split
     from tests.labs import HOST_TRAIN
     paths, _ = extracted_lab
@@ -205,12 +208,7 @@ def test_a_lab_extracted_with_other_windows_replays_the_windows_eval_scored(extr
                             speed=1e5)
     assert replay.spec == spec
     replay.episodes, replay.loop = replay.episodes[:1], False
-    hub = EventHub()
-    with ThreadedServer(create_app(hub)) as srv:
-        with ReplayThread(replay, srv.url) as rt:
-            rt.thread.join(timeout=60)
-        assert rt.error is None
-    preds = [ev for _, ev, _ in hub._ring if ev["type"] == "prediction"]
+    preds = [ev for ev in _published(replay) if ev["type"] == "prediction"]
     offline = pl.read_parquet(next((artifacts / "eval" / "host" / "gbt_realistic").glob("*/predictions.parquet")))
     want = offline.filter(pl.col("episode_id") == replay.episodes[0][0])
     assert [p["window_id"] for p in preds] == want["window_id"].to_list()
