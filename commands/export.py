@@ -32,7 +32,8 @@ def export(
         cis490 export all --mode both --split sample
     """
     from core.deploy.export import export_model
-    from core.evaluate import parse_model_name, require_checkpoint, resolve_model_names
+    from core.evaluate import parse_model_name, resolve_model_names
+    from core.train import require_checkpoint
     from core.extract import features_registry
     state = get_state(ctx)
     paths, term = state.paths, state.terminal

@@ -53,10 +53,9 @@ def export_model(processed: Path, artifacts: Path, registry, model: str, mode: s
     from core.extract import read_extracted_episodes
     from core.paths import atomic_dir
     from core.store import file_digest
-    from core.train import checkpoint_dir, load_split_checkpoint, load_split_data
+    from core.train import load_split_checkpoint, load_split_data
     t0 = time.perf_counter()
-    native, split_frame = load_split_checkpoint(processed, artifacts, registry, model, mode, split, ExportError)
-    ck = checkpoint_dir(artifacts, split, model, mode)
+    native, split_frame, ck = load_split_checkpoint(processed, artifacts, registry, model, mode, split, ExportError)
     test = load_split_data(processed, split, native.input_kind).parts["test"]
     if len(test) == 0:
         raise ExportError(f"split {split} has no test windows: parity cannot be checked")

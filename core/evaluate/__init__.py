@@ -24,8 +24,7 @@ from core.paths import atomic_path, atomic_write_text, ensure_dir, eval_settings
 from core.registry import Registry
 from core.split import load_split
 from core.store import file_digest
-from core.train import (MODES, check_split_identity, checkpoint_dir, load_checkpoint, load_split_data, read_header,
-                        train_command)
+from core.train import MODES, checkpoint_dir, load_split_checkpoint, load_split_data, read_header, trained_names
 
 METHOD = "percentile bootstrap, 95% interval"
 UNITS = ("episode", "window")
@@ -85,20 +84,6 @@ def resolve_model_names(names: list[str], artifacts: Path, split: str, mode: str
     return sorted(found, key=lambda x: (order.index(x[0]), x[1] != "realistic"))
 
 
-def trained_names(artifacts: Path, split: str) -> list[str]:
-    root = artifacts / "models" / split
-    return sorted(p.name for p in root.iterdir() if (p / "header.json").exists()) if root.is_dir() else []
-
-
-def require_checkpoint(artifacts: Path, split: str, model: str, mode: str) -> Path:
-    d = checkpoint_dir(artifacts, split, model, mode)
-    if not (d / "header.json").exists():
-        have = trained_names(artifacts, split)
-        raise EvalError(f"no checkpoint for {model} in {mode} mode on split {split} ({d}); trained on {split}: "
-                        f"{', '.join(have) if have else 'none yet'} (run `{train_command(model, mode, split)}`)")
-    return d
-
-
 def report_dir(artifacts: Path, model: str, mode: str, cfg: EvalConfig) -> Path:
     return (artifacts / "eval" / cfg.split / f"{model}_{mode}" /
             eval_settings(cfg.part, cfg.unit, cfg.resamples, cfg.seed))
@@ -137,12 +122,9 @@ def confusion_over_seen(cm: np.ndarray, phases: list[str]) -> dict:
 def evaluate_model(processed: Path, artifacts: Path, registry: Registry, model: str, mode: str,
                    cfg: EvalConfig, run_id: str | None = None) -> EvalResult:
     cfg.check()
-    ck = require_checkpoint(artifacts, cfg.split, model, mode)
-    m = load_checkpoint(ck, processed, registry)
+    # The split's identity is checked before any window is read: at the corpus's size that is gigabytes.
+    m, _, ck = load_split_checkpoint(processed, artifacts, registry, model, mode, cfg.split, EvalError)
     schema = load_feature_schema(processed)
-    # Refused before any window is read: at the corpus's size that is gigabytes.
-    check_split_identity(m.header, ck, load_split(processed, cfg.split)[1],
-                         processed / "splits" / f"{cfg.split}.parquet")
     split_data = load_split_data(processed, cfg.split, m.input_kind)
     split_meta, data = split_data.meta, split_data.parts[cfg.part]
     idx = window_index(processed, cfg.split).filter(pl.col("part") == cfg.part)

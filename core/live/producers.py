@@ -213,11 +213,10 @@ def prepare_replay(processed: Path, artifacts: Path, registry, model: str, mode:
     import polars as pl
 
     from core.extract import read_extracted_episodes
-    from core.train import checkpoint_dir, load_split_checkpoint
+    from core.train import load_split_checkpoint
     if speed <= 0:
         raise ReplayError(f"--speed must be above 0, got {speed}")
-    m, split_frame = load_split_checkpoint(processed, artifacts, registry, model, mode, split, ReplayError)
-    ck = checkpoint_dir(artifacts, split, model, mode)
+    m, split_frame, ck = load_split_checkpoint(processed, artifacts, registry, model, mode, split, ReplayError)
     eps = read_extracted_episodes(processed).filter(pl.col("n_windows") > 0)
     if episodes == ["all"]:
         test = set(split_frame.filter(pl.col("part") == "test")["episode_id"].to_list())

@@ -248,19 +248,33 @@ def load_checkpoint(directory: Path, processed: Path, registry: Registry) -> Bas
     return m
 
 
+def trained_names(artifacts: Path, split: str) -> list[str]:
+    root = artifacts / "models" / split
+    return sorted(p.name for p in root.iterdir() if (p / HEADER).exists()) if root.is_dir() else []
+
+
+def require_checkpoint(artifacts: Path, split: str, model: str, mode: str,
+                       error: type[Exception] = CheckpointError) -> Path:
+    """The checkpoint's folder; its absence is `error` (the caller's class),
+    naming what is trained on the split and the command that trains it."""
+    d = checkpoint_dir(artifacts, split, model, mode)
+    if not (d / HEADER).exists():
+        have = trained_names(artifacts, split)
+        raise error(f"no checkpoint for {model} in {mode} mode on split {split} ({d}); trained on {split}: "
+                    f"{', '.join(have) if have else 'none yet'} (run `{train_command(model, mode, split)}`)")
+    return d
+
+
 def load_split_checkpoint(processed: Path, artifacts: Path, registry: Registry, model: str, mode: str, split: str,
-                          error: type[Exception] = CheckpointError) -> tuple[BaseModel, pl.DataFrame]:
+                          error: type[Exception] = CheckpointError) -> tuple[BaseModel, pl.DataFrame, Path]:
     """The checkpoint of `model` trained on `split`, refused unless the split
-    on disk is the one it was trained on; with the split's frame. `error` is
-    the class its absence is reported as (the caller's: replay, export)."""
-    ck = checkpoint_dir(artifacts, split, model, mode)
-    if not (ck / HEADER).exists():
-        raise error(f"no checkpoint for {model} in {mode} mode on split {split} ({ck}): run "
-                    f"`{train_command(model, mode, split)}`")
-    split_frame, meta = load_split(processed, split)
+    on disk is the one it was trained on; with the split's frame and the
+    checkpoint's folder. `error`: the class its absence is reported as."""
+    ck = require_checkpoint(artifacts, split, model, mode, error)
     m = load_checkpoint(ck, processed, registry)
+    split_frame, meta = load_split(processed, split)
     check_split_identity(m.header, ck, meta, processed / "splits" / f"{split}.parquet")
-    return m, split_frame
+    return m, split_frame, ck
 
 
 def check_split_identity(header: dict, directory: Path, split_meta: dict, split_path: Path) -> None:
