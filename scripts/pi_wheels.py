@@ -8,6 +8,7 @@ Needs the package registry (pip download), nothing else of the lab."""
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -40,9 +41,17 @@ def main() -> int:
         if done.returncode != 0:
             print(f"pip download failed:\n{done.stderr.strip()}", file=sys.stderr)
             return 1
-        # cis490 itself: a pure-Python wheel built here.
+        # cis490 itself: a pure-Python wheel, built from a copy (pip builds a
+        # local folder in place, which would leave build/ in the checkout).
+        src = Path(tmp) / "src"
+        src.mkdir()
+        for name in ("pyproject.toml", "README.md", "cis490cli", "commands", "core"):
+            if (ROOT / name).is_dir():
+                shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copyfile(ROOT / name, src / name)
         built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(out),
-                                str(ROOT)], capture_output=True, text=True)
+                                str(src)], capture_output=True, text=True)
         if built.returncode != 0:
             print(f"building cis490's wheel failed:\n{built.stderr.strip()}", file=sys.stderr)
             return 1
