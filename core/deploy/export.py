@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.deploy.bundle import (BUNDLE_FORMAT, GRAPH, REFERENCE, REGISTRY, BundleModel, bundle_dir,
+from core.deploy.bundle import (BUNDLE_FORMAT, GRAPH, REFERENCE, REGISTRY, BundleModel, bundle_dir, bundle_registry,
                                 write_header)
 from core.errors import Cis490Error
 
@@ -48,9 +48,7 @@ class ExportResult:
 def export_model(processed: Path, artifacts: Path, registry, model: str, mode: str, split: str,
                  check=None) -> ExportResult:
     """Export one checkpoint; `check(bundle_dir_tmp)` runs before parity (tests tamper there)."""
-    import polars as pl
-
-    from core.extract import read_extracted_episodes
+    from core.live.producers import held_out_episodes
     from core.paths import atomic_dir
     from core.store import file_digest
     from core.train import load_split_checkpoint, load_split_data
@@ -60,18 +58,13 @@ def export_model(processed: Path, artifacts: Path, registry, model: str, mode: s
     if len(test) == 0:
         raise ExportError(f"split {split} has no test windows: parity cannot be checked")
     inputs = _parity_inputs(native, test)
-    test_ids = set(split_frame.filter(pl.col("part") == "test")["episode_id"].to_list())
-    episodes = (read_extracted_episodes(processed)
-                .filter(pl.col("episode_id").is_in(list(test_ids)) & (pl.col("n_windows") > 0))
-                .sort("episode_id").select("episode_id", "rel_path").rows())
+    episodes = held_out_episodes(processed, split_frame)
     out = bundle_dir(artifacts, split, model, mode)
     with atomic_dir(out) as tmp:
         runtime, extra = _write_model(native, tmp)
-        if registry.path and Path(registry.path).exists():
-            shutil.copyfile(registry.path, tmp / REGISTRY)
-        else:
-            from core.registry import DEFAULT_REGISTRY
-            shutil.copyfile(DEFAULT_REGISTRY, tmp / REGISTRY)
+        # The registry file the lab resolved (checked against its recorded
+        # hash); bundle_registry below checks the copy as the Pi will.
+        shutil.copyfile(registry.path, tmp / REGISTRY)
         h = native.header
         header = {
             "bundle_format": BUNDLE_FORMAT, "model": model, "mode": mode, "input_kind": native.input_kind,
@@ -89,6 +82,7 @@ def export_model(processed: Path, artifacts: Path, registry, model: str, mode: s
         header["files"] = {p.name: file_digest(p)[0] for p in sorted(tmp.iterdir()) if p.is_file()}
         if check is not None:
             check(tmp)
+        bundle_registry(tmp, header)
         bundle = BundleModel(tmp, header)
         parity = _parity(native, bundle, inputs)
         if parity["max_abs_diff"] > PARITY_ATOL or parity["labels_differ"]:

@@ -217,25 +217,35 @@ def prepare_replay(processed: Path, artifacts: Path, registry, model: str, mode:
     if speed <= 0:
         raise ReplayError(f"--speed must be above 0, got {speed}")
     m, split_frame, ck = load_split_checkpoint(processed, artifacts, registry, model, mode, split, ReplayError)
-    eps = read_extracted_episodes(processed).filter(pl.col("n_windows") > 0)
     if episodes == ["all"]:
-        test = set(split_frame.filter(pl.col("part") == "test")["episode_id"].to_list())
-        chosen = eps.filter(pl.col("episode_id").is_in(list(test))).sort("episode_id")
-        if chosen.height == 0:
+        rows = held_out_episodes(processed, split_frame)
+        if not rows:
             raise ReplayError(f"split {split} has no test episode with windows to replay")
     else:
+        eps = read_extracted_episodes(processed).filter(pl.col("n_windows") > 0)
         known = set(eps["episode_id"].to_list())
         unknown = [e for e in episodes if e not in known]
         if unknown:
             raise ReplayError(f"episode {unknown[0]} is not in the extracted lab ({processed}); "
                               f"`--replay all` replays the {split} split's test part")
         order = {e: i for i, e in enumerate(episodes)}
-        chosen = eps.filter(pl.col("episode_id").is_in(episodes)).sort(
-            pl.col("episode_id").replace_strict(order, return_dtype=pl.Int64))
-    rows, held = _in_store(store, chosen.select("episode_id", "rel_path").rows(), episodes == ["all"], split)
-    warm_up(m, _spec(m.header), len(registry.channels))
-    return Replay(store, rows, registry, m, mode, artifacts, split, speed, spec=_spec(m.header), source=str(ck),
-                  held=held)
+        rows = eps.filter(pl.col("episode_id").is_in(episodes)).sort(
+            pl.col("episode_id").replace_strict(order, return_dtype=pl.Int64)).select("episode_id", "rel_path").rows()
+    rows, held = _in_store(store, rows, episodes == ["all"], split)
+    spec = _spec(m.header)
+    warm_up(m, spec, len(registry.channels))
+    return Replay(store, rows, registry, m, mode, artifacts, split, speed, spec=spec, source=str(ck), held=held)
+
+
+def held_out_episodes(processed: Path, split_frame) -> list[tuple[str, str]]:
+    """(id, store path) of the split's test episodes that have windows, by id:
+    what `--replay all` replays, and what a bundle carries for the Pi."""
+    import polars as pl
+
+    from core.extract import read_extracted_episodes
+    test = split_frame.filter(pl.col("part") == "test")["episode_id"].to_list()
+    return (read_extracted_episodes(processed).filter(pl.col("episode_id").is_in(test) & (pl.col("n_windows") > 0))
+            .sort("episode_id").select("episode_id", "rel_path").rows())
 
 
 def warm_up(model, spec, channels: int) -> None:
@@ -302,8 +312,9 @@ def bundle_replay(directory: Path, artifacts: Path, mode: str, split: str, episo
                               f"episodes the bundle {directory} replays (`--replay all` replays them all)")
         rows = [(e, known[e]) for e in dict.fromkeys(episodes)]
     rows, held = _in_store(store, rows, episodes == ["all"], split)
-    warm_up(m, _spec(m.header), len(registry.channels))
-    return Replay(store, rows, registry, m, mode, artifacts, split, speed, spec=_spec(m.header), source=str(directory),
+    spec = _spec(m.header)
+    warm_up(m, spec, len(registry.channels))
+    return Replay(store, rows, registry, m, mode, artifacts, split, speed, spec=spec, source=str(directory),
                   held=held)
 
 
