@@ -89,11 +89,7 @@ class BundleModel:
             self.k = int(header["k"])
 
     def predict_proba(self, inputs) -> np.ndarray:
-        if self.input_kind == "summary":
-            x = self.pre.transform_summary(np.asarray(inputs))
-        else:
-            x = self.pre.transform_tensor(*inputs)
-        return self.proba_prepared(x)
+        return self.proba_prepared(self.pre.transform(inputs))
 
     def proba_prepared(self, x: np.ndarray) -> np.ndarray:
         """Probabilities for inputs already preprocessed (what the model itself sees)."""

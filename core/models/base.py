@@ -78,6 +78,12 @@ class Preprocessor:
         pre.sample = sample
         return pre
 
+    def transform(self, inputs) -> np.ndarray:
+        """Raw inputs, X (n, F) or (values, masks) (n, C, T), -> what the model sees."""
+        if self.kind == "summary":
+            return self.transform_summary(np.asarray(inputs))
+        return self.transform_tensor(*inputs)
+
     def transform_summary(self, X: np.ndarray) -> np.ndarray:
         """Full-width raw features (n, F) -> standardised kept features (n, Fk)."""
         return self.transform_kept(np.asarray(X)[:, self.keep])
@@ -214,7 +220,7 @@ class BaseModel:
         fix, not a prediction to report (argmax of NaN reads as the first phase)."""
         if self.pre is None:
             raise CheckpointError(f"{self.name}: model is not fitted")
-        return self._checked(self._predict_proba(self._prepare(inputs)))
+        return self._checked(self._predict_proba(self.pre.transform(inputs)))
 
     def _checked(self, proba: np.ndarray) -> np.ndarray:
         bad = ~np.isfinite(proba).all(axis=1)
@@ -237,12 +243,6 @@ class BaseModel:
         if data.kind == "summary":
             return ((self.pre.transform_kept(x), y) for x, y in data.batches(size, rng, cols=self.pre.keep))
         return ((self.pre.transform_tensor(*x), y) for x, y in data.batches(size, rng))
-
-    def _prepare(self, inputs):
-        if self.input_kind == "summary":
-            return self.pre.transform_summary(np.asarray(inputs))
-        vals, masks = inputs
-        return self.pre.transform_tensor(vals, masks)
 
     def _fit_pca(self, train) -> dict:
         from sklearn.decomposition import PCA
