@@ -44,6 +44,13 @@ SPLIT = typer.Option(SplitName.host, "--split", help="The split the checkpoints 
 PART = typer.Option(PartName.test, "--part", help="Part of the split to score.")
 RESAMPLES = typer.Option(1000, "--resamples", min=10, metavar="N", help="Bootstrap resamples.")
 UNIT = typer.Option(UnitName.episode, "--unit", help="Resampling unit: episode (cluster bootstrap) or window.")
+# A replay's options (serve --replay, publish replay).
+REPLAY_MODE = typer.Option(ModeName.realistic, "--mode", help="The checkpoint's mode.")
+REPLAY_SPLIT = typer.Option(SplitName.host, "--split", help="The split the model was trained on.")
+SPEED = typer.Option(10.0, "--speed", min=0.01, metavar="X",
+                     help="Replay at X times real time (a 5 s hop every 0.5 s at 10).")
+STORE = typer.Option(None, "--store", metavar="DIR", help="Receiver store [default: the one the lab was validated "
+                                                          "from].")
 ENGINE = typer.Option(EngineName.auto, "--engine",
                       help="What runs the replay's model: its exported bundle (`cis490 export`; no torch), its "
                            "checkpoint, or auto: the bundle when there is one.")

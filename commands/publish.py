@@ -52,11 +52,10 @@ def replay(
     model: str = typer.Option(..., "--model", metavar="NAME", help="The model whose live predictions to show."),
     to: str = TO,
     token: Optional[str] = TOKEN,
-    mode: opt.ModeName = typer.Option(opt.ModeName.realistic, "--mode", help="The checkpoint's mode."),
-    split: opt.SplitName = typer.Option(opt.SplitName.host, "--split", help="The split the model was trained on."),
-    speed: float = typer.Option(10.0, "--speed", min=0.01, metavar="X", help="X times real time."),
-    store: Optional[Path] = typer.Option(None, "--store", metavar="DIR",
-                                         help="Receiver store [default: the one the lab was validated from]."),
+    mode: opt.ModeName = opt.REPLAY_MODE,
+    split: opt.SplitName = opt.REPLAY_SPLIT,
+    speed: float = opt.SPEED,
+    store: Optional[Path] = opt.STORE,
     once: bool = typer.Option(False, "--once", help="Replay the episodes once, then stop [default: loop]."),
     engine: opt.EngineName = opt.ENGINE,
 ) -> None:
@@ -72,8 +71,7 @@ def replay(
     state = get_state(ctx)
     prepared = lab_replay(state.read_paths, episodes, model, mode.value, split.value, store, speed, engine.value)
     prepared.loop = not once
-    state.terminal.print(f"Replaying {len(prepared.episodes)} episode(s) with {model} ({mode.value}) at {speed:g}x "
-                         f"to {to}, run by {prepared.source}" + ("" if once else " (Ctrl-C to stop)"))
+    state.terminal.print(f"Replaying {prepared.describe()}, to {to}" + ("" if once else " (Ctrl-C to stop)"))
     config = {"what": "replay", "to": to, "model": model, "mode": mode.value, "split": split.value, "speed": speed,
               "episodes": [e for e, _ in prepared.episodes], "loop": not once,
               "source": prepared.source}

@@ -27,12 +27,10 @@ def serve(
                                               "held-out work) or episode ids, looping until stopped."),
     model: Optional[str] = typer.Option(None, "--model", metavar="NAME", help="The model whose live predictions "
                                                                               "a replay shows (e.g. gru)."),
-    mode: opt.ModeName = typer.Option(opt.ModeName.realistic, "--mode", help="The checkpoint's mode."),
-    split: opt.SplitName = typer.Option(opt.SplitName.host, "--split", help="The split the model was trained on."),
-    speed: float = typer.Option(10.0, "--speed", min=0.01, metavar="X",
-                                help="Replay at X times real time (a 5 s hop every 0.5 s at 10)."),
-    store: Optional[Path] = typer.Option(None, "--store", metavar="DIR", help="Receiver store [default: the one the "
-                                                                             "lab was validated from]."),
+    mode: opt.ModeName = opt.REPLAY_MODE,
+    split: opt.SplitName = opt.REPLAY_SPLIT,
+    speed: float = opt.SPEED,
+    store: Optional[Path] = opt.STORE,
     engine: opt.EngineName = opt.ENGINE,
 ) -> None:
     """Serve the live dashboard until Ctrl-C.
@@ -82,9 +80,7 @@ def serve(
             serve_forever(create_app(hub, token=token), sock)
         else:
             from core.live.producers import ReplayThread
-            of = f" of the {prepared.held} held out (the store holds those)" if prepared.held > len(prepared.episodes) else ""
-            term.print(f"Replaying {len(prepared.episodes)} episode(s){of} with {model} ({mode.value}) at {speed:g}x, "
-                       f"run by {prepared.source}")
+            term.print(f"Replaying {prepared.describe()}")
             # The replay posts to this server like any producer; a wildcard bind is reached on loopback.
             port_ = sock.getsockname()[1]
             target = {"0.0.0.0": f"http://127.0.0.1:{port_}", "::": f"http://[::1]:{port_}"}.get(host, url)
@@ -96,4 +92,3 @@ def serve(
         term.json({"url": url, "events_published": hub.published, "dropped_subscribers": hub.dropped_subscribers})
     else:
         term.print(f"Stopped: {hub.published:,} events published.")
-

@@ -106,6 +106,12 @@ class Replay:
     source: str = ""         # what runs the model: the checkpoint's or the bundle's folder
     held: int = 0            # test episodes of the split (`all`), of which `episodes` are in the store
 
+    def describe(self) -> str:
+        """'3 episode(s) of the 44 held out (the store holds those) with gru (realistic) at 10x, run by DIR'."""
+        of = f" of the {self.held} held out (the store holds those)" if self.held > len(self.episodes) else ""
+        return (f"{len(self.episodes)} episode(s){of} with {self.model.name} ({self.mode}) at {self.speed:g}x, "
+                f"run by {self.source}")
+
 
 def run_replay(replay: Replay, publisher: Publisher) -> None:
     """Publish the metrics, then replay the episodes (looping until stopped),
