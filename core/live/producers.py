@@ -46,9 +46,22 @@ def report_events(artifacts: Path, split: str) -> list[dict]:
     return [ev for pair in events.values() for ev in pair]
 
 
-def _reports_state(artifacts: Path, split: str) -> tuple:
-    return tuple(sorted((str(p), p.stat().st_mtime_ns)
-                        for p in (artifacts / "eval" / split).glob("*/test-*/report.json")))
+class ReportWatch:
+    """The split's eval reports as events: at the first look, and again at a
+    look after one was written, rewritten or removed."""
+
+    def __init__(self, artifacts: Path, split: str):
+        self.artifacts, self.split = artifacts, split
+        self._state: tuple | None = None
+
+    def changed(self) -> list[dict] | None:
+        """The events, if the reports changed since the last look; else None."""
+        state = tuple(sorted((str(p), p.stat().st_mtime_ns)
+                             for p in (self.artifacts / "eval" / self.split).glob("*/test-*/report.json")))
+        if state == self._state:
+            return None
+        self._state = state
+        return report_events(self.artifacts, self.split)
 
 
 def _rss_mb() -> float:
@@ -102,7 +115,7 @@ class Replay:
     split: str
     speed: float = 10.0
     loop: bool = True
-    spec: object = None      # the WindowSpec the model was trained on (extract's default when None)
+    spec: object = None      # the WindowSpec the model was trained on (prepare_replay, bundle_replay set it)
     source: str = ""         # what runs the model: the checkpoint's or the bundle's folder
     held: int = 0            # test episodes of the split (`all`), of which `episodes` are in the store
 
@@ -123,15 +136,14 @@ def run_replay(replay: Replay, publisher: Publisher) -> None:
     info = ModelInfo(m.name, replay.mode, m.input_kind, list(m.classes))
     channels = replay.registry.channel_names
     charted = charted_channels(channels, m.header.get("keep_names", []))
-    seen = _reports_state(replay.artifacts, replay.split)
-    metrics = report_events(replay.artifacts, replay.split)
+    reports = ReportWatch(replay.artifacts, replay.split)
+    metrics = reports.changed()
     if metrics and not publisher.send(metrics):
         return
     perf, last_perf, last_watch = PerfMeter(), time.monotonic(), time.monotonic()
     while not publisher.stop.is_set():
         for episode_id, rel in replay.episodes:
-            grid = episode_grid(Episode.open(replay.store / rel, rel), replay.registry,
-                                *([replay.spec] if replay.spec is not None else []))
+            grid = episode_grid(Episode.open(replay.store / rel, rel), replay.registry, replay.spec)
             for event, took in paced(publisher, episode_events(grid, m.predict_proba, info, channels, charted),
                                      replay.speed):
                 if event["type"] == "prediction":
@@ -144,11 +156,9 @@ def run_replay(replay: Replay, publisher: Publisher) -> None:
                         return
                 if now - last_watch >= WATCH_EVERY_S:
                     last_watch = now
-                    state = _reports_state(replay.artifacts, replay.split)
-                    if state != seen:
-                        seen = state
-                        if not publisher.send(report_events(replay.artifacts, replay.split) or []):
-                            return
+                    metrics = reports.changed()
+                    if metrics and not publisher.send(metrics):
+                        return
             if publisher.stop.is_set():
                 return
         if not replay.loop:
@@ -188,20 +198,18 @@ def publish_metrics(artifacts: Path, split: str, url: str, token: str | None = N
     """Post the split's metrics once (or, watching, again whenever a report
     changes, until stopped); the number of events posted."""
     publisher = Publisher(url, token, stop)
-    events = report_events(artifacts, split)
+    reports = ReportWatch(artifacts, split)
+    events = reports.changed()
     if not events and not watch:
         raise ReplayError(f"no eval report of split {split} under {artifacts / 'eval' / split}: run `cis490 eval` "
                           "first")
-    seen, sent = _reports_state(artifacts, split), 0
-    if events and publisher.send(events):
-        sent += len(events)
-    while watch and not publisher.wait_s(WATCH_EVERY_S):
-        state = _reports_state(artifacts, split)
-        if state != seen:
-            seen, events = state, report_events(artifacts, split)
-            if events and publisher.send(events):
-                sent += len(events)
-    return sent
+    sent = 0
+    while True:
+        if events and publisher.send(events):
+            sent += len(events)
+        if not watch or publisher.wait_s(WATCH_EVERY_S):
+            return sent
+        events = reports.changed()
 
 
 def publish_replay(replay: Replay, url: str, token: str | None = None, stop: threading.Event | None = None) -> int:
@@ -258,8 +266,7 @@ def warm_up(model, spec, channels: int) -> None:
     """One prediction on an empty window before the replay starts: first calls
     allocate (ONNX Runtime's arena, BLAS buffers, scikit-learn's neighbour
     index), and the first live window should not pay for them."""
-    from core.extract.episode import STATS, WindowSpec
-    spec = spec or WindowSpec()
+    from core.extract.episode import STATS
     if model.input_kind == "summary":
         model.predict_proba(np.full((1, channels * len(STATS)), np.nan, np.float32))
     else:
@@ -268,8 +275,9 @@ def warm_up(model, spec, channels: int) -> None:
 
 
 def _spec(header: dict):
+    """The window spec a model was trained on (its header's; extract's default for one without)."""
     from core.extract.episode import WindowSpec
-    return WindowSpec(**header["window"]) if header.get("window") else None
+    return WindowSpec(**header["window"]) if header.get("window") else WindowSpec()
 
 
 def _in_store(store: Path, rows: list, every: bool, split: str) -> tuple[list, int]:

@@ -1,5 +1,6 @@
 """Replaying an episode as if live: the events follow the schema, arrive in
 time order, and the predictions are exactly eval's for the same windows."""
+import json
 import shutil
 
 import numpy as np
@@ -213,3 +214,23 @@ def test_a_lab_extracted_with_other_windows_replays_the_windows_eval_scored(extr
     want = offline.filter(pl.col("episode_id") == replay.episodes[0][0])
     assert [p["window_id"] for p in preds] == want["window_id"].to_list()
     assert [p["predicted"] for p in preds] == want["predicted"].to_list()
+
+
+def test_metrics_are_published_again_when_a_report_changes(lab, tmp_path):
+    """What serve --replay and publish metrics --watch look at every 5 s."""
+    from core.live.producers import ReportWatch
+    store, processed, artifacts = lab
+    copy = tmp_path / "artifacts"
+    shutil.copytree(artifacts / "eval", copy / "eval")
+    watch = ReportWatch(copy, "host")
+    first = watch.changed()
+    assert {(e["type"], e["model"]) for e in first} == {(t, m) for t in ("model_metric", "profile_stats")
+                                                         for m in ("gbt", "cnn")}
+    assert watch.changed() is None                       # nothing new: nothing to send
+    report = next((copy / "eval" / "host" / "gbt_realistic").glob("*/report.json"))
+    doc = json.loads(report.read_text())
+    doc["macro_f1"] = 0.5
+    report.write_text(json.dumps(doc))
+    again = watch.changed()
+    assert [e["macro_f1"] for e in again if e["type"] == "model_metric" and e["model"] == "gbt"] == [0.5]
+    assert watch.changed() is None
