@@ -1,6 +1,6 @@
 """Trust over time: a per-window score in [0, 1] of how far the live
 prediction can be trusted, from the model's own probabilities over recent
-windows of the same episode (docs/methods.md, "Trust").
+windows of the same episode (docs/methods.md, "Trust over time").
 
     margin_t    = p_t(first) - p_t(second)         the top phase's lead: 0 at a tie, 1 at certain
     smoothed_t  = a * margin_t + (1 - a) * smoothed_{t-1}       (smoothed_1 = margin_1)
@@ -32,7 +32,10 @@ class TrustMeter:
     smoothing: float = SMOOTHING
     history: int = HISTORY
     _smoothed: float | None = None
-    _recent: deque = field(default_factory=deque)
+    _recent: deque = field(init=False)
+
+    def __post_init__(self):
+        self._recent = deque(maxlen=self.history)
 
     def update(self, proba) -> float:
         p = np.asarray(proba, dtype=np.float64)
@@ -41,8 +44,6 @@ class TrustMeter:
         self._smoothed = margin if self._smoothed is None else \
             self.smoothing * margin + (1 - self.smoothing) * self._smoothed
         self._recent.append(int(p.argmax()))
-        while len(self._recent) > self.history:
-            self._recent.popleft()
         recent = list(self._recent)
         changes = sum(1 for a, b in zip(recent, recent[1:]) if a != b)
         stability = 1.0 - max(0, changes - 1) / max(1, self.history - 2)
