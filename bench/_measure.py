@@ -13,6 +13,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def rss_mb(pid: int) -> float:
+    """One process's resident memory now (NaN once it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
 def _tree_rss_kb(pid: int, field: str = "VmRSS:") -> int:
     """Summed over the process tree: VmRSS (all resident pages) or RssAnon
     (anonymous memory only, without memory-mapped file pages the kernel may drop)."""

@@ -10,11 +10,13 @@ predict) p50/p99 from its `perf` events.
 
 Latency twice: "serving", from the process's own `perf` events (the replay
 thread shares the GIL and the core with the server handling its posts), and
-"one thread", bench/live_window.py on the same core with no server: the
-cost of the window itself. Cold start is measured in a process of its own at --speed 1000 (at 10x the
-first window's 10 s of episode time alone take 1 s to pace out); latency and
-RSS after `--seconds` of replay at `--speed` (10x: two windows a second;
-40x gives p99 over a few hundred windows in 30 s). Each model twice, in the same run: through its native checkpoint (torch,
+"one thread", bench/live_window.py on the same core with no server: the cost
+of the window itself. Cold start is measured in a process of its own at
+--speed 1000 (at 10x the first window's 10 s of episode time alone take 1 s
+to pace out); latency and RSS after `--seconds` of replay at `--speed` (10x:
+two windows a second; 40x gives p99 over a few hundred windows in 30 s).
+
+Each model twice, in the same run: through its native checkpoint (torch,
 XGBoost, scikit-learn: `--engine checkpoint`) and through its exported bundle
 (`--engine bundle`; exported first with `cis490 export` when missing) as the
 Pi's base install runs it: with `--base-python` the python of a venv holding
@@ -34,41 +36,38 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
-
-import tempfile
 
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench._measure import rss_mb  # noqa: E402
 from tests.serving import without_lab_modules  # noqa: E402
 
 
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+def one_core(python: str, pythonpath: str) -> tuple[list[str], dict]:
+    """The command prefix and environment of a process pinned to one core with one thread."""
+    env = {**os.environ, "PYTHONPATH": pythonpath, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "OPENBLAS_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return [*(["taskset", "-c", "0"] if shutil.which("taskset") else []), python], env
 
 
 def measure(home: Path, model: str, split: str, seconds: float, engine: str, python: str, pythonpath: str,
             speed: float = 10) -> dict:
     """One serve process: the first prediction's time from process start,
     then (seconds > 0) RSS and the perf event after `seconds` more."""
-    env = {**os.environ, "PYTHONPATH": pythonpath, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-           "OPENBLAS_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    pin = ["taskset", "-c", "0"] if shutil.which("taskset") else []
-    cmd = [*pin, python, "-c", "from cis490cli.app import main; main()", "--home", str(home), "serve",
+    run, env = one_core(python, pythonpath)
+    cmd = [*run, "-c", "from cis490cli.app import main; main()", "--home", str(home), "serve",
            "--dashboard", "--port", "0", "--replay", "all", "--model", model, "--split", split, "--speed", str(speed),
            "--engine", engine]
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         url = re.search(r"Dashboard: (http://\S+/)", proc.stdout.readline()).group(1).rstrip("/")
-        first = perf = None
+        first = None
         while first is None and time.monotonic() - t0 < 60:
             if "prediction" in httpx.get(url + "/api/snapshot", timeout=5).json()["snapshot"]:
                 first = time.monotonic() - t0
@@ -88,10 +87,8 @@ def measure(home: Path, model: str, split: str, seconds: float, engine: str, pyt
 def one_thread(home: Path, model: str, split: str, engine: str, python: str, pythonpath: str) -> dict:
     """bench/live_window.py pinned to one core: the latency without a server beside it."""
     import json
-    env = {**os.environ, "PYTHONPATH": pythonpath, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-           "OPENBLAS_NUM_THREADS": "1"}
-    pin = ["taskset", "-c", "0"] if shutil.which("taskset") else []
-    done = subprocess.run([*pin, python, str(ROOT / "bench" / "live_window.py"), "--home", str(home), "--model", model,
+    run, env = one_core(python, pythonpath)
+    done = subprocess.run([*run, str(ROOT / "bench" / "live_window.py"), "--home", str(home), "--model", model,
                            "--engine", engine, "--split", split], capture_output=True, text=True, env=env, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 

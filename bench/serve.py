@@ -28,15 +28,11 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bench._measure import rss_mb  # noqa: E402
+
 ID = re.compile(rb"^id: (\d+)$", re.M)
 SENT = re.compile(rb'"sent_at":([0-9.e+]+)')
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def publisher(url: str, rate: int, seconds: float, batch: int, out) -> None:
