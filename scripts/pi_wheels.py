@@ -18,6 +18,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def copy_package_source(dest: Path) -> Path:
+    """What building cis490's wheel reads, copied to `dest` (a build in the
+    checkout itself would leave build/ there)."""
+    dest.mkdir(parents=True)
+    for name in ("pyproject.toml", "README.md", "cis490cli", "commands", "core"):
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copyfile(ROOT / name, dest / name)
+    return dest
+
+
 def platforms(glibc_minor: int) -> list[str]:
     """Every manylinux tag a glibc 2.<minor> aarch64 system accepts."""
     return ["manylinux2014_aarch64"] + [f"manylinux_2_{m}_aarch64" for m in range(17, glibc_minor + 1)]
@@ -41,15 +53,8 @@ def main() -> int:
         if done.returncode != 0:
             print(f"pip download failed:\n{done.stderr.strip()}", file=sys.stderr)
             return 1
-        # cis490 itself: a pure-Python wheel, built from a copy (pip builds a
-        # local folder in place, which would leave build/ in the checkout).
-        src = Path(tmp) / "src"
-        src.mkdir()
-        for name in ("pyproject.toml", "README.md", "cis490cli", "commands", "core"):
-            if (ROOT / name).is_dir():
-                shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
-            else:
-                shutil.copyfile(ROOT / name, src / name)
+        # cis490 itself: a pure-Python wheel.
+        src = copy_package_source(Path(tmp) / "src")
         built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(out),
                                 str(src)], capture_output=True, text=True)
         if built.returncode != 0:

@@ -80,13 +80,8 @@ class BaseInstall:
 
     def _build(self) -> None:
         try:
-            src = self.root / "src"
-            src.mkdir()
-            for name in ("pyproject.toml", "README.md", "cis490cli", "commands", "core"):
-                if (ROOT / name).is_dir():
-                    shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
-                else:
-                    shutil.copyfile(ROOT / name, src / name)
+            from scripts.pi_wheels import copy_package_source
+            src = copy_package_source(self.root / "src")
             venv = self.root / "venv"
             # No pip of its own (this one installs into it, --python) and no
             # bytecode compiling: half the time of a plain venv and `pip install`.

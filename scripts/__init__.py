@@ -1,0 +1,1 @@
+"""Maintenance scripts (vendored browser code, the Pi's wheels)."""
