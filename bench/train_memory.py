@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/train_memory.py [--small 2000] [--large 8000] [--labs DIR] [--baseline CHECKOUT]
     .venv/bin/python bench/train_memory.py --jobs tensor --small 300 --large 1200   # cnn on the tensor store
+    .venv/bin/python bench/train_memory.py --jobs rocket --small 300 --large 1200   # minirocket
 
 Summary models (default): `train gbt`, `train mlp` and `eval gbt` on two
 synthetic labs at least 4x apart; the goal is peak anonymous memory growing by
@@ -62,6 +63,9 @@ JOBS = {
     "summary": [("train", "gbt", {"n_estimators": 60}), ("eval", "gbt", None),
                 ("train", "mlp", {"epochs": 2, "patience": 2})],
     "tensor": [("train", "cnn", {"epochs": 2, "patience": 2})],
+    # The ROCKET head is chosen by size: ridge while the features fit the
+    # memory budget, a softmax head on streamed features above it.
+    "rocket": [("train", "minirocket", {"epochs": 2, "patience": 2})],
 }
 
 

@@ -20,7 +20,8 @@ from core.paths import INDEX_NAME, LabPaths, resolve_cli_path
 
 # Train on two hosts, test on the two the models never saw.
 DEMO_TRAIN_HOSTS = ("lab-thinkpad", "lab-desktop")
-DEMO_MODELS = ("gbt", "cnn")
+# The strongest cheap baseline first (docs/models.md), then a summary model and a neural one.
+DEMO_MODELS = ("minirocket", "gbt", "cnn")
 
 
 def demo(
@@ -88,7 +89,7 @@ def demo(
         if not term.json_mode:
             render_split(state, sp)
 
-        term.rule("5. train: gbt and cnn, realistic and oracle")
+        term.rule(f"5. train: {', '.join(DEMO_MODELS)}, realistic and oracle")
         trained = run_train(state, registry, list(DEMO_MODELS), ["realistic", "oracle"], "host", {}, "cpu", seed)
         if not term.json_mode:
             render_train(state, trained)
@@ -103,7 +104,7 @@ def demo(
                      f"{e.report['macro_f1_ci'][0]:.3f}-{e.report['macro_f1_ci'][1]:.3f}",
                      f"{e.report['checkpoint']['val_macro_f1']:.3f}") for e in evals])
 
-        term.rule("7. compare: gbt vs cnn, paired bootstrap")
+        term.rule(f"7. compare: {' vs '.join(DEMO_MODELS)}, paired bootstrap")
         cmp = run_compare(state, registry, [(m, "realistic") for m in DEMO_MODELS], ecfg)
         if not term.json_mode:
             render_compare(state, cmp)
@@ -131,7 +132,7 @@ def _explain(state, evals, cmp, paths) -> None:
         "price of a new device.\n"
         "- realistic models see only what a deployment can see (guest agent + network flows); oracle models "
         "also see the hypervisor's view (proc, qmp).\n"
-        f"- Best here: {best['name']} at {best['macro_f1']:.3f}. gbt vs cnn: gap {pair['gap']:+.3f} "
+        f"- Best here: {best['name']} at {best['macro_f1']:.3f}. {pair['a']} vs {pair['b']}: gap {pair['gap']:+.3f} "
         f"(95% CI {pair['gap_ci'][0]:+.3f} to {pair['gap_ci'][1]:+.3f}, p = {pair['p_value']:.3g}): "
         + (f"{pair['winner']} is better." if pair["winner"] != "n.s." else "no significant difference."))
     term.print(f"Reports and figures: {paths.artifacts / 'eval'}; comparison: {cmp.path}")

@@ -95,7 +95,7 @@ def run_train(state: AppState, registry: Registry, names: list[str], modes: list
                                   device, run.run_id, bar, cache[cls.input_kind])
                     t = r.header["training"]
                     ran = t.get("epochs_run") or t.get("rounds_run")
-                    if ran is not None and ran < total:
+                    if ran is not None and total is not None and ran < total:
                         # The bar ends full and says why, instead of resting at 67%.
                         bar(ran, ran, note=f"stopped early at {cls.progress_unit} {ran} (best {t['best_epoch']})")
                 run.add_output(r.checkpoint / "header.json", "checkpoint_header")

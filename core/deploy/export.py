@@ -159,7 +159,7 @@ def _neural_graph(native, path: Path) -> None:
         def forward(self, x):
             return torch.softmax(self.net(x), dim=1)
 
-    wrapped = Probabilities(native.net).eval()
+    wrapped = Probabilities(native.export_net()).eval()
     in_dim, steps = native._dims()
     # A batch of 2 keeps the batch dimension symbolic (a batch of 1 is specialised away).
     example = torch.zeros((2, in_dim) if native.input_kind == "summary" else (2, in_dim, steps))

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from core.models.base import BaseModel
 from core.models.neural import CNNModel, GRUModel, LSTMModel, MLPModel, TransformerModel
+from core.models.rocket import MiniRocketModel, MRHydraModel
 from core.models.tabular import GBTModel, KNNModel, KNNSemiModel
 
 MODELS: dict[str, type[BaseModel]] = {m.name: m for m in (
-    GBTModel, MLPModel, KNNModel, KNNSemiModel, CNNModel, GRUModel, LSTMModel, TransformerModel)}
+    GBTModel, MLPModel, KNNModel, KNNSemiModel, CNNModel, GRUModel, LSTMModel, TransformerModel,
+    MiniRocketModel, MRHydraModel)}

@@ -16,11 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import Cis490Error
-from core.models.data import ArrayTable, SummaryData, TensorData, in_memory, slog, slog_inplace
+from core.models.data import ArrayTable, SummaryData, TensorData, concat_parts, in_memory, slog, slog_inplace
 from core.models.settings import build, defaults
+from core.models.small_validation import choose_small, too_small
 from core.paths import atomic_dir, atomic_path, atomic_write_text
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 HEADER = "header.json"
 PCA_SAMPLE = 4000
 STATS_SAMPLE = 2048
@@ -186,6 +187,8 @@ class BaseModel:
         self.pre: Preprocessor | None = None
         self.training: dict = {}
         self.pca: dict | None = None
+        # Choices made by cross-validation instead of on val (core.models.small_validation).
+        self.fixed: dict = {}
 
     # -- the shared part ---------------------------------------------------------
     def fit(self, train: SummaryData | TensorData, val: SummaryData | TensorData, keep: np.ndarray,
@@ -206,10 +209,16 @@ class BaseModel:
             train, val = in_memory([train, val], keep)
             self.training["inputs"] = {p: "in memory (read once)" if isinstance(d.table, ArrayTable) else "streamed"
                                        for p, d in (("train", train), ("val", val))}
-        self.pre = Preprocessor.fit(train, keep, self.seed)
-        self.pca = self._fit_pca(train)
+        small = too_small(train, val, self.classes)
+        # Too few validation windows to choose by: train + val is the fit part.
+        fit_part = concat_parts(train, val) if small else train
+        self.pre = Preprocessor.fit(fit_part, keep, self.seed)
+        self.pca = self._fit_pca(fit_part)
         self.pre.sample = None
-        info = self._fit(train, val, progress) or {}
+        info = (self._fit_small_validation(train, val, small, progress) if small
+                else self._fit(train, val, progress)) or {}
+        info.setdefault("choice_rule", "cross-validation on train + val (val too small)" if small
+                        else f"the validation part ({len(val)} windows)")
         self.training.update(info)
         return info
 
@@ -264,6 +273,20 @@ class BaseModel:
 
     # -- what each model provides ----------------------------------------------
     def _fit(self, train, val, progress) -> dict:
+        """Fit on train, choosing on val; val None: with the choices in `self.fixed`."""
+        raise NotImplementedError
+
+    def _fit_small_validation(self, train, val, reason: str, progress) -> dict:
+        """Fit on train + val when val is too small to choose by
+        (core.models.small_validation says how the choices are made)."""
+        return choose_small(self, train, val, reason, progress)
+
+    def _cv_summary(self, info: dict) -> dict:
+        """What one fold chose, from its `_fit` info (with its held-out 'score')."""
+        raise NotImplementedError
+
+    def _cv_fix(self, summaries: list[dict]) -> dict:
+        """The folds' choices -> `self.fixed` for the final fit."""
         raise NotImplementedError
 
     def _predict_proba(self, x) -> np.ndarray:

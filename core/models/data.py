@@ -90,12 +90,16 @@ class SummaryData:
     table: ArrayTable | ParquetTable
     positions: np.ndarray  # (n,) ascending rows of the table that belong to this part
     y: np.ndarray          # (n,) label ids
+    # (n,) the episode of each window (an integer code), when known: folds of
+    # a cross-validation keep an episode's correlated windows together.
+    groups: np.ndarray | None = None
 
     kind = "summary"
 
     @classmethod
-    def from_array(cls, X: np.ndarray, y: np.ndarray, group_rows: int = 4096) -> "SummaryData":
-        return cls(ArrayTable(X, group_rows), np.arange(len(y), dtype=np.int64), np.asarray(y, np.int64))
+    def from_array(cls, X: np.ndarray, y: np.ndarray, group_rows: int = 4096,
+                   groups: np.ndarray | None = None) -> "SummaryData":
+        return cls(ArrayTable(X, group_rows), np.arange(len(y), dtype=np.int64), np.asarray(y, np.int64), groups)
 
     @property
     def width(self) -> int:
@@ -106,7 +110,7 @@ class SummaryData:
 
     def take(self, idx: np.ndarray) -> "SummaryData":
         idx = np.sort(np.asarray(idx, np.int64))
-        return SummaryData(self.table, self.positions[idx], self.y[idx])
+        return SummaryData(self.table, self.positions[idx], self.y[idx], _take(self.groups, idx))
 
     def _groups(self, idx: np.ndarray | None = None) -> list[tuple[int, np.ndarray, np.ndarray]]:
         """(row group, offsets of the wanted rows inside it, their indices in this part)."""
@@ -193,8 +197,42 @@ def in_memory(parts: list[SummaryData], cols, budget_mb: float | None = None) ->
     for p in parts:
         rows = np.searchsorted(union, p.positions)
         out.append(SummaryData(ArrayTable(X[rows], columns=cols, width=p.width), np.arange(len(p), dtype=np.int64),
-                               p.y))
+                               p.y, p.groups))
     return out
+
+
+def _take(groups: np.ndarray | None, idx: np.ndarray) -> np.ndarray | None:
+    return None if groups is None else groups[idx]
+
+
+def _joined_groups(a, b) -> np.ndarray | None:
+    if a.groups is None or b.groups is None:
+        return None
+    return np.concatenate([a.groups, b.groups])
+
+
+def concat_parts(a, b):
+    """Two parts of one split as one (train + val, when validation is too
+    small to choose by): the same rows, labels and episodes, nothing copied
+    but for in-memory summary parts."""
+    if a.kind == "tensor":
+        if a.store is not b.store:
+            # Parts of two stores (in-memory parts in tests and benches; a lab's
+            # parts share one memory-mapped store): their windows, in memory.
+            (va, ma), (vb, mb) = a.store.rows(a.rows), b.store.rows(b.rows)
+            return ArrayStore.data(np.concatenate([va, vb]), np.concatenate([ma, mb]),
+                                   np.concatenate([a.y, b.y]), _joined_groups(a, b))
+        return TensorData(a.store, np.concatenate([a.rows, b.rows]), np.concatenate([a.y, b.y]), _joined_groups(a, b))
+    if a.table is b.table:
+        pos = np.concatenate([a.positions, b.positions])
+        order = np.argsort(pos, kind="stable")
+        groups = _joined_groups(a, b)
+        return SummaryData(a.table, pos[order], np.concatenate([a.y, b.y])[order],
+                           None if groups is None else groups[order])
+    cols = None if a.table._local is None else np.flatnonzero(a.table._local >= 0)
+    X = np.concatenate([a.table.X[a.positions], b.table.X[b.positions]])
+    table = ArrayTable(X, columns=cols, width=a.width)
+    return SummaryData(table, np.arange(len(X), dtype=np.int64), np.concatenate([a.y, b.y]), _joined_groups(a, b))
 
 
 @dataclass
@@ -202,6 +240,7 @@ class TensorData:
     store: TensorStore
     rows: np.ndarray       # (n,) global rows of the tensor store
     y: np.ndarray
+    groups: np.ndarray | None = None     # (n,) episode codes, as SummaryData's
 
     kind = "tensor"
 
@@ -209,7 +248,7 @@ class TensorData:
         return len(self.y)
 
     def take(self, idx: np.ndarray) -> "TensorData":
-        return TensorData(self.store, self.rows[idx], self.y[idx])
+        return TensorData(self.store, self.rows[idx], self.y[idx], _take(self.groups, idx))
 
     def batches(self, size: int, rng: np.random.Generator | None = None, cols=None
                 ) -> Iterator[tuple[tuple[np.ndarray, np.ndarray], np.ndarray]]:
@@ -236,5 +275,5 @@ class ArrayStore:
         return self.values[rows], self.masks[rows]
 
     @classmethod
-    def data(cls, values: np.ndarray, masks: np.ndarray, y: np.ndarray) -> TensorData:
-        return TensorData(cls(values, masks), np.arange(len(y)), np.asarray(y, np.int64))
+    def data(cls, values: np.ndarray, masks: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> TensorData:
+        return TensorData(cls(values, masks), np.arange(len(y)), np.asarray(y, np.int64), groups)

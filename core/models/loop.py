@@ -41,8 +41,12 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
 
 
 def train_loop(net, train_batches: Callable[[np.random.Generator, int], Iterator[tuple[np.ndarray, np.ndarray]]],
-               n_train: int, val_batches: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]],
-               weights: np.ndarray, cfg: LoopSettings, device: str, seed: int, progress=None) -> dict:
+               n_train: int, val_batches: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]] | None,
+               weights: np.ndarray, cfg: LoopSettings, device: str, seed: int, progress=None,
+               stop_epoch: int | None = None) -> dict:
+    """`stop_epoch` (with no validation part): end after that epoch, the
+    schedule still planned for cfg.epochs, as it was when a cross-validation
+    fold found that epoch best."""
     import torch
 
     torch.manual_seed(seed)
@@ -92,6 +96,17 @@ def train_loop(net, train_batches: Callable[[np.random.Generator, int], Iterator
             from core.models.base import TrainError
             raise TrainError(f"epoch {epoch} trained on no window: every batch was smaller than 2 windows "
                              f"({n_train} train windows, batch size {batch_size})")
+        if val_batches is None:
+            # No validation part (chosen by cross-validation instead): the
+            # epoch count is fixed, and the last epoch's weights are the model.
+            f1 = val_loss = float("nan")
+            best_f1, best_epoch = f1, epoch
+            history.append({"epoch": epoch, "train_loss": loss_sum / max(seen, 1), "lr": opt.param_groups[0]["lr"]})
+            if progress:
+                progress(epoch, cfg.epochs, loss=f"{loss_sum / max(seen, 1):.2f}")
+            if stop_epoch is not None and epoch >= stop_epoch:
+                break
+            continue
         f1, val_loss = evaluate(net, val_batches, k, device, autocast)
         history.append({"epoch": epoch, "train_loss": loss_sum / max(seen, 1), "val_macro_f1": f1,
                         "val_loss": val_loss, "lr": opt.param_groups[0]["lr"]})
@@ -109,10 +124,12 @@ def train_loop(net, train_batches: Callable[[np.random.Generator, int], Iterator
                      best=f"{best_f1:.2f}@{best_epoch}")
         if stale >= cfg.patience:
             break
-    net.load_state_dict(best_state)
+    if best_state is not None:
+        net.load_state_dict(best_state)
     return {"best_epoch": best_epoch, "val_macro_f1": best_f1, "epochs_run": len(history), "history": history,
             "schedule": {**plan, "steps_run": step},
-            "load_s": round(load_s, 3), "compute_s": round(compute_s, 3), "early_stopping": "validation macro-F1"}
+            "load_s": round(load_s, 3), "compute_s": round(compute_s, 3),
+            "early_stopping": "validation macro-F1" if val_batches is not None else "none (a fixed epoch count)"}
 
 
 def evaluate(net, val_batches, k: int, device: str, autocast=nullcontext) -> tuple[float, float]:

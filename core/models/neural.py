@@ -35,11 +35,30 @@ def build_net(name: str, in_dim: int, steps: int, k: int, cfg: dict):
 
     # Long windows become at most `max_tokens` tokens of p consecutive steps
     # each: a recurrent net or attention over hundreds of noisy steps learns
-    # slowly from few windows (a 20-step lab window stays one step per token).
+    # slowly from few windows. With the `conv` stem (the default), a
+    # convolution reads the window at full resolution first and a strided one
+    # makes each token from its p steps; `patch` flattens p raw steps into a
+    # token (what format 2 did: on 200-step windows it left lstm near chance).
     p = max(1, math.ceil(steps / cfg["max_tokens"])) if name in SEQUENCE_NETS else 1
     tokens = math.ceil(steps / p)
+    conv_stem = p > 1 and cfg.get("stem") == "conv"
+    token_dim = h if conv_stem else in_dim * p
 
-    def patch(x):                                  # (B, D, T) -> (B, T/p, D*p)
+    class Stem(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.local = nn.Sequential(nn.Conv1d(in_dim, h, 5, padding=2), nn.BatchNorm1d(h), nn.ReLU())
+            self.stride = nn.Conv1d(h, h, p, stride=p)
+
+        def forward(self, x):                      # (B, D, T) -> (B, tokens, h)
+            z = nn.functional.pad(self.local(x), (0, tokens * p - steps))
+            return self.stride(z).transpose(1, 2)
+
+    stem = Stem() if conv_stem else None
+
+    def patch(x):                                  # (B, D, T) -> (B, tokens, token_dim)
+        if stem is not None:
+            return stem(x)
         if p == 1:
             return x.transpose(1, 2)
         x = nn.functional.pad(x, (0, tokens * p - steps))
@@ -48,7 +67,8 @@ def build_net(name: str, in_dim: int, steps: int, k: int, cfg: dict):
     class Recurrent(nn.Module):
         def __init__(self, cell):
             super().__init__()
-            self.rnn = cell(in_dim * p, h, batch_first=True)
+            self.stem = stem
+            self.rnn = cell(token_dim, h, batch_first=True)
             if cell is nn.LSTM:
                 # Forget-gate bias 1 (Jozefowicz et al., 2015): remember by default early in training.
                 with torch.no_grad():
@@ -66,7 +86,8 @@ def build_net(name: str, in_dim: int, steps: int, k: int, cfg: dict):
         def __init__(self):
             super().__init__()
             d = cfg["d_model"]
-            self.proj = nn.Linear(in_dim * p, d)
+            self.stem = stem
+            self.proj = nn.Linear(token_dim, d)
             pos = torch.arange(tokens).unsqueeze(1)
             div = torch.exp(torch.arange(0, d, 2) * (-np.log(10000.0) / d))
             pe = torch.zeros(tokens, d)
@@ -116,11 +137,34 @@ class NeuralModel(BaseModel):
 
         def val_batches():
             return self.prepared_batches(val, 2048)
-        info = train_loop(self.net, train_batches, len(train), val_batches, class_weights(train.y, len(self.classes)),
-                          loop, self.device, self.seed, progress)
+        info = train_loop(self.net, train_batches, len(train), val_batches if val is not None else None,
+                          class_weights(train.y, len(self.classes)), loop, self.device, self.seed, progress,
+                          stop_epoch=self.fixed.get("epochs"))
         self.net.to("cpu")
         self.device = "cpu"
         return info
+
+    # Folds run every epoch (no early stop): their validation curves are averaged.
+    cv_overrides = {"patience": 10**6}
+
+    def _cv_summary(self, info: dict) -> dict:
+        h = info["history"]
+        return {"best_epoch": int(info["best_epoch"]), "score": float(info["val_macro_f1"]),
+                "curve": [round(float(e["val_macro_f1"]), 5) for e in h],
+                "loss": [round(float(e["val_loss"]), 5) for e in h]}
+
+    def _cv_fix(self, summaries: list[dict]) -> dict:
+        # The epoch with the best mean held-out macro-F1 over the folds (a tie
+        # to the lower mean held-out loss): one fold's best epoch is a noisy draw.
+        n = min(len(s["curve"]) for s in summaries)
+        f1 = np.mean([s["curve"][:n] for s in summaries], axis=0)
+        loss = np.mean([s["loss"][:n] for s in summaries], axis=0)
+        best = max(range(n), key=lambda e: (round(float(f1[e]), 6), -float(loss[e])))
+        return {"epochs": best + 1}
+
+    def export_net(self):
+        """The module the ONNX export traces (the network itself)."""
+        return self.net
 
     def _predict_proba(self, x) -> np.ndarray:
         import torch

@@ -71,10 +71,15 @@ class RecurrentSettings(SequenceSettings):
     # A window longer than this many steps is cut into this many tokens of
     # consecutive steps (gru, lstm, transformer).
     max_tokens: int = 16
+    # How a token is made from its steps when a window is longer: `conv`
+    # (a convolution at full resolution, then a strided one) or `patch`
+    # (the steps' values side by side).
+    stem: str = "conv"
 
     def _validate(self, model: str) -> None:
         super()._validate(model)
         _check(self.max_tokens >= 1, model, "max_tokens", self.max_tokens, ">= 1")
+        _check(self.stem in ("conv", "patch"), model, "stem", self.stem, "conv or patch")
 
 
 @dataclass(frozen=True)
@@ -117,6 +122,55 @@ class GBTSettings:
         _check(self.early_stopping_rounds >= 1, model, "early_stopping_rounds", self.early_stopping_rounds, ">= 1")
         _check(self.n_jobs >= 1, model, "n_jobs", self.n_jobs, ">= 1")
         _check(self.memory_budget_mb >= 0, model, "memory_budget_mb", self.memory_budget_mb, ">= 0")
+
+
+@dataclass(frozen=True)
+class RocketSettings(LoopSettings):
+    """The ROCKET family: a fixed transform, then a linear head. The loop's
+    settings apply to the softmax head only (train's features above the budget)."""
+    lr: float = 1e-3
+    # Which head: ridge regression with its penalty chosen by leave-one-out
+    # (train's features held in memory), a softmax trained by the loop on
+    # features computed batch by batch, or auto: ridge when it fits the budget.
+    head: str = "auto"
+    memory_budget_mb: int = 2048
+    max_dilations: int = 32
+    steps: int = _derived(0)
+
+    def _validate(self, model: str) -> None:
+        super()._validate(model)
+        _check(self.head in ("auto", "ridge", "softmax"), model, "head", self.head, "auto, ridge or softmax")
+        _check(self.memory_budget_mb >= 0, model, "memory_budget_mb", self.memory_budget_mb, ">= 0")
+        _check(self.max_dilations >= 1, model, "max_dilations", self.max_dilations, ">= 1")
+
+
+@dataclass(frozen=True)
+class MiniRocketSettings(RocketSettings):
+    # Rounded down to a multiple of 84 (9,996): MiniRocket's default.
+    n_features: int = 10000
+
+    def _validate(self, model: str) -> None:
+        super()._validate(model)
+        _check(self.n_features >= 84, model, "n_features", self.n_features, ">= 84")
+
+
+@dataclass(frozen=True)
+class MRHydraSettings(RocketSettings):
+    # MultiRocket: kernels per representation (6,216 after rounding to 84s),
+    # four poolings each, on the series and its difference: 49,728 features.
+    n_kernels: int = 6250
+    # Hydra: groups of competing kernels, kernels per group, channels summed per group.
+    hydra_groups: int = 64
+    hydra_kernels: int = 8
+    hydra_channels: int = 8
+
+    def _validate(self, model: str) -> None:
+        super()._validate(model)
+        _check(self.n_kernels >= 84, model, "n_kernels", self.n_kernels, ">= 84")
+        _check(self.hydra_groups >= 2 and self.hydra_groups % 2 == 0, model, "hydra_groups", self.hydra_groups,
+               "even and >= 2")
+        _check(self.hydra_kernels >= 2, model, "hydra_kernels", self.hydra_kernels, ">= 2")
+        _check(self.hydra_channels >= 2, model, "hydra_channels", self.hydra_channels, ">= 2")
 
 
 K_GRID = (1, 3, 5, 9, 15, 25)

@@ -115,25 +115,41 @@ class GBTModel(BaseModel):
               else contextlib.nullcontext()) as tmp:
             pages = Path(tmp) if external else None
             dtrain = _matrix(self, train, class_weights(train.y, k), None, pages)
-            dval = _matrix(self, val, None, dtrain, pages)
             callbacks = [_RoundProgress(progress, cfg["n_estimators"])] if progress else None
-            self.booster = xgb.train(params, dtrain, num_boost_round=cfg["n_estimators"],
-                                     evals=[(dval, "validation_0")], early_stopping_rounds=cfg["early_stopping_rounds"],
-                                     verbose_eval=False, callbacks=callbacks)
-            best_score = float(self.booster.best_score)
-            self.best_iteration = int(self.booster.best_iteration)
-            # The binned validation matrix is already built: no second read of val.
-            proba = self.booster.predict(dval, iteration_range=(0, self.best_iteration + 1))
-            f1 = macro_f1(val.y, self._checked(proba).argmax(1), k)
-            # The pages must be released before their folder goes.
-            del dtrain, dval
+            if val is None:
+                # Rounds chosen by cross-validation (a validation part too small to stop on).
+                self.booster = xgb.train(params, dtrain, num_boost_round=self.fixed["rounds"], verbose_eval=False,
+                                         callbacks=callbacks)
+                best_score = f1 = float("nan")
+                self.best_iteration = self.fixed["rounds"] - 1
+                del dtrain
+            else:
+                dval = _matrix(self, val, None, dtrain, pages)
+                self.booster = xgb.train(params, dtrain, num_boost_round=cfg["n_estimators"],
+                                         evals=[(dval, "validation_0")],
+                                         early_stopping_rounds=cfg["early_stopping_rounds"],
+                                         verbose_eval=False, callbacks=callbacks)
+                best_score = float(self.booster.best_score)
+                self.best_iteration = int(self.booster.best_iteration)
+                # The binned validation matrix is already built: no second read of val.
+                proba = self.booster.predict(dval, iteration_range=(0, self.best_iteration + 1))
+                f1 = macro_f1(val.y, self._checked(proba).argmax(1), k)
+                # The pages must be released before their folder goes.
+                del dtrain, dval
         rounds = int(self.booster.num_boosted_rounds())
         if progress:
             progress(rounds, cfg["n_estimators"], f1=f"{f1:.2f}")
         return {"best_epoch": self.best_iteration + 1, "val_macro_f1": f1, "rounds_run": rounds,
-                "val_mlogloss": best_score, "early_stopping": "validation mlogloss", "device": device,
+                "val_mlogloss": best_score, "device": device,
+                "early_stopping": "validation mlogloss" if val is not None else "none (rounds by cross-validation)",
                 "data": {"binned_train_mb": round(bins_mb, 1), "external_memory": external,
                          "batch_windows": self.batch_rows}}
+
+    def _cv_summary(self, info: dict) -> dict:
+        return {"rounds": int(info["best_epoch"]), "score": float(info["val_macro_f1"])}
+
+    def _cv_fix(self, summaries: list[dict]) -> dict:
+        return {"rounds": max(1, int(round(float(np.median([s["rounds"] for s in summaries])))))}
 
     def _predict_proba(self, x) -> np.ndarray:
         import xgboost as xgb
@@ -180,9 +196,13 @@ class KNNModel(BaseModel):
 
     def _choose_k(self, val, progress) -> dict:
         """The configured k, or the grid's best on validation macro-F1 (ties to
-        the larger k: a smoother vote). One neighbour search serves the grid."""
-        x_val, y_val = _choice_sample(self, val, np.random.default_rng(self.seed + 1))
+        the larger k: a smoother vote). One neighbour search serves the grid.
+        Without val, the k cross-validation chose."""
         n_ref = len(self.X_fit)
+        if val is None:
+            self.k, self._nn = min(self.fixed["k"], n_ref), None
+            return {"best_epoch": 1, "k": self.k, "k_choice": "cross-validation"}
+        x_val, y_val = _choice_sample(self, val, np.random.default_rng(self.seed + 1))
         grid = [self.config["k"]] if self.config["k"] else [k for k in K_GRID if k <= n_ref] or [n_ref]
         self.k, self._nn = min(max(grid), n_ref), None
         dist, idx = self._index().kneighbors(x_val)
@@ -197,6 +217,15 @@ class KNNModel(BaseModel):
         return {"best_epoch": 1, "val_macro_f1": scores[best], "val_windows_scored": int(len(y_val)), "k": self.k,
                 "k_choice": "set" if self.config["k"] else f"validation macro-F1 over {grid}",
                 "k_scores": {str(k): round(v, 4) for k, v in scores.items()}}
+
+    def _cv_summary(self, info: dict) -> dict:
+        return {"k_scores": info["k_scores"], "score": float(info["val_macro_f1"])}
+
+    def _cv_fix(self, summaries: list[dict]) -> dict:
+        # The k with the best mean held-out macro-F1 over the folds (ties to the larger k).
+        ks = sorted({int(k) for s in summaries for k in s["k_scores"]})
+        mean = {k: float(np.mean([s["k_scores"].get(str(k), 0.0) for s in summaries])) for k in ks}
+        return {"k": max(ks, key=lambda k: (mean[k], k))}
 
     def _index(self):
         from sklearn.neighbors import NearestNeighbors
@@ -282,15 +311,20 @@ class KNNSemiModel(KNNModel):
             ys.append(np.full(len(x_unl), -1))
             n_unl = len(x_unl)
         X, y = np.concatenate(xs), np.concatenate(ys)
-        x_val, y_val = _choice_sample(self, val, rng)
-        grid = [self.config["k"]] if self.config["k"] else [k for k in K_GRID if 3 <= k < len(X)] or [max(1, len(X) - 1)]
+        if val is not None:
+            x_val, y_val = _choice_sample(self, val, rng)
+            grid = ([self.config["k"]] if self.config["k"] else [k for k in K_GRID if 3 <= k < len(X)]
+                    or [max(1, len(X) - 1)])
+        else:
+            x_val, y_val, grid = None, None, [self.fixed["k"]]
         scores, fits = {}, {}
         neighbours = _neighbours(X, max(grid))
         for i, k in enumerate(grid):
             dist, reached = self._spread(X, y, k, neighbours)
             self.X_fit, self.dist_fit, self.k, self._nn = X[reached], dist[reached], k, None
             self.k = min(k, len(self.X_fit))
-            scores[k] = macro_f1(y_val, self._predict_proba(x_val).argmax(1), len(self.classes))
+            scores[k] = (macro_f1(y_val, self._predict_proba(x_val).argmax(1), len(self.classes))
+                         if x_val is not None else float("nan"))
             fits[k] = (self.X_fit, self.dist_fit, int((~reached).sum()))
             if progress:
                 progress(i + 1, len(grid), k=str(k), val_f1=f"{scores[k]:.3f}")
@@ -299,9 +333,10 @@ class KNNSemiModel(KNNModel):
         self.k, self._nn = min(best, len(self.X_fit)), None
         if progress:
             progress(len(grid), len(grid), k=str(self.k), val_f1=f"{scores[best]:.3f}")
-        return {"best_epoch": 1, "val_macro_f1": scores[best], "val_windows_scored": int(len(y_val)), "k": self.k,
-                "labeled_windows": int(len(lab)),
-                "k_choice": "set" if self.config["k"] else f"validation macro-F1 over {grid}",
+        choice = ("cross-validation" if val is None else "set" if self.config["k"]
+                  else f"validation macro-F1 over {grid}")
+        return {"best_epoch": 1, "val_macro_f1": scores[best], "val_windows_scored": int(len(y_val)) if val is not None else 0,
+                "k": self.k, "labeled_windows": int(len(lab)), "k_choice": choice,
                 "k_scores": {str(k): round(v, 4) for k, v in scores.items()}, "reference": ref,
                 "unlabeled_pool": {"source": self.unlabeled_source or "none", "part": self.config["unlabeled_part"],
                                    "windows_used": int(n_unl), "windows_unreached": unreached,

@@ -102,7 +102,6 @@ class SplitData:
 
 
 def load_split_data(processed: Path, recipe: str, input_kind: str) -> SplitData:
-    """Windows of each part, as summary matrices or tensor-store rows."""
     """Windows of each part: rows of the features parquet (read later, in
     batches and only the columns a model keeps) or of the tensor store."""
     split, meta = load_split(processed, recipe)
@@ -115,12 +114,17 @@ def load_split_data(processed: Path, recipe: str, input_kind: str) -> SplitData:
         frame = read_tensor_index(processed)
         store = TensorStore.open(processed / TENSORS)
     frame = frame.join(split, on="episode_id", how="inner", maintain_order="left")
+    # Episodes as integer codes: cross-validation folds keep an episode whole.
+    episodes = np.unique(frame["episode_id"].to_numpy(), return_inverse=True)[1].astype(np.int64)
     parts = {}
     for part in ("train", "val", "test"):
+        sel = (frame["part"] == part).to_numpy()
         sub = frame.filter(pl.col("part") == part)
         y = sub["label_id"].to_numpy().astype(np.int64)
         rows = sub["row"].to_numpy().astype(np.int64)
-        parts[part] = SummaryData(table, rows, y) if input_kind == "summary" else TensorData(store, rows, y)
+        groups = episodes[sel]
+        parts[part] = (SummaryData(table, rows, y, groups) if input_kind == "summary"
+                       else TensorData(store, rows, y, groups))
     return SplitData(recipe, meta, parts)
 
 

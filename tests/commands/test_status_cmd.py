@@ -139,7 +139,7 @@ def test_a_checkpoint_of_an_older_format_is_stale(cli, home):
     hpath.write_text(json.dumps({**header, "format_version": 1}))
     _, rows = _status(cli)
     ck = rows["checkpoint host/knn_realistic"]
-    assert ck["state"] == "stale" and ck["reason"] == "checkpoint format 1 (this cis490 reads 2)"
+    assert ck["state"] == "stale" and ck["reason"] == "checkpoint format 1 (this cis490 reads 3)"
     assert ck["command"] == "cis490 train knn --split host --mode realistic"
     assert rows[EVALS[1]]["state"] == "stale"
 

@@ -32,7 +32,7 @@ def test_unknown_model_lists_the_valid_ones(cli, ready_home):
     result = cli("train", "rnn")
     assert result.exit_code == 1
     assert result.stderr.strip() == ("Error: unknown model 'rnn' (models: gbt, mlp, knn, knn_semi, cnn, gru, "
-                                     "lstm, transformer)")
+                                     "lstm, transformer, minirocket, mrhydra)")
 
 
 def test_missing_split_says_what_to_run(cli, ready_home):
@@ -101,7 +101,7 @@ def test_knn_chooses_k_on_validation_by_default(cli, ready_home):
     (["knn", "--set", "k=five"], "Error: knn: --set k=five: k takes an integer or auto"),
     (["knn", "--set", "k=0"], "Error: knn: setting k=0 is out of range (k must be >= 1, or auto)"),
     (["knn", "--set", "k"], "Error: --set k: expected key=value, e.g. --set k=5 or --set hidden=128"),
-    (["knn", "--lr", "0.1"], "Error: --lr does not apply to knn (it applies to gbt, mlp, cnn, gru, lstm, transformer)"),
+    (["knn", "--lr", "0.1"], "Error: --lr does not apply to knn (it applies to gbt, mlp, cnn, gru, lstm, transformer, minirocket, mrhydra)"),
     (["cnn", "--set", "max_tokens=4"], "Error: --set max_tokens: not a setting of cnn (cnn: epochs, batch_size, lr, "
                                        "weight_decay, warmup_frac, warmup_max_steps, min_steps_per_epoch, patience, "
                                        "clip, hidden, dropout)"),
@@ -121,3 +121,16 @@ def test_a_setting_goes_to_every_model_that_has_it(cli, ready_home):
     assert result.exit_code == 0, result.output
     gbt = json.loads((ready_home.artifacts / "models" / "host" / "gbt_realistic" / "header.json").read_text())
     assert gbt["config"]["max_depth"] == 3 and gbt["config"]["learning_rate"] == 0.3
+
+
+def test_minirocket_heads_through_the_command(cli, ready_home):
+    """Both heads of a ROCKET model train through `cis490 train`, the head
+    recorded; regression: the softmax head's epochs against a bar of unknown
+    length raised a TypeError."""
+    for head in ("ridge", "softmax"):
+        result = cli("--json", "train", "minirocket", "--mode", "realistic", "--set", f"head={head}",
+                     "--epochs", "2")
+        assert result.exit_code == 0, result.output
+        header = json.loads((ready_home.artifacts / "models" / "host" / "minirocket_realistic" / "header.json")
+                            .read_text())
+        assert header["training"]["head"] == head and header["config"]["head"] == head

@@ -23,8 +23,11 @@ from tests.labs import host_split_copy
 
 REG = load_registry()
 QUICK = {"gbt": {"n_estimators": 15}, "mlp": {"epochs": 2}, "cnn": {"epochs": 2}, "gru": {"epochs": 1},
-         "lstm": {"epochs": 1}, "transformer": {"epochs": 1}, "knn": {}, "knn_semi": {"max_unlabeled": 300}}
-REPLAYED = ("gbt", "knn_semi", "gru")     # one per runtime family: trees, numpy kNN, a recurrent graph
+         "lstm": {"epochs": 1}, "transformer": {"epochs": 1}, "knn": {}, "knn_semi": {"max_unlabeled": 300},
+         "minirocket": {"n_features": 2000}, "mrhydra": {"n_kernels": 500, "hydra_groups": 16}}
+# One per runtime family: trees, numpy kNN, a recurrent graph, and the two
+# ROCKET fronts (counted by binary search in torch, by comparisons in ONNX).
+REPLAYED = ("gbt", "knn_semi", "gru", "minirocket", "mrhydra")
 
 
 @pytest.fixture(scope="module")

@@ -72,6 +72,7 @@ def _blobs(n, seed, flip=0.0):
     return SummaryData.from_array(X, y, group_rows=97)
 
 
+@pytest.mark.slow
 def test_gbt_through_the_batch_iterator_equals_in_memory_training():
     train, val, test = _blobs(3000, 0), _blobs(600, 1), _blobs(2000, 2)
     preds, accs = [], []

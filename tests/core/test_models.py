@@ -90,7 +90,7 @@ def test_other_format_version_is_refused(lab, tmp_path):
     h = json.loads((copy / "header.json").read_text())
     h["format_version"] = 99
     (copy / "header.json").write_text(json.dumps(h))
-    with pytest.raises(CheckpointError, match="checkpoint format 99, this cis490 reads 2"):
+    with pytest.raises(CheckpointError, match="checkpoint format 99, this cis490 reads 3"):
         load_checkpoint(copy, processed, REG)
 
 

@@ -75,3 +75,28 @@ def test_every_neural_model_learns_a_tiny_set_with_defaults(name):
     acc = (m.predict_data(d["test"]).argmax(1) == d["test"].y).mean()
     assert len(d["train"]) == 32 and m.training["schedule"]["steps_per_epoch"] >= 8
     assert acc >= 0.45, f"{name}: test accuracy {acc:.2f} (chance 0.25)"
+
+
+@pytest.mark.parametrize("name", ["gru", "lstm", "transformer"])
+def test_long_windows_get_a_convolution_stem_not_wide_raw_tokens(name):
+    """A 1,460-step window: at most 16 tokens of 92 steps each. The conv stem
+    reads every step with a local convolution and makes each token from its 92
+    steps with a strided one, so the sequence net sees `hidden`-wide tokens,
+    not 92 x channels raw values laid side by side."""
+    import torch
+    from core.models.neural import build_net
+    cfg = dict(MODELS[name](list(CLASSES), None).config)
+    in_dim, steps = 8, 1460
+    net = build_net(name, in_dim, steps, 4, cfg)
+    assert net.stem is not None and net.stem.stride.stride == (92,) and net.stem.stride.kernel_size == (92,)
+    x = torch.randn(3, in_dim, steps, requires_grad=True)
+    net.eval()
+    net(x).sum().backward()
+    assert (x.grad.abs().sum(dim=(0, 1)) > 0).all()            # every step reaches the output
+    assert net.stem(x).shape == (3, 16, cfg["hidden"])
+    patched = build_net(name, in_dim, steps, 4, {**cfg, "stem": "patch"})
+    assert patched.stem is None
+    first = patched.rnn.input_size if name != "transformer" else patched.proj.in_features
+    assert first == in_dim * 92
+    # Short windows are read step by step: no stem.
+    assert build_net(name, in_dim, 16, 4, cfg).stem is None
