@@ -85,10 +85,18 @@ def export_model(processed: Path, artifacts: Path, registry, model: str, mode: s
         bundle_registry(tmp, header)
         bundle = BundleModel(tmp, header)
         parity = _parity(native, bundle, inputs)
+        if native.name == "gbt":
+            # Labels must agree at the trees' thresholds too, not only on test windows.
+            near = _near_thresholds(native, inputs)
+            at = _parity(native, bundle, near)
+            parity["threshold_windows"] = at["windows"]
+            parity["max_abs_diff"] = max(parity["max_abs_diff"], at["max_abs_diff"])
+            parity["labels_differ"] += at["labels_differ"]
         if parity["max_abs_diff"] > PARITY_ATOL or parity["labels_differ"]:
             raise ExportError(
                 f"{model} ({mode}): the exported {runtime} model disagrees with the checkpoint on "
-                f"{parity['windows']} test windows (max |p diff| {parity['max_abs_diff']:.2e}, limit "
+                f"{parity['windows']} test windows{_at_thresholds(parity)} (max |p diff| "
+                f"{parity['max_abs_diff']:.2e}, limit "
                 f"{PARITY_ATOL:.0e}; {parity['labels_differ']} labels differ, batch sizes "
                 f"{'/'.join(map(str, PARITY_BATCHES))}): nothing written")
         header["parity"] = parity
@@ -105,6 +113,40 @@ def _parity_inputs(native, test) -> np.ndarray:
         return native.pre.transform_kept(x)
     vals, masks = test.sample_rows(PARITY_WINDOWS, rng)
     return native.pre.transform_tensor(vals, masks)
+
+
+def _at_thresholds(parity: dict) -> str:
+    n = parity.get("threshold_windows")
+    return f" and {n} at tree thresholds" if n else ""
+
+
+def _near_thresholds(native, x: np.ndarray, splits_compared: int = 200) -> np.ndarray:
+    """Windows of `x` with one feature set on a split threshold of the booster
+    and 1 and 2 float32 ULP either side: where a difference in how the
+    exported trees compare (< or <=, a threshold rounded to float32) would
+    flip a label that ordinary test windows rarely reach."""
+    import json
+    splits = []
+
+    def walk(node):
+        if "split" in node:
+            splits.append((int(str(node["split"]).lstrip("f")), np.float32(node["split_condition"])))
+            for child in node.get("children", []):
+                walk(child)
+    for tree in native.booster[: native.best_iteration + 1].get_dump(dump_format="json"):
+        walk(json.loads(tree))
+    if not splits or not len(x):
+        return x[:0]
+    rng = np.random.default_rng(1)
+    rows = []
+    for i, s in enumerate(rng.choice(len(splits), size=min(len(splits), splits_compared), replace=False)):
+        feature, t = splits[s]
+        for v in (np.nextafter(np.nextafter(t, -np.inf), -np.inf), np.nextafter(t, -np.inf), t,
+                  np.nextafter(t, np.inf), np.nextafter(np.nextafter(t, np.inf), np.inf)):
+            row = x[i % len(x)].copy()
+            row[feature] = v
+            rows.append(row)
+    return np.stack(rows).astype(np.float32)
 
 
 def _parity(native, bundle: BundleModel, x: np.ndarray) -> dict:

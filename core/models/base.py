@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import Cis490Error
-from core.models.data import ArrayTable, SummaryData, TensorData, concat_parts, in_memory, slog, slog_inplace
+from core.models.data import (ArrayTable, SummaryData, TensorData, concat_parts, in_memory, slog, slog32,
+                              slog_inplace)
 from core.models.settings import build, defaults
 from core.models.small_validation import choose_small, too_small
 from core.paths import atomic_dir, atomic_path, atomic_write_text
@@ -90,9 +91,9 @@ class Preprocessor:
         return self.transform_kept(np.asarray(X)[:, self.keep])
 
     def transform_kept(self, x: np.ndarray) -> np.ndarray:
-        """Raw kept features (n, Fk) -> standardised, float32, in one working copy."""
-        x = np.array(x, dtype=np.float32)
-        slog_inplace(x)
+        """Raw kept features (n, Fk) -> standardised, float32 (the signed log
+        in float64, rounded once: `slog32`)."""
+        x = slog32(x)
         np.copyto(x, self.median.astype(np.float32), where=np.isnan(x))
         x -= self.mean.astype(np.float32)
         x /= self.std.astype(np.float32)
@@ -101,7 +102,7 @@ class Preprocessor:
     def transform_tensor(self, vals: np.ndarray, masks: np.ndarray) -> np.ndarray:
         """(B, C, T) raw -> (B, 2*Ck, T): standardised values, then the mask."""
         m = masks[:, self.keep].astype(np.float32)
-        x = slog(vals[:, self.keep].astype(np.float32))
+        x = slog32(vals[:, self.keep])
         med = self.median.astype(np.float32)[None, :, None]
         x = np.where(m > 0, x, med)
         x = np.nan_to_num(x, nan=0.0)

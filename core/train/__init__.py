@@ -248,7 +248,14 @@ def load_checkpoint(directory: Path, processed: Path, registry: Registry) -> Bas
     m.pca, m.training = header.get("pca"), header.get("training", {})
     m.mode = mode
     m.header = header
-    m._load_weights(wpath)
+    try:
+        m._load_weights(wpath)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        # The weights the header vouches for, but not of the structure its
+        # config describes (a header edited by hand, or code changed under it).
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{wpath}: the weights do not fit the model the header describes ({first}): "
+                              f"{retrain}") from None
     return m
 
 

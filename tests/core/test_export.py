@@ -63,6 +63,8 @@ def test_every_model_exports_a_bundle_that_agrees_with_its_checkpoint(lab, expor
     assert r.runtime == ("numpy-knn" if model.startswith("knn") else "onnxruntime")
     assert r.parity["windows"] > 100 and r.parity["batch_sizes"] == [1, 256]
     assert r.parity["max_abs_diff"] <= 1e-4 and r.parity["labels_differ"] == 0
+    if model == "gbt":          # the labels agree on and around the trees' thresholds too
+        assert r.parity["threshold_windows"] == 5 * 200
     header = json.loads((r.directory / BUNDLE).read_text())
     ck = json.loads((artifacts / "models" / "host" / f"{model}_realistic" / "header.json").read_text())
     for key in ("classes", "preprocessing", "registry_hash", "schema_hash", "split", "window", "keep_names"):
@@ -116,6 +118,16 @@ def _tamper_trees(directory):
     onnx.save(g, str(directory / GRAPH))
 
 
+def _tamper_threshold_mode(directory):
+    """x <= t instead of x < t: the same label on every window but those on a threshold."""
+    import onnx
+    g = onnx.load(str(directory / GRAPH))
+    trees = next(n for n in g.graph.node if n.op_type == "TreeEnsembleClassifier")
+    modes = next(a for a in trees.attribute if a.name == "nodes_modes")
+    modes.strings[:] = [b"BRANCH_LEQ" if m == b"BRANCH_LT" else m for m in modes.strings]
+    onnx.save(g, str(directory / GRAPH))
+
+
 def _tamper_reference(directory):
     with np.load(directory / REFERENCE) as z:
         ref, dist = z["reference"], z["distributions"]
@@ -123,13 +135,13 @@ def _tamper_reference(directory):
 
 
 @pytest.mark.parametrize("model, tamper", [("cnn", _tamper_graph), ("gbt", _tamper_trees),
-                                           ("knn", _tamper_reference)])
+                                           ("gbt", _tamper_threshold_mode), ("knn", _tamper_reference)])
 def test_export_refuses_a_tampered_model_and_keeps_the_good_bundle(lab, exported, model, tamper):
     store, processed, artifacts = lab
     good = exported(model)
     before = (good.directory / BUNDLE).read_bytes()
     with pytest.raises(ExportError, match=rf"{model} \(realistic\): the exported .* disagrees with the checkpoint "
-                                          r"on \d+ test windows \(max \|p diff\| .*nothing written"):
+                                          r"on \d+ test windows( and \d+ at tree thresholds)? \(max \|p diff\| .*nothing written"):
         export_model(processed, artifacts, REG, model, "realistic", "host", check=tamper)
     assert (good.directory / BUNDLE).read_bytes() == before
     assert not [p for p in good.directory.parent.iterdir() if p.name.startswith(".")]
@@ -177,3 +189,42 @@ def test_numpy_knn_matches_a_tree_search():
     for k in (1, 5, 25):
         d, i = NearestNeighbors(n_neighbors=k).fit(ref).kneighbors(x)
         np.testing.assert_allclose(knn_proba(x, ref, dist, k), _vote(dist, d, i), atol=1e-6)
+
+
+def test_threshold_windows_sit_on_and_around_each_split(lab):
+    """The gbt parity windows: the chosen feature is the split's threshold and
+    its float32 neighbours, the rest of the window unchanged."""
+    import xgboost as xgb
+    from core.deploy.export import _near_thresholds
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 4)).astype(np.float32)
+    booster = xgb.train({"max_depth": 2}, xgb.DMatrix(X, label=(X[:, 1] > 0.3).astype(int)), 3)
+
+    class Native:
+        pass
+    native = Native()
+    native.booster, native.best_iteration = booster, 2
+    near = _near_thresholds(native, X[:10], splits_compared=3)
+    assert near.shape == (15, 4) and near.dtype == np.float32
+    for i in range(3):
+        five = near[5 * i:5 * i + 5]
+        changed = np.flatnonzero((five != X[i]).any(axis=0))
+        assert len(changed) <= 1
+        f = int(changed[0]) if len(changed) else 1
+        v = five[:, f]
+        assert (np.nextafter(v[:-1], np.float32(np.inf)) == v[1:]).all()     # one ULP apart each
+
+
+def test_pi_check_compares_every_window_with_evals_predictions(tmp_path):
+    """scripts/pi_check.py's verdict, on crafted predictions: a label that
+    differs and a probability past 1e-5 are both counted."""
+    from scripts.pi_check import compare
+    d = tmp_path / "artifacts" / "eval" / "host" / "gbt_realistic" / "test-episode-b1000-s0"
+    d.mkdir(parents=True)
+    pl.DataFrame({"window_id": ["w1", "w2", "w3"], "predicted": ["a", "b", "a"],
+                  "p_a": [0.9, 0.2, 0.6], "p_b": [0.1, 0.8, 0.4]}).write_parquet(d / "predictions.parquet")
+    pi = {"gbt_realistic": {"classes": ["a", "b"],
+                            "windows": {"w1": [0.9, 0.1], "w2": [0.2, 0.8], "w3": [0.4, 0.6 + 2e-5]}}}
+    [row] = compare(tmp_path, "host", pi)
+    assert row == {"model": "gbt_realistic", "windows": 3, "pi_windows": 3, "labels_equal": 2,
+                   "max_abs_diff": pytest.approx(0.2 + 2e-5)}

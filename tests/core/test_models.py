@@ -94,6 +94,22 @@ def test_other_format_version_is_refused(lab, tmp_path):
         load_checkpoint(copy, processed, REG)
 
 
+def test_weights_that_do_not_fit_the_header_are_refused_in_one_line(lab, tmp_path):
+    """Regression: a minirocket header whose config no longer describes its
+    weights' shapes gave "unexpected RuntimeError: Error(s) in loading state_dict"."""
+    processed, artifacts, data = lab
+    r = train_one(processed, artifacts, REG, "minirocket", "realistic", "host", {"n_features": 2000}, seed=0,
+                  data=data["tensor"])
+    copy = tmp_path / "ck"
+    shutil.copytree(r.checkpoint, copy)
+    h = json.loads((copy / "header.json").read_text())
+    h["config"]["n_features"] = 4000
+    (copy / "header.json").write_text(json.dumps(h))
+    with pytest.raises(CheckpointError, match=r"weights.npz: the weights do not fit the model the header describes "
+                                              r"\(Error\(s\) in loading state_dict.*\): retrain with `cis490 train"):
+        load_checkpoint(copy, processed, REG)
+
+
 def test_same_seed_same_validation_score(lab):
     processed, artifacts, data = lab
     scores = [train_one(processed, artifacts, REG, "cnn", "realistic", "host", {"epochs": 2}, seed=7,
