@@ -33,21 +33,40 @@ def scan_store(root: Path) -> Iterator[StoreEntry]:
     if not root.is_dir():
         raise StoreError(f"{root}: store directory not found")
     stack = [root]
+    # A directory reached twice (a symlink loop such as host/loop -> .., or two
+    # links to one folder) is walked once: the walk always ends.
+    seen: set[tuple[int, int]] = set()
     while stack:
         d = stack.pop()
         try:
+            st = os.stat(d)
+        except OSError:
+            continue                      # a dangling or looping link: nothing to walk
+        if (st.st_dev, st.st_ino) in seen:
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        try:
             entries = sorted(os.scandir(d), key=lambda e: e.name)
         except OSError as exc:
+            if d != root:
+                continue                  # one unreadable folder never stops the walk
             raise StoreError(f"{d}: cannot list directory ({exc.strerror})") from exc
         names = {e.name for e in entries}
         if MANIFEST in names and d != root:
             yield StoreEntry(d, d.relative_to(root).as_posix(), False)
             continue
-        subdirs = [Path(e.path) for e in entries if e.is_dir() and not e.name.startswith(".")]
+        subdirs = [Path(e.path) for e in entries if _is_dir(e) and not e.name.startswith(".")]
         if not subdirs and d != root:
             yield StoreEntry(d, d.relative_to(root).as_posix(), True)
             continue
         stack.extend(reversed(subdirs))
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:                       # ELOOP and the like: not a directory to walk
+        return False
 
 
 def file_digest(path: Path) -> tuple[str, int]:
@@ -78,5 +97,5 @@ def store_digest(root: Path) -> tuple[str, int, int]:
             msha = hashlib.sha256((entry.path / MANIFEST).read_bytes()).hexdigest()
         except OSError:
             msha = "unreadable"
-        h.update(f"{entry.rel}\t{msha}\n".encode())
+        h.update(f"{entry.rel}\t{msha}\n".encode("utf-8", "surrogateescape"))
     return h.hexdigest(), n_ep, n_flight

@@ -94,9 +94,37 @@ def validate_episode(path: Path, rel: str, registry: Registry, cfg: ValidateConf
     except Exception as exc:  # noqa: BLE001 - one broken episode never stops a sweep
         row["reasons"].append(f"exception:{type(exc).__name__}")
         row["error"] = f"{type(exc).__name__}: {exc}"
+    _storable(row)
     row["status"] = status_of(row["reasons"])
     row["check_s"] = time.perf_counter() - t0
     return row
+
+
+INT64 = (-2 ** 63, 2 ** 63 - 1)
+
+
+def _storable(row: dict) -> None:
+    """Make the row one the index can hold, whatever the manifest claimed:
+    text UTF-8 cannot encode (a lone surrogate in `sample_name`) is kept
+    escaped and an integer beyond int64 (`started_at_ns: 10**30`) dropped,
+    each with a reason that rejects the episode. Without this the sweep,
+    not the episode, failed while writing the index."""
+    bad: set[str] = set()
+
+    def fix(value, key):
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                bad.add(f"manifest_not_utf8:{key}")
+                return value.encode("utf-8", "backslashreplace").decode("utf-8")
+        elif isinstance(value, int) and not isinstance(value, bool) and not INT64[0] <= value <= INT64[1]:
+            bad.add(f"manifest_field_value:{key}")
+            return None
+        return value
+    for key, value in list(row.items()):
+        row[key] = [fix(v, key) for v in value] if isinstance(value, list) else fix(value, key)
+    row["reasons"].extend(sorted(bad))
 
 
 def _check(path: Path, row: dict, registry: Registry, cfg: ValidateConfig) -> None:

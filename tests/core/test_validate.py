@@ -230,3 +230,34 @@ def test_store_without_episodes_is_an_error_and_keeps_the_old_index(tiny_store, 
         run_validation(empty, out, REG)
     assert str(err.value).startswith(f"{empty}: no episode found (1 upload(s) in flight, without a manifest yet)")
     assert out.read_bytes() == b"a good old index"
+
+
+def test_crafted_episodes_are_rejected_and_the_sweep_writes_its_index(tiny_store, tmp_path):
+    """Regression: a lone surrogate in `sample_name` ("unexpected
+    UnicodeEncodeError"), `started_at_ns: 10**30` ("unexpected OverflowError")
+    and a symlink loop in the store ("unexpected OSError: [Errno 40]") each
+    stopped the whole sweep, with no index written."""
+    from core.store import store_digest
+    store = tmp_path / "store"
+    shutil.copytree(tiny_store, store, symlinks=True)
+    clean = pl.read_parquet(run_validation(store, tmp_path / "clean.parquet", REG).index)
+    accepted = clean.filter(pl.col("status") == "accepted")["rel_path"].to_list()
+    surrogate, huge = accepted[0], accepted[1]
+    _edit_manifest(store / surrogate, sample_name="\ud800")
+    _edit_manifest(store / huge, started_at_ns=10 ** 30)
+    host = (store / surrogate).parent
+    (host / "loop").symlink_to("..")
+    out = tmp_path / "validation_v1.parquet"
+    summary = run_validation(store, out, REG, workers=2)
+    idx = pl.read_parquet(out)
+    assert idx.height == clean.height == summary.episodes
+    rows = {r["rel_path"]: r for r in idx.iter_rows(named=True)}
+    assert rows[surrogate]["status"] == "rejected"
+    assert "manifest_not_utf8:sample_name" in rows[surrogate]["reasons"]
+    assert rows[surrogate]["sample_name"] == "\\ud800"
+    assert rows[huge]["status"] == "rejected" and rows[huge]["started_at_ns"] is None
+    assert "manifest_field_value:started_at_ns" in rows[huge]["reasons"]
+    others = idx.filter(~pl.col("rel_path").is_in([surrogate, huge]))
+    assert others["status"].to_list() == clean.filter(~pl.col("rel_path").is_in([surrogate, huge]))["status"].to_list()
+    _, episodes, _ = store_digest(store)        # what `cis490 status` walks
+    assert episodes == clean.height
