@@ -39,7 +39,10 @@ def list_runs(
     records = listing.records[-last:] if last > 0 else listing.records
     term = state.terminal
     if listing.skipped_lines:
-        term.warn(f"{paths.notebook}: skipped unreadable line(s) {listing.skipped_lines[:10]}")
+        n = len(listing.skipped_lines)
+        more = ", ..." if n > 10 else ""
+        term.warn(f"{paths.notebook}: skipped {n} line(s) that are not run records "
+                  f"(line {', '.join(map(str, listing.skipped_lines[:10]))}{more})")
     if term.json_mode:
         term.json([{k: r.get(k) for k in ("run_id", "command", "status", "started_at", "timings", "metrics",
                                           "parent_run", "git_commit")} | {"subject": run_subject(r),

@@ -189,17 +189,33 @@ def relative_to_home(value: Any, home: Path) -> Any:
 
 def append_record(paths: LabPaths, record: dict) -> None:
     ensure_dir(paths.artifacts)
-    line = json.dumps(record, sort_keys=True, default=str) + "\n"
-    # One write under an exclusive lock: concurrent runs never interleave lines.
-    with open(paths.notebook, "a", encoding="utf-8") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+    data = (json.dumps(record, sort_keys=True, default=str) + "\n").encode("utf-8")
+    # One write of the whole line under an exclusive lock: concurrent runs
+    # never interleave. A line left without its newline (a crash, a full disk)
+    # gets one first, so this record is never glued onto it; a write that
+    # fails is cut back off: the record is in the notebook whole or not at all.
+    fd = os.open(paths.notebook, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            data = b"\n" + data
         try:
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+            if os.write(fd, data) != len(data):
+                raise OSError(28, "No space left on device (a short write)")
+            os.fsync(fd)
+        except OSError as exc:
+            os.ftruncate(fd, size)
+            raise NotebookError(f"{paths.notebook}: could not append the run's record ({exc.strerror}); "
+                                "the notebook is as it was") from None
+    finally:
+        os.close(fd)            # closing releases the lock
     atomic_write_text(paths.runs / record["run_id"] / "record.json", json.dumps(record, indent=2, default=str) + "\n")
+
+
+def is_record(value: Any) -> bool:
+    """A run record as readers need one: an object with a text run id and command."""
+    return isinstance(value, dict) and isinstance(value.get("run_id"), str) and isinstance(value.get("command"), str)
 
 
 @dataclass
@@ -220,6 +236,8 @@ def read_notebook(paths: LabPaths, command: str | None = None) -> NotebookListin
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError:
+                rec = None
+            if not is_record(rec):          # a line cut short, or JSON that is not a run record
                 skipped.append(i)
                 continue
             if command is None or rec.get("command") == command:

@@ -76,3 +76,12 @@ def test_a_moved_lab_keeps_a_notebook_that_resolves(cli, lab_home, tmp_path):
     assert shown["inputs"][0]["path"] == "data/raw/store" and (moved / shown["inputs"][0]["path"]).is_dir()
     rows = {r["artifact"]: r for r in json.loads(cli("--home", str(moved), "--json", "status").stdout)}
     assert rows["store data/raw/store"]["state"] == "fresh" and rows["acceptance index"]["state"] == "fresh"
+
+
+def test_list_says_how_many_lines_it_skipped(cli, lab_home):
+    assert cli("synth", "-n", "2", "--duration", "60", "-j", "1").exit_code == 0
+    with open(lab_home.notebook, "a") as f:
+        f.write('[1, 2]\n{"run_id": 5}\n{"cut')
+    result = cli("notebook", "list")
+    assert result.exit_code == 0 and "synth" in result.stdout
+    assert "skipped 3 line(s) that are not run records (line 2, 3, 4)" in " ".join(result.stderr.split())

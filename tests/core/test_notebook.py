@@ -73,3 +73,54 @@ def test_unknown_run_id(lab_home):
         pass
     with pytest.raises(NotebookError, match="no run 'zzz'"):
         get_record(lab_home, "zzz")
+
+
+def test_a_line_cut_short_never_swallows_the_next_record(lab_home):
+    """Regression: a crash or a full disk left a line without its newline, and
+    the next run's record was glued onto it and lost."""
+    with record_run(lab_home, "test", {"i": 0}):
+        pass
+    with open(lab_home.notebook, "a") as f:
+        f.write('{"run_id": "cut sho')                       # no newline: what a crash leaves
+    with record_run(lab_home, "test", {"i": 1}):
+        pass
+    listing = read_notebook(lab_home)
+    assert [r["config"]["i"] for r in listing.records] == [0, 1] and listing.skipped_lines == [2]
+
+
+def test_json_that_is_not_a_run_record_is_skipped_not_fatal(lab_home):
+    """Regression: `[1,2]` or `{"run_id": 5}` on a line made every notebook command fail (TypeError)."""
+    with record_run(lab_home, "test", {"i": 0}):
+        pass
+    with open(lab_home.notebook, "a") as f:
+        f.write('[1, 2]\n{"run_id": 5}\n"text"\n')
+    with record_run(lab_home, "test", {"i": 1}):
+        pass
+    listing = read_notebook(lab_home)
+    assert [r["config"]["i"] for r in listing.records] == [0, 1] and listing.skipped_lines == [2, 3, 4]
+    assert get_record(lab_home, "last")["config"]["i"] == 1
+    assert last_ok_run(lab_home, "test")["config"]["i"] == 1
+
+
+@pytest.mark.parametrize("how", ["fails", "short"])
+def test_a_full_disk_leaves_the_notebook_as_it_was(lab_home, monkeypatch, how):
+    """An append that cannot write its whole line is cut back off, and says so in one line."""
+    import errno
+    import os
+
+    from core.notebook import append_record
+    with record_run(lab_home, "test", {"i": 0}):
+        pass
+    before = lab_home.notebook.read_bytes()
+    real = os.write
+
+    def full(fd, data):
+        if how == "fails":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, data[:7])                              # the disk took 7 bytes
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(NotebookError, match=r"notebook.jsonl: could not append the run's record \(No space left "
+                                            r"on device.*\); the notebook is as it was"):
+        append_record(lab_home, {"run_id": "r2", "command": "test"})
+    monkeypatch.setattr(os, "write", real)
+    assert lab_home.notebook.read_bytes() == before
