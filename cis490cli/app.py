@@ -56,6 +56,12 @@ class BoundaryGroup(typer.core.TyperGroup):
         return super().main(hoist_global_options(list(sys.argv[1:] if args is None else args)), *rest, **kwargs)
 
     def invoke(self, ctx):
+        import signal
+        import threading
+
+        from core.errors import Terminated
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _terminate)
         try:
             return super().invoke(ctx)
         except (typer.TyperException, typer.Exit, typer.Abort):  # usage errors stay Typer's (exit 2)
@@ -63,9 +69,11 @@ class BoundaryGroup(typer.core.TyperGroup):
         except Cis490Error as exc:
             _terminal(ctx).error(str(exc))
             raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            _terminal(ctx).error("interrupted")
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as exc:
+            # 128 + the signal's number, as a shell reports it.
+            terminated = isinstance(exc, Terminated)
+            _terminal(ctx).error("terminated" if terminated else "interrupted")
+            raise typer.Exit(143 if terminated else 130) from None
         except Exception as exc:  # noqa: BLE001 - the one place that catches everything
             term = _terminal(ctx)
             missing = lab_package(exc)
@@ -79,6 +87,11 @@ class BoundaryGroup(typer.core.TyperGroup):
             hint = "" if term.verbose else " (run with --verbose for the traceback)"
             term.error(f"unexpected {type(exc).__name__}: {exc}{hint}")
             raise typer.Exit(1) from None
+
+
+def _terminate(signum, frame) -> None:
+    from core.errors import Terminated
+    raise Terminated()
 
 
 def _terminal(ctx) -> Terminal:

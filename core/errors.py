@@ -32,3 +32,8 @@ class ConfigError(Cis490Error):
 class ArtifactError(Cis490Error):
     """A derived file (index, features, tensors, split, checkpoint, report) is
     missing or damaged: the message names the file and the command that rebuilds it."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (how a scheduler or systemd stops a job), raised in the main
+    thread and handled as Ctrl-C: the run is recorded as interrupted."""

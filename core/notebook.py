@@ -150,8 +150,8 @@ def record_run(paths: LabPaths, command: str, config: dict, argv: list[str] | No
     status, error = "ok", None
     try:
         yield run
-    except KeyboardInterrupt:
-        status, error = "interrupted", "KeyboardInterrupt"
+    except KeyboardInterrupt as exc:            # Ctrl-C, or SIGTERM (core.errors.Terminated)
+        status, error = "interrupted", type(exc).__name__
         raise
     except BaseException as exc:
         status, error = "failed", f"{type(exc).__name__}: {exc}"

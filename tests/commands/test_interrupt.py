@@ -1,3 +1,4 @@
+import json
 """Ctrl-C during a parallel stage prints one line, leaves nothing half-written."""
 import os
 import signal
@@ -33,3 +34,23 @@ def test_ctrl_c_in_extract_prints_one_line(lab_home):
     assert err == "Error: interrupted\n"
     # Nothing half-written is left, and no output looks complete.
     assert sorted(p.name for p in lab_home.processed.iterdir()) == ["validation_v1.json", "validation_v1.parquet"]
+
+
+def test_sigterm_is_recorded_as_interrupted_with_exit_143(lab_home):
+    """Regression: SIGTERM (how a scheduler or systemd stops a job) left no notebook record."""
+    cmd = [sys.executable, "-c", "from cis490cli.app import main; main()", "synth", "-n", "3000", "--duration",
+           "600", "-j", "1"]
+    proc = subprocess.Popen(cmd, cwd=lab_home.home, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, env={**os.environ, "CIS490_HOME": str(lab_home.home),
+                                                         "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    deadline = time.monotonic() + 60
+    data = lab_home.home / "data"
+    while not (data.exists() and any(data.rglob("*.gz"))):          # synth is writing episodes
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, (out, err)
+    assert err == "Error: terminated\n"
+    [record] = [json.loads(x) for x in lab_home.notebook.read_text().splitlines()]
+    assert record["command"] == "synth" and record["status"] == "interrupted" and record["error"] == "Terminated"
