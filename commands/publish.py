@@ -14,7 +14,8 @@ app = typer.Typer(help="Run the dashboard's producers on this machine and post t
                   no_args_is_help=True)
 
 TO = typer.Option(..., "--to", metavar="URL", help="The dashboard, e.g. http://lab-pi.local:8447")
-TOKEN = typer.Option(None, "--token", metavar="TOKEN", help="The token `cis490 serve` printed, if it has one.")
+TOKEN = typer.Option(None, "--token", metavar="TOKEN", envvar="CIS490_TOKEN", show_envvar=True,
+                     help="The token `cis490 serve` printed, if it has one (never recorded in the notebook).")
 
 
 @app.command("metrics")

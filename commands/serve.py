@@ -18,7 +18,7 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", metavar="HOST", help="Address to listen on; any other than loopback "
                                                          "needs a publish token."),
     port: int = typer.Option(8447, "--port", min=0, max=65535, metavar="PORT", help="Port to listen on."),
-    token: Optional[str] = typer.Option(None, "--token", metavar="TOKEN",
+    token: Optional[str] = typer.Option(None, "--token", metavar="TOKEN", envvar="CIS490_TOKEN", show_envvar=True,
                                         help="Token producers send as 'Authorization: Bearer TOKEN' [default: "
                                              "none on loopback, else one generated and printed]."),
     ring: int = typer.Option(10_000, "--ring", min=100, metavar="N", help="Recent events kept for reconnecting browsers."),

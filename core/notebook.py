@@ -138,12 +138,33 @@ class Run:
         return entry
 
 
+# Options whose value is a secret: the notebook and run records never hold it.
+SECRET_OPTIONS = ("--token",)
+
+
+def redact_argv(argv: list[str]) -> list[str]:
+    """argv with every secret option's value replaced by '***' (`--token X`, `--token=X`)."""
+    out, hide = [], False
+    for arg in argv:
+        if hide:
+            out.append("***")
+            hide = False
+        elif arg in SECRET_OPTIONS:
+            out.append(arg)
+            hide = True
+        elif arg.split("=", 1)[0] in SECRET_OPTIONS and "=" in arg:
+            out.append(arg.split("=", 1)[0] + "=***")
+        else:
+            out.append(arg)
+    return out
+
+
 @contextmanager
 def record_run(paths: LabPaths, command: str, config: dict, argv: list[str] | None = None,
                parent: str | None = None) -> Iterator[Run]:
     """Record a run around the work in the block, whatever its outcome."""
     outer = _CURRENT.get()
-    run = Run(paths, command, list(sys.argv if argv is None else argv), config,
+    run = Run(paths, command, redact_argv(list(sys.argv if argv is None else argv)), config,
               parent or (outer.run_id if outer else None))
     started, t0 = _now(), time.perf_counter()
     token = _CURRENT.set(run)

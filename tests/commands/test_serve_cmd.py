@@ -92,3 +92,25 @@ def test_serve_replays_held_out_episodes_with_live_predictions(lab_home, extract
 def test_replay_needs_a_model_and_a_checkpoint(cli, lab_home):
     result = cli("serve", "--dashboard", "--replay", "all")
     assert result.exit_code == 2 and "--replay and --model go together" in result.stderr
+
+
+def test_publish_takes_its_token_from_the_environment(cli, lab_home, monkeypatch):
+    """CIS490_TOKEN instead of --token: the secret is in no argv and no record."""
+    from core.dashboard.app import create_app
+    from core.dashboard.hub import EventHub
+    from core.dashboard.server import ThreadedServer
+    d = lab_home.artifacts / "eval" / "host" / "gbt_realistic" / "test-episode-b1000-s0"
+    d.mkdir(parents=True)
+    ci = [0.8, 0.95]
+    (d / "report.json").write_text(json.dumps({
+        "model": "gbt", "mode": "realistic", "split": "host", "part": "test", "macro_f1": 0.9, "macro_f1_ci": ci,
+        "accuracy": 0.9, "windows": 10, "episodes": 2, "untested_profiles": [],
+        "per_profile": [{"profile": "dropper", "macro_f1": 0.9, "macro_f1_ci": ci, "windows": 10, "episodes": 2}]}))
+    hub = EventHub()
+    with ThreadedServer(create_app(hub, token="s3cret")) as srv:
+        assert cli("publish", "metrics", "--to", srv.url).exit_code == 1            # no token: refused (401)
+        monkeypatch.setenv("CIS490_TOKEN", "s3cret")
+        result = cli("publish", "metrics", "--to", srv.url)
+        assert result.exit_code == 0, result.output
+        assert {ev["type"] for _, ev, _ in hub._ring} == {"model_metric", "profile_stats"}
+    assert "s3cret" not in lab_home.notebook.read_text()

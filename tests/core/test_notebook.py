@@ -124,3 +124,15 @@ def test_a_full_disk_leaves_the_notebook_as_it_was(lab_home, monkeypatch, how):
         append_record(lab_home, {"run_id": "r2", "command": "test"})
     monkeypatch.setattr(os, "write", real)
     assert lab_home.notebook.read_bytes() == before
+
+
+def test_a_token_is_never_recorded(lab_home):
+    """Regression: `--token` values were stored in plain text in notebook.jsonl and runs/*/record.json."""
+    argv = ["cis490", "publish", "metrics", "--to", "http://pi:8447", "--token", "s3cret-1", "--token=s3cret-2"]
+    with record_run(lab_home, "publish", {}, argv=argv) as run:
+        pass
+    record = get_record(lab_home, run.run_id)
+    assert record["argv"] == ["cis490", "publish", "metrics", "--to", "http://pi:8447", "--token", "***",
+                              "--token=***"]
+    for path in (lab_home.notebook, lab_home.runs / run.run_id / "record.json"):
+        assert "s3cret" not in path.read_text()
