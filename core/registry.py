@@ -115,6 +115,8 @@ def _load_cached(path: str, mtime_ns: int) -> Registry:
         raise RegistryError(f"{p}: cannot read channel registry ({exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise RegistryError(f"{p}: not valid TOML ({exc})") from None
+    except RecursionError:
+        raise RegistryError(f"{p}: not a channel registry (tables or arrays nested too deeply to read)") from None
     return parse_registry(raw, str(p))
 
 

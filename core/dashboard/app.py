@@ -116,6 +116,8 @@ def create_app(hub: EventHub | None = None, token: str | None = None, ping_s: fl
             doc = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             return _error(400, f"body: not JSON ({exc})")
+        except RecursionError:
+            return _error(400, "body: JSON nested too deeply")
         batch = doc if isinstance(doc, list) else [doc]
         if not batch:
             return _error(400, "body: an empty list publishes nothing")
@@ -124,6 +126,8 @@ def create_app(hub: EventHub | None = None, token: str | None = None, ping_s: fl
             checked = [validate(ev, f"event[{i}]" if isinstance(doc, list) else "event") for i, ev in enumerate(batch)]
         except EventError as exc:
             return _error(400, str(exc))
+        except RecursionError:
+            return _error(400, "event: nested too deeply")
         return JSONResponse({"ids": hub.publish(checked)})
 
     async def snapshot(request: Request):

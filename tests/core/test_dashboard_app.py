@@ -86,6 +86,10 @@ def test_snapshot_and_health(server):
     (b'[{"type": "perf"}]', 400, "event[0].latency_p50_ms: required for 'perf'"),
     (b"not json", 400, "body: not JSON"),
     (b"[]", 400, "body: an empty list publishes nothing"),
+    # Regression: 50,000-deep JSON was a 500 with a traceback.
+    (b"[" * 50_000 + b"]" * 50_000, 400, "body: JSON nested too deeply"),
+    (json.dumps({**EXAMPLES["perf"], "extra": 0}).encode().replace(b'"extra": 0', b'"extra": ' + b"[" * 900
+                                                                 + b"]" * 900), 400, "event"),
     (json.dumps([EXAMPLES["perf"], {**EXAMPLES["prediction"], "trust": 2}]).encode(), 400,
      "event[1].trust: must be a number in [0, 1], got 2"),
     (json.dumps([EXAMPLES["perf"]] * 4000).encode(), 413, "body over 262,144 bytes"),

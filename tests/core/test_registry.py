@@ -77,6 +77,11 @@ def test_unreadable_registry_file(tmp_path):
         load_registry(bad)
     with pytest.raises(RegistryError, match="channel registry not found"):
         load_registry(tmp_path / "missing.toml")
+    # Regression: a 5,000-deep registry gave "unexpected RecursionError".
+    deep = tmp_path / "deep.toml"
+    deep.write_text("x = " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(RegistryError, match=r"deep.toml: not a channel registry \(tables or arrays nested too deeply to read\)"):
+        load_registry(deep)
 
 
 def test_channels_command_shows_registry_and_rejects_bad_file(cli, tmp_path):
