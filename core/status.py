@@ -187,12 +187,22 @@ def lab_status(paths: LabPaths) -> list[Row]:
         if bundle is None or "checkpoint" not in bundle:
             lab.missing(artifact, "its bundle.json is damaged", command)
             continue
+        # Every file the bundle vouches for (a few MB: hashed each time), so a
+        # deleted, truncated or bit-flipped model.onnx is never called fresh.
+        files = bundle.get("files") if isinstance(bundle.get("files"), dict) else {}
+        gone = [f for f in files if not (bpath.parent / f).is_file()]
+        if gone:
+            lab.missing(artifact, f"its {gone[0]} is gone", command)
+            continue
+        changed = [f for f, sha in files.items() if _sha(bpath.parent / f) != sha]
         ck = headers.get((split, name))
         if ck is None:
-            lab.add(artifact, [], command)
-            lab.rows[-1].reason = "no checkpoint here: as exported"
+            lab.add(artifact, [f"its {changed[0]} changed since the export"] if changed else [], command)
+            if not changed:
+                lab.rows[-1].reason = "no checkpoint here: as exported"
             continue
         reasons = [] if bundle["checkpoint"].get("header_sha256") == ck else ["checkpoint retrained after this export"]
+        reasons += [f"its {changed[0]} changed since the export"] if changed else []
         lab.add(artifact, reasons, command, [f"checkpoint {split}/{name}"])
 
     # Evaluation reports.
@@ -206,8 +216,15 @@ def lab_status(paths: LabPaths) -> list[Row]:
         if rep is None or "checkpoint" not in rep:
             lab.missing(artifact, "the report is damaged", command)
             continue
+        predictions = rpath.parent / "predictions.parquet"
+        if not predictions.is_file():
+            lab.missing(artifact, "its predictions.parquet is gone", command)
+            continue
         evals[f"{split}/{name}/{leaf}"] = rep
         reasons = []
+        # Its size is recorded at write time (a hash of 14 million windows' predictions would not be cheap).
+        if rep.get("predictions_bytes") is not None and predictions.stat().st_size != rep["predictions_bytes"]:
+            reasons.append("its predictions.parquet changed since this eval")
         ck = headers.get((split, name))
         if ck is None:
             reasons.append("its checkpoint is gone")

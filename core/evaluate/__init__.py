@@ -178,6 +178,7 @@ def evaluate_model(processed: Path, artifacts: Path, registry: Registry, model: 
         "untested_profiles": split_meta.get("untested_profiles", []),
         "confusion": confusion_over_seen(overall["cm"], phases),
         "predictions_sha256": file_digest(out_dir / "predictions.parquet")[0],
+        "predictions_bytes": (out_dir / "predictions.parquet").stat().st_size,
         "checkpoint": {"path": str(ck), "header_sha256": hashlib.sha256((ck / "header.json").read_bytes()).hexdigest(),
                        "weights_sha256": header["weights"]["sha256"],
                        "val_macro_f1": header["training"].get("val_macro_f1"),

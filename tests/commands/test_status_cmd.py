@@ -150,3 +150,27 @@ def test_status_of_an_empty_lab_says_what_to_run(cli, lab_home):
         ("store data/raw/store", "missing", "cis490 synth   (or: cis490 validate --store DIR)"),
         ("acceptance index", "missing", "cis490 validate"),
         ("features and tensors", "missing", "cis490 extract")]
+
+
+def test_a_damaged_bundle_or_a_deleted_prediction_file_is_never_fresh(cli, home):
+    """Regression: status said fresh for a bundle whose model file was deleted,
+    truncated or bit-flipped, and for an eval whose predictions.parquet was deleted."""
+    assert cli("export", "gbt").exit_code == 0
+    onnx = home.artifacts / "deploy" / "host" / "gbt_realistic" / "model.onnx"
+    good = onnx.read_bytes()
+    onnx.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))                 # one bit flipped
+    b = _status(cli)[1]["bundle host/gbt_realistic"]
+    assert b["state"] == "stale" and b["reason"] == "its model.onnx changed since the export"
+    onnx.write_bytes(good[: len(good) // 2])                             # truncated
+    assert _status(cli)[1]["bundle host/gbt_realistic"]["state"] == "stale"
+    onnx.unlink()
+    b = _status(cli)[1]["bundle host/gbt_realistic"]
+    assert b["state"] == "missing" and b["reason"] == "its model.onnx is gone"
+    assert b["command"] == "cis490 export gbt --split host --mode realistic"
+    preds = home.artifacts / "eval" / "host" / "gbt_realistic" / "test-episode-b50-s0" / "predictions.parquet"
+    preds.write_bytes(preds.read_bytes()[:100])
+    e = _status(cli)[1][EVALS[0]]
+    assert e["state"] == "stale" and e["reason"] == "its predictions.parquet changed since this eval"
+    preds.unlink()
+    e = _status(cli)[1][EVALS[0]]
+    assert e["state"] == "missing" and e["reason"] == "its predictions.parquet is gone"
