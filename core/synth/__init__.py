@@ -179,9 +179,12 @@ def _write_episode(args: tuple[EpisodeSpec, SynthConfig, str]) -> tuple[list[dic
     # The receiver writes the manifest last; so do we.
     (out / MANIFEST).write_bytes(d.manifest_bytes)
     total += len(d.manifest_bytes)
+    duplicated = spec.fault == "duplicate_episode_id"
+    # A resent copy: the original (received first) stays accepted, the copy is rejected.
     truth = [_truth_row(spec, spec.rel, fault.name if fault else None,
-                        fault.status if fault else "accepted", fault.reason if fault else None)]
-    if spec.fault == "duplicate_episode_id":
+                        fault.status if fault and not duplicated else "accepted",
+                        fault.reason if fault and not duplicated else None)]
+    if duplicated:
         resent = f"{spec.rel}-resent"
         shutil.copytree(out, Path(root) / resent)
         total *= 2

@@ -222,8 +222,22 @@ def _rows(episodes: list[StoreEntry], prev: dict[str, dict], registry: Registry,
 
 
 def _mark_duplicates(part: Path, dup_ids: list[str]) -> None:
-    """Both copies of a duplicated id are rejected: rewrite the part file, streaming."""
-    is_dup = pl.col("episode_id").is_in(dup_ids)
+    """Of the copies of a duplicated id, the one the receiver received first
+    (its `received_at`; a tie, or a time that does not parse, goes by path)
+    keeps its own status and every later copy is rejected, so an upload that
+    reuses a good episode's id cannot get that episode rejected. The part
+    file is rewritten, streaming."""
+    from core.store import parse_received_at
+    copies = (pl.scan_parquet(part).filter(pl.col("episode_id").is_in(dup_ids))
+              .select("episode_id", "rel_path", "received_at").collect())
+    first: dict[str, tuple] = {}
+    for eid, rel, received in copies.iter_rows():
+        t = parse_received_at(received)
+        key = (t is None, t or 0, rel)
+        if eid not in first or key < first[eid]:
+            first[eid] = key
+    kept = [k[2] for k in first.values()]
+    is_dup = pl.col("episode_id").is_in(dup_ids) & ~pl.col("rel_path").is_in(kept)
     fixed = part.with_name(part.name + ".dup")
     (pl.scan_parquet(part)
      .with_columns(

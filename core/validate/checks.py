@@ -21,7 +21,7 @@ from core.registry import Registry
 from core.store import (LABELS, MANIFEST, Episode, file_digest, manifest_problems, parse_jsonl,
                         read_maybe_gzip)
 
-VALIDATOR_VERSION = "1.1.0"  # 1.1: received_at must parse as a time
+VALIDATOR_VERSION = "1.2.0"  # 1.1: received_at must parse as a time; 1.2: text and integers an index can hold, the first-received copy of a duplicated id kept
 
 ERRORED = ("manifest_unparseable", "read_error", "exception")
 DEGRADED = ("optional_source_missing", "rows_out_of_order", "rows_duplicated", "source_gap", "null_values",

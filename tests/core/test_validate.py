@@ -261,3 +261,23 @@ def test_crafted_episodes_are_rejected_and_the_sweep_writes_its_index(tiny_store
     assert others["status"].to_list() == clean.filter(~pl.col("rel_path").is_in([surrogate, huge]))["status"].to_list()
     _, episodes, _ = store_digest(store)        # what `cis490 status` walks
     assert episodes == clean.height
+
+
+def test_a_copy_reusing_an_episode_id_never_gets_the_original_rejected(tiny_store, tmp_path):
+    """Regression: a duplicate episode_id rejected every copy, so an upload
+    reusing a good episode's id got that episode rejected. The copy the
+    receiver received first is kept; later ones are rejected."""
+    store = tmp_path / "store"
+    shutil.copytree(tiny_store, store)
+    clean = pl.read_parquet(run_validation(store, tmp_path / "clean.parquet", REG).index)
+    original = clean.filter(pl.col("status") == "accepted").row(0, named=True)
+    host = (store / original["rel_path"]).parent
+    copy = host / "000-copy"                                # its path sorts before the original's
+    shutil.copytree(store / original["rel_path"], copy)
+    _edit_manifest(copy, received_at="2099-01-01T00:00:00Z")  # received later
+    idx = pl.read_parquet(run_validation(store, tmp_path / "idx.parquet", REG).index)
+    rows = {r["rel_path"]: r for r in idx.iter_rows(named=True)}
+    assert rows[original["rel_path"]]["status"] == "accepted"
+    assert "duplicate_episode_id" not in rows[original["rel_path"]]["reasons"]
+    late = rows[copy.relative_to(store).as_posix()]
+    assert late["status"] == "rejected" and "duplicate_episode_id" in late["reasons"]
