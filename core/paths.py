@@ -71,7 +71,14 @@ def resolve_home(home: str | os.PathLike | None = None, writable: bool = True) -
         raise HomeError(f"lab home {path} is not a directory")
     if not os.access(path, os.W_OK | os.X_OK):
         raise HomeError(f"lab home {path} is not writable")
-    return LabPaths(path.resolve())
+    paths = LabPaths(path.resolve())
+    # Where every command that does work writes (its run record, and the lab's
+    # derived data): checked before anything is replaced, so a read-only
+    # artifacts/ never lets `split` replace its files and then fail unrecorded.
+    for p in (paths.artifacts, paths.notebook, paths.runs, paths.processed, paths.processed / "splits"):
+        if p.exists() and not os.access(p, os.W_OK | (os.X_OK if p.is_dir() else 0)):
+            raise HomeError(f"{p}: not writable (commands that do work write there); nothing was changed")
+    return paths
 
 
 def ensure_dir(path: Path) -> Path:

@@ -65,3 +65,25 @@ def test_extract_finds_the_store_the_index_was_validated_from(cli, lab_home, ext
     result = cli("--json", "extract", "-j", "1")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["windows"] > 0
+
+
+def test_split_with_a_read_only_artifacts_folder_changes_nothing(cli, lab_home, extracted_lab, monkeypatch):
+    """Regression: `split` with a read-only artifacts/ replaced the split files,
+    then failed with Errno 30 and no record."""
+    import os
+    paths, _ = extracted_lab
+    shutil.copytree(paths.processed, lab_home.processed)
+    first = cli("split", "--recipe", "host", "--train-hosts", "lab-thinkpad,lab-nuc,lab-desktop")
+    assert first.exit_code == 0, first.stderr
+    before = {p.name: p.read_bytes() for p in (lab_home.processed / "splits").iterdir()}
+    notebook = lab_home.notebook.read_bytes()
+    real = os.access
+    # Read-only, simulated: root may write anywhere.
+    monkeypatch.setattr(os, "access", lambda p, mode: False if mode & os.W_OK and str(p) == str(lab_home.artifacts)
+                        else real(p, mode))
+    result = cli("split", "--recipe", "host", "--train-hosts", "lab-thinkpad,lab-nuc")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (f"Error: {lab_home.artifacts}: not writable (commands that do work write "
+                                     "there); nothing was changed")
+    assert {p.name: p.read_bytes() for p in (lab_home.processed / "splits").iterdir()} == before
+    assert lab_home.notebook.read_bytes() == notebook
