@@ -87,3 +87,15 @@ def test_split_with_a_read_only_artifacts_folder_changes_nothing(cli, lab_home, 
                                      "there); nothing was changed")
     assert {p.name: p.read_bytes() for p in (lab_home.processed / "splits").iterdir()} == before
     assert lab_home.notebook.read_bytes() == notebook
+
+
+def test_a_validate_that_changes_nothing_leaves_the_lineage_fresh(cli, validated_home):
+    """Regression: a no-change `validate` marked everything downstream stale until `extract` ran again."""
+    home = validated_home
+    assert cli("extract", "-j", "2").exit_code == 0
+    index = home.processed / "validation_v1.parquet"
+    before = index.read_bytes()
+    assert cli("validate", "-j", "2").exit_code == 0
+    assert index.read_bytes() == before
+    rows = {r["artifact"]: r["state"] for r in json.loads(cli("--json", "status").stdout)}
+    assert rows["acceptance index"] == rows["features and tensors"] == "fresh"
