@@ -69,6 +69,9 @@ def serve(
     hub = EventHub(ring_size=ring)
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{sock.getsockname()[1]}/"
+    from core.dashboard.app import LOOPBACK_HOSTS
+    # On loopback, only loopback names (DNS rebinding); on the lab network the token guards publishing.
+    hosts = LOOPBACK_HOSTS if is_loopback(host) else None
     config = {"host": host, "port": sock.getsockname()[1], "ring": ring, "token": token is not None}
     if prepared is not None:
         config["replay"] = {"model": model, "mode": mode.value, "split": split.value, "speed": speed,
@@ -77,7 +80,7 @@ def serve(
         term.print(f"Dashboard: [bold]{url}[/]  (Ctrl-C to stop)")
         term.print(f"Publish: POST {url}publish" + (f"  with 'Authorization: Bearer {token}'" if token else ""))
         if prepared is None:
-            serve_forever(create_app(hub, token=token), sock)
+            serve_forever(create_app(hub, token=token, allowed_hosts=hosts), sock)
         else:
             from core.live.producers import ReplayThread
             term.print(f"Replaying {prepared.describe()}")
@@ -85,7 +88,7 @@ def serve(
             port_ = sock.getsockname()[1]
             target = {"0.0.0.0": f"http://127.0.0.1:{port_}", "::": f"http://[::1]:{port_}"}.get(host, url)
             with ReplayThread(prepared, target, token):
-                serve_forever(create_app(hub, token=token), sock)
+                serve_forever(create_app(hub, token=token, allowed_hosts=hosts), sock)
         run.metrics.update(events_published=hub.published, last_id=hub.last_id,
                            dropped_subscribers=hub.dropped_subscribers)
     if term.json_mode:

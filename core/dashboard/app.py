@@ -15,6 +15,7 @@ import hmac
 import json
 from contextlib import asynccontextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from sse_starlette import EventSourceResponse
 from starlette.applications import Starlette
@@ -59,8 +60,16 @@ def _error(status: int, reason: str) -> JSONResponse:
     return JSONResponse({"error": reason}, status_code=status)
 
 
+# The names a loopback server answers to: any other Host header is a page of
+# another site whose name was made to resolve to 127.0.0.1 (DNS rebinding).
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
 def create_app(hub: EventHub | None = None, token: str | None = None, ping_s: float = 15.0,
-               send_timeout_s: float = 10.0, max_body: int = MAX_BODY) -> Starlette:
+               send_timeout_s: float = 10.0, max_body: int = MAX_BODY,
+               allowed_hosts: tuple[str, ...] | None = None) -> Starlette:
+    """`allowed_hosts`: the Host names served (others get 400), e.g.
+    LOOPBACK_HOSTS for a server on 127.0.0.1; None serves any."""
     hub = hub or EventHub()
 
     async def page(request: Request):
@@ -100,6 +109,11 @@ def create_app(hub: EventHub | None = None, token: str | None = None, ping_s: fl
                                    headers={"Cache-Control": "no-store"})
 
     async def publish(request: Request):
+        # A web page of another site open in the researcher's browser can POST
+        # text/plain here without a preflight; the browser names its origin.
+        origin = request.headers.get("origin")
+        if origin is not None and urlsplit(origin).netloc != request.headers.get("host", ""):
+            return _error(403, f"publishing from a web page of another origin ({origin[:80]}) is refused")
         if token is not None:
             given = request.headers.get("authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
@@ -152,6 +166,9 @@ def create_app(hub: EventHub | None = None, token: str | None = None, ping_s: fl
     ], lifespan=lifespan)
     app.state.hub = hub
     app.add_middleware(SecurityHeaders)
+    if allowed_hosts is not None:
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
     return app
 
 

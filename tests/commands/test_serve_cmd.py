@@ -114,3 +114,13 @@ def test_publish_takes_its_token_from_the_environment(cli, lab_home, monkeypatch
         assert result.exit_code == 0, result.output
         assert {ev["type"] for _, ev, _ in hub._ring} == {"model_metric", "profile_stats"}
     assert "s3cret" not in lab_home.notebook.read_text()
+
+
+def test_serve_on_loopback_refuses_other_host_names(lab_home):
+    proc, url, _ = _start(lab_home, "--dashboard", "--port", "0")
+    try:
+        assert httpx.get(url + "/healthz", headers={"host": "evil.example"}).status_code == 400
+        assert httpx.get(url + "/healthz").status_code == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=10)

@@ -189,3 +189,27 @@ def test_the_listening_socket_sends_without_delay():
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
     finally:
         sock.close()
+
+
+def test_a_web_page_of_another_origin_cannot_publish(server):
+    """Regression: a text/plain POST from any page open in the researcher's
+    browser (`Origin: http://evil.example`) was accepted."""
+    body = json.dumps(EXAMPLES["perf"])
+    r = httpx.post(server.url + "/publish", content=body, headers={"content-type": "text/plain",
+                                                                  "origin": "http://evil.example"})
+    assert r.status_code == 403 and "another origin (http://evil.example)" in r.json()["error"]
+    assert httpx.get(server.url + "/healthz").json()["last_id"] == 0
+    own = server.url.rstrip("/")                      # the dashboard page's own origin may publish
+    assert httpx.post(server.url + "/publish", content=body, headers={"origin": own}).status_code == 200
+
+
+def test_a_loopback_server_answers_only_to_loopback_names():
+    """Regression: any Host header was accepted (DNS rebinding: a page of
+    evil.example whose name resolves to 127.0.0.1 could read and publish)."""
+    from core.dashboard.app import LOOPBACK_HOSTS
+    with ThreadedServer(create_app(EventHub(ring_size=50), allowed_hosts=LOOPBACK_HOSTS)) as srv:
+        assert httpx.get(srv.url + "/healthz", headers={"host": "evil.example"}).status_code == 400
+        r = httpx.post(srv.url + "/publish", json=EXAMPLES["perf"], headers={"host": "evil.example:8447"})
+        assert r.status_code == 400 and httpx.get(srv.url + "/healthz").json()["last_id"] == 0
+        port = srv.url.rstrip("/").rsplit(":", 1)[1]
+        assert httpx.get(srv.url + "/healthz", headers={"host": f"localhost:{port}"}).status_code == 200
