@@ -25,7 +25,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from core.dashboard.events import EventError, validate
-from core.dashboard.hub import DROPPED, EventHub, sse_frame
+from core.dashboard.hub import DROPPED, MAX_EVENT_BYTES, EventHub, sse_frame
 
 STATIC = Path(__file__).with_name("static")
 MAX_BODY = 256 * 1024
@@ -142,6 +142,11 @@ def create_app(hub: EventHub | None = None, token: str | None = None, ping_s: fl
             return _error(400, str(exc))
         except RecursionError:
             return _error(400, "event: nested too deeply")
+        for i, ev in enumerate(checked):
+            size = len(json.dumps(ev, separators=(",", ":")))
+            if size > MAX_EVENT_BYTES:
+                where = f"event[{i}]" if isinstance(doc, list) else "event"
+                return _error(413, f"{where}: {size:,} bytes, over the {MAX_EVENT_BYTES:,}-byte limit of one event")
         return JSONResponse({"ids": hub.publish(checked)})
 
     async def snapshot(request: Request):

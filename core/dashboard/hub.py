@@ -21,6 +21,13 @@ from core.dashboard.events import snapshot_key
 DROPPED = object()    # the last item a dropped subscriber's queue ever holds
 HISTORY_TYPES = ("prediction", "telemetry")
 HISTORY = 2_000       # events of the current episode sent to a late browser
+# Bounds in bytes (of the encoded SSE frames), whatever producers send: the
+# largest event a producer may publish (app.py refuses bigger ones with 413;
+# the largest real one, profile_stats of a big lab, is a few kB), the ring's
+# total, and the history a late browser's snapshot carries.
+MAX_EVENT_BYTES = 32 * 1024
+RING_BYTES = 64 * 1024 * 1024
+HISTORY_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(eq=False)     # identity, not value: a subscriber is one connection
@@ -39,19 +46,21 @@ class Replay:
 @dataclass
 class EventHub:
     ring_size: int = 10_000
+    ring_bytes: int = RING_BYTES
     queue_size: int = 2_000
     last_id: int = 0
     episode_start_id: int = 0       # the latest `episode` start: where the current episode's history begins
     published: int = 0
     dropped_subscribers: int = 0
     _ring: deque = field(default_factory=deque)
+    _ring_held: int = 0             # bytes of the frames in the ring
     _snapshot: dict[str, dict[str, tuple[int, dict]]] = field(default_factory=dict)
     _subscribers: set[Subscriber] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         if self.ring_size < 1 or self.queue_size < 1:
             raise ValueError(f"ring and queue sizes must be at least 1, got {self.ring_size} and {self.queue_size}")
-        self._ring = deque(maxlen=self.ring_size)
+        self._ring = deque()
 
     # -- producers -------------------------------------------------------------
     def publish(self, events: list[dict]) -> list[int]:
@@ -62,6 +71,10 @@ class EventHub:
             self.last_id += 1
             item = (self.last_id, ev, sse_frame(self.last_id, ev["type"], ev))
             self._ring.append(item)
+            self._ring_held += len(item[2])
+            # Bounded by count and by bytes: the oldest events go first.
+            while len(self._ring) > self.ring_size or (self._ring_held > self.ring_bytes and len(self._ring) > 1):
+                self._ring_held -= len(self._ring.popleft()[2])
             self._snapshot.setdefault(ev["type"], {})[snapshot_key(ev)] = item
             if ev["type"] == "episode" and ev["event"] == "start":
                 self.episode_start_id = self.last_id
@@ -126,9 +139,16 @@ class EventHub:
         """The current episode's predictions and telemetry still in the ring
         (since its `episode` start), oldest first: a browser opening
         mid-episode draws the episode so far, not one point."""
-        out = [{"id": i, **ev} for i, ev, _ in self._ring
-               if i > self.episode_start_id and ev["type"] in HISTORY_TYPES]
-        return out[-limit:]
+        out, held = [], 0
+        for i, ev, frame in reversed(self._ring):          # newest first, until a bound is reached
+            if i <= self.episode_start_id or len(out) >= limit:
+                break
+            if ev["type"] in HISTORY_TYPES:
+                held += len(frame)
+                if held > HISTORY_BYTES:
+                    break
+                out.append({"id": i, **ev})
+        return out[::-1]
 
     def state(self) -> dict:
         """What a late or reset browser starts from."""
@@ -137,7 +157,7 @@ class EventHub:
     def stats(self) -> dict:
         return {"last_id": self.last_id, "published": self.published, "subscribers": self.subscribers,
                 "dropped_subscribers": self.dropped_subscribers, "ring": len(self._ring),
-                "ring_size": self.ring_size}
+                "ring_size": self.ring_size, "ring_bytes": self._ring_held}
 
 
 def sse_frame(event_id: int, name: str, payload: dict) -> bytes:

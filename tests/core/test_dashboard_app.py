@@ -213,3 +213,13 @@ def test_a_loopback_server_answers_only_to_loopback_names():
         assert r.status_code == 400 and httpx.get(srv.url + "/healthz").json()["last_id"] == 0
         port = srv.url.rstrip("/").rsplit(":", 1)[1]
         assert httpx.get(srv.url + "/healthz", headers={"host": f"localhost:{port}"}).status_code == 200
+
+
+def test_an_event_over_its_size_limit_is_refused(server):
+    from core.dashboard.hub import MAX_EVENT_BYTES
+    big = {"type": "telemetry", "episode_id": "ep", "t_s": 1.0,
+           "values": {f"guest.channel_{c:05d}": float(c) for c in range(2_000)}}
+    r = httpx.post(server.url + "/publish", json=[EXAMPLES["perf"], big])
+    assert r.status_code == 413
+    assert r.json()["error"].startswith("event[1]: ") and f"{MAX_EVENT_BYTES:,}-byte limit" in r.json()["error"]
+    assert httpx.get(server.url + "/healthz").json()["last_id"] == 0

@@ -94,3 +94,32 @@ def test_close_ends_every_stream():
 def test_hub_sizes(size):
     with pytest.raises(ValueError):
         EventHub(ring_size=size)
+
+
+def _telemetry(i: int, channels: int) -> dict:
+    return {"type": "telemetry", "episode_id": "ep", "t_s": float(i),
+            "values": {f"guest.channel_{c:04d}": float(c) for c in range(channels)}}
+
+
+def test_the_ring_is_bounded_in_bytes_not_only_in_count():
+    """Regression: 1,400 telemetry events of 250 KB took the server from 60 to
+    730 MB; the ring was bounded by count only."""
+    hub = EventHub(ring_size=10_000, ring_bytes=200_000)
+    for i in range(300):
+        hub.publish([_telemetry(i, 400)])            # about 12 kB each
+    stats = hub.stats()
+    assert stats["ring_bytes"] <= 200_000 and 10 < stats["ring"] < 20
+    assert hub._ring[-1][0] == 300                    # the newest kept, the oldest gone
+
+
+def test_a_late_browsers_history_is_bounded_in_bytes(monkeypatch):
+    import core.dashboard.hub as hub_mod
+    monkeypatch.setattr(hub_mod, "HISTORY_BYTES", 100_000)
+    hub = EventHub()
+    hub.publish([{"type": "episode", "event": "start", "episode_id": "ep", "host_id": "h", "profile": "p",
+                  "sample_name": "s", "model": "gbt", "mode": "realistic"}])
+    for i in range(100):
+        hub.publish([_telemetry(i, 400)])
+    history = hub.history()
+    assert 0 < len(history) < 10 and history[-1]["t_s"] == 99.0
+    assert [e["t_s"] for e in history] == sorted(e["t_s"] for e in history)
