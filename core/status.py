@@ -194,16 +194,16 @@ def lab_status(paths: LabPaths) -> list[Row]:
         if gone:
             lab.missing(artifact, f"its {gone[0]} is gone", command)
             continue
-        changed = [f for f, sha in files.items() if _sha(bpath.parent / f) != sha]
+        changed = [f"its {f} changed since the export" for f, sha in files.items()
+                   if _sha(bpath.parent / f) != sha][:1]
         ck = headers.get((split, name))
         if ck is None:
-            lab.add(artifact, [f"its {changed[0]} changed since the export"] if changed else [], command)
+            lab.add(artifact, changed, command)
             if not changed:
                 lab.rows[-1].reason = "no checkpoint here: as exported"
             continue
         reasons = [] if bundle["checkpoint"].get("header_sha256") == ck else ["checkpoint retrained after this export"]
-        reasons += [f"its {changed[0]} changed since the export"] if changed else []
-        lab.add(artifact, reasons, command, [f"checkpoint {split}/{name}"])
+        lab.add(artifact, reasons + changed, command, [f"checkpoint {split}/{name}"])
 
     # Evaluation reports.
     evals: dict[str, dict] = {}

@@ -216,7 +216,7 @@ class BaseModel:
         self.pre = Preprocessor.fit(fit_part, keep, self.seed)
         self.pca = self._fit_pca(fit_part)
         self.pre.sample = None
-        info = (self._fit_small_validation(train, val, small, progress) if small
+        info = (self._fit_small_validation(train, val, fit_part, small, progress) if small
                 else self._fit(train, val, progress)) or {}
         info.setdefault("choice_rule", "cross-validation on train + val (val too small)" if small
                         else f"the validation part ({len(val)} windows)")
@@ -277,10 +277,10 @@ class BaseModel:
         """Fit on train, choosing on val; val None: with the choices in `self.fixed`."""
         raise NotImplementedError
 
-    def _fit_small_validation(self, train, val, reason: str, progress) -> dict:
-        """Fit on train + val when val is too small to choose by
+    def _fit_small_validation(self, train, val, pool, reason: str, progress) -> dict:
+        """Fit on train + val (`pool`) when val is too small to choose by
         (core.models.small_validation says how the choices are made)."""
-        return choose_small(self, train, val, reason, progress)
+        return choose_small(self, train, val, pool, reason, progress)
 
     def _cv_summary(self, info: dict) -> dict:
         """What one fold chose, from its `_fit` info (with its held-out 'score')."""

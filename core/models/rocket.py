@@ -165,17 +165,17 @@ class RocketModel(NeuralModel):
             # validation windows: it learns from train + val.
             fit = concat_parts(train, val) if val is not None else train
             info["fit_part"] = "train + val (penalty by leave-one-out)" if val is not None else "train"
-            info.update(self._fit_ridge(fit, None, progress))
+            info.update(self._fit_ridge(fit, progress))
         else:
             info["fit_part"] = "train (val for early stopping)" if val is not None else "train"
             info.update(self._fit_softmax(train, val, progress))
         info["head_s"] = round(time.perf_counter() - t0, 3)
         return info
 
-    def _fit_small_validation(self, train, val, reason: str, progress) -> dict:
+    def _fit_small_validation(self, train, val, pool, reason: str, progress) -> dict:
         # The ridge head chooses its penalty by leave-one-out, without val: it
         # simply learns from train + val; a softmax head runs its configured epochs.
-        info = self._fit(concat_parts(train, val), None, progress)
+        info = self._fit(pool, None, progress)
         info["fit_part"] = "train + val"
         rule = ("fitted on train + val, the ridge penalty by leave-one-out" if info["head"] == "ridge"
                 else f"fitted on train + val for the configured {self.config['epochs']} epochs")
@@ -215,8 +215,8 @@ class RocketModel(NeuralModel):
             scale.mean.copy_(mean.float())
             scale.std.copy_(std.float())
 
-    def _fit_ridge(self, fit, val, progress) -> dict:
-        """val None: the validation score is the leave-one-out macro-F1 of the fit part."""
+    def _fit_ridge(self, fit, progress) -> dict:
+        """The validation score is the leave-one-out macro-F1 of the fit part (train + val)."""
         import torch
         from sklearn.linear_model import RidgeCV
         size = self._rows_per_batch()
@@ -240,8 +240,7 @@ class RocketModel(NeuralModel):
         if progress:
             progress(batches, batches, alpha=f"{ridge.alpha_:.3g}", loo_f1=f"{loo_f1:.3f}")
         del X
-        val_f1 = macro_f1(val.y, self.predict_data(val).argmax(1), k) if val is not None else loo_f1
-        return {"best_epoch": 1, "val_macro_f1": float(val_f1), "loo_macro_f1": float(loo_f1),
+        return {"best_epoch": 1, "val_macro_f1": float(loo_f1), "loo_macro_f1": float(loo_f1),
                 "alpha": float(ridge.alpha_), "alphas": [float(a) for a in ALPHAS],
                 "alpha_choice": "leave-one-out squared error of the class-weighted ridge (RidgeCV, +-1 targets)",
                 "temperature": temperature, "probabilities": "softmax(ridge scores / temperature), the temperature "

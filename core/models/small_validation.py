@@ -56,16 +56,23 @@ def folds(pool, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
         return [(tr, te) for tr, te in cv.split(np.zeros(len(pool)), pool.y, groups) if len(tr) and len(te)]
 
 
-def choose_small(model, train, val, reason: str, progress) -> dict:
-    """Cross-validation on train + val chooses; the model is then fitted on train + val."""
-    from core.models.data import concat_parts
-    return cross_validate(model, concat_parts(train, val), reason, progress)
+def choose_small(model, train, val, pool, reason: str, progress) -> dict:
+    """Cross-validation on train + val (`pool`) chooses; the model is then
+    fitted on the pool. With too few episodes for two folds, the validation
+    part chooses after all (and the record says so)."""
+    info = cross_validate(model, pool, reason, progress)
+    if info is None:
+        info = model._fit(train, val, progress) or {}
+        info["small_validation"] = {"reason": reason, "rule": "too few episodes for two folds: the validation "
+                                                              "part chose"}
+        info["choice_rule"] = f"the validation part ({len(val)} windows; too few episodes for folds)"
+    return info
 
 
-def cross_validate(model, pool, reason: str, progress) -> dict:
+def cross_validate(model, pool, reason: str, progress) -> dict | None:
     """Fit a copy of `model` on each fold (choosing on the held-out fold as it
     would on val), let the model turn the folds' choices into fixed ones,
-    then fit it on the whole pool with them."""
+    then fit it on the whole pool with them; None when no fold can be made."""
     summaries = []
     for tr, te in folds(pool, model.seed):
         config = {**_user_config(model), **getattr(model, "cv_overrides", {})}
@@ -75,7 +82,7 @@ def cross_validate(model, pool, reason: str, progress) -> dict:
             clone.unlabeled, clone.unlabeled_source = model.unlabeled, model.unlabeled_source
         summaries.append(clone._cv_summary(clone._fit(pool.take(tr), pool.take(te), None)))
     if not summaries:
-        return {}
+        return None
     model.fixed = model._cv_fix(summaries)
     info = model._fit(pool, None, progress) or {}
     scores = [s["score"] for s in summaries]

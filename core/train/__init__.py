@@ -118,11 +118,11 @@ def load_split_data(processed: Path, recipe: str, input_kind: str) -> SplitData:
     episodes = np.unique(frame["episode_id"].to_numpy(), return_inverse=True)[1].astype(np.int64)
     parts = {}
     for part in ("train", "val", "test"):
-        sel = (frame["part"] == part).to_numpy()
-        sub = frame.filter(pl.col("part") == part)
+        sel = frame["part"] == part
+        sub = frame.filter(sel)
         y = sub["label_id"].to_numpy().astype(np.int64)
         rows = sub["row"].to_numpy().astype(np.int64)
-        groups = episodes[sel]
+        groups = episodes[sel.to_numpy()]
         parts[part] = (SummaryData(table, rows, y, groups) if input_kind == "summary"
                        else TensorData(store, rows, y, groups))
     return SplitData(recipe, meta, parts)

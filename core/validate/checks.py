@@ -21,7 +21,9 @@ from core.registry import Registry
 from core.store import (LABELS, MANIFEST, Episode, file_digest, manifest_problems, parse_jsonl,
                         read_maybe_gzip)
 
-VALIDATOR_VERSION = "1.2.0"  # 1.1: received_at must parse as a time; 1.2: text and integers an index can hold, the first-received copy of a duplicated id kept
+# 1.1: received_at must parse as a time; 1.2: only text and integers an index
+# can hold, and the first-received copy of a duplicated id kept.
+VALIDATOR_VERSION = "1.2.0"
 
 ERRORED = ("manifest_unparseable", "read_error", "exception")
 DEGRADED = ("optional_source_missing", "rows_out_of_order", "rows_duplicated", "source_gap", "null_values",

@@ -82,3 +82,15 @@ def test_a_validation_part_big_enough_still_chooses():
     m.fit(d["train"], d["val"], np.arange(d["train"].width))
     assert "small_validation" not in m.training
     assert m.training["choice_rule"] == "the validation part (52 windows)"
+
+
+def test_with_too_few_episodes_for_folds_the_validation_part_still_chooses():
+    """Regression: a train + val of one episode made no fold, and the model
+    was never fitted (an empty record, then a failure at prediction)."""
+    parts = tiny_set({"train": 8, "val": 2, "test": 5}, seed=1)
+    d = {p: SummaryData.from_array(v.summary, v.y, groups=np.zeros(len(v.y), np.int64)) for p, v in parts.items()}
+    m = MODELS["knn"](list(CLASSES), None, seed=0)
+    m.fit(d["train"], d["val"], np.arange(d["train"].width))
+    assert m.training["small_validation"]["rule"] == "too few episodes for two folds: the validation part chose"
+    assert m.training["choice_rule"].startswith("the validation part (8 windows") and m.k >= 1
+    assert np.isfinite(m.predict_data(d["test"])).all()
