@@ -84,9 +84,31 @@ class BoundaryGroup(typer.core.TyperGroup):
                 raise typer.Exit(1) from None
             if term.verbose:
                 term.traceback()
+            full = _disk_full_line(exc)
+            if full:
+                term.error(full)
+                raise typer.Exit(1) from None
             hint = "" if term.verbose else " (run with --verbose for the traceback)"
             term.error(f"unexpected {type(exc).__name__}: {exc}{hint}")
             raise typer.Exit(1) from None
+
+
+def _disk_full_line(exc: Exception) -> str | None:
+    """A full disk outside the atomic writers (which name their file
+    themselves): one line, never a library's C++ backtrace."""
+    from pathlib import Path
+
+    from core.paths import disk_full, free_bytes, is_disk_full
+    if not is_disk_full(exc):
+        return None
+    name = getattr(exc, "filename", None)
+    if name:
+        return str(disk_full(Path(name)))
+    # A library's message (XGBoost's runs to a 13-line backtrace): its first line.
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    free = free_bytes(Path.cwd())
+    where = f"{free / 1e6:,.1f} MB free in {Path.cwd()}" if free is not None else "free space unknown"
+    return f"disk full ({where}): {first}"
 
 
 def _terminate(signum, frame) -> None:

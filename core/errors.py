@@ -37,3 +37,7 @@ class ArtifactError(Cis490Error):
 class Terminated(KeyboardInterrupt):
     """SIGTERM (how a scheduler or systemd stops a job), raised in the main
     thread and handled as Ctrl-C: the run is recorded as interrupted."""
+
+
+class DiskFullError(Cis490Error):
+    """A write ran out of space: the file, what is free, nothing replaced."""

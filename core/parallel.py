@@ -9,6 +9,7 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from typing import Callable, Iterable, Iterator
@@ -40,11 +41,21 @@ def pool_map(pool: ProcessPoolExecutor, fn: Callable, jobs: Iterable, chunksize:
         return pool.map(fn, jobs, chunksize=chunksize)
 
 
-def _worker_init(initializer: Callable | None, initargs: tuple) -> None:
+def _die_with(parent: int) -> None:
+    # A parent killed with -9 cannot stop its workers, and a worker in the
+    # middle of a long episode would run on for minutes (about 100 MB each):
+    # a worker whose parent is gone (it was adopted) exits at once.
+    while os.getppid() == parent:
+        time.sleep(0.25)
+    os._exit(1)
+
+
+def _worker_init(parent: int, initializer: Callable | None, initargs: tuple) -> None:
     # Ctrl-C in a terminal reaches the whole process group. Workers ignore it:
     # the parent alone reacts (one line, "interrupted") and cancels them, instead
     # of every worker printing its own traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_die_with, args=(parent,), daemon=True, name="die-with-parent").start()
     if initializer is not None:
         initializer(*initargs)
 
@@ -56,7 +67,7 @@ def process_pool(workers: int, initializer=None, initargs: tuple = ()) -> Iterat
     # import; the parent's own polars is already initialised and unaffected.
     os.environ.setdefault("POLARS_MAX_THREADS", "1")
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_worker_init, initargs=(initializer, initargs))
+                               initializer=_worker_init, initargs=(os.getpid(), initializer, initargs))
     try:
         yield pool
     except BaseException:

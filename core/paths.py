@@ -1,7 +1,9 @@
 """Where a lab's files live: the home, its data/ and artifacts/."""
 from __future__ import annotations
 
+import errno
 import os
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -9,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from core.errors import HomeError
+from core.errors import DiskFullError, HomeError
 
 HOME_ENV = "CIS490_HOME"
 INDEX_NAME = "validation_v1.parquet"   # the acceptance index, in data/processed/
@@ -106,6 +108,93 @@ def _umask_mode(base: int) -> int:
     return base & ~mask
 
 
+# Every temporary a command makes is named `.<what>.~<pid>~...`: a run killed
+# with -9 cannot remove its own, so the next run that writes the same kind of
+# output in that folder removes those whose process is gone.
+_TEMP = re.compile(r"^\.(?P<what>.+?)\.~(?P<pid>\d+)~")
+
+
+def temp_prefix(what: str) -> str:
+    """The start of the name of a temporary this process makes for `what`."""
+    return f".{what}.~{os.getpid()}~"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:       # someone else's live process
+        return True
+    return True
+
+
+def remove_dead_temps(directory: Path, what: str) -> int:
+    """Remove the temporaries for `what` in `directory` left by a process that
+    no longer runs; the number removed."""
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return 0
+    removed = 0
+    for entry in entries:
+        m = _TEMP.match(entry.name)
+        if m is None or m["what"] != what or _alive(int(m["pid"])):
+            continue
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+            removed += 1
+        except OSError:
+            pass                  # another run removed it first, or it is not ours to remove
+    return removed
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+_FULL_WORDS = ("No space left on device", "Disk quota exceeded")
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether `exc` says the disk is full: an OSError's errno, or the words
+    of a library that wraps it (pyarrow, XGBoost's C++ errors)."""
+    if isinstance(exc, OSError) and exc.errno in _FULL:
+        return True
+    return isinstance(exc, Exception) and any(w in str(exc) for w in _FULL_WORDS)
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB"
+
+
+def free_bytes(path: Path) -> int | None:
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        return shutil.disk_usage(p).free
+    except OSError:
+        return None
+
+
+def disk_full(target: Path, written: int | None = None) -> DiskFullError:
+    """One line for a write that ran out of space: the file, what is free on
+    its filesystem and what it needs (more than what was written when the
+    disk filled), and that nothing was replaced."""
+    free = free_bytes(Path(target).parent)
+    need = f", needs more than the {_mb(written)} written when it filled" if written else ""
+    have = f"{_mb(free)} free" if free is not None else "free space unknown"
+    return DiskFullError(f"{target}: disk full ({have} on its filesystem{need}); free some space and re-run "
+                         "(nothing was replaced)")
+
+
+def _size_of(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
 @contextmanager
 def atomic_path(target: Path, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary sibling of `target`; rename it over `target` on success.
@@ -113,15 +202,20 @@ def atomic_path(target: Path, suffix: str = "") -> Iterator[Path]:
     A crash or an exception leaves no half-written file under the final name.
     """
     ensure_dir(target.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or ".tmp", dir=target.parent)
+    remove_dead_temps(target.parent, target.name)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(target.name), suffix=suffix or ".tmp", dir=target.parent)
     os.fchmod(fd, _umask_mode(0o666))
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         os.replace(tmp_path, target)
-    except BaseException:
+    except BaseException as exc:
+        full = is_disk_full(exc)
+        written = _size_of(tmp_path) if full and tmp_path.exists() else None
         tmp_path.unlink(missing_ok=True)
+        if full:
+            raise disk_full(target, written) from None
         raise
 
 
@@ -140,19 +234,24 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     replaces `target` whole (the old one is removed only after the swap), so a
     failure never leaves a mix of old and new files, nor loses the old ones."""
     ensure_dir(target.parent)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    remove_dead_temps(target.parent, target.name)
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(target.name), dir=target.parent))
     os.chmod(tmp, _umask_mode(0o777))
     try:
         yield tmp
         trash = None
         if target.exists():
-            trash = target.with_name(f".{target.name}.old-{os.getpid()}")
+            trash = target.with_name(f"{temp_prefix(target.name)}old")
             os.replace(target, trash)
         os.replace(tmp, target)
         if trash is not None:
             shutil.rmtree(trash, ignore_errors=True)
-    except BaseException:
+    except BaseException as exc:
+        full = is_disk_full(exc)
+        written = _size_of(tmp) if full and tmp.exists() else None
         shutil.rmtree(tmp, ignore_errors=True)
+        if full:
+            raise disk_full(target, written) from None
         raise
 
 

@@ -10,7 +10,7 @@ import hashlib
 import json
 import tomllib
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 from core.errors import RegistryError
@@ -55,15 +55,44 @@ class Source:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """What a manifest may plausibly claim, and how much a file may expand.
+
+    A store is written next to malware: a crafted manifest claiming 1e-9 Hz
+    over four days passed every check that scales with rate or duration, and a
+    4.7 MB gzip file expanded to 1 GiB in memory. Beyond these, an episode is
+    rejected with a reason. Validation's config hash covers them (they change
+    which episodes are accepted); the schema hash does not (they change no
+    feature's meaning). Documented in docs/store-format.md#limits."""
+    min_hz: float = 0.01              # a sample source's sampling_hz below: implausible
+    max_hz: float = 1000.0            # ... above: implausible
+    max_duration_s: float = 86400.0   # an episode longer than a day: implausible
+    max_row_bytes: int = 4096         # a file may expand to rows x this (its manifest's rows) ...
+    min_file_mb: float = 16.0         # ... or to this many MiB (a few long lines are no crime) ...
+    max_file_mb: float = 256.0        # ... and never beyond this many MiB, whatever it claims
+
+    @property
+    def max_file_bytes(self) -> int:
+        return int(self.max_file_mb * 2 ** 20)
+
+    def expand_cap(self, rows: object) -> int:
+        """How many bytes a file whose manifest claims `rows` rows may expand to."""
+        claimed = rows if isinstance(rows, int) and not isinstance(rows, bool) and rows > 0 else 1
+        return min(self.max_file_bytes, max(claimed * self.max_row_bytes, int(self.min_file_mb * 2 ** 20)))
+
+
+@dataclass(frozen=True)
 class Registry:
     channels: tuple[Channel, ...]
     sources: tuple[Source, ...]
     phases: tuple[str, ...]
     profiles: tuple[str, ...]
     path: str = field(default="", compare=False)
+    limits: Limits = field(default=Limits(), compare=False)
 
-    @property
+    @cached_property
     def schema_hash(self) -> str:
+        # Cached: validation stamps it on every row, and it costs 2 ms.
         return schema_hash(self)
 
     @property
@@ -198,7 +227,29 @@ def parse_registry(raw: dict, path: str = "<registry>") -> Registry:
     for s in sources:
         if not any(c.source == s.name for c in channels):
             raise RegistryError(f"{path}: source '{s.name}' has no channel")
-    return Registry(tuple(channels), tuple(sources), tuple(phases), tuple(profiles), path)
+    return Registry(tuple(channels), tuple(sources), tuple(phases), tuple(profiles), path,
+                    _parse_limits(raw.get("limits", {}), path))
+
+
+def _parse_limits(raw: object, path: str) -> Limits:
+    where = f"{path}: [limits]"
+    if not isinstance(raw, dict):
+        raise RegistryError(f"{where} must be a table")
+    known = {f for f in Limits.__dataclass_fields__}
+    for key in raw:
+        if key not in known:
+            raise RegistryError(f"{where}: unknown key '{key}' (known: {', '.join(sorted(known))})")
+    values = {}
+    for key, val in raw.items():
+        if isinstance(val, bool) or not isinstance(val, (int, float)) or not val > 0 or val != val:
+            raise RegistryError(f"{where}: '{key}' must be a positive number, got {val!r}")
+        values[key] = int(val) if key == "max_row_bytes" else float(val)
+    limits = Limits(**values)
+    if limits.min_hz >= limits.max_hz:
+        raise RegistryError(f"{where}: 'min_hz' must be below 'max_hz'")
+    if limits.min_file_mb > limits.max_file_mb:
+        raise RegistryError(f"{where}: 'min_file_mb' must not be above 'max_file_mb'")
+    return limits
 
 
 def registry_ref(reg: Registry, base: Path | None = None) -> dict:

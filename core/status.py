@@ -108,7 +108,7 @@ def lab_status(paths: LabPaths) -> list[Row]:
             delta = n_eps - before if isinstance(before, int) else 0
             reasons.append(f"store: {delta:,} episode(s) added since validate" if delta > 0 else
                            f"store: {-delta:,} episode(s) removed since validate" if delta < 0 else
-                           "store: manifests changed since validate")
+                           "store: manifests or files changed since validate")
         ref = side.get("registry") or {}
         if ref.get("hash"):
             path = unportable(ref["path"], processed) if ref.get("path") else DEFAULT_REGISTRY

@@ -80,11 +80,35 @@ def file_digest(path: Path) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
-def store_digest(root: Path) -> tuple[str, int, int]:
-    """A digest of a store by its manifests: (sha256, episodes, in-flight).
+def episode_fingerprint(path: Path) -> str:
+    """The name, size and modification time of every file in an episode
+    directory, digested: what git's index and DVC keep to notice that a file
+    changed without reading it. A data file rewritten after validation while
+    its manifest stayed the same changes this, so `status`, `validate
+    --since-last` and `extract` treat the episode as changed (and re-hash it)."""
+    h = hashlib.sha256()
+    try:
+        entries = sorted(os.scandir(path), key=lambda e: e.name)
+    except OSError:
+        return "unreadable"
+    for e in entries:
+        try:
+            st = e.stat()
+        except OSError:
+            h.update(f"{e.name}\t?\n".encode("utf-8", "surrogateescape"))
+            continue
+        if not e.is_dir():
+            h.update(f"{e.name}\t{st.st_size}\t{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+    return h.hexdigest()[:32]
 
-    Manifests carry every file's sha256, so this changes whenever any listed
-    file changes, without reading the telemetry.
+
+def store_digest(root: Path) -> tuple[str, int, int]:
+    """A digest of a store by its manifests and its files' sizes and times:
+    (sha256, episodes, in-flight).
+
+    Manifests carry every file's sha256, so this changes whenever a manifest
+    changes; the fingerprints, whenever a file is rewritten under an
+    unchanged manifest. Nothing but the manifests is read.
     """
     h = hashlib.sha256()
     n_ep = n_flight = 0
@@ -97,5 +121,5 @@ def store_digest(root: Path) -> tuple[str, int, int]:
             msha = hashlib.sha256((entry.path / MANIFEST).read_bytes()).hexdigest()
         except OSError:
             msha = "unreadable"
-        h.update(f"{entry.rel}\t{msha}\n".encode("utf-8", "surrogateescape"))
+        h.update(f"{entry.rel}\t{msha}\t{episode_fingerprint(entry.path)}\n".encode("utf-8", "surrogateescape"))
     return h.hexdigest(), n_ep, n_flight

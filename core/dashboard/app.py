@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import anyio
 from sse_starlette import EventSourceResponse
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -150,7 +151,12 @@ def create_app(hub: EventHub | None = None, token: str | None = None, ping_s: fl
         return JSONResponse({"ids": hub.publish(checked)})
 
     async def snapshot(request: Request):
-        return JSONResponse(hub.state())
+        # The state is gathered on the loop (references only, bounded by
+        # SNAPSHOT_SLOTS and HISTORY_BYTES); its encoding, up to a few MiB,
+        # runs in a thread so that no other request waits for it.
+        state = hub.state()
+        body = await anyio.to_thread.run_sync(_encode, state)
+        return Response(body, media_type="application/json")
 
     async def no_icon(request: Request):
         return Response(status_code=204)
@@ -175,6 +181,10 @@ def create_app(hub: EventHub | None = None, token: str | None = None, ping_s: fl
         from starlette.middleware.trustedhost import TrustedHostMiddleware
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
     return app
+
+
+def _encode(doc: dict) -> bytes:
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 
 def _after(request: Request) -> int | None:

@@ -28,6 +28,11 @@ HISTORY = 2_000       # events of the current episode sent to a late browser
 MAX_EVENT_BYTES = 32 * 1024
 RING_BYTES = 64 * 1024 * 1024
 HISTORY_BYTES = 4 * 1024 * 1024
+# The snapshot keeps one latest event per key (per checkpoint for model_metric
+# and profile_stats); a publisher inventing keys could grow it without end, so
+# a type keeps its most recent SNAPSHOT_SLOTS keys. With MAX_EVENT_BYTES each,
+# a snapshot is bounded (a few MiB for the handful of types), whatever is sent.
+SNAPSHOT_SLOTS = 64
 
 
 @dataclass(eq=False)     # identity, not value: a subscriber is one connection
@@ -75,7 +80,12 @@ class EventHub:
             # Bounded by count and by bytes: the oldest events go first.
             while len(self._ring) > self.ring_size or (self._ring_held > self.ring_bytes and len(self._ring) > 1):
                 self._ring_held -= len(self._ring.popleft()[2])
-            self._snapshot.setdefault(ev["type"], {})[snapshot_key(ev)] = item
+            slots = self._snapshot.setdefault(ev["type"], {})
+            key = snapshot_key(ev)
+            slots.pop(key, None)                # re-inserted: dicts keep insertion order, oldest first
+            slots[key] = item
+            if len(slots) > SNAPSHOT_SLOTS:
+                del slots[next(iter(slots))]
             if ev["type"] == "episode" and ev["event"] == "start":
                 self.episode_start_id = self.last_id
             for sub in list(self._subscribers):

@@ -29,9 +29,11 @@ from core.extract.tensors import META, TensorPartWriter, TensorStore
 from core.lazy import LazyModule
 from core.loading import read_json, read_parquet, require
 from core.parallel import pool_map, process_pool
-from core.paths import unportable
+from core.paths import remove_dead_temps, temp_prefix, unportable
 from core.registry import Registry, registry_ref, resolve_registry
 from core.store import Episode, file_digest
+from core.storescan import episode_fingerprint
+from core.validate import validated_fingerprints
 
 FEATURES = "features_window_v1.parquet"
 SCHEMA = "feature_schema_v1.json"
@@ -121,12 +123,16 @@ def _init(registry: Registry, spec: WindowSpec) -> None:
     _W["registry"], _W["spec"] = registry, spec
 
 
-def _job(args: tuple[str, str, str]) -> dict:
-    path, rel, expected_sha = args
+def _job(args: tuple[str, str, str, bool]) -> dict:
+    path, rel, expected_sha, verify = args
     try:
         ep = Episode.open(Path(path), rel)
         if ep.manifest_sha256 != expected_sha:
             return {"error": "manifest changed since validation: re-run `cis490 validate`"}
+        if verify:
+            changed = _changed_files(ep)
+            if changed:
+                return {"error": f"{changed} changed since validation: re-run `cis490 validate`"}
         return {"windows": extract_episode(ep, _W["registry"], _W["spec"])}
     except ExtractError as exc:
         return {"error": str(exc).split(": ", 1)[-1]}
@@ -134,6 +140,20 @@ def _job(args: tuple[str, str, str]) -> dict:
         return {"error": str(exc)}
     except Exception as exc:  # noqa: BLE001 - one bad episode is reported, never fatal
         return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def _changed_files(ep: Episode) -> str | None:
+    """The first listed file whose content is not what the manifest (and so
+    validation) vouched for: re-hashed only for an episode whose files'
+    sizes or times changed since validation, as git re-hashes a touched file."""
+    for name, entry in sorted(ep.files.items()):
+        try:
+            sha = file_digest(ep.path / name)[0]
+        except OSError:
+            return name
+        if not isinstance(entry, dict) or entry.get("sha256") != sha:
+            return name
+    return None
 
 
 class _Previous:
@@ -195,11 +215,13 @@ def run_extract(processed: Path, index_path: Path, store: Path, registry: Regist
     if index.height == 0:
         raise Cis490Error(f"{index_path}: no accepted or degraded episodes to extract")
     prev = _Previous(processed, registry, cfg.spec)
-    tmp = processed / f".extract-{os.getpid()}"
+    for what in ("extract", TENSORS):        # what a run killed with -9 left
+        remove_dead_temps(processed, what)
+    tmp = processed / temp_prefix("extract")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        summary = _write_outputs(tmp, index, Path(store), registry, cfg, prev, workers, progress, t0)
+        summary = _write_outputs(tmp, index, Path(store), registry, cfg, prev, workers, progress, t0, index_path)
         _commit(tmp, processed, registry, cfg, index_path, summary)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -208,11 +230,17 @@ def run_extract(processed: Path, index_path: Path, store: Path, registry: Regist
 
 
 def _results(index: pl.DataFrame, store: Path, registry: Registry, cfg: ExtractConfig, prev: _Previous,
-             workers: int) -> Iterator[tuple[dict, str, object]]:
+             workers: int, fingerprints: dict[str, str]) -> Iterator[tuple[dict, str, object]]:
     """(index row, 'reuse'|'new', payload) in index order."""
     rows = index.select("rel_path", "manifest_sha256", "received_at", "episode_id").to_dicts()
-    todo = [r for r in rows if prev.reusable(r["rel_path"], r["manifest_sha256"]) is None]
-    jobs = [(str(store / r["rel_path"]), r["rel_path"], r["manifest_sha256"]) for r in todo]
+    # An episode whose files changed size or time since validation is re-hashed
+    # (and never copied from the last extract); with no fingerprints recorded
+    # (an index older than them), every episode is.
+    for r in rows:
+        was = fingerprints.get(r["rel_path"])
+        r["verify"] = was is None or episode_fingerprint(store / r["rel_path"]) != was
+    todo = [r for r in rows if r["verify"] or prev.reusable(r["rel_path"], r["manifest_sha256"]) is None]
+    jobs = [(str(store / r["rel_path"]), r["rel_path"], r["manifest_sha256"], r["verify"]) for r in todo]
     if workers <= 1 or len(jobs) < 8:
         _init(registry, cfg.spec)
         fresh = map(_job, jobs)
@@ -224,12 +252,12 @@ def _results(index: pl.DataFrame, store: Path, registry: Registry, cfg: ExtractC
 
 def _merge(rows, prev, fresh) -> Iterator[tuple[dict, str, object]]:
     for r in rows:
-        old = prev.reusable(r["rel_path"], r["manifest_sha256"])
+        old = None if r["verify"] else prev.reusable(r["rel_path"], r["manifest_sha256"])
         yield (r, "reuse", old) if old is not None else (r, "new", next(fresh))
 
 
 def _write_outputs(tmp: Path, index: pl.DataFrame, store: Path, registry: Registry, cfg: ExtractConfig,
-                   prev: _Previous, workers: int, progress, t0: float) -> ExtractSummary:
+                   prev: _Previous, workers: int, progress, t0: float, index_path: Path) -> ExtractSummary:
     schema = _features_arrow_schema(registry)
     phase_id = {p: i for i, p in enumerate(registry.phases)}
     fw = pq.ParquetWriter(tmp / FEATURES, schema)
@@ -243,7 +271,8 @@ def _write_outputs(tmp: Path, index: pl.DataFrame, store: Path, registry: Regist
     reused = extracted = row = 0
     sources = registry.source_names()
     try:
-        for done, (r, kind, payload) in enumerate(_results(index, store, registry, cfg, prev, workers), 1):
+        for done, (r, kind, payload) in enumerate(_results(index, store, registry, cfg, prev, workers,
+                                                                  validated_fingerprints(index_path)), 1):
             rec = {"episode_id": r["episode_id"], "rel_path": r["rel_path"], "received_at": r["received_at"],
                    "manifest_sha256": r["manifest_sha256"], "first_row": row, "status": "ok", "error": None}
             if kind == "reuse":
@@ -290,9 +319,11 @@ def _write_outputs(tmp: Path, index: pl.DataFrame, store: Path, registry: Regist
     if row == 0:
         raise Cis490Error("no windows extracted: " + (failed[0][1] if failed else "episodes are too short"))
     tw.close({"channels": registry.channel_names, "steps": cfg.spec.steps, "registry_hash": registry.schema_hash})
-    ti = pa.concat_tables(tindex)
-    ti = ti.append_column("row", pa.array(np.arange(ti.num_rows, dtype=np.int64)))
-    pq.write_table(ti, tmp / TENSORS / "index.parquet")
+    ti = pl.from_arrow(pa.concat_tables(tindex)).with_row_index("row").select("window_id", "episode_id",
+                                                                              "label_id", pl.col("row").cast(pl.Int64))
+    pq.write_table(ti.to_arrow().cast(pa.schema([("window_id", pa.string()), ("episode_id", pa.string()),
+                                                  ("label_id", pa.int8()), ("row", pa.int64())])),
+                   tmp / TENSORS / "index.parquet")
     ep_schema = {"first_row": pl.Int64, "n_windows": pl.Int64, "error": pl.Utf8,
                  **{f"coverage_{s}": pl.Float64 for s in sources}}
     pl.DataFrame(ep_rows, schema_overrides=ep_schema, infer_schema_length=None).write_parquet(tmp / EPISODES)
@@ -334,13 +365,19 @@ class _FeatureBatch:
         self.n += table.num_rows
 
     def _build(self) -> pa.Table:
+        # Built by polars and handed to Arrow: pyarrow's own array builders
+        # import pandas, a fifth of a second of a small extract.
         feats = np.concatenate(self.feats)
         label_id = np.array([self.phase_id[x] for x in self.meta["label"]], dtype=np.int8)
-        cols = [pa.array(self.meta[k]) for k in ("window_id", "episode_id", "host_id", "profile", "sample_name")]
-        cols += [pa.array(np.asarray(self.meta["t_center_s"], dtype=np.float64)), pa.array(self.meta["label"]),
-                 pa.array(label_id)]
-        cols += [pa.array(feats[:, j]) for j in range(feats.shape[1])]
-        table = pa.Table.from_arrays(cols, schema=self.schema)
+        meta = pl.DataFrame({**{k: self.meta[k] for k in ("window_id", "episode_id", "host_id", "profile",
+                                                          "sample_name")},
+                             "t_center_s": np.asarray(self.meta["t_center_s"], dtype=np.float64),
+                             "label": self.meta["label"], "label_id": label_id},
+                            schema_overrides={k: pl.Utf8 for k in ("window_id", "episode_id", "host_id", "profile",
+                                                                   "sample_name", "label")})
+        names = self.schema.names[meta.width:]
+        frame = pl.concat([meta, pl.from_numpy(feats, schema=names, orient="row")], how="horizontal")
+        table = frame.to_arrow().cast(self.schema)
         self.meta = {k: [] for k in self.meta}
         self.feats = []
         return table
@@ -401,7 +438,7 @@ def _commit(tmp: Path, processed: Path, registry: Registry, cfg: ExtractConfig, 
     os.replace(tmp / EPISODES, processed / EPISODES)
     old = processed / TENSORS
     if old.exists():
-        trash = processed / f".{TENSORS}.old-{os.getpid()}"
+        trash = processed / f"{temp_prefix(TENSORS)}old"
         os.replace(old, trash)
         shutil.rmtree(trash, ignore_errors=True)
     os.replace(tmp / TENSORS, old)

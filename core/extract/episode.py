@@ -26,7 +26,8 @@ STATS = ("mean", "std", "min", "max", "delta", "present")
 # Bumped whenever a change here changes any value extract writes: extract's
 # reuse key includes it, so rows made by older code are recomputed, not copied.
 # 2: exact duplicate flows dropped; null flow fields skipped, not zero-filled.
-EXTRACT_VERSION = "2"
+# 3: no window without a value from any required source.
+EXTRACT_VERSION = "3"
 
 
 class ExtractError(Cis490Error):
@@ -88,13 +89,13 @@ class EpisodeWindows:
 
 
 def _last_per_step(step: np.ndarray, vals: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Grid of the last value per step (rows sorted by time), NaN elsewhere,
-    and which steps had a sample at all."""
-    out = np.full(n, np.nan)
+    """Grid (k, n) of the last value per step of each of k columns of `vals`
+    (rows sorted by time), NaN elsewhere, and which steps had a sample at all."""
+    out = np.full((vals.shape[1], n), np.nan)
     sampled = np.zeros(n, dtype=bool)
     if len(step):
         last = np.r_[step[1:] != step[:-1], True]
-        out[step[last]] = vals[last]
+        out[:, step[last]] = vals[last].T
         sampled[step] = True
     return out, sampled
 
@@ -103,52 +104,79 @@ def _carry_one(x: np.ndarray, sampled: np.ndarray) -> np.ndarray:
     """Carry a value into the next step only if that step had no sample: a step
     whose sample gave no value (a counter reset, a null) stays missing."""
     y = x.copy()
-    fill = ~sampled[1:] & ~np.isnan(x[:-1])
-    y[1:][fill] = x[:-1][fill]
+    fill = ~sampled[1:] & ~np.isnan(x[:, :-1])
+    y[:, 1:][fill] = x[:, :-1][fill]
     return y
 
 
-def _sample_grid(v: np.ndarray, ch: Channel, step: np.ndarray, t: np.ndarray, n: int) -> np.ndarray:
-    """One channel's grid from its samples `v` (NaN where null) at times `t`."""
-    if ch.kind == "counter":
-        dt = np.diff(t) / 1e9
-        dv = np.diff(v)
+def _sample_grids(values: np.ndarray, counter: np.ndarray, step: np.ndarray, t: np.ndarray,
+                  n: int) -> np.ndarray:
+    """The (k, n) grids of a source's k channels from its samples `values`
+    (rows x k, NaN where null) at times `t`: a gauge's last value per step, a
+    counter's per-second rate between consecutive samples (`counter` marks
+    which), each carried one step. All channels of a source at once: one
+    channel at a time cost more in numpy calls than in arithmetic."""
+    grids = np.empty((values.shape[1], n))
+    if (~counter).any():
+        grids[~counter] = _carry_one(*_last_per_step(step, values[:, ~counter], n))
+    if counter.any():
+        dt = (np.diff(t) / 1e9)[:, None]
+        dv = np.diff(values[:, counter], axis=0)
         with np.errstate(invalid="ignore", divide="ignore"):
             rate = np.where((dv >= 0) & (dt > 0), dv / dt, np.nan)
-        return _carry_one(*_last_per_step(step[1:], rate, n))
-    return _carry_one(*_last_per_step(step, v, n))
+        grids[counter] = _carry_one(*_last_per_step(step[1:], rate, n))
+    return grids
 
 
-def _flow_grid(df: pl.DataFrame, ch: Channel, step: np.ndarray, n: int) -> np.ndarray:
+class _Flows:
+    """A flow source's columns as arrays, made by one query per episode:
+    every flow channel is then numpy over them (eleven channels each
+    filtering and converting the frame cost more than the rest of the
+    extraction). A null in a predicate's field fails the predicate; a null
+    value is NaN (a code, -1)."""
+
+    def __init__(self, df: pl.DataFrame, chans: list[Channel]):
+        proto = pl.col("proto").fill_null("")
+        exprs = [(proto == "tcp").alias("is_tcp"), (proto == "udp").alias("is_udp"),
+                 pl.col("tcp_flags").fill_null(0).alias("flags"), pl.col("dst_port").fill_null(-1).alias("port")]
+        for ch in chans:
+            if ch.agg == "nunique":
+                exprs.append((pl.col(ch.field).rank("dense").cast(pl.Int64).fill_null(0) - 1)
+                             .alias(f"codes:{ch.field}"))
+            elif ch.agg in ("sum", "mean"):
+                exprs.append(pl.col(ch.field).cast(pl.Float64).fill_null(np.nan).alias(f"values:{ch.field}"))
+        cols = df.select(exprs)
+        self.arrays = {name: cols[name].to_numpy() for name in cols.columns}
+        tcp, udp = self.arrays["is_tcp"], self.arrays["is_udp"]
+        self.where = {None: None, "tcp": tcp,
+                      "syn_only": tcp & (self.arrays["flags"] & (TCP_SYN | TCP_ACK) == TCP_SYN),
+                      "dns": udp & (self.arrays["port"] == 53)}
+
+
+def _flow_grid(flows: _Flows, ch: Channel, step: np.ndarray, n: int) -> np.ndarray:
     """One flow channel per step. A null field is unknown, not zero: distinct
     counts ignore it, sums and means skip it (a step whose every flow lacks the
     field is missing); a null in a predicate's field fails the predicate."""
-    sel = np.ones(len(step), dtype=bool)
-    proto = df["proto"].fill_null("")
-    if ch.where == "syn_only":
-        flags = df["tcp_flags"].fill_null(0).to_numpy()
-        sel = (proto == "tcp").to_numpy() & (flags & (TCP_SYN | TCP_ACK) == TCP_SYN)
-    elif ch.where == "dns":
-        sel = (proto == "udp").to_numpy() & (df["dst_port"].fill_null(-1).to_numpy() == 53)
-    elif ch.where == "tcp":
-        sel = (proto == "tcp").to_numpy()
-    s = step[sel]
+    sel = flows.where[ch.where]
+    s = step if sel is None else step[sel]
     if ch.agg == "count":
         return np.bincount(s, minlength=n).astype(float)
-    col = df[ch.field].filter(pl.Series(sel))
-    known = col.is_not_null().to_numpy()
-    s_known, col = s[known], col.drop_nulls()
     if ch.agg == "nunique":
-        codes = col.cast(pl.Utf8).cast(pl.Categorical).to_physical().to_numpy().astype(np.int64)
+        codes = flows.arrays[f"codes:{ch.field}"]
+        codes = codes if sel is None else codes[sel]
+        known = codes >= 0
         base = codes.max(initial=0) + 1
-        pairs = np.unique(s_known * base + codes)
+        pairs = np.unique(s[known] * base + codes[known])
         return np.bincount(pairs // base, minlength=n).astype(float)
-    vals = col.cast(pl.Float64).to_numpy()
-    total = np.bincount(s_known, weights=vals, minlength=n)
+    vals = flows.arrays[f"values:{ch.field}"]
+    vals = vals if sel is None else vals[sel]
+    known = ~np.isnan(vals)
+    s_known = s[known]
+    total = np.bincount(s_known, weights=vals[known], minlength=n)
     counts = np.bincount(s_known, minlength=n)
     if ch.agg == "sum":
-        flows = np.bincount(s, minlength=n)
-        return np.where((flows > 0) & (counts == 0), np.nan, total)
+        flows_in = np.bincount(s, minlength=n)
+        return np.where((flows_in > 0) & (counts == 0), np.nan, total)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(counts > 0, total / counts, np.nan)
 
@@ -166,32 +194,42 @@ def align_episode(ep: Episode, registry: Registry, spec: WindowSpec) -> tuple[np
     for src in registry.source_names():
         if ep.source_file(src) is None:
             continue
-        df = ep.read_source(src, registry).filter(pl.col("t_wall_ns").is_not_null())
+        df = ep.read_source(src, registry)
+        if df["t_wall_ns"].null_count():
+            df = df.filter(pl.col("t_wall_ns").is_not_null())
         # Degraded episodes may be out of order or hold duplicates: sort; a sample
         # source keeps the last of a time stamp, a flow source drops exact
-        # duplicate flows (the same flow recorded twice is one flow).
-        df = df.sort("t_wall_ns", maintain_order=True).unique("t_wall_ns", keep="last", maintain_order=True) \
-            if registry.source(src).kind == "sample" else df.unique(maintain_order=True).sort("t_wall_ns",
-                                                                                           maintain_order=True)
+        # duplicate flows (the same flow recorded twice is one flow). Most
+        # episodes are neither, and skip the work.
+        if registry.source(src).kind == "sample":
+            t = df["t_wall_ns"].to_numpy()
+            if len(t) > 1 and not (np.diff(t) > 0).all():
+                df = df.sort("t_wall_ns", maintain_order=True).unique("t_wall_ns", keep="last",
+                                                                     maintain_order=True)
+        else:
+            df = df.unique(maintain_order=True)
+            if not df["t_wall_ns"].is_sorted():
+                df = df.sort("t_wall_ns", maintain_order=True)
         t = df["t_wall_ns"].to_numpy()
         step = (t - start) // step_ns
         inside = (step >= 0) & (step < n)
         on_grid[src] = int(inside.sum()) if len(t) else -1
         chans = registry.channels_of(src)
         if registry.source(src).kind == "flow":
-            df_in, s_in = df.filter(pl.Series(inside)), step[inside]
+            flows, s_in = _Flows(df.filter(pl.Series(inside)), chans), step[inside]
             for ch in chans:
-                grid[row_of[ch.name]] = _flow_grid(df_in, ch, s_in, n)
+                grid[row_of[ch.name]] = _flow_grid(flows, ch, s_in, n)
         else:
             # Pad the grid with one bucket each side: rows before the start land in
             # the first (a counter's rate needs the sample before the first step),
             # rows after the end in the last; both are cut off.
             padded = np.clip(step, -1, n) + 1
             fields = [ch.row_field for ch in chans]
-            # One conversion per source: per-column polars calls cost more than the maths.
-            values = df.select(pl.col(fields).cast(pl.Float64)).to_numpy()
-            for j, ch in enumerate(chans):
-                grid[row_of[ch.name]] = _sample_grid(values[:, j], ch, padded, t, n + 2)[1:n + 1]
+            # The row schema reads these as Float64 (NaN where null): the
+            # columns convert without a query, which would cost more than the maths.
+            values = np.column_stack([df[f].to_numpy() for f in fields]) if fields else np.zeros((len(t), 0))
+            counter = np.array([ch.kind == "counter" for ch in chans], dtype=bool)
+            grid[[row_of[ch.name] for ch in chans]] = _sample_grids(values, counter, padded, t, n + 2)[:, 1:n + 1]
     return grid, on_grid
 
 
@@ -246,6 +284,10 @@ def episode_grid(ep: Episode, registry: Registry, spec: WindowSpec = WindowSpec(
     T, hop = spec.steps, spec.hop_steps
     n_win = (n - T) // hop + 1 if n >= T else 0
     starts = np.arange(n_win) * hop
+    # A window must hold data: one with no value from any required source says
+    # nothing, and a manifest claiming days of rows it does not have would
+    # otherwise make thousands of such windows from a few hundred rows.
+    starts = starts[_has_required_data(grid, registry, starts, T)]
     centres_ns = m["started_at_ns"] + ((starts + T / 2) * spec.step_s * 1e9).astype(np.int64)
     labels_df = ep.read_labels().sort("t_wall_ns")
     lt, lp = labels_df["t_wall_ns"].to_numpy(), labels_df["phase"].to_list()
@@ -253,6 +295,14 @@ def episode_grid(ep: Episode, registry: Registry, spec: WindowSpec = WindowSpec(
     keep = li >= 0  # a centre before the first label has no phase
     return EpisodeGrid(m["episode_id"], m["host_id"], m["profile"], m["sample_name"], grid, starts[keep],
                        [lp[i] for i in li[keep]], spec)
+
+
+def _has_required_data(grid: np.ndarray, registry: Registry, starts: np.ndarray, T: int) -> np.ndarray:
+    required = {s.name for s in registry.sources if s.required} or set(registry.source_names())
+    rows = [i for i, c in enumerate(registry.channels) if c.source in required]
+    step_has = ~np.isnan(grid[rows]).all(axis=0)
+    seen = np.concatenate([[0], np.cumsum(step_has)])
+    return seen[starts + T] - seen[starts] > 0
 
 
 def extract_episode(ep: Episode, registry: Registry, spec: WindowSpec = WindowSpec()) -> EpisodeWindows:

@@ -111,7 +111,10 @@ class GBTModel(BaseModel):
                   "max_depth": cfg["max_depth"], "eta": cfg["learning_rate"], "subsample": cfg["subsample"],
                   "colsample_bytree": cfg["colsample_bytree"], "lambda": cfg["reg_lambda"],
                   "max_bin": cfg["max_bin"], "seed": self.seed, "nthread": cfg["n_jobs"], "device": device}
-        with (tempfile.TemporaryDirectory(prefix=".gbt-pages-", dir=self.scratch) if external
+        if external:
+            from core.paths import remove_dead_temps, temp_prefix
+            remove_dead_temps(Path(self.scratch or tempfile.gettempdir()), "gbt-pages")
+        with (tempfile.TemporaryDirectory(prefix=temp_prefix("gbt-pages"), dir=self.scratch) if external
               else contextlib.nullcontext()) as tmp:
             pages = Path(tmp) if external else None
             dtrain = _matrix(self, train, class_weights(train.y, k), None, pages)

@@ -21,7 +21,7 @@ import numpy as np
 
 from core.errors import ConfigError, StoreError
 from core.parallel import pool_map, process_pool
-from core.paths import atomic_write_text, ensure_dir
+from core.paths import atomic_write_text, ensure_dir, remove_dead_temps, temp_prefix
 from core.store import FORMAT_TAG, LABELS, MANIFEST
 from core.synth.faults import FAULTS, IN_FLIGHT, Draft
 from core.synth.world import PROFILES, make_hosts, make_samples
@@ -221,7 +221,8 @@ def generate_store(cfg: SynthConfig, out: Path, *, workers: int = 1, force: bool
     if occupied and not force:
         raise StoreError(f"{out}: already exists and is not empty (pass --force to replace it)")
     ensure_dir(out.parent)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    remove_dead_temps(out.parent, out.name)
+    tmp = out.with_name(f"{temp_prefix(out.name)}tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     truth: list[dict] = []
@@ -244,7 +245,7 @@ def generate_store(cfg: SynthConfig, out: Path, *, workers: int = 1, force: bool
                         progress(i, len(jobs))
         truth += _write_in_flight(tmp, specs, cfg.in_flight)
         if out.exists():
-            trash = out.with_name(f".{out.name}.old-{os.getpid()}")
+            trash = out.with_name(f"{temp_prefix(out.name)}old")
             os.replace(out, trash)
             shutil.rmtree(trash, ignore_errors=True)
         os.replace(tmp, out)

@@ -25,6 +25,7 @@ from core.parallel import pool_map, process_pool
 from core.paths import atomic_path, atomic_write_text, ensure_dir, lab_home_of, portable, unportable
 from core.registry import Registry, registry_ref
 from core.store import MANIFEST, StoreEntry, scan_store, store_digest
+from core.storescan import episode_fingerprint
 from core.validate.checks import (VALIDATOR_VERSION, ValidateConfig, status_of, validate_episode)
 
 STATUSES = ("accepted", "degraded", "rejected", "errored")
@@ -75,28 +76,48 @@ class ValidationSummary:
 
 
 def config_hash(cfg: ValidateConfig, registry: Registry) -> str:
-    blob = json.dumps({"cfg": asdict(cfg), "version": VALIDATOR_VERSION, "registry": registry.schema_hash},
-                      sort_keys=True).encode()
+    blob = json.dumps({"cfg": asdict(cfg), "version": VALIDATOR_VERSION, "registry": registry.schema_hash,
+                       "limits": asdict(registry.limits)}, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()
 
 
 _WORKER: dict = {}
 
 
-def _init_worker(registry: Registry, cfg: ValidateConfig) -> None:
-    _WORKER["registry"], _WORKER["cfg"] = registry, cfg
+def _init_worker(registry: Registry, cfg: ValidateConfig, root: Path) -> None:
+    _WORKER["registry"], _WORKER["cfg"], _WORKER["root"] = registry, cfg, root
 
 
-def _job(args: tuple[str, str, str | None]) -> dict | None:
-    """Validate one episode; None when --since-last can reuse its old row."""
-    path, rel, prev_sha = args
-    if prev_sha is not None:
+def _job(args: tuple[str, str, str | None, str | None]) -> dict | None:
+    """Validate one episode; None when --since-last can reuse its old row:
+    the same manifest, and its files of the same sizes and times as then."""
+    path, rel, prev_sha, prev_fingerprint = args
+    if prev_sha is not None and prev_fingerprint is not None:
         try:
-            if hashlib.sha256((Path(path) / MANIFEST).read_bytes()).hexdigest() == prev_sha:
+            if (hashlib.sha256((Path(path) / MANIFEST).read_bytes()).hexdigest() == prev_sha
+                    and episode_fingerprint(Path(path)) == prev_fingerprint):
                 return None
         except OSError:
             pass
-    return validate_episode(Path(path), rel, _WORKER["registry"], _WORKER["cfg"])
+    return validate_episode(Path(path), rel, _WORKER["registry"], _WORKER["cfg"], _WORKER["root"])
+
+
+def stat_path(index: Path) -> Path:
+    """Beside the index, each episode's file fingerprint at validation
+    (core.storescan.episode_fingerprint). Kept out of the index so that a file
+    merely touched, and found unchanged, changes nothing made from the index."""
+    return index.with_name(index.name.replace(".parquet", ".stat.parquet"))
+
+
+def validated_fingerprints(index: Path) -> dict[str, str]:
+    """rel_path -> fingerprint at validation (empty when never recorded)."""
+    try:
+        table = pl.read_parquet(stat_path(index))
+    except Exception:  # noqa: BLE001 - none recorded: every episode counts as changed
+        return {}
+    if table.columns != ["rel_path", "stat_fingerprint"]:
+        return {}
+    return dict(table.iter_rows())
 
 
 def _previous_rows(out: Path, chash: str) -> dict[str, dict]:
@@ -109,7 +130,9 @@ def _previous_rows(out: Path, chash: str) -> dict[str, dict]:
     if "config_hash" not in prev.columns:
         return {}
     prev = prev.filter(pl.col("config_hash") == chash)
-    return {r["rel_path"]: r for r in prev.iter_rows(named=True)}
+    fingerprints = validated_fingerprints(out)
+    return {r["rel_path"]: {**r, "stat_fingerprint": fingerprints.get(r["rel_path"])}
+            for r in prev.iter_rows(named=True)}
 
 
 def run_validation(store: Path, out: Path, registry: Registry, cfg: ValidateConfig = ValidateConfig(), *,
@@ -130,12 +153,13 @@ def run_validation(store: Path, out: Path, registry: Registry, cfg: ValidateConf
     ensure_dir(out.parent)
     schema = index_schema(registry)
     ids: Counter[str] = Counter()
+    fingerprints: dict[str, str] = {}
     reused = total_bytes = 0
     with atomic_path(out, ".part.parquet") as part:
         writer = pq.ParquetWriter(part, schema)
         try:
             batch: list[dict] = []
-            for done, (entry, row) in enumerate(_rows(episodes, prev, registry, cfg, workers), 1):
+            for done, (entry, row) in enumerate(_rows(episodes, prev, registry, cfg, workers, store), 1):
                 if row is None:
                     row = dict(prev[entry.rel])
                     row["reasons"] = [r for r in row["reasons"] if r != DUPLICATE]
@@ -144,17 +168,18 @@ def run_validation(store: Path, out: Path, registry: Registry, cfg: ValidateConf
                 else:
                     row.update(validator_version=VALIDATOR_VERSION, registry_hash=registry.schema_hash,
                                config_hash=chash, validated_at=_now())
+                fingerprints[entry.rel] = row.pop("stat_fingerprint", None)
                 total_bytes += row.get("bytes") or 0
                 if row.get("episode_id"):
                     ids[row["episode_id"]] += 1
                 batch.append(row)
                 if len(batch) >= BATCH:
-                    writer.write_table(pa.Table.from_pylist(batch, schema))
+                    writer.write_table(_arrow(batch, schema))
                     batch.clear()
                 if progress:
                     dt = max(time.perf_counter() - t0, 1e-9)
                     progress(done, len(episodes), rate=f"{total_bytes / dt / 1e6:.1f} MB/s")
-            writer.write_table(pa.Table.from_pylist(batch, schema))
+            writer.write_table(_arrow(batch, schema))
         finally:
             writer.close()
         dup_ids = sorted(i for i, n in ids.items() if n > 1)
@@ -164,6 +189,9 @@ def run_validation(store: Path, out: Path, registry: Registry, cfg: ValidateConf
             # Nothing changed but the time of the checks: the index keeps its
             # bytes, so nothing made from it (features, splits, models) goes stale.
             shutil.copyfile(out, part)
+    with atomic_path(stat_path(out), ".part.parquet") as part:
+        pl.DataFrame({"rel_path": list(fingerprints), "stat_fingerprint": list(fingerprints.values())},
+                     schema={"rel_path": pl.Utf8, "stat_fingerprint": pl.Utf8}).write_parquet(part)
     summary = _summarise(out, store, in_flight, dup_ids, reused, total_bytes, time.perf_counter() - t0, workers)
     summary.config = {**asdict(cfg), "validator_version": VALIDATOR_VERSION, "registry_hash": registry.schema_hash}
     # Later stages read the store this index describes from here, so that
@@ -180,6 +208,16 @@ def run_validation(store: Path, out: Path, registry: Registry, cfg: ValidateConf
                                                     "registry": ref, "store_sha256": sha,
                                                     "store_episodes": eps}, indent=1) + "\n")
     return summary
+
+
+_POLARS = {"string": pl.Utf8, "int64": pl.Int64, "double": pl.Float64, "list<item: string>": pl.List(pl.Utf8)}
+
+
+def _arrow(rows: list[dict], schema: pa.Schema) -> pa.Table:
+    """Index rows as an Arrow table of `schema`, built by polars: pyarrow's
+    own builders import pandas (a quarter of a second of a small sweep)."""
+    frame = pl.DataFrame(rows, schema={f.name: _POLARS[str(f.type)] for f in schema})
+    return frame.to_arrow().cast(schema)
 
 
 def sidecar_path(index: Path) -> Path:
@@ -216,13 +254,14 @@ def indexed_registry(index: Path) -> dict | None:
 
 
 def _rows(episodes: list[StoreEntry], prev: dict[str, dict], registry: Registry, cfg: ValidateConfig,
-          workers: int) -> Iterator[tuple[StoreEntry, dict | None]]:
-    jobs = [(str(e.path), e.rel, (prev.get(e.rel) or {}).get("manifest_sha256")) for e in episodes]
+          workers: int, root: Path) -> Iterator[tuple[StoreEntry, dict | None]]:
+    jobs = [(str(e.path), e.rel, (prev.get(e.rel) or {}).get("manifest_sha256"),
+             (prev.get(e.rel) or {}).get("stat_fingerprint")) for e in episodes]
     if workers <= 1 or len(jobs) < 8:
-        _init_worker(registry, cfg)
+        _init_worker(registry, cfg, root)
         yield from zip(episodes, map(_job, jobs))
         return
-    with process_pool(workers, _init_worker, (registry, cfg)) as pool:
+    with process_pool(workers, _init_worker, (registry, cfg, root)) as pool:
         yield from zip(episodes, pool_map(pool, _job, jobs, chunksize=8))
 
 

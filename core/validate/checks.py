@@ -6,11 +6,10 @@ The rules are documented in docs/store-format.md#validation-rules.
 """
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
+import os
 import time
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,12 +17,14 @@ import numpy as np
 import polars as pl
 
 from core.registry import Registry
-from core.store import (LABELS, MANIFEST, Episode, file_digest, manifest_problems, parse_jsonl,
-                        read_maybe_gzip)
+from core.store import LABEL_SCHEMA, LABELS, MANIFEST, Episode, manifest_problems, parse_jsonl
+from core.storescan import episode_fingerprint
+from core.validate.reading import Damaged, TooLarge, read_once, safe_name
 
 # 1.1: received_at must parse as a time; 1.2: only text and integers an index
-# can hold, and the first-received copy of a duplicated id kept.
-VALIDATOR_VERSION = "1.2.0"
+# can hold, and the first-received copy of a duplicated id kept; 1.3: plausible
+# claims (Limits), bounded decompression, files confined to their episode.
+VALIDATOR_VERSION = "1.3.0"
 
 ERRORED = ("manifest_unparseable", "read_error", "exception")
 DEGRADED = ("optional_source_missing", "rows_out_of_order", "rows_duplicated", "source_gap", "null_values",
@@ -81,15 +82,21 @@ def _dup_keys_hook(dups: list[str]):
     return hook
 
 
-def validate_episode(path: Path, rel: str, registry: Registry, cfg: ValidateConfig) -> dict:
-    """The index row of one episode. Never raises: a failure is `errored`."""
+def validate_episode(path: Path, rel: str, registry: Registry, cfg: ValidateConfig,
+                     root: Path | None = None) -> dict:
+    """The index row of one episode. Never raises: a failure is `errored`.
+    `root`, the store, bounds what links may point at."""
     row: dict = {"rel_path": rel, "reasons": [], "error": None, "bytes": 0}
     for src in registry.source_names():
         row[f"rows_{src}"] = None
     row["rows_labels"] = None
     t0 = time.perf_counter()
+    row["stat_fingerprint"] = episode_fingerprint(Path(path))
     try:
-        _check(Path(path), row, registry, cfg)
+        if root is not None and not _inside(Path(path), root):
+            row["reasons"].append("episode_outside_store")
+        else:
+            _check(Path(path), row, registry, cfg, root)
     except _ReadError as exc:
         row["reasons"].append(exc.reason)
         row["error"] = str(exc)
@@ -129,7 +136,7 @@ def _storable(row: dict) -> None:
     row["reasons"].extend(sorted(bad))
 
 
-def _check(path: Path, row: dict, registry: Registry, cfg: ValidateConfig) -> None:
+def _check(path: Path, row: dict, registry: Registry, cfg: ValidateConfig, root: Path | None) -> None:
     reasons: list[str] = row["reasons"]
     try:
         blob = (path / MANIFEST).read_bytes()
@@ -158,28 +165,54 @@ def _check(path: Path, row: dict, registry: Registry, cfg: ValidateConfig) -> No
             reasons.append("shorter_than_window")
     if row.get("profile") is not None and row["profile"] not in registry.profiles:
         reasons.append(f"unknown_profile:{row['profile']}")
+    if ok_interval:
+        _check_plausible(m, row["duration_s"], registry, reasons)
     files = m.get("files") if isinstance(m.get("files"), dict) else {}
     ep = Episode(path, m, blob)
+    roles = {ep.source_file(src): src for src in registry.source_names()}
+    roles.pop(None, None)
+    roles[LABELS] = "labels"
 
     intact: set[str] = set()
+    frames: dict[str, pl.DataFrame | None] = {}
     for fname, entry in files.items():
+        if not safe_name(fname):
+            reasons.append(f"file_name_unsafe:{fname}")
+            continue
         fpath = path / fname
+        if fpath.is_symlink() and root is not None and not _inside(fpath, root):
+            reasons.append(f"file_outside_store:{fname}")
+            continue
         if not fpath.is_file():
             reasons.append(f"file_missing:{fname}")
             continue
-        try:
-            sha, size = file_digest(fpath)
-        except OSError as exc:
-            raise _ReadError(fname, exc) from exc
-        row["bytes"] += size
         if not isinstance(entry, dict):
             continue
-        if entry.get("bytes") != size:
+        claimed = entry.get("bytes")
+        try:
+            size_ok = fpath.stat().st_size == claimed
+            # Rows are decoded only from a file of the claimed size, and only
+            # as far as its claimed rows can take them (Limits.expand_cap).
+            cap = registry.limits.expand_cap(entry.get("rows")) if size_ok and fname in roles else None
+            sha, size, data = read_once(fpath, cap)
+        except TooLarge as exc:
+            row["bytes"] += fpath.stat().st_size
+            reasons.append(f"decompressed_too_large:{fname}")
+            row["error"] = row["error"] or f"{fname}: {exc}"
+            continue
+        except (OSError, Damaged) as exc:
+            raise _ReadError(fname, exc) from exc
+        row["bytes"] += size
+        if not size_ok:
             reasons.append(f"size_mismatch:{fname}")
         if entry.get("sha256") != sha:
             reasons.append(f"sha256_mismatch:{fname}")
-        else:
-            intact.add(fname)
+            continue
+        intact.add(fname)
+        if data is not None:
+            schema = LABEL_SCHEMA if fname == LABELS else ep.row_schema(roles[fname], registry)
+            frames[fname] = _parse(data, fname, schema, reasons)
+            del data
 
     clocks = m.get("clocks") if isinstance(m.get("clocks"), dict) else {}
     for src in registry.source_names():
@@ -193,7 +226,7 @@ def _check(path: Path, row: dict, registry: Registry, cfg: ValidateConfig) -> No
             reasons.append(f"clock_corrected:{src}")
         if fname not in intact:
             continue  # missing or corrupt: already a reason, its rows cannot be trusted
-        df = _parse(path / fname, fname, ep.row_schema(src, registry), reasons)
+        df = frames.get(fname)
         if df is None:
             continue
         row[f"rows_{src}"] = df.height
@@ -205,18 +238,35 @@ def _check(path: Path, row: dict, registry: Registry, cfg: ValidateConfig) -> No
     if LABELS not in files:
         reasons.append("labels_missing")
     elif LABELS in intact:
-        labels = _parse(path / LABELS, LABELS, {"t_wall_ns": pl.Int64, "phase": pl.Utf8}, reasons)
+        labels = frames.get(LABELS)
         row["rows_labels"] = labels.height if labels is not None else None
         if ok_interval and labels is not None:
             _check_labels(labels, registry, m, reasons)
 
 
-def _parse(fpath: Path, fname: str, schema: dict, reasons: list[str]) -> pl.DataFrame | None:
+def _inside(fpath: Path, root: Path) -> bool:
+    """Whether a link resolves inside the store (realpath: a loop never raises)."""
+    return Path(os.path.realpath(fpath)).is_relative_to(os.path.realpath(root))
+
+
+def _check_plausible(m: dict, duration_s: float, registry: Registry, reasons: list[str]) -> None:
+    """What the manifest claims must be plausible (core.registry.Limits): the
+    row gate and the gap rule scale with rate and duration, so an implausible
+    claim would pass them and make thousands of empty windows."""
+    lim = registry.limits
+    if duration_s > lim.max_duration_s:
+        reasons.append(f"manifest_implausible:duration_s={duration_s:.0f}>{lim.max_duration_s:.0f}")
+    rates = m.get("sampling_hz") if isinstance(m.get("sampling_hz"), dict) else {}
+    for src in registry.source_names():
+        if src not in rates or registry.source(src).kind != "sample":
+            continue
+        hz = rates[src]
+        if isinstance(hz, bool) or not isinstance(hz, (int, float)) or not lim.min_hz <= hz <= lim.max_hz:
+            reasons.append(f"manifest_implausible:sampling_hz.{src}={hz!r}")
+
+
+def _parse(data: bytes, fname: str, schema: dict, reasons: list[str]) -> pl.DataFrame | None:
     """The file's rows, or None when a field has the wrong type (a reason is added)."""
-    try:
-        data = read_maybe_gzip(fpath)
-    except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        raise _ReadError(fname, exc) from exc
     try:
         return parse_jsonl(data, schema)
     except pl.exceptions.PolarsError as exc:
@@ -265,10 +315,11 @@ def _check_rows(df: pl.DataFrame, src: str, registry: Registry, m: dict, cfg: Va
     fields = [c for c in df.columns if c != "t_wall_ns"] if is_flow else \
         [c.row_field for c in registry.channels_of(src)]
     if df.height:
-        nulls = df.select(pl.sum_horizontal(pl.col(fields).is_null().sum())).item()
+        counts = [df[f].null_count() for f in fields]      # kept with each column: no pass over the rows
+        nulls = sum(counts)
         frac = nulls / (df.height * len(fields))
-        for f in fields:
-            if df[f].null_count() == df.height:
+        for f, n in zip(fields, counts):
+            if n == df.height:
                 reasons.append(f"field_missing:{src}.{f}")
         if frac > cfg.max_null_frac:
             reasons.append(f"too_many_nulls:{src}:{frac:.3f}")

@@ -23,7 +23,7 @@ def test_ctrl_c_in_extract_prints_one_line(lab_home):
                             start_new_session=True, env={**os.environ, "CIS490_HOME": str(lab_home.home),
                                                  "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
     deadline = time.monotonic() + 60
-    while not any(p.name.startswith(".extract-") for p in lab_home.processed.iterdir()):
+    while not any(p.name.startswith(".extract.~") for p in lab_home.processed.iterdir()):
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.02)
     time.sleep(0.8)                       # workers are starting or extracting
@@ -33,7 +33,8 @@ def test_ctrl_c_in_extract_prints_one_line(lab_home):
     assert proc.returncode == 130, (out, err)
     assert err == "Error: interrupted\n"
     # Nothing half-written is left, and no output looks complete.
-    assert sorted(p.name for p in lab_home.processed.iterdir()) == ["validation_v1.json", "validation_v1.parquet"]
+    assert sorted(p.name for p in lab_home.processed.iterdir()) == ["validation_v1.json", "validation_v1.parquet",
+                                                                       "validation_v1.stat.parquet"]
 
 
 def test_sigterm_is_recorded_as_interrupted_with_exit_143(lab_home):

@@ -174,3 +174,14 @@ def test_a_damaged_bundle_or_a_deleted_prediction_file_is_never_fresh(cli, home)
     preds.unlink()
     e = _status(cli)[1][EVALS[0]]
     assert e["state"] == "missing" and e["reason"] == "its predictions.parquet is gone"
+
+
+def test_a_data_file_rewritten_under_its_manifest(cli, home):
+    """Regression: a data file changed after validate (its manifest the same) left the index fresh."""
+    import gzip
+    ep = next(p for p in sorted(home.default_store.glob("*/*")) if (p / "manifest.json").exists())
+    f = ep / "qmp.jsonl.gz"
+    f.write_bytes(gzip.compress(gzip.decompress(f.read_bytes()).replace(b"1", b"7"), mtime=0))
+    _, rows = _status(cli)
+    assert rows["acceptance index"]["state"] == "stale"
+    assert rows["acceptance index"]["reason"] == "store: manifests or files changed since validate"

@@ -223,3 +223,39 @@ def test_an_event_over_its_size_limit_is_refused(server):
     assert r.status_code == 413
     assert r.json()["error"].startswith("event[1]: ") and f"{MAX_EVENT_BYTES:,}-byte limit" in r.json()["error"]
     assert httpx.get(server.url + "/healthz").json()["last_id"] == 0
+
+
+def test_the_snapshot_is_bounded_whatever_keys_are_published():
+    """Regression: a snapshot slot per invented checkpoint name grew without end."""
+    from core.dashboard.hub import SNAPSHOT_SLOTS
+    hub = EventHub()
+    hub.publish([{**EXAMPLES["model_metric"], "model": f"m{i}"} for i in range(SNAPSHOT_SLOTS * 3)])
+    slots = hub.snapshot()["model_metric"]
+    assert len(slots) == SNAPSHOT_SLOTS
+    assert slots[-1]["model"] == f"m{SNAPSHOT_SLOTS * 3 - 1}"     # the most recent kept
+    hub.publish([{**EXAMPLES["model_metric"], "model": f"m{SNAPSHOT_SLOTS * 2}"}])
+    assert hub.snapshot()["model_metric"][-1]["model"] == f"m{SNAPSHOT_SLOTS * 2}"
+
+
+def test_a_slow_snapshot_never_stalls_other_requests(monkeypatch):
+    """Regression: `GET /api/snapshot` of a full ring took 6-9 s on the event
+    loop, and a `/healthz` waited 4.4 s behind it."""
+    import core.dashboard.app as dashboard_app
+    real = dashboard_app._encode
+
+    def slow(doc):
+        time.sleep(1.5)
+        return real(doc)
+    monkeypatch.setattr(dashboard_app, "_encode", slow)
+    with ThreadedServer(create_app(EventHub())) as srv:
+        httpx.post(srv.url + "/publish", json=[EXAMPLES["perf"]])
+        done = {}
+        t = threading.Thread(target=lambda: done.update(snap=httpx.get(srv.url + "/api/snapshot", timeout=10)))
+        t.start()
+        time.sleep(0.2)                             # the snapshot is being encoded
+        t0 = time.monotonic()
+        assert httpx.get(srv.url + "/healthz", timeout=10).status_code == 200
+        waited = time.monotonic() - t0
+        t.join()
+    assert done["snap"].json()["snapshot"]["perf"][0]["id"] == 1
+    assert waited < 1.0

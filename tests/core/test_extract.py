@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from core.extract import (EPISODES, FEATURES, SCHEMA, TENSORS, ExtractConfig, load_feature_schema, run_extract)
-from core.extract.episode import (ExtractError, WindowSpec, _carry_one, _sample_grid, extract_episode,
+from core.extract.episode import (ExtractError, WindowSpec, _carry_one, _sample_grids, extract_episode,
                                   feature_names, summary_features)
 from core.extract.tensors import TensorStore
 from core.registry import load_registry
@@ -156,11 +156,11 @@ def test_labels_at_phase_boundaries(extracted_lab, tmp_path):
 
 
 def test_counter_reset_gives_missing_not_negative():
-    from core.registry import Channel
-    ch = Channel("qmp.blk_rd_bytes", "qmp", "counter", "B/s", False)
     t = (np.arange(8) * 0.5e9).astype(np.int64)
     v = np.array([100, 200, 300, 5, 105, 205, 305, 405], dtype=float)  # reset after the third sample
-    grid = _sample_grid(v, ch, np.arange(8), t, 8)
+    grids = _sample_grids(np.column_stack([v, v]), np.array([True, False]), np.arange(8), t, 8)
+    np.testing.assert_array_equal(grids[1], v)                        # the gauge beside it: its samples
+    grid = grids[0]
     assert np.isnan(grid[0])  # no earlier sample to difference with
     assert np.isnan(grid[3])  # the reset: missing, not -590 B/s, and not carried over
     np.testing.assert_allclose(grid[[1, 2, 4, 5, 6, 7]], 200.0)
@@ -169,7 +169,7 @@ def test_counter_reset_gives_missing_not_negative():
 def test_gauge_carries_forward_at_most_one_step():
     x = np.array([1.0, np.nan, np.nan, 4.0, np.nan, np.nan])
     sampled = np.array([True, False, False, True, False, True])  # the last step's sample was null
-    np.testing.assert_array_equal(_carry_one(x, sampled), [1.0, 1.0, np.nan, 4.0, 4.0, np.nan])
+    np.testing.assert_array_equal(_carry_one(x[None], sampled)[0], [1.0, 1.0, np.nan, 4.0, 4.0, np.nan])
 
 
 def test_summary_features_by_hand():
