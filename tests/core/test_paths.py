@@ -48,3 +48,32 @@ def test_cli_paths_resolve_against_the_shell_directory(tmp_path, monkeypatch):
     assert resolve_cli_path("store", tmp_path / "default") == tmp_path / "store"
     assert resolve_cli_path(None, tmp_path / "default") == tmp_path / "default"
     assert str(resolve_cli_path("/abs/x", tmp_path)) == "/abs/x"
+
+
+def test_a_dead_run_s_temporaries_are_removed_by_the_next_writer_of_the_same_output(tmp_path):
+    """Regression: a run killed with -9 left empty `.confusion.png.*` files and
+    `.gru_realistic.*/` folders (copied to the Pi by the README's rsync) that
+    no later run removed. A live run's temporaries are left alone."""
+    import subprocess
+    import sys
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    figures, deploy = tmp_path / "eval", tmp_path / "deploy"
+    figures.mkdir()
+    deploy.mkdir()
+    left = figures / f".confusion.png.~{dead.pid}~k2j3.png"
+    left.write_bytes(b"")
+    other = figures / f".per_profile.png.~{dead.pid}~a1.png"      # another output's: its own writer removes it
+    other.write_bytes(b"")
+    live = figures / f".confusion.png.~{os.getppid()}~x9.png"      # a running process's
+    live.write_bytes(b"")
+    bundle = deploy / f".gru_realistic.~{dead.pid}~q7"
+    (bundle / "sub").mkdir(parents=True)
+    with atomic_path(figures / "confusion.png", ".png") as tmp:
+        tmp.write_bytes(b"png")
+    with atomic_dir(deploy / "gru_realistic") as tmp:
+        (tmp / "model.onnx").write_bytes(b"onnx")
+    assert not left.exists() and not bundle.exists()
+    assert other.exists() and live.exists()
+    assert (figures / "confusion.png").read_bytes() == b"png"
+    assert sorted(p.name for p in deploy.iterdir()) == ["gru_realistic"]
