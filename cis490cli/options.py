@@ -3,15 +3,15 @@ ranges and help agree. Out-of-range values are usage errors (exit 2)."""
 from __future__ import annotations
 
 from enum import Enum
+from typing import TYPE_CHECKING
 
 import typer
 
+from core.lab import Mode, ModeOrBoth  # noqa: F401 (the one mode type, for every command's --mode)
 from core.parallel import default_workers
 
-
-class ModeName(str, Enum):
-    realistic = "realistic"
-    oracle = "oracle"
+if TYPE_CHECKING:
+    from core.evaluate import EvalConfig
 
 
 class SplitName(str, Enum):
@@ -45,7 +45,7 @@ PART = typer.Option(PartName.test, "--part", help="Part of the split to score.")
 RESAMPLES = typer.Option(1000, "--resamples", min=10, metavar="N", help="Bootstrap resamples.")
 UNIT = typer.Option(UnitName.episode, "--unit", help="Resampling unit: episode (cluster bootstrap) or window.")
 # A replay's options (serve --replay, publish replay).
-REPLAY_MODE = typer.Option(ModeName.realistic, "--mode", help="The checkpoint's mode.")
+REPLAY_MODE = typer.Option(Mode.realistic, "--mode", help="The checkpoint's mode.")
 REPLAY_SPLIT = typer.Option(SplitName.host, "--split", help="The split the model was trained on.")
 SPEED = typer.Option(10.0, "--speed", min=0.01, metavar="X",
                      help="Replay at X times real time (a 5 s hop every 0.5 s at 10).")
@@ -62,3 +62,11 @@ def open_fraction(value: float | None) -> float | None:
     if value is not None and not 0 < value < 1:
         raise typer.BadParameter(f"{value:g} is not a fraction strictly between 0 and 1.")
     return value
+
+
+def eval_config(split: SplitName, part: PartName, resamples: int, unit: UnitName, seed: int) -> EvalConfig:
+    """eval's and compare's options as one checked configuration."""
+    from core.evaluate import EvalConfig
+    cfg = EvalConfig(split.value, part.value, resamples, unit.value, seed)
+    cfg.check()
+    return cfg

@@ -39,6 +39,10 @@ class AppState:
         with record_run(self.paths, command, config, argv=["cis490", *sys.argv[1:]], parent=parent) as run:
             yield run
 
+    def progress(self, description: str, total: int | None = None, unit: str = ""):
+        """A progress bar (core.stages.Session): the terminal's."""
+        return self.terminal.progress(description, total=total, unit=unit)
+
 
 def get_state(ctx: typer.Context) -> AppState:
     root = ctx.find_root()

@@ -8,13 +8,8 @@ import typer
 
 from cis490cli import options as opt
 from cis490cli.state import get_state
-from commands.compare import render_compare, run_compare
-from commands.eval import render_eval, run_eval
-from commands.extract import render_extract, run_extract_cmd
-from commands.split import render_split, run_split
-from commands.synth import render_synth, run_synth
-from commands.train import render_train, run_train
-from commands.validate import render_validate, run_validate
+from cis490cli.render import (render_compare, render_eval, render_extract, render_split, render_synth, render_train,
+                              render_validate)
 from core.paths import INDEX_NAME, LabPaths, resolve_cli_path
 
 
@@ -46,6 +41,8 @@ def demo(
         cis490 demo --episodes 200 --dir /tmp/demo-lab
     """
     from core.evaluate import EvalConfig
+    from core.stages import (compare_stage, eval_stage, extract_stage, split_stage, synth_stage, train_stage,
+                             validate_stage)
     from core.extract import ExtractConfig
     from core.registry import load_registry
     from core.split import SplitConfig
@@ -63,14 +60,14 @@ def demo(
     term.print(f"Demo lab: [bold]{paths.home}[/] (explore it with `cis490 --home {paths.home} notebook list`)")
     with state.record("demo", {"episodes": episodes, "duration_s": duration, "seed": seed}) as run:
         term.rule("1. synth: a synthetic lab store")
-        result = run_synth(state, cfg, store, workers, force=True)
+        result = synth_stage(state, cfg, store, workers, force=True)
         if not term.json_mode:  # --json: one document at the end, not one per stage
             render_synth(state, result)
         run.metrics["episodes"] = result.episodes
 
         term.rule("2. validate: the acceptance index")
         index = paths.processed / INDEX_NAME
-        summary = run_validate(state, load_registry(), store, index, workers)
+        summary = validate_stage(state, load_registry(), store, index, workers)
         if not term.json_mode:
             render_validate(state, summary)
         check = check_against_truth(index, result.truth, summary.in_flight)
@@ -79,24 +76,24 @@ def demo(
 
         term.rule("3. extract: windows, features, tensors")
         registry = load_registry()
-        ext = run_extract_cmd(state, registry, store, index, ExtractConfig(), workers)
+        ext = extract_stage(state, registry, store, index, ExtractConfig(), workers)
         if not term.json_mode:
             render_extract(state, ext)
         run.metrics["windows"] = ext.windows
 
         term.rule("4. split: held-out hosts")
-        sp = run_split(state, registry, SplitConfig("host", DEMO_TRAIN_HOSTS, seed=seed))
+        sp = split_stage(state, registry, SplitConfig("host", DEMO_TRAIN_HOSTS, seed=seed))
         if not term.json_mode:
             render_split(state, sp)
 
         term.rule(f"5. train: {', '.join(DEMO_MODELS)}, realistic and oracle")
-        trained = run_train(state, registry, list(DEMO_MODELS), ["realistic", "oracle"], "host", {}, "cpu", seed)
+        trained = train_stage(state, registry, list(DEMO_MODELS), ["realistic", "oracle"], "host", {}, "cpu", seed)
         if not term.json_mode:
             render_train(state, trained)
 
         term.rule("6. eval: held-out hosts, bootstrap over episodes")
         ecfg = EvalConfig("host", "test", 1000, "episode", seed)
-        evals = [run_eval(state, registry, m, mode, ecfg) for m in DEMO_MODELS for mode in ("realistic", "oracle")]
+        evals = [eval_stage(state, registry, m, mode, ecfg) for m in DEMO_MODELS for mode in ("realistic", "oracle")]
         if not term.json_mode:
             render_eval(state, evals[:1])
         term.table("Every checkpoint on the held-out hosts", ["model", "macro-F1", "95% CI", "val macro-F1"],
@@ -105,7 +102,7 @@ def demo(
                      f"{e.report['checkpoint']['val_macro_f1']:.3f}") for e in evals])
 
         term.rule(f"7. compare: {' vs '.join(DEMO_MODELS)}, paired bootstrap")
-        cmp = run_compare(state, registry, [(m, "realistic") for m in DEMO_MODELS], ecfg)
+        cmp = compare_stage(state, registry, [(m, "realistic") for m in DEMO_MODELS], ecfg)
         if not term.json_mode:
             render_compare(state, cmp)
         run.metrics.update(test_macro_f1={e.report["name"]: e.report["macro_f1"] for e in evals},

@@ -8,13 +8,13 @@ import typer
 
 from cis490cli import options as opt
 from cis490cli.state import get_state
-from commands.train import Mode
 
 
 def export(
     ctx: typer.Context,
     models: List[str] = typer.Argument(..., metavar="MODEL", help="Models (or all): gru, or gru_oracle for one mode."),
-    mode: Mode = typer.Option(Mode.realistic, "--mode", help="Mode of bare model names: realistic, oracle or both."),
+    mode: opt.ModeOrBoth = typer.Option(opt.ModeOrBoth.realistic, "--mode",
+                                        help="Mode of bare model names: realistic, oracle or both."),
     split: opt.SplitName = opt.SPLIT,
     channels: Optional[Path] = opt.CHANNELS,
 ) -> None:
@@ -32,12 +32,13 @@ def export(
         cis490 export all --mode both --split sample
     """
     from core.deploy.export import export_model
+    from core.lab import BUNDLE, Lab, Ref, modes_of
     from core.evaluate import parse_model_name, resolve_model_names
     from core.train import require_checkpoint
     from core.extract import features_registry
     state = get_state(ctx)
     paths, term = state.paths, state.terminal
-    modes = ["realistic", "oracle"] if mode == Mode.both else [mode.value]
+    modes = modes_of(mode.value)
     if models == ["all"]:
         pairs = [p for p in resolve_model_names(models, paths.artifacts, split.value, None, every_mode=True)
                  if p[1] in modes]
@@ -56,8 +57,8 @@ def export(
             with term.progress(f"Exporting {model} ({md})", total=1) as bar:
                 r = export_model(paths.processed, paths.artifacts, registry, model, md, split.value)
                 bar(1, 1)
-            run.add_input(paths.artifacts / "models" / split.value / f"{model}_{md}" / "header.json", "checkpoint")
-            run.add_output(r.directory / "bundle.json", "bundle")
+            run.add_input(Lab.of(paths).header(Ref(split.value, model, md)), "checkpoint")
+            run.add_output(r.directory / BUNDLE, "bundle")
             run.metrics.update(runtime=r.runtime, parity_max_abs_diff=r.parity["max_abs_diff"],
                                parity_windows=r.parity["windows"], bytes=r.bytes, seconds=round(r.seconds, 2))
         results.append(r)
@@ -65,7 +66,7 @@ def export(
         term.json([{"model": r.model, "mode": r.mode, "bundle": str(r.directory), "runtime": r.runtime,
                     "parity": r.parity, "bytes": r.bytes} for r in results])
         return
-    term.table(f"Exported to {paths.artifacts / 'deploy' / split.value}",
+    term.table(f"Exported to {results[0].directory.parent}",
                ["model", "mode", "runtime", "max |p diff|", "windows", "size"],
                [(r.model, r.mode, r.runtime, f"{r.parity['max_abs_diff']:.1e}", f"{r.parity['windows']:,}",
                  f"{r.bytes / 1e6:.2f} MB") for r in results])

@@ -53,7 +53,7 @@ def replay(
     model: str = typer.Option(..., "--model", metavar="NAME", help="The model whose live predictions to show."),
     to: str = TO,
     token: Optional[str] = TOKEN,
-    mode: opt.ModeName = opt.REPLAY_MODE,
+    mode: opt.Mode = opt.REPLAY_MODE,
     split: opt.SplitName = opt.REPLAY_SPLIT,
     speed: float = opt.SPEED,
     store: Optional[Path] = opt.STORE,

@@ -27,7 +27,7 @@ def serve(
                                               "held-out work) or episode ids, looping until stopped."),
     model: Optional[str] = typer.Option(None, "--model", metavar="NAME", help="The model whose live predictions "
                                                                               "a replay shows (e.g. gru)."),
-    mode: opt.ModeName = opt.REPLAY_MODE,
+    mode: opt.Mode = opt.REPLAY_MODE,
     split: opt.SplitName = opt.REPLAY_SPLIT,
     speed: float = opt.SPEED,
     store: Optional[Path] = opt.STORE,

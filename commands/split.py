@@ -2,16 +2,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, List, Optional
+from typing import List, Optional
 
 import typer
 
 from cis490cli import options as opt
-from cis490cli.state import AppState, get_state
-
-if TYPE_CHECKING:
-    from core.registry import Registry
-    from core.split import SplitConfig, SplitResult
+from cis490cli.render import render_split
+from cis490cli.state import get_state
 
 
 def split(
@@ -48,37 +45,7 @@ def split(
     from core.split import SplitConfig
     cfg = SplitConfig(recipe.value, hosts, val_frac, 0.2 if test_frac is None else test_frac, seed)
     cfg.check()
-    render_split(state, run_split(state, features_registry(state.paths.processed, channels), cfg))
+    from core.stages import split_stage
+    render_split(state, split_stage(state, features_registry(state.paths.processed, channels), cfg))
 
 
-def run_split(state: AppState, registry: Registry, cfg: SplitConfig) -> SplitResult:
-    from core.split import make_split
-    with state.record("split", {**cfg.__dict__, "train_hosts": list(cfg.train_hosts),
-                                "registry_hash": registry.schema_hash}) as run:
-        run.add_input(state.paths.processed / "extract_episodes_v1.parquet", "extracted_episodes")
-        result = make_split(state.paths.processed, cfg, registry)
-        run.add_output(result.parquet, "split")
-        run.add_output(result.meta_path, "split_meta")
-        run.metrics.update(totals=result.meta["totals"], untested_profiles=result.meta["untested_profiles"])
-    return result
-
-
-def render_split(state: AppState, r: SplitResult) -> None:
-    from core.split import PARTS
-    term = state.terminal
-    m = r.meta
-    if term.json_mode:
-        term.json({**m, "parquet": str(r.parquet), "meta": str(r.meta_path)})
-        return
-    rows = []
-    for profile, parts in m["counts"].items():
-        rows.append((profile, *[f"{parts.get(p, {}).get('episodes', 0)} ({parts.get(p, {}).get('windows', 0):,})"
-                                for p in PARTS]))
-    rows.append(("total", *[f"{m['totals'][p]['episodes']} ({m['totals'][p]['windows']:,})" for p in PARTS]))
-    term.table(f"Split '{r.recipe}': episodes (windows)", ["profile", *PARTS], rows)
-    for p in PARTS:
-        term.print(f"{p} hosts: {', '.join(m['hosts'][p])}")
-    if m["untested_profiles"]:
-        term.print(f"[yellow]untested profiles (absent from test, never averaged away):[/] "
-                   f"{', '.join(m['untested_profiles'])}")
-    term.print(f"Split: {r.parquet}")

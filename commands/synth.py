@@ -1,18 +1,15 @@
 """`cis490 synth`: generate a realistic synthetic lab store."""
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import typer
 
 from cis490cli import options as opt
-from cis490cli.state import AppState, get_state
+from cis490cli.render import render_synth
+from cis490cli.state import get_state
 from core.paths import resolve_cli_path
-
-if TYPE_CHECKING:
-    from core.synth import SynthConfig, SynthResult
 
 
 def synth(
@@ -40,34 +37,8 @@ def synth(
     cfg = SynthConfig(episodes=episodes, hosts=hosts, duration_s=duration, seed=seed,
                       fault_rate=fault_rate, in_flight=in_flight)
     cfg.check()
-    result = run_synth(state, cfg, resolve_cli_path(out, state.paths.default_store), workers, force)
+    from core.stages import synth_stage
+    result = synth_stage(state, cfg, resolve_cli_path(out, state.paths.default_store), workers, force)
     render_synth(state, result)
 
 
-def run_synth(state: AppState, cfg: SynthConfig, out: Path, workers: int, force: bool) -> SynthResult:
-    from core.synth import generate_store
-    with state.record("synth", {**asdict(cfg), "out": str(out)}) as run:
-        with state.terminal.progress("Generating", total=cfg.episodes, unit="episodes") as bar:
-            result = generate_store(cfg, out, workers=workers, force=force, progress=bar)
-        run.add_output(result.store, "store")
-        run.add_output(result.truth, "ground_truth")
-        run.metrics.update(episodes=result.episodes, in_flight=result.in_flight, bytes=result.bytes,
-                           expected_status=result.expected, per_host=result.per_host)
-        run.timings["generate_s"] = round(result.seconds, 3)
-    return result
-
-
-def render_synth(state: AppState, r: SynthResult) -> None:
-    term = state.terminal
-    if term.json_mode:
-        term.json({"store": str(r.store), "ground_truth": str(r.truth), "episodes": r.episodes,
-                   "in_flight": r.in_flight, "bytes": r.bytes, "seconds": round(r.seconds, 3),
-                   "expected_status": r.expected, "per_host": r.per_host})
-        return
-    term.print(f"Wrote {r.episodes:,} episodes ({r.bytes / 1e6:,.1f} MB, "
-               f"{r.bytes / max(r.episodes, 1) / 1e3:,.0f} kB/episode) to [bold]{r.store}[/] in {r.seconds:.1f} s")
-    term.table("Episodes per host", ["host", "episodes"], sorted(r.per_host.items()), justify_right=[1])
-    order = ["accepted", "degraded", "rejected", "errored", "in_flight"]
-    term.table("Expected validation status (ground truth)", ["status", "count"],
-               [(s, r.expected.get(s, 0)) for s in order], justify_right=[1])
-    term.print(f"Ground truth: {r.truth}")

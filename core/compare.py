@@ -10,9 +10,10 @@ import numpy as np
 import polars as pl
 
 from core.errors import Cis490Error
-from core.evaluate import EvalConfig, report_dir
+from core.evaluate import EvalConfig
 from core.evaluate.bootstrap import bootstrap_p_value, holm, paired_gap, percentile_ci
-from core.paths import atomic_write_text, ensure_dir, eval_settings
+from core.lab import Lab, Ref, eval_identity
+from core.paths import atomic_write_text, ensure_dir
 
 P_CONVENTION = ("two-sided bootstrap p-value: twice the smaller share of resampled gaps on either side of 0, "
                 "each tail counted with +1 (smallest possible 2/(B+1)), capped at 1")
@@ -42,7 +43,8 @@ def compare_reports(artifacts: Path, phases: list[str], reports: list[dict], cfg
             raise CompareError(f"{names[0]} and {r['name']} were trained on different splits "
                                f"({reports[0]['split_identity']['membership_sha256'][:12]} vs "
                                f"{r['split_identity']['membership_sha256'][:12]}); retrain both on split {cfg.split}")
-    preds = [pl.read_parquet(report_dir(artifacts, r["model"], r["mode"], cfg) / "predictions.parquet",
+    lab = Lab(Path(), artifacts)
+    preds = [pl.read_parquet(lab.predictions(Ref(cfg.split, r["model"], r["mode"]), cfg.settings),
                              columns=["window_id", "episode_id", "truth", "predicted"]) for r in reports]
     base = preds[0]
     for name, p in zip(names[1:], preds[1:]):
@@ -83,9 +85,11 @@ def compare_reports(artifacts: Path, phases: list[str], reports: list[dict], cfg
               "ci": "95% percentile interval", "p_value": P_CONVENTION,
               "multiple_comparisons": "Holm (1979) over all pairs" if len(pairs) > 1 else "none (one pair)",
               "alpha": 0.05, "winner": "the better model where p (Holm-adjusted for several pairs) < alpha, "
-                                       "else n.s. (no significant difference)", "pairs": pairs, "eval_runs": [r.get("eval_run_id") for r in reports]}
-    out = (ensure_dir(artifacts / "compare" / cfg.split) /
-           f"{'_vs_'.join(names)}-{eval_settings(cfg.part, cfg.unit, cfg.resamples, cfg.seed)}.json")
+                                       "else n.s. (no significant difference)", "pairs": pairs,
+              # What each evaluation held (its predictions' digest): an identical re-run leaves this fresh.
+              "evals": [eval_identity(r) for r in reports], "eval_runs": [r.get("eval_run_id") for r in reports]}
+    out = lab.comparison(cfg.split, names, cfg.settings)
+    ensure_dir(out.parent)
     atomic_write_text(out, json.dumps(report, indent=1) + "\n")
     from core.evaluate.figures import forest_figure
     figures = forest_figure(report, out.with_suffix(""))

@@ -20,24 +20,28 @@ def default_workers() -> int:
 
 
 @contextmanager
-def _sigint_ignored() -> Iterator[None]:
+def _sigint_blocked() -> Iterator[None]:
+    # Blocked, not ignored: a blocked signal stays pending and reaches the
+    # parent when the block ends (an ignored one was lost, and a Ctrl-C during
+    # the submission let the whole run go on), while a child inherits the
+    # block across exec until its initializer ignores SIGINT.
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, old)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def pool_map(pool: ProcessPoolExecutor, fn: Callable, jobs: Iterable, chunksize: int = 1) -> Iterator:
     """`pool.map`, whose workers never see Ctrl-C. Workers are spawned while
-    the jobs are submitted; a child inherits an ignored SIGINT, and CPython
-    installs its KeyboardInterrupt handler only where SIGINT is not ignored,
-    so even a worker still importing at Ctrl-C prints nothing. The parent
-    ignores Ctrl-C only for the milliseconds of the submission."""
-    with _sigint_ignored():
+    the jobs are submitted, with SIGINT blocked: a child starts with it
+    blocked and ignores it before unblocking, so even a worker still
+    importing at Ctrl-C prints nothing. A Ctrl-C during the submission waits
+    for its end, then interrupts the parent."""
+    with _sigint_blocked():
         return pool.map(fn, jobs, chunksize=chunksize)
 
 
@@ -55,6 +59,7 @@ def _worker_init(parent: int, initializer: Callable | None, initargs: tuple) -> 
     # the parent alone reacts (one line, "interrupted") and cancels them, instead
     # of every worker printing its own traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})     # blocked since the spawn: now ignored
     threading.Thread(target=_die_with, args=(parent,), daemon=True, name="die-with-parent").start()
     if initializer is not None:
         initializer(*initargs)

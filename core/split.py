@@ -16,6 +16,7 @@ import polars as pl
 from core.errors import Cis490Error, ConfigError
 from core.extract import EPISODES, load_feature_schema, read_extracted_episodes
 from core.loading import read_json, read_parquet
+from core.lab import Lab
 from core.paths import atomic_path, atomic_write_text, ensure_dir
 from core.registry import Registry
 from core.store import parse_received_at
@@ -197,8 +198,9 @@ def make_split(processed: Path, cfg: SplitConfig, registry: Registry) -> SplitRe
             "counts": dict(sorted(counts.items())), "hosts": hosts, "untested_profiles": untested,
             "totals": {p: {"episodes": df.filter(pl.col("part") == p).height,
                            "windows": int(df.filter(pl.col("part") == p)["n_windows"].sum())} for p in PARTS}}
-    out_dir = ensure_dir(processed / "splits")
-    pq_path, meta_path = out_dir / f"{cfg.recipe}.parquet", out_dir / f"{cfg.recipe}.json"
+    lab = Lab(processed, Path())
+    ensure_dir(lab.splits)
+    pq_path, meta_path = lab.split_parquet(cfg.recipe), lab.split_meta(cfg.recipe)
     with atomic_path(pq_path, ".parquet") as tmp:
         df.select("episode_id", "part").write_parquet(tmp)
     atomic_write_text(meta_path, json.dumps(meta, indent=2) + "\n")
@@ -211,8 +213,8 @@ SPLIT_META_KEYS = ("recipe", "params", "membership_sha256", "features_sha256", "
 def load_split(processed: Path, recipe: str) -> tuple[pl.DataFrame, dict]:
     """A split and its metadata; refuses a split made on other features, and
     one whose membership is not the one its metadata vouches for."""
-    pq_path = processed / "splits" / f"{recipe}.parquet"
-    meta_path = processed / "splits" / f"{recipe}.json"
+    lab = Lab(processed, Path())
+    pq_path, meta_path = lab.split_parquet(recipe), lab.split_meta(recipe)
     remake = f"cis490 split --recipe {recipe}"
     if not pq_path.exists() or not meta_path.exists():
         raise SplitError(f"{pq_path} not found: run `{remake}` first")

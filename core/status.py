@@ -16,8 +16,11 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from core.lab import (BUNDLE, EXTRACT_COMMAND, Inputs, Lab, Ref, checkpoint_problems, compare_command,
+                      comparison_problems, eval_command, eval_problems, export_command, split_command, train_command,
+                      validate_command)
 from core.models.base import FORMAT_VERSION as CHECKPOINT_FORMAT
-from core.paths import INDEX_NAME, LabPaths, eval_settings, eval_settings_options, unportable
+from core.paths import LabPaths, eval_settings, unportable
 
 FRESH, STALE, MISSING = "fresh", "stale", "missing"
 
@@ -82,9 +85,10 @@ def lab_status(paths: LabPaths) -> list[Row]:
     from core.errors import Cis490Error
 
     lab = _Lab(paths)
+    cat = Lab.of(paths)
     processed = paths.processed
-    index = processed / INDEX_NAME
-    side = _json(index.with_suffix(".json")) or {}
+    index = cat.index
+    side = _json(cat.index_sidecar) or {}
 
     # The store: the source of everything.
     store = unportable(side["store"], processed) if isinstance(side.get("store"), str) else paths.default_store
@@ -99,8 +103,9 @@ def lab_status(paths: LabPaths) -> list[Row]:
 
     # The acceptance index.
     index_name = "acceptance index"
+    ref = side.get("registry") or {}
     if not index.exists():
-        lab.missing(index_name, "never validated", "cis490 validate")
+        lab.missing(index_name, "never validated", validate_command())
     else:
         reasons = []
         if store_sha is not None and side.get("store_sha256") not in (None, store_sha):
@@ -109,7 +114,6 @@ def lab_status(paths: LabPaths) -> list[Row]:
             reasons.append(f"store: {delta:,} episode(s) added since validate" if delta > 0 else
                            f"store: {-delta:,} episode(s) removed since validate" if delta < 0 else
                            "store: manifests or files changed since validate")
-        ref = side.get("registry") or {}
         if ref.get("hash"):
             path = unportable(ref["path"], processed) if ref.get("path") else DEFAULT_REGISTRY
             try:
@@ -118,145 +122,118 @@ def lab_status(paths: LabPaths) -> list[Row]:
                 now = None
             if now != ref["hash"]:
                 reasons.append(f"registry {'gone' if now is None else 'changed'} since validate ({lab.rel(Path(path))})")
-        validate_cmd = "cis490 validate" + (f" --channels {unportable(ref['path'], processed)}"
-                                            if ref.get("path") else "")
-        lab.add(index_name, reasons, validate_cmd, [store_name])
+        lab.add(index_name, reasons, validate_command(unportable(ref["path"], processed) if ref.get("path") else None),
+                [store_name])
     index_sha = _sha(index)
 
     # Features and tensors.
-    schema = _json(processed / "feature_schema_v1.json")
+    schema = _json(cat.feature_schema)
     features_name = "features and tensors"
     if schema is None or not index.exists():
-        lab.missing(features_name, "never extracted" if schema is None else "no acceptance index", "cis490 extract")
+        lab.missing(features_name, "never extracted" if schema is None else "no acceptance index", EXTRACT_COMMAND)
     else:
         reasons = []
         if schema.get("index_sha256") != index_sha:
             reasons.append("acceptance index re-made since extract")
         if ref.get("hash") and schema.get("registry_hash") != ref.get("hash"):
             reasons.append("extracted with another registry than the index's")
-        lab.add(features_name, reasons, "cis490 extract", [index_name])
+        lab.add(features_name, reasons, EXTRACT_COMMAND, [index_name])
     features_sha = (schema or {}).get("features_sha256")
 
     # Splits.
     splits: dict[str, dict] = {}
-    for meta_path in sorted((processed / "splits").glob("*.json")):
-        meta = _json(meta_path)
-        name = meta_path.stem
+    for name in cat.split_names():
+        meta = _json(cat.split_meta(name))
         if meta is None or "params" not in meta:
             lab.missing(f"split {name}", "its metadata is damaged", f"cis490 split --recipe {name}")
             continue
         splits[name] = meta
-        from core.splitparams import describe_params
         reasons = [] if meta.get("features_sha256") == features_sha else ["features re-extracted since split"]
-        lab.add(f"split {name}", reasons, f"cis490 split {describe_params(meta['params'])}", [features_name])
+        lab.add(f"split {name}", reasons, split_command(meta["params"]), [features_name])
 
     # Checkpoints.
-    headers: dict[tuple[str, str], str] = {}
-    for hpath in sorted((paths.artifacts / "models").glob("*/*/header.json")):
-        split, name = hpath.parent.parent.name, hpath.parent.name
-        model, _, mode = name.rpartition("_")
-        artifact = f"checkpoint {split}/{name}"
-        command = f"cis490 train {model} --split {split} --mode {mode}"
-        header = _json(hpath)
+    headers: dict[Ref, str] = {}
+    for ck in cat.checkpoints():
+        artifact = f"checkpoint {ck.key}"
+        command = train_command(ck)
+        header = _json(cat.header(ck))
         if header is None or "split" not in header:
             lab.missing(artifact, "its header is damaged", command)
             continue
-        headers[(split, name)] = _sha(hpath)
-        meta = splits.get(split)
+        gone, reasons = checkpoint_problems(header, cat.checkpoint(ck))
+        if gone:
+            lab.missing(artifact, reasons[0], command)
+            continue
+        headers[ck] = _sha(cat.header(ck))
+        meta = splits.get(ck.split)
         rec = header["split"]
-        reasons = []
         if header.get("format_version") != CHECKPOINT_FORMAT:
             reasons.append(f"checkpoint format {header.get('format_version')} (this cis490 reads {CHECKPOINT_FORMAT})")
         if meta is None:
-            reasons.append(f"split {split} is gone")
+            reasons.append(f"split {ck.split} is gone")
         elif rec.get("membership_sha256") != meta.get("membership_sha256"):
-            reasons.append(f"split {split} re-made with other train hosts" if rec.get("params", {}).get("train_hosts")
-                           != meta["params"].get("train_hosts") else f"split {split} re-made with other parameters"
-                           if rec.get("params") != meta["params"] else f"split {split} re-made (other episodes)")
+            reasons.append(f"split {ck.split} re-made with other train hosts" if rec.get("params", {}).get("train_hosts")
+                           != meta["params"].get("train_hosts") else f"split {ck.split} re-made with other parameters"
+                           if rec.get("params") != meta["params"] else f"split {ck.split} re-made (other episodes)")
         if header.get("features_sha256") != features_sha:
             reasons.append("features re-extracted since training")
-        lab.add(artifact, reasons, command, [f"split {split}"])
+        lab.add(artifact, reasons, command, [f"split {ck.split}"])
 
     # Deployable bundles (cis490 export): on a Pi they stand without their checkpoint.
-    for bpath in sorted((paths.artifacts / "deploy").glob("*/*/bundle.json")):
-        split, name = bpath.parent.parent.name, bpath.parent.name
-        model, _, mode = name.rpartition("_")
-        artifact = f"bundle {split}/{name}"
-        command = f"cis490 export {model} --split {split} --mode {mode}"
-        bundle = _json(bpath)
+    for b in cat.bundles():
+        artifact = f"bundle {b.key}"
+        command = export_command(b)
+        bundle = _json(cat.bundle(b) / BUNDLE)
         if bundle is None or "checkpoint" not in bundle:
-            lab.missing(artifact, "its bundle.json is damaged", command)
+            lab.missing(artifact, f"its {BUNDLE} is damaged", command)
             continue
         # Every file the bundle vouches for (a few MB: hashed each time), so a
         # deleted, truncated or bit-flipped model.onnx is never called fresh.
         files = bundle.get("files") if isinstance(bundle.get("files"), dict) else {}
-        gone = [f for f in files if not (bpath.parent / f).is_file()]
+        gone = [f for f in files if not (cat.bundle(b) / f).is_file()]
         if gone:
             lab.missing(artifact, f"its {gone[0]} is gone", command)
             continue
         changed = [f"its {f} changed since the export" for f, sha in files.items()
-                   if _sha(bpath.parent / f) != sha][:1]
-        ck = headers.get((split, name))
+                   if _sha(cat.bundle(b) / f) != sha][:1]
+        ck = headers.get(b)
         if ck is None:
             lab.add(artifact, changed, command)
             if not changed:
                 lab.rows[-1].reason = "no checkpoint here: as exported"
             continue
         reasons = [] if bundle["checkpoint"].get("header_sha256") == ck else ["checkpoint retrained after this export"]
-        lab.add(artifact, reasons + changed, command, [f"checkpoint {split}/{name}"])
+        lab.add(artifact, reasons + changed, command, [f"checkpoint {b.key}"])
 
-    # Evaluation reports.
+    # Evaluation reports: the rule compare's reuse applies too (core.lab.eval_problems).
     evals: dict[str, dict] = {}
-    for rpath in sorted((paths.artifacts / "eval").glob("*/*/*/report.json")):
-        split, name, leaf = rpath.parent.parent.parent.name, rpath.parent.parent.name, rpath.parent.name
-        artifact = f"eval {split}/{name}/{leaf}"
+    for ref_, settings, rpath in cat.reports():
+        artifact = f"eval {ref_.key}/{settings}"
         rep = _json(rpath)
-        model, _, mode = name.rpartition("_")
-        command = f"cis490 eval {model} --mode {mode} --split {split} {eval_settings_options(leaf)}"
+        command = eval_command(ref_, settings)
         if rep is None or "checkpoint" not in rep:
             lab.missing(artifact, "the report is damaged", command)
             continue
-        predictions = rpath.parent / "predictions.parquet"
-        if not predictions.is_file():
-            lab.missing(artifact, "its predictions.parquet is gone", command)
+        meta = splits.get(ref_.split)
+        now = Inputs(headers.get(ref_), features_sha, meta.get("membership_sha256") if meta else None)
+        gone, reasons = eval_problems(rep, cat.predictions(ref_, settings), now)
+        if gone:
+            lab.missing(artifact, reasons[0], command)
             continue
-        evals[f"{split}/{name}/{leaf}"] = rep
-        reasons = []
-        # Its size is recorded at write time (a hash of 14 million windows' predictions would not be cheap).
-        if rep.get("predictions_bytes") is not None and predictions.stat().st_size != rep["predictions_bytes"]:
-            reasons.append("its predictions.parquet changed since this eval")
-        ck = headers.get((split, name))
-        if ck is None:
-            reasons.append("its checkpoint is gone")
-        elif rep["checkpoint"].get("header_sha256") != ck:
-            reasons.append("checkpoint retrained after this eval")
-        if rep.get("features_sha256") != features_sha:
-            reasons.append("features re-extracted since this eval")
-        meta = splits.get(split)
-        if meta is not None and rep.get("split_membership_sha256") != meta.get("membership_sha256"):
-            reasons.append(f"split {split} re-made since this eval")
-        lab.add(artifact, reasons, command, [f"checkpoint {split}/{name}"])
+        evals[f"{ref_.key}/{settings}"] = rep
+        lab.add(artifact, reasons, command, [f"checkpoint {ref_.key}"])
 
-    # Comparisons.
-    for cpath in sorted((paths.artifacts / "compare").glob("*/*.json")):
+    # Comparisons: fresh while their evaluations' predictions are the same (by content).
+    for cpath in cat.comparisons():
         split = cpath.parent.name
         artifact = f"compare {split}/{cpath.stem}"
         rep = _json(cpath)
         if rep is None or "models" not in rep:
             lab.missing(artifact, "the report is damaged", "cis490 compare ...")
             continue
-        leaf = eval_settings(rep["part"], rep["unit"], rep["resamples"], rep["seed"])
-        names = [m if "_" in m and m.rsplit("_", 1)[1] in ("realistic", "oracle") else f"{m}_realistic"
-                 for m in rep["models"]]
-        reasons, upstream = [], []
-        for shown, name, run_id in zip(rep["models"], names, rep.get("eval_runs", [])):
-            key = f"{split}/{name}/{leaf}"
-            upstream.append(f"eval {key}")
-            current = evals.get(key)
-            if current is None:
-                reasons.append(f"eval of {shown} is gone")
-            elif current.get("eval_run_id") != run_id:
-                reasons.append(f"eval of {shown} re-run since this comparison")
-        command = f"cis490 compare {' '.join(rep['models'])} --split {split} {eval_settings_options(leaf)}"
-        lab.add(artifact, reasons, command, upstream)
+        settings = eval_settings(rep["part"], rep["unit"], rep["resamples"], rep["seed"])
+        keys = {shown: f"{Ref.of_shown(split, shown).key}/{settings}" for shown in rep["models"]}
+        reasons = comparison_problems(rep, {shown: evals.get(key) for shown, key in keys.items()})
+        lab.add(artifact, reasons, compare_command(split, rep["models"], settings),
+                [f"eval {key}" for key in keys.values()])
     return lab.rows

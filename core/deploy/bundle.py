@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import ArtifactError
+from core.lab import BUNDLE, Lab, Ref, export_command
 from core.loading import read_json
 
-BUNDLE = "bundle.json"
 BUNDLE_FORMAT = 1
 GRAPH = "model.onnx"
 REFERENCE = "reference.npz"
@@ -29,11 +29,11 @@ BUNDLE_KEYS = ("bundle_format", "model", "mode", "input_kind", "classes", "runti
 
 
 def bundle_dir(artifacts: Path, split: str, model: str, mode: str) -> Path:
-    return artifacts / "deploy" / split / f"{model}_{mode}"
+    return Lab(Path(), artifacts).bundle(Ref(split, model, mode))
 
 
-def export_command(model: str, mode: str, split: str) -> str:
-    return f"cis490 export {model} --split {split} --mode {mode}"
+def _remake(header: dict) -> str:
+    return export_command(Ref(header["split"]["name"], header["model"], header["mode"]))
 
 
 def knn_proba(x: np.ndarray, reference: np.ndarray, distributions: np.ndarray, k: int,
@@ -100,7 +100,7 @@ class BundleModel:
         proba = np.asarray(proba, np.float32)
         if not np.isfinite(proba).all():
             raise ArtifactError(f"{self.directory}: the exported model gave non-finite probabilities: re-export it "
-                                f"with `{export_command(self.name, self.mode, self.header['split']['name'])}`")
+                                f"with `{_remake(self.header)}`")
         return proba
 
 
@@ -119,8 +119,7 @@ def _session(path: Path):
 
 def read_bundle_header(directory: Path) -> dict:
     directory = Path(directory)
-    model, _, mode = directory.name.rpartition("_")
-    remake = export_command(model, mode, directory.parent.name)
+    remake = export_command(Ref.of_dir(directory))
     if not (directory / BUNDLE).exists():
         raise ArtifactError(f"{directory}: no exported bundle here (export it with `{remake}`)")
     return read_json(directory / BUNDLE, remake, BUNDLE_KEYS)
@@ -132,7 +131,7 @@ def load_bundle(directory: Path) -> BundleModel:
     from core.store import file_digest
     directory = Path(directory)
     header = read_bundle_header(directory)
-    remake = export_command(header["model"], header["mode"], header["split"]["name"])
+    remake = _remake(header)
     if header["bundle_format"] != BUNDLE_FORMAT:
         raise ArtifactError(f"{directory / BUNDLE}: bundle format {header['bundle_format']}, this cis490 reads "
                             f"{BUNDLE_FORMAT}: re-export with `{remake}`")
@@ -150,7 +149,7 @@ def bundle_registry(directory: Path, header: dict):
     reg = load_registry(Path(directory) / REGISTRY)
     if reg.schema_hash != header["registry_hash"]:
         raise ArtifactError(f"{Path(directory) / REGISTRY}: not the channel registry the model was trained with: "
-                            f"re-export with `{export_command(header['model'], header['mode'], header['split']['name'])}`")
+                            f"re-export with `{_remake(header)}`")
     return reg
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.lab import HEADER
 from core.deploy.bundle import (BUNDLE_FORMAT, GRAPH, REFERENCE, REGISTRY, BundleModel, bundle_dir, bundle_registry,
                                 write_header)
 from core.errors import Cis490Error
@@ -73,7 +74,7 @@ def export_model(processed: Path, artifacts: Path, registry, model: str, mode: s
             "seed": h.get("seed", 0), "pca": h.get("pca"),
             "registry_hash": h["registry_hash"], "schema_hash": h["schema_hash"], "schema": h.get("schema"),
             "window": h["window"], "split": h["split"],
-            "checkpoint": {"path": f"models/{split}/{ck.name}", "header_sha256": file_digest(ck / "header.json")[0],
+            "checkpoint": {"path": f"models/{split}/{ck.name}", "header_sha256": file_digest(ck / HEADER)[0],
                            "weights_sha256": h["weights"]["sha256"], "format_version": h["format_version"],
                            "run_id": h.get("training", {}).get("run_id")},
             "test_episodes": [list(r) for r in episodes],

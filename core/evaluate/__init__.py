@@ -7,7 +7,6 @@ docs/methods.md#evaluation.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,9 @@ from core.paths import atomic_path, atomic_write_text, ensure_dir, eval_settings
 from core.registry import Registry
 from core.split import load_split
 from core.store import file_digest
-from core.train import MODES, checkpoint_dir, load_split_checkpoint, load_split_data, read_header, trained_names
+from core.lab import (HEADER, MODES, PREDICTIONS, REPORT, Inputs, Lab, Ref, checkpoint_problems, eval_problems,
+                      split_dirname)
+from core.train import load_split_checkpoint, load_split_data, trained_names
 
 METHOD = "percentile bootstrap, 95% interval"
 UNITS = ("episode", "window")
@@ -50,6 +51,11 @@ class EvalConfig:
         if self.resamples < 10:
             raise ConfigError(f"--resamples must be at least 10, got {self.resamples}")
 
+    @property
+    def settings(self) -> str:
+        """The name of these settings' report folder (core.lab)."""
+        return eval_settings(self.part, self.unit, self.resamples, self.seed)
+
 
 def parse_model_name(name: str, mode: str | None = None) -> tuple[str, str]:
     """`gru` -> (gru, realistic: the deployment-relevant one); `gru_oracle` -> (gru, oracle)."""
@@ -74,7 +80,7 @@ def resolve_model_names(names: list[str], artifacts: Path, split: str, mode: str
         return [parse_model_name(n, mode) for n in names]
     found = []
     for name in trained_names(artifacts, split):
-        model, _, md = name.rpartition("_")
+        model, md = split_dirname(name)
         if model in MODELS and (md == mode if mode else (every_mode or md == "realistic")):
             found.append((model, md))
     if not found:
@@ -85,8 +91,7 @@ def resolve_model_names(names: list[str], artifacts: Path, split: str, mode: str
 
 
 def report_dir(artifacts: Path, model: str, mode: str, cfg: EvalConfig) -> Path:
-    return (artifacts / "eval" / cfg.split / f"{model}_{mode}" /
-            eval_settings(cfg.part, cfg.unit, cfg.resamples, cfg.seed))
+    return Lab(Path(), artifacts).eval_dir(Ref(cfg.split, model, mode), cfg.settings)
 
 
 def window_index(processed: Path, recipe: str) -> pl.DataFrame:
@@ -164,7 +169,7 @@ def evaluate_model(processed: Path, artifacts: Path, registry: Registry, model: 
                           "profile": idx["profile"], "truth": [phases[i] for i in truth],
                           "predicted": [phases[i] for i in pred],
                           **{f"p_{p}": proba[:, i].astype(np.float32) for i, p in enumerate(phases)}})
-    with atomic_path(out_dir / "predictions.parquet", ".parquet") as tmp:
+    with atomic_path(out_dir / PREDICTIONS, ".parquet") as tmp:
         preds.write_parquet(tmp)
     header = m.header
     pool = header["training"].get("unlabeled_pool")
@@ -177,9 +182,9 @@ def evaluate_model(processed: Path, artifacts: Path, registry: Registry, model: 
         "per_class": per_class, "per_profile": breakdown("profile"), "per_host": breakdown("host_id"),
         "untested_profiles": split_meta.get("untested_profiles", []),
         "confusion": confusion_over_seen(overall["cm"], phases),
-        "predictions_sha256": file_digest(out_dir / "predictions.parquet")[0],
-        "predictions_bytes": (out_dir / "predictions.parquet").stat().st_size,
-        "checkpoint": {"path": str(ck), "header_sha256": hashlib.sha256((ck / "header.json").read_bytes()).hexdigest(),
+        "predictions_sha256": file_digest(out_dir / PREDICTIONS)[0],
+        "predictions_bytes": (out_dir / PREDICTIONS).stat().st_size,
+        "checkpoint": {"path": str(ck), "header_sha256": file_digest(ck / HEADER)[0],
                        "weights_sha256": header["weights"]["sha256"],
                        "val_macro_f1": header["training"].get("val_macro_f1"),
                        "train_run_id": header["training"].get("run_id"), "unlabeled_pool": pool},
@@ -191,27 +196,22 @@ def evaluate_model(processed: Path, artifacts: Path, registry: Registry, model: 
     from core.evaluate.figures import confusion_figure, per_profile_figure
     confusion_figure(report, out_dir / "confusion")
     per_profile_figure(report, out_dir / "per_profile")
-    atomic_write_text(out_dir / "report.json", json.dumps(report, indent=1) + "\n")
+    atomic_write_text(out_dir / REPORT, json.dumps(report, indent=1) + "\n")
     return EvalResult(model, mode, out_dir, report)
 
 
 def current_report(artifacts: Path, processed: Path, model: str, mode: str, cfg: EvalConfig) -> dict | None:
-    """The stored report if it still describes the checkpoint (header and
-    weights), features and split as they are now; None means evaluate again."""
-    path = report_dir(artifacts, model, mode, cfg) / "report.json"
-    ck = checkpoint_dir(artifacts, cfg.split, model, mode)
+    """The stored report if it is fresh by the lab's one rule (core.lab:
+    the rule `cis490 status` applies); None means evaluate again."""
+    lab, ref = Lab(processed, artifacts), Ref(cfg.split, model, mode)
     try:
-        rep = json.loads(path.read_text())
-        header_sha = hashlib.sha256((ck / "header.json").read_bytes()).hexdigest()
-        header = read_header(ck)
-        weights_sha = file_digest(ck / header["weights"]["file"])[0]
+        rep = json.loads(lab.report(ref, cfg.settings).read_text())
         schema = load_feature_schema(processed)
         _, meta = load_split(processed, cfg.split)
-        same = (rep["checkpoint"]["header_sha256"] == header_sha
-                and rep["checkpoint"].get("weights_sha256") == weights_sha == header["weights"]["sha256"]
-                and rep["features_sha256"] == schema["features_sha256"]
-                and rep.get("split_membership_sha256") == meta["membership_sha256"]
-                and file_digest(path.parent / "predictions.parquet")[0] == rep["predictions_sha256"])
+        now = Inputs(file_digest(lab.header(ref))[0], schema["features_sha256"], meta["membership_sha256"])
+        missing, reasons = eval_problems(rep, lab.predictions(ref, cfg.settings), now)
+        ck_missing, ck_reasons = checkpoint_problems(json.loads(lab.header(ref).read_text()), lab.checkpoint(ref))
+        missing, reasons = missing or ck_missing, reasons + ck_reasons
     except (OSError, ValueError, KeyError, TypeError, Cis490Error):
         return None
-    return rep if same else None
+    return rep if isinstance(rep, dict) and not missing and not reasons else None

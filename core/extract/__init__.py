@@ -35,10 +35,8 @@ from core.store import Episode, file_digest
 from core.storescan import episode_fingerprint
 from core.validate import validated_fingerprints
 
-FEATURES = "features_window_v1.parquet"
-SCHEMA = "feature_schema_v1.json"
-EPISODES = "extract_episodes_v1.parquet"
-TENSORS = "tensors_v1"
+from core.lab import EPISODES, FEATURES, TENSORS  # noqa: E402 (re-exported)
+from core.lab import FEATURE_SCHEMA as SCHEMA  # noqa: E402
 SCHEMA_VERSION = 1
 FEATURE_BATCH = 4096
 

@@ -27,8 +27,9 @@ class ReplayError(Cis490Error):
 def report_events(artifacts: Path, split: str) -> list[dict]:
     """`model_metric` and `profile_stats` of every evaluated model and mode on
     the split's test part (the newest report of each when several settings exist)."""
+    from core.lab import Lab
     events: dict[tuple[str, str], list[dict]] = {}
-    paths = sorted((artifacts / "eval" / split).glob("*/test-*/report.json"), key=lambda p: p.stat().st_mtime)
+    paths = sorted(Lab(Path(), artifacts).report_paths(split, "test"), key=lambda p: p.stat().st_mtime)
     for path in paths:
         try:
             r = json.loads(path.read_text())
@@ -56,8 +57,9 @@ class ReportWatch:
 
     def changed(self) -> list[dict] | None:
         """The events, if the reports changed since the last look; else None."""
-        state = tuple(sorted((str(p), p.stat().st_mtime_ns)
-                             for p in (self.artifacts / "eval" / self.split).glob("*/test-*/report.json")))
+        from core.lab import Lab
+        state = tuple((str(p), p.stat().st_mtime_ns) for p in Lab(Path(), self.artifacts).report_paths(self.split,
+                                                                                                         "test"))
         if state == self._state:
             return None
         self._state = state
@@ -197,11 +199,12 @@ def publish_metrics(artifacts: Path, split: str, url: str, token: str | None = N
                     stop: threading.Event | None = None) -> int:
     """Post the split's metrics once (or, watching, again whenever a report
     changes, until stopped); the number of events posted."""
+    from core.lab import Lab
     publisher = Publisher(url, token, stop)
     reports = ReportWatch(artifacts, split)
     events = reports.changed()
     if not events and not watch:
-        raise ReplayError(f"no eval report of split {split} under {artifacts / 'eval' / split}: run `cis490 eval` "
+        raise ReplayError(f"no eval report of split {split} under {Lab(Path(), artifacts).eval_root(split)}: run `cis490 eval` "
                           "first")
     sent = 0
     while True:
@@ -304,13 +307,14 @@ def bundle_replay(directory: Path, artifacts: Path, mode: str, split: str, episo
     held-out work without the lab's processed data, and without torch. Beside
     a checkpoint retrained since the export, it would replay an older model
     than the lab's: refused."""
-    from core.deploy.bundle import bundle_registry, export_command, load_bundle
+    from core.deploy.bundle import bundle_registry, load_bundle
+    from core.lab import Lab, Ref, export_command
     from core.store import file_digest
     m = load_bundle(directory)
-    ck = artifacts / "models" / split / directory.name / "header.json"
+    ck = Lab(Path(), artifacts).header(Ref(split, m.name, mode))
     if ck.exists() and file_digest(ck)[0] != m.header["checkpoint"]["header_sha256"]:
         raise ReplayError(f"{directory}: exported from an earlier checkpoint than {ck.parent} (retrained since): "
-                          f"re-export with `{export_command(m.name, mode, split)}` (or replay the checkpoint: "
+                          f"re-export with `{export_command(Ref(split, m.name, mode))}` (or replay the checkpoint: "
                           "--engine checkpoint)")
     registry = bundle_registry(directory, m.header)
     test = [tuple(r) for r in m.header["test_episodes"]]
@@ -337,17 +341,18 @@ def lab_replay(paths, episodes: str, model: str, mode: str, split: str, store: P
     """A replay for a lab home: `all` or comma-separated ids, the store it was
     validated from unless --store names another, run by the model's exported
     bundle (engine `bundle`, or `auto` when there is one) or its checkpoint."""
-    from core.deploy.bundle import BUNDLE, bundle_dir, export_command
-    from core.paths import INDEX_NAME, resolve_cli_path
+    from core.lab import BUNDLE, Lab, Ref, export_command
+    from core.paths import resolve_cli_path
     from core.validate import indexed_store
     chosen = ["all"] if episodes.strip() == "all" else [e.strip() for e in episodes.split(",") if e.strip()]
-    index = paths.processed / INDEX_NAME
+    lab, ref = Lab.of(paths), Ref(split, model, mode)
+    index = lab.index
     default = (indexed_store(index) if index.exists() else None) or paths.default_store
     store = resolve_cli_path(store, default)
-    bundle = bundle_dir(paths.artifacts, split, model, mode)
+    bundle = lab.bundle(ref)
     if engine == "bundle" and not (bundle / BUNDLE).exists():
         raise ReplayError(f"no exported bundle for {model} in {mode} mode on split {split} ({bundle}): run "
-                          f"`{export_command(model, mode, split)}`")
+                          f"`{export_command(ref)}`")
     if engine != "checkpoint" and (bundle / BUNDLE).exists():
         return bundle_replay(bundle, paths.artifacts, mode, split, chosen, store, speed)
     from core.extract import features_registry

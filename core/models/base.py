@@ -23,7 +23,7 @@ from core.models.small_validation import choose_small, too_small
 from core.paths import atomic_dir, atomic_path, atomic_write_text
 
 FORMAT_VERSION = 3
-HEADER = "header.json"
+from core.lab import HEADER  # noqa: E402 (re-exported)
 PCA_SAMPLE = 4000
 STATS_SAMPLE = 2048
 MEDIAN_SAMPLE = 65536
@@ -320,7 +320,7 @@ def save_checkpoint(model: BaseModel, directory: Path, header_extra: dict) -> Pa
             "format_version": FORMAT_VERSION, "model": model.name, "input_kind": model.input_kind,
             "classes": model.classes, "config": model.config, "seed": model.seed,
             "preprocessing": model.pre.to_json(), "pca": model.pca, "training": model.training,
-            "weights": {"file": wname, "sha256": file_digest(tmp / wname)[0]}, **header_extra,
+            "weights": dict(zip(("sha256", "bytes"), file_digest(tmp / wname)), file=wname), **header_extra,
         }
         atomic_write_text(tmp / HEADER, json.dumps(header, indent=1, default=_json_default) + "\n")
     return directory / HEADER

@@ -23,7 +23,7 @@ from core.registry import Registry, registry_ref
 from core.split import describe_params, load_split, split_identity
 from core.store import file_digest
 
-MODES = ("realistic", "oracle")
+from core.lab import MODES, Lab, Ref, train_command as _train_command  # noqa: E402 (MODES re-exported)
 
 
 def resolve_device(device: str) -> str:
@@ -140,11 +140,11 @@ class TrainResult:
 def checkpoint_dir(artifacts: Path, split: str, model: str, mode: str) -> Path:
     """One checkpoint per split, model and mode: training on another split
     never replaces the one a report of this split was made with."""
-    return artifacts / "models" / split / f"{model}_{mode}"
+    return Lab(Path(), artifacts).checkpoint(Ref(split, model, mode))
 
 
 def train_command(model: str, mode: str, split: str) -> str:
-    return f"cis490 train {model} --split {split} --mode {mode}"
+    return _train_command(Ref(split, model, mode))
 
 
 def _schema_record(schema: dict, input_kind: str) -> dict:
@@ -196,11 +196,11 @@ def read_header(directory: Path) -> dict:
     """A checkpoint's header through the loading layer: a truncated or key-less
     one is one line naming the command that retrains it."""
     directory = Path(directory)
-    model, _, mode = directory.name.rpartition("_")
+    remake = _train_command(Ref.of_dir(directory))
     hpath = directory / HEADER
     if not hpath.exists():
-        raise CheckpointError(f"{directory}: no checkpoint here (train it with `{train_command(model, mode, directory.parent.name)}`)")
-    return read_json(hpath, train_command(model, mode, directory.parent.name), HEADER_KEYS)
+        raise CheckpointError(f"{directory}: no checkpoint here (train it with `{remake}`)")
+    return read_json(hpath, remake, HEADER_KEYS)
 
 
 def _schema_difference(header: dict, schema: dict) -> str:
@@ -260,8 +260,7 @@ def load_checkpoint(directory: Path, processed: Path, registry: Registry) -> Bas
 
 
 def trained_names(artifacts: Path, split: str) -> list[str]:
-    root = artifacts / "models" / split
-    return sorted(p.name for p in root.iterdir() if (p / HEADER).exists()) if root.is_dir() else []
+    return [ref.dirname for ref in Lab(Path(), artifacts).checkpoints(split)]
 
 
 def require_checkpoint(artifacts: Path, split: str, model: str, mode: str,
@@ -284,7 +283,7 @@ def load_split_checkpoint(processed: Path, artifacts: Path, registry: Registry, 
     ck = require_checkpoint(artifacts, split, model, mode, error)
     m = load_checkpoint(ck, processed, registry)
     split_frame, meta = load_split(processed, split)
-    check_split_identity(m.header, ck, meta, processed / "splits" / f"{split}.parquet")
+    check_split_identity(m.header, ck, meta, Lab(processed, artifacts).split_parquet(split))
     return m, split_frame, ck
 
 

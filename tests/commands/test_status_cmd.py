@@ -185,3 +185,32 @@ def test_a_data_file_rewritten_under_its_manifest(cli, home):
     _, rows = _status(cli)
     assert rows["acceptance index"]["state"] == "stale"
     assert rows["acceptance index"]["reason"] == "store: manifests or files changed since validate"
+
+
+def test_an_identical_re_run_of_its_evals_leaves_a_comparison_fresh(cli, home):
+    """Regression (issue 23): a comparison went stale when its evaluations were
+    merely re-run with the same result; freshness is by content."""
+    assert cli("eval", "gbt", "knn", "--resamples", "50").exit_code == 0
+    _, rows = _status(cli)
+    assert rows[COMPARE]["state"] == "fresh" and set(_states(rows).values()) == {"fresh"}
+    # Predictions that really differ make it stale, naming which.
+    assert cli("train", "gbt", "--mode", "realistic", "--seed", "3").exit_code == 0
+    assert cli("eval", "gbt", "--resamples", "50").exit_code == 0
+    _, rows = _status(cli)
+    assert rows[EVALS[0]]["state"] == "fresh"
+    assert rows[COMPARE]["state"] == "stale" and rows[COMPARE]["reason"] == "eval of gbt changed since this comparison"
+
+
+def test_status_and_compare_agree_on_a_deleted_prediction_file(cli, home):
+    """Regression (issue 23): status and compare's reuse of evaluations each
+    had their own rule. Now one: an eval status calls missing, compare redoes."""
+    evals = home.artifacts / "eval" / "host"
+    preds = evals / "knn_realistic" / "test-episode-b50-s0" / "predictions.parquet"
+    kept = evals / "gbt_realistic" / "test-episode-b50-s0" / "report.json"
+    when = kept.stat().st_mtime_ns
+    preds.unlink()
+    assert _status(cli)[1][EVALS[1]]["state"] == "missing"
+    assert cli("compare", "gbt", "knn", "--resamples", "50").exit_code == 0
+    assert preds.is_file()                                        # compare re-ran that eval ...
+    assert kept.stat().st_mtime_ns == when                        # ... and only that one
+    assert set(_states(_status(cli)[1]).values()) == {"fresh"}

@@ -1,0 +1,206 @@
+"""How each stage's result is shown (a table, lines, or `--json`), shared by
+its command and by `cis490 demo`: commands never import each other."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cis490cli.state import AppState
+
+if TYPE_CHECKING:
+    from core.compare import CompareResult
+    from core.evaluate import EvalResult
+    from core.extract import ExtractSummary
+    from core.split import SplitResult
+    from core.synth import SynthResult
+    from core.train import TrainResult
+    from core.validate import ValidationSummary
+
+
+def render_synth(state: AppState, r: SynthResult) -> None:
+    term = state.terminal
+    if term.json_mode:
+        term.json({"store": str(r.store), "ground_truth": str(r.truth), "episodes": r.episodes,
+                   "in_flight": r.in_flight, "bytes": r.bytes, "seconds": round(r.seconds, 3),
+                   "expected_status": r.expected, "per_host": r.per_host})
+        return
+    term.print(f"Wrote {r.episodes:,} episodes ({r.bytes / 1e6:,.1f} MB, "
+               f"{r.bytes / max(r.episodes, 1) / 1e3:,.0f} kB/episode) to [bold]{r.store}[/] in {r.seconds:.1f} s")
+    term.table("Episodes per host", ["host", "episodes"], sorted(r.per_host.items()), justify_right=[1])
+    order = ["accepted", "degraded", "rejected", "errored", "in_flight"]
+    term.table("Expected validation status (ground truth)", ["status", "count"],
+               [(s, r.expected.get(s, 0)) for s in order], justify_right=[1])
+    term.print(f"Ground truth: {r.truth}")
+
+
+def render_validate(state: AppState, s: ValidationSummary) -> None:
+    from core.validate import STATUSES
+    term = state.terminal
+    if term.json_mode:
+        term.json(s.to_json())
+        return
+    rate = s.episodes / max(s.seconds, 1e-9)
+    term.print(f"Validated {s.episodes:,} episodes ({s.bytes / 1e6:,.1f} MB) in {s.seconds:.1f} s "
+               f"[{rate:,.0f} episodes/s, {s.bytes / max(s.seconds, 1e-9) / 1e6:,.1f} MB/s, {s.workers} workers]"
+               + (f", {s.reused:,} reused unchanged" if s.reused else ""))
+    rows = [(h, *[c.get(st, 0) for st in STATUSES]) for h, c in s.per_host.items()]
+    rows.append(("total", *[s.counts.get(st, 0) for st in STATUSES]))
+    term.table("Status per host", ["host", *STATUSES], rows, justify_right=[1, 2, 3, 4])
+    if s.top_reasons:
+        term.table("Top reasons", ["reason", "episodes"], s.top_reasons, justify_right=[1])
+    if s.in_flight:
+        shown = ", ".join(s.in_flight[:5]) + (" ..." if len(s.in_flight) > 5 else "")
+        term.print(f"{len(s.in_flight)} upload(s) in flight, skipped: {shown}")
+    if s.duplicates:
+        term.print(f"[yellow]{len(s.duplicates)} duplicated episode id(s), every copy rejected:[/] "
+                   + ", ".join(s.duplicates[:5]))
+    term.print(f"Index: {s.index}")
+
+
+def render_extract(state: AppState, s: ExtractSummary) -> None:
+    term = state.terminal
+    if term.json_mode:
+        term.json(s.to_json())
+        return
+    term.print(f"Extracted {s.windows:,} windows from {s.episodes - len(s.failed):,} episodes in {s.seconds:.1f} s "
+               f"({s.extracted:,} computed, {s.reused:,} unchanged and reused; "
+               f"{s.bytes_on_disk / max(s.windows, 1) * 1000 / 1e6:.1f} MB per 1,000 windows on disk)")
+    hosts = sorted({h for v in s.per_phase_host.values() for h in v})
+    rows = [(phase, *[s.per_phase_host.get(phase, {}).get(h, 0) for h in hosts],
+             sum(s.per_phase_host.get(phase, {}).values())) for phase in s.per_phase_host]
+    term.table("Windows per phase and host", ["phase", *hosts, "total"], rows,
+               justify_right=list(range(1, len(hosts) + 2)))
+    term.table("Coverage per source (fraction of channel-steps present)", ["source", "coverage"],
+               [(src, f"{c:.1%}") for src, c in s.coverage.items()], justify_right=[1])
+    for rel, err in s.failed[:10]:
+        term.print(f"[red]failed[/] {rel}: {err}")
+    if len(s.failed) > 10:
+        term.print(f"... and {len(s.failed) - 10} more failed episodes (see --json)")
+    term.print(f"Features: {s.outputs.get('features')}\nTensors: {s.outputs.get('tensors')}")
+
+
+def render_split(state: AppState, r: SplitResult) -> None:
+    from core.split import PARTS
+    term = state.terminal
+    m = r.meta
+    if term.json_mode:
+        term.json({**m, "parquet": str(r.parquet), "meta": str(r.meta_path)})
+        return
+    rows = []
+    for profile, parts in m["counts"].items():
+        rows.append((profile, *[f"{parts.get(p, {}).get('episodes', 0)} ({parts.get(p, {}).get('windows', 0):,})"
+                                for p in PARTS]))
+    rows.append(("total", *[f"{m['totals'][p]['episodes']} ({m['totals'][p]['windows']:,})" for p in PARTS]))
+    term.table(f"Split '{r.recipe}': episodes (windows)", ["profile", *PARTS], rows)
+    for p in PARTS:
+        term.print(f"{p} hosts: {', '.join(m['hosts'][p])}")
+    if m["untested_profiles"]:
+        term.print(f"[yellow]untested profiles (absent from test, never averaged away):[/] "
+                   f"{', '.join(m['untested_profiles'])}")
+    term.print(f"Split: {r.parquet}")
+
+
+def render_train(state: AppState, results: list[TrainResult]) -> None:
+    term = state.terminal
+    rows = []
+    for r in results:
+        t = r.header["training"]
+        rows.append({"model": r.model, "mode": r.mode, "best_epoch": t.get("best_epoch"),
+                     "val_macro_f1": round(t["val_macro_f1"], 4), "train_windows": t["windows"]["train"],
+                     "seconds": round(r.seconds, 1), "checkpoint": str(r.checkpoint),
+                     "unlabeled_pool": t.get("unlabeled_pool"), "k": t.get("k"), "k_choice": t.get("k_choice"),
+                     "settings": r.header["config"]})
+    if term.json_mode:
+        term.json(rows)
+        return
+    term.table("Best validation scores", ["model", "mode", "best epoch", "val macro-F1", "train windows", "s"],
+               [(r["model"], r["mode"], r["best_epoch"], f"{r['val_macro_f1']:.3f}", r["train_windows"], r["seconds"])
+                for r in rows], justify_right=[2, 3, 4, 5])
+    for r in rows:
+        if r["k"] is not None:
+            how = "set" if r["k_choice"] == "set" else f"chosen by {r['k_choice']}"
+            term.print(f"{r['model']} ({r['mode']}): k = {r['k']} ({how})")
+        if r["unlabeled_pool"]:
+            u = r["unlabeled_pool"]
+            term.print(f"{r['model']} ({r['mode']}) also learned from {u['windows_used']:,} unlabeled windows: "
+                       f"{u['source']}")
+    term.print(f"Checkpoints: {Path(rows[0]['checkpoint']).parent}" if rows else "")
+
+
+def _ci(v: float, ci) -> str:
+    return f"{v:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci is not None else f"{v:.3f} [undefined]"
+
+
+def render_eval(state: AppState, results: list[EvalResult]) -> None:
+    term = state.terminal
+    if term.json_mode:
+        term.json([r.report for r in results])
+        return
+    for r in results:
+        rep = r.report
+        term.rule(f"{rep['name']} on {rep['split']}/{rep['part']}")
+        term.print(f"macro-F1 [bold]{_ci(rep['macro_f1'], rep['macro_f1_ci'])}[/], accuracy "
+                   f"{_ci(rep['accuracy'], rep['accuracy_ci'])} over {rep['windows']:,} windows of "
+                   f"{rep['episodes']:,} episodes ({rep['method']}, {rep['unit']} unit, {rep['resamples']} "
+                   f"resamples, seed {rep['seed']})")
+        term.table("Per phase", ["phase", "precision", "recall", "F1 [95% CI]", "windows"],
+                   [(c["label"], f"{c['precision']:.3f}", f"{c['recall']:.3f}", _ci(c["f1"], c["f1_ci"]),
+                     c["support"]) for c in rep["per_class"]], justify_right=[1, 2, 4])
+        partial = [c for c in rep["per_class"] if c["f1_ci_resamples"] < rep["resamples"]]
+        if partial:
+            term.print("Phase F1 intervals are over the resamples that hold the phase: " + ", ".join(
+                f"{c['label']} {c['f1_ci_resamples']}/{rep['resamples']}" for c in partial) + ".")
+        term.table("Per profile", ["profile", "macro-F1 [95% CI]", "windows", "episodes"],
+                   [(p["profile"], _ci(p["macro_f1"], p["macro_f1_ci"]), p["windows"], p["episodes"])
+                    for p in rep["per_profile"]], justify_right=[2, 3])
+        term.table("Per host", ["host", "macro-F1 [95% CI]", "windows", "episodes"],
+                   [(h["host"], _ci(h["macro_f1"], h["macro_f1_ci"]), h["windows"], h["episodes"])
+                    for h in rep["per_host"]], justify_right=[2, 3])
+        if rep["untested_profiles"]:
+            term.print(f"[yellow]Untested profiles (absent from {rep['part']}, not in any average):[/] "
+                       f"{', '.join(rep['untested_profiles'])}")
+        labels = rep["confusion"]["labels"]
+        term.table("Confusion (rows: truth, columns: predicted)", ["", *labels],
+                   [(lab, *row) for lab, row in zip(labels, rep["confusion"]["matrix"])],
+                   justify_right=list(range(1, len(labels) + 1)))
+        pool = rep["checkpoint"].get("unlabeled_pool")
+        if pool:
+            term.print(f"Note: this model also learned from {pool['windows_used']:,} unlabeled windows: {pool['source']}"
+                       + (" - the windows scored here, so this score is transductive." if rep["transductive"] else ""))
+        term.print(f"Report: {r.directory / 'report.json'} (figures and predictions beside it)")
+
+
+def render_compare(state: AppState, r: CompareResult, wide: bool = False) -> None:
+    term = state.terminal
+    rep = r.report
+    if term.json_mode:
+        term.json({**rep, "path": str(r.path)})
+        return
+    holm = "p_holm" in rep["pairs"][0]
+    mark = {n: f"{n}*" for n in rep["transductive"]}
+    title = (f"Paired comparison on {rep['split']}/{rep['part']} ({rep['windows']:,} windows, "
+             f"{rep['episodes']:,} episodes)")
+    if wide:
+        cols = ["A", "B", "F1 A", "F1 B", "gap", "95% CI", "p", *(["p Holm"] if holm else []), "winner"]
+        rows = [(mark.get(p["a"], p["a"]), mark.get(p["b"], p["b"]), f"{p['macro_f1_a']:.3f}",
+                 f"{p['macro_f1_b']:.3f}", f"{p['gap']:+.3f}", f"{p['gap_ci'][0]:+.3f},{p['gap_ci'][1]:+.3f}",
+                 f"{p['p_value']:.3g}", *([f"{p['p_holm']:.3g}"] if holm else []), p["winner"])
+                for p in rep["pairs"]]
+        term.table(title, cols, rows, no_wrap=list(range(len(cols))), min_width=140)
+    else:
+        # 80 columns whatever the number of models: each model's score once, then one row per pair.
+        scores = {p["a"]: p["macro_f1_a"] for p in rep["pairs"]} | {p["b"]: p["macro_f1_b"] for p in rep["pairs"]}
+        term.print(title)
+        term.table(None, ["model", "macro-F1"], [(mark.get(m, m), f"{scores[m]:.3f}") for m in rep["models"]],
+                   justify_right=[1])
+        cols = ["A - B", "gap [95% CI]", "p Holm" if holm else "p", "winner"]
+        rows = [(f"{mark.get(p['a'], p['a'])} - {mark.get(p['b'], p['b'])}",
+                 f"{p['gap']:+.3f} [{p['gap_ci'][0]:+.3f}, {p['gap_ci'][1]:+.3f}]",
+                 f"{p['p_holm'] if holm else p['p_value']:.3g}", p["winner"]) for p in rep["pairs"]]
+        term.table(None, cols, rows, justify_right=[1, 2])
+    term.print(f"{rep['method']}; {rep['unit']} unit, {rep['resamples']} resamples, seed {rep['seed']}; "
+               f"{rep['ci']}; {rep['multiple_comparisons']}; winner at alpha {rep['alpha']}.")
+    term.print(f"p-value: {rep['p_value']}.")
+    if rep["transductive"]:
+        term.print(f"[yellow]* transductive:[/] {', '.join(rep['transductive'])} {rep['transductive_note']}.")
+    term.print(f"Report: {r.path}; forest plot: {r.path.with_suffix('')}.{{png,pdf,svg}}")

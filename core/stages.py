@@ -1,0 +1,192 @@
+"""The pipeline's stages, each owning its work: it records its run in the
+notebook (inputs, outputs, metrics, timings), shows its progress, and
+returns its result. Commands parse options, call one stage and render the
+result; `cis490 demo` calls the stages in turn. Nothing here prints.
+
+A stage is given a session: the lab home, the notebook recorder and a
+progress bar factory (cis490cli.state.AppState is one).
+"""
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Protocol
+
+from core.notebook import Run
+from core.paths import LabPaths
+
+if TYPE_CHECKING:
+    from core.compare import CompareResult
+    from core.evaluate import EvalConfig, EvalResult
+    from core.extract import ExtractConfig, ExtractSummary
+    from core.registry import Registry
+    from core.split import SplitConfig, SplitResult
+    from core.synth import SynthConfig, SynthResult
+    from core.train import TrainResult
+    from core.validate import ValidationSummary
+
+
+class Session(Protocol):
+    @property
+    def paths(self) -> LabPaths: ...
+
+    def record(self, command: str, config: dict) -> AbstractContextManager[Run]: ...
+
+    def progress(self, description: str, total: int | None = None,
+                 unit: str = "") -> AbstractContextManager[Callable]: ...
+
+
+def synth_stage(session: Session, cfg: SynthConfig, out: Path, workers: int, force: bool) -> SynthResult:
+    from core.synth import generate_store
+    with session.record("synth", {**asdict(cfg), "out": str(out)}) as run:
+        with session.progress("Generating", total=cfg.episodes, unit="episodes") as bar:
+            result = generate_store(cfg, out, workers=workers, force=force, progress=bar)
+        run.add_output(result.store, "store")
+        run.add_output(result.truth, "ground_truth")
+        run.metrics.update(episodes=result.episodes, in_flight=result.in_flight, bytes=result.bytes,
+                           expected_status=result.expected, per_host=result.per_host)
+        run.timings["generate_s"] = round(result.seconds, 3)
+    return result
+
+
+def validate_stage(session: Session, registry: Registry, store: Path, out: Path, workers: int,
+                   since_last: bool = False) -> ValidationSummary:
+    from core.validate import run_validation, sidecar_path
+    from core.validate.checks import ValidateConfig
+    cfg = ValidateConfig()
+    with session.record("validate", {"store": str(store), "out": str(out), "since_last": since_last,
+                                     "workers": workers, "channels": registry.path,
+                                     "registry_hash": registry.schema_hash, **cfg.__dict__}) as run:
+        summary = None
+        try:
+            with session.progress("Validating", unit="episodes") as bar:
+                summary = run_validation(store, out, registry, cfg, workers=workers, since_last=since_last,
+                                         progress=bar)
+        finally:
+            # The sweep took the store's manifest digest: recorded as it is, not taken twice.
+            run.add_input(store, "store", summary.store_digest if summary else None)
+        run.add_output(out, "acceptance_index")
+        run.add_output(sidecar_path(out), "acceptance_summary")
+        run.metrics.update(episodes=summary.episodes, status_counts=summary.counts, in_flight=len(summary.in_flight),
+                           duplicates=len(summary.duplicates), reused=summary.reused)
+        run.timings["sweep_s"] = round(summary.seconds, 3)
+    return summary
+
+
+def extract_stage(session: Session, registry: Registry, store: Path, index: Path, cfg: ExtractConfig,
+                  workers: int) -> ExtractSummary:
+    from core.extract import run_extract
+    paths = session.paths
+    config = {"store": str(store), "index": str(index), "window": cfg.spec.__dict__, "workers": workers,
+              "part_windows": cfg.part_windows, "channels": registry.path, "registry_hash": registry.schema_hash}
+    with session.record("extract", config) as run:
+        run.add_input(index, "acceptance_index")
+        with session.progress("Extracting", unit="episodes") as bar:
+            summary = run_extract(paths.processed, index, store, registry, cfg, workers=workers, progress=bar)
+        for role, p in summary.outputs.items():
+            run.add_output(Path(p), role, summary.digests.get(role))
+        run.metrics.update(episodes=summary.episodes, extracted=summary.extracted, reused=summary.reused,
+                           failed=len(summary.failed), windows=summary.windows, coverage=summary.coverage,
+                           windows_per_phase={k: sum(v.values()) for k, v in summary.per_phase_host.items()})
+        run.timings["extract_s"] = round(summary.seconds, 3)
+    return summary
+
+
+def split_stage(session: Session, registry: Registry, cfg: SplitConfig) -> SplitResult:
+    from core.lab import Lab
+    from core.split import make_split
+    with session.record("split", {**cfg.__dict__, "train_hosts": list(cfg.train_hosts),
+                                  "registry_hash": registry.schema_hash}) as run:
+        run.add_input(Lab.of(session.paths).extracted_episodes, "extracted_episodes")
+        result = make_split(session.paths.processed, cfg, registry)
+        run.add_output(result.parquet, "split")
+        run.add_output(result.meta_path, "split_meta")
+        run.metrics.update(totals=result.meta["totals"], untested_profiles=result.meta["untested_profiles"])
+    return result
+
+
+def train_stage(session: Session, registry: Registry, names: list[str], modes: list[str], recipe: str,
+                overrides: dict[str, dict], device: str, seed: int) -> list[TrainResult]:
+    from core.lab import HEADER, Lab
+    from core.train import load_split_data, model_class, train_one
+    paths = session.paths
+    lab = Lab.of(paths)
+    results = []
+    cache: dict[str, object] = {}
+    for name in names:
+        cls = model_class(name)
+        settings = overrides.get(name, {})
+        for mode in modes:
+            config = {"model": name, "mode": mode, "split": recipe, "seed": seed, "device": device,
+                      "overrides": settings, "registry_hash": registry.schema_hash}
+            with session.record("train", config) as run:
+                if cls.input_kind not in cache:
+                    cache[cls.input_kind] = load_split_data(paths.processed, recipe, cls.input_kind)
+                run.add_input(lab.split_parquet(recipe), "split")
+                run.add_input(lab.split_meta(recipe), "split_meta")
+                run.add_input(lab.feature_schema, "feature_schema")
+                total = cls.progress_total({**cls.default_config, **settings})
+                with session.progress(f"{name} {mode}", total=total, unit=cls.progress_unit) as bar:
+                    r = train_one(paths.processed, paths.artifacts, registry, name, mode, recipe, settings, seed,
+                                  device, run.run_id, bar, cache[cls.input_kind])
+                    t = r.header["training"]
+                    ran = t.get("epochs_run") or t.get("rounds_run")
+                    if ran is not None and total is not None and ran < total:
+                        # The bar ends full and says why, instead of resting at 67%.
+                        bar(ran, ran, note=f"stopped early at {cls.progress_unit} {ran} (best {t['best_epoch']})")
+                run.add_output(r.checkpoint / HEADER, "checkpoint_header")
+                run.add_output(r.checkpoint / r.header["weights"]["file"], "checkpoint_weights")
+                t = r.header["training"]
+                run.metrics.update(val_macro_f1=t["val_macro_f1"], best_epoch=t.get("best_epoch"),
+                                   windows=t["windows"], unlabeled_pool=t.get("unlabeled_pool"))
+                # What was chosen, not only what was asked: the full settings and
+                # the choices made from data (kNN's k, the batch the schedule used).
+                run.config["settings"] = r.header["config"]
+                run.metrics.update({k: t[k] for k in ("k", "k_scores", "schedule") if k in t})
+                run.timings.update(train_s=round(r.seconds, 3), load_s=t.get("load_s"), compute_s=t.get("compute_s"))
+            results.append(r)
+    return results
+
+
+def eval_stage(session: Session, registry: Registry, model: str, mode: str, cfg: EvalConfig) -> EvalResult:
+    from core.evaluate import evaluate_model
+    from core.lab import HEADER, PREDICTIONS, REPORT
+    paths = session.paths
+    with session.record("eval", {"model": model, "mode": mode, **cfg.__dict__}) as run:
+        with session.progress(f"Evaluating {model} ({mode})", total=1) as bar:
+            r = evaluate_model(paths.processed, paths.artifacts, registry, model, mode, cfg, run.run_id)
+            bar(1, 1)
+        run.add_input(Path(r.report["checkpoint"]["path"]) / HEADER, "checkpoint")
+        for name in (REPORT, PREDICTIONS, *(f"{fig}.{ext}" for fig in ("confusion", "per_profile")
+                                            for ext in ("png", "pdf", "svg"))):
+            run.add_output(r.directory / name, name.replace(".", "_"))
+        rep = r.report
+        run.metrics.update(macro_f1=rep["macro_f1"], macro_f1_ci=rep["macro_f1_ci"], accuracy=rep["accuracy"],
+                           ci_method=rep["method"], unit=rep["unit"], resamples=rep["resamples"], seed=rep["seed"],
+                           windows=rep["windows"], episodes=rep["episodes"],
+                           untested_profiles=rep["untested_profiles"])
+    return r
+
+
+def compare_stage(session: Session, registry: Registry, named: list[tuple[str, str]], cfg: EvalConfig,
+                  paired: bool = True) -> CompareResult:
+    from core.compare import compare_reports
+    from core.evaluate import current_report
+    paths = session.paths
+    config = {"models": [f"{m}_{md}" for m, md in named], "paired": paired, **cfg.__dict__}
+    with session.record("compare", config) as run:
+        reports = []
+        for model, md in named:
+            rep = current_report(paths.artifacts, paths.processed, model, md, cfg)
+            # An evaluation that is missing or no longer matches its checkpoint, features or split is redone.
+            reports.append(rep if rep is not None else eval_stage(session, registry, model, md, cfg).report)
+        run.parents = [r["eval_run_id"] for r in reports if r.get("eval_run_id")]
+        result = compare_reports(paths.artifacts, list(registry.phases), reports, cfg, paired)
+        run.add_output(result.path, "compare_report")
+        for fig in result.figures:
+            run.add_output(fig, f"forest_{fig.suffix[1:]}")
+        run.metrics.update(pairs=[{k: p[k] for k in ("a", "b", "gap", "gap_ci", "p_value", "winner")} |
+                                  ({"p_holm": p["p_holm"]} if "p_holm" in p else {}) for p in result.report["pairs"]],
+                           unit=cfg.unit, resamples=cfg.resamples, seed=cfg.seed, ci_method="percentile bootstrap")
+    return result
