@@ -39,6 +39,8 @@ EPISODES = "extract_episodes_v1.parquet"
 TENSORS = "tensors_v1"
 HEADER = "header.json"                       # a checkpoint's header
 BUNDLE = "bundle.json"                       # an exported bundle's header
+GRAPH = "model.onnx"                         # ... its ONNX graph
+REFERENCE = "reference.npz"                  # ... or its kNN arrays
 REPORT = "report.json"
 PREDICTIONS = "predictions.parquet"
 
@@ -287,7 +289,7 @@ def comparison_problems(report: dict, evals: dict[str, dict | None]) -> list[str
     return reasons
 
 
-__all__ = ["BUNDLE", "EPISODES", "EXTRACT_COMMAND", "FEATURES", "FEATURE_SCHEMA", "HEADER", "Inputs", "Lab", "MODES",
+__all__ = ["BUNDLE", "GRAPH", "REFERENCE", "EPISODES", "EXTRACT_COMMAND", "FEATURES", "FEATURE_SCHEMA", "HEADER", "Inputs", "Lab", "MODES",
            "Mode", "ModeOrBoth", "PREDICTIONS", "REPORT", "Ref", "STAT", "TENSORS", "checkpoint_problems", "compare_command",
            "comparison_problems", "eval_command", "eval_identity", "eval_problems", "eval_settings",
            "export_command", "modes_of", "split_command", "split_dirname", "train_command", "validate_command"]

@@ -235,3 +235,12 @@ def split_identity(meta: dict) -> dict:
     return {"name": meta.get("name", meta["recipe"]), "recipe": meta["recipe"], "params": meta["params"],
             "membership_sha256": meta["membership_sha256"], "features_sha256": meta["features_sha256"],
             "tensors_sha256": meta.get("tensors_sha256")}
+
+
+def held_out_episodes(processed: Path, split_frame: pl.DataFrame) -> list[tuple[str, str]]:
+    """(id, store path) of the split's test episodes that have windows, by id:
+    what `--replay all` replays, and what a bundle carries for the Pi."""
+    from core.extract import read_extracted_episodes
+    test = split_frame.filter(pl.col("part") == "test")["episode_id"].to_list()
+    return (read_extracted_episodes(processed).filter(pl.col("episode_id").is_in(test) & (pl.col("n_windows") > 0))
+            .sort("episode_id").select("episode_id", "rel_path").rows())

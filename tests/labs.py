@@ -11,24 +11,48 @@ from core.paths import LabPaths
 HOST_TRAIN = ("lab-thinkpad", "lab-nuc", "lab-desktop")
 
 
+# The session's trained checkpoints, each trained once (host split, seed 0,
+# default settings) and copied into every lab that asks for it: seven modules
+# used to train their own gbt.
+_SHARED: dict[str, Path] = {}
+
+
+def _shared_root(extracted_lab, tmp_path_factory) -> Path:
+    from core.registry import load_registry
+    from core.split import SplitConfig, make_split
+    if "root" not in _SHARED:
+        paths, _ = extracted_lab
+        root = tmp_path_factory.mktemp("shared_models")
+        shutil.copytree(paths.processed, root / "data" / "processed")
+        make_split(root / "data" / "processed", SplitConfig("host", HOST_TRAIN), load_registry())
+        _SHARED["root"] = root
+    return _SHARED["root"]
+
+
 def trained_lab(extracted_lab, tmp_path_factory, name: str, models: list[tuple[str, str]],
                 extra_splits: tuple = ()) -> Path:
     """A lab root (data/, artifacts/) with the extracted lab, a host split on
     HOST_TRAIN, any `extra_splits` (SplitConfig) and `models` ((name, mode))
     trained on the host split. Module fixtures build one; `install_lab` copies
     it into each test's own home."""
+    from core.lab import HEADER, Lab, Ref
     from core.registry import load_registry
-    from core.split import SplitConfig, make_split
+    from core.split import make_split
     from core.train import train_one
-    paths, _ = extracted_lab
+    shared = _shared_root(extracted_lab, tmp_path_factory)
+    source = Lab(shared / "data" / "processed", shared / "artifacts")
     root = tmp_path_factory.mktemp(name)
     processed = root / "data" / "processed"
-    shutil.copytree(paths.processed, processed)
+    shutil.copytree(source.processed, processed)
     reg = load_registry()
-    for cfg in (SplitConfig("host", HOST_TRAIN), *extra_splits):
+    for cfg in extra_splits:
         make_split(processed, cfg, reg)
+    target = Lab(processed, root / "artifacts")
     for model, mode in models:
-        train_one(processed, root / "artifacts", reg, model, mode, "host", seed=0)
+        ref = Ref("host", model, mode)
+        if not source.header(ref).exists():
+            train_one(source.processed, source.artifacts, reg, model, mode, "host", seed=0)
+        shutil.copytree(source.checkpoint(ref), target.checkpoint(ref))
     return root
 
 

@@ -15,12 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import ArtifactError
-from core.lab import BUNDLE, Lab, Ref, export_command
+from core.lab import BUNDLE, GRAPH, REFERENCE, Lab, Ref, export_command  # noqa: F401 (re-exported)
 from core.loading import read_json
 
 BUNDLE_FORMAT = 1
-GRAPH = "model.onnx"
-REFERENCE = "reference.npz"
 REGISTRY = "channels.toml"
 KNN_CHUNK = 256     # windows per kNN search: bounds its (windows x reference) working arrays
 KNN_SPARE = 16      # candidates beyond k re-ranked exactly

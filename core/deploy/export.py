@@ -8,27 +8,20 @@ folder. Needs the `lab` extra (torch, XGBoost, onnx, onnxmltools).
 """
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 import shutil
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from core.lab import HEADER
-from core.deploy.bundle import (BUNDLE_FORMAT, GRAPH, REFERENCE, REGISTRY, BundleModel, bundle_dir, bundle_registry,
-                                write_header)
+from core.deploy.bundle import BUNDLE_FORMAT, REGISTRY, BundleModel, bundle_dir, bundle_registry, write_header
 from core.errors import Cis490Error
+from core.lab import HEADER
 
 PARITY_ATOL = 1e-4
 PARITY_WINDOWS = 1024          # test windows compared, drawn uniformly (all when fewer)
 PARITY_BATCHES = (1, 256)      # one window at a time, as live; and a batch
-ONNX_OPSET = 18
-GBT_OPSET = 15                 # onnxmltools' highest for XGBoost trees
 
 
 class ExportError(Cis490Error):
@@ -49,7 +42,7 @@ class ExportResult:
 def export_model(processed: Path, artifacts: Path, registry, model: str, mode: str, split: str,
                  check=None) -> ExportResult:
     """Export one checkpoint; `check(bundle_dir_tmp)` runs before parity (tests tamper there)."""
-    from core.live.producers import held_out_episodes
+    from core.split import held_out_episodes
     from core.paths import atomic_dir
     from core.store import file_digest
     from core.train import load_split_checkpoint, load_split_data
@@ -62,7 +55,7 @@ def export_model(processed: Path, artifacts: Path, registry, model: str, mode: s
     episodes = held_out_episodes(processed, split_frame)
     out = bundle_dir(artifacts, split, model, mode)
     with atomic_dir(out) as tmp:
-        runtime, extra = _write_model(native, tmp)
+        runtime, extra = native.exportable_as, _write_model(native, tmp)
         # The registry file the lab resolved (checked against its recorded
         # hash); bundle_registry below checks the copy as the Pi will.
         shutil.copyfile(registry.path, tmp / REGISTRY)
@@ -86,9 +79,9 @@ def export_model(processed: Path, artifacts: Path, registry, model: str, mode: s
         bundle_registry(tmp, header)
         bundle = BundleModel(tmp, header)
         parity = _parity(native, bundle, inputs)
-        if native.name == "gbt":
+        near = _near_thresholds(native, inputs)
+        if len(near):
             # Labels must agree at the trees' thresholds too, not only on test windows.
-            near = _near_thresholds(native, inputs)
             at = _parity(native, bundle, near)
             parity["threshold_windows"] = at["windows"]
             parity["max_abs_diff"] = max(parity["max_abs_diff"], at["max_abs_diff"])
@@ -122,20 +115,11 @@ def _at_thresholds(parity: dict) -> str:
 
 
 def _near_thresholds(native, x: np.ndarray, splits_compared: int = 200) -> np.ndarray:
-    """Windows of `x` with one feature set on a split threshold of the booster
-    and 1 and 2 float32 ULP either side: where a difference in how the
-    exported trees compare (< or <=, a threshold rounded to float32) would
-    flip a label that ordinary test windows rarely reach."""
-    import json
-    splits = []
-
-    def walk(node):
-        if "split" in node:
-            splits.append((int(str(node["split"]).lstrip("f")), np.float32(node["split_condition"])))
-            for child in node.get("children", []):
-                walk(child)
-    for tree in native.booster[: native.best_iteration + 1].get_dump(dump_format="json"):
-        walk(json.loads(tree))
+    """Windows of `x` with one input set on one of the model's fixed
+    thresholds (a tree's split) and 1 and 2 float32 ULP either side: where a
+    difference in how the exported model compares (< or <=, a threshold
+    rounded to float32) would flip a label that test windows rarely reach."""
+    splits = native.split_thresholds()
     if not splits or not len(x):
         return x[:0]
     rng = np.random.default_rng(1)
@@ -151,7 +135,7 @@ def _near_thresholds(native, x: np.ndarray, splits_compared: int = 200) -> np.nd
 
 
 def _parity(native, bundle: BundleModel, x: np.ndarray) -> dict:
-    want = native._checked(native._predict_proba(x))
+    want = native.predict_prepared(x)
     worst, differ = 0.0, 0
     for size in PARITY_BATCHES:
         got = np.concatenate([bundle.proba_prepared(x[i:i + size]) for i in range(0, len(x), size)])
@@ -161,76 +145,13 @@ def _parity(native, bundle: BundleModel, x: np.ndarray) -> dict:
             "labels_differ": differ, "atol": PARITY_ATOL}
 
 
-def _write_model(native, tmp: Path) -> tuple[str, dict]:
-    if native.name in ("knn", "knn_semi"):
-        from core.models.base import save_npz
-        save_npz(tmp / REFERENCE, {"reference": native.X_fit.astype(np.float32),
-                                   "distributions": native.dist_fit.astype(np.float32)})
-        return "numpy-knn", {"k": int(native.k)}
-    if native.name == "gbt":
-        _gbt_graph(native, tmp / GRAPH)
-    else:
-        _neural_graph(native, tmp / GRAPH)
-    return "onnxruntime", {}
-
-
-@contextlib.contextmanager
-def _quiet():
-    """The exporters narrate (progress lines, warnings, log records): none of it is the user's."""
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch._dynamo", "torch.export", "onnxscript",
-                                              "torch._export", "torch.fx", "skl2onnx", "onnxmltools")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
+def _write_model(native, tmp: Path) -> dict:
+    """The model writes its own bundle files (core.models: `write_export`)."""
+    from core.models.onnx_graphs import GraphError
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
-
-
-def _neural_graph(native, path: Path) -> None:
-    import torch
-
-    class Probabilities(torch.nn.Module):
-        def __init__(self, net):
-            super().__init__()
-            self.net = net
-
-        def forward(self, x):
-            return torch.softmax(self.net(x), dim=1)
-
-    wrapped = Probabilities(native.export_net()).eval()
-    in_dim, steps = native._dims()
-    # A batch of 2 keeps the batch dimension symbolic (a batch of 1 is specialised away).
-    example = torch.zeros((2, in_dim) if native.input_kind == "summary" else (2, in_dim, steps))
-    try:
-        with _quiet():
-            torch.onnx.export(wrapped, (example,), str(path), input_names=["x"], output_names=["probabilities"],
-                              dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), dynamo=True,
-                              opset_version=ONNX_OPSET, external_data=False, verbose=False)
-    except Exception as exc:  # noqa: BLE001 - the exporter's failures are many and untyped
-        raise ExportError(f"{native.name}: torch.onnx.export failed ({type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0][:200]})") from None
-
-
-def _gbt_graph(native, path: Path) -> None:
-    try:
-        from onnxmltools.convert import convert_xgboost
-        from onnxmltools.convert.common.data_types import FloatTensorType
-    except ModuleNotFoundError as exc:
-        raise ModuleNotFoundError(exc.msg, name="onnxmltools") from None
-    booster = native.booster[: native.best_iteration + 1]     # the rounds the checkpoint predicts with
-    try:
-        with _quiet():
-            onx = convert_xgboost(booster, initial_types=[("x", FloatTensorType([None, len(native.pre.keep)]))],
-                                  target_opset=GBT_OPSET)
-    except Exception as exc:  # noqa: BLE001
-        raise ExportError(f"gbt: onnxmltools could not convert the booster ({type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0][:200]})") from None
-    path.write_bytes(onx.SerializeToString())
+        return native.write_export(tmp)
+    except GraphError as exc:
+        raise ExportError(str(exc)) from None
 
 
 def _versions() -> dict:

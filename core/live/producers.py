@@ -235,6 +235,7 @@ def prepare_replay(processed: Path, artifacts: Path, registry, model: str, mode:
         raise ReplayError(f"--speed must be above 0, got {speed}")
     m, split_frame, ck = load_split_checkpoint(processed, artifacts, registry, model, mode, split, ReplayError)
     if episodes == ["all"]:
+        from core.split import held_out_episodes
         rows = held_out_episodes(processed, split_frame)
         if not rows:
             raise ReplayError(f"split {split} has no test episode with windows to replay")
@@ -252,17 +253,6 @@ def prepare_replay(processed: Path, artifacts: Path, registry, model: str, mode:
     spec = _spec(m.header)
     warm_up(m, spec, len(registry.channels))
     return Replay(store, rows, registry, m, mode, artifacts, split, speed, spec=spec, source=str(ck), held=held)
-
-
-def held_out_episodes(processed: Path, split_frame) -> list[tuple[str, str]]:
-    """(id, store path) of the split's test episodes that have windows, by id:
-    what `--replay all` replays, and what a bundle carries for the Pi."""
-    import polars as pl
-
-    from core.extract import read_extracted_episodes
-    test = split_frame.filter(pl.col("part") == "test")["episode_id"].to_list()
-    return (read_extracted_episodes(processed).filter(pl.col("episode_id").is_in(test) & (pl.col("n_windows") > 0))
-            .sort("episode_id").select("episode_id", "rel_path").rows())
 
 
 def warm_up(model, spec, channels: int) -> None:

@@ -165,6 +165,8 @@ def class_weights(y: np.ndarray, k: int) -> np.ndarray:
 class BaseModel:
     name = ""
     input_kind = "summary"
+    # What `cis490 export` makes of it: an ONNX graph, or the kNN arrays numpy reads.
+    exportable_as = "onnxruntime"
     settings: type | None = None  # the model's frozen settings dataclass (core.models.settings)
     default_config: dict = {}
     # `cis490 train` options -> the setting each sets in this model (absent: not taken)
@@ -231,6 +233,21 @@ class BaseModel:
         if self.pre is None:
             raise CheckpointError(f"{self.name}: model is not fitted")
         return self._checked(self._predict_proba(self.pre.transform(inputs)))
+
+    def predict_prepared(self, x) -> np.ndarray:
+        """Probabilities for inputs already preprocessed: what an exported
+        bundle computes, so what `cis490 export` checks it against."""
+        return self._checked(self._predict_proba(x))
+
+    def write_export(self, directory: Path) -> dict:
+        """Write what a bundle runs (`exportable_as`) into `directory`; the
+        header fields it needs besides the checkpoint's."""
+        raise NotImplementedError(f"{self.name} cannot be exported")
+
+    def split_thresholds(self) -> list[tuple[int, np.float32]]:
+        """(input, threshold) of every comparison the model makes with a
+        fixed value (a tree's splits): export checks labels there too."""
+        return []
 
     def _checked(self, proba: np.ndarray) -> np.ndarray:
         bad = ~np.isfinite(proba).all(axis=1)

@@ -166,6 +166,14 @@ class NeuralModel(BaseModel):
         """The module the ONNX export traces (the network itself)."""
         return self.net
 
+    def write_export(self, directory: Path) -> dict:
+        from core.lab import GRAPH
+        from core.models.onnx_graphs import torch_graph
+        in_dim, steps = self._dims()
+        torch_graph(self.name, self.export_net(), (in_dim,) if self.input_kind == "summary" else (in_dim, steps),
+                    Path(directory) / GRAPH)
+        return {}
+
     def _predict_proba(self, x) -> np.ndarray:
         import torch
         self.net.eval()

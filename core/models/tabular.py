@@ -158,6 +158,26 @@ class GBTModel(BaseModel):
         import xgboost as xgb
         return self.booster.predict(xgb.DMatrix(x), iteration_range=(0, self.best_iteration + 1))
 
+    def write_export(self, directory: Path) -> dict:
+        from core.lab import GRAPH
+        from core.models.onnx_graphs import booster_graph
+        # The rounds the checkpoint predicts with.
+        booster_graph(self.booster[: self.best_iteration + 1], len(self.pre.keep), Path(directory) / GRAPH)
+        return {}
+
+    def split_thresholds(self) -> list[tuple[int, np.float32]]:
+        import json
+        splits = []
+
+        def walk(node):
+            if "split" in node:
+                splits.append((int(str(node["split"]).lstrip("f")), np.float32(node["split_condition"])))
+                for child in node.get("children", []):
+                    walk(child)
+        for tree in self.booster[: self.best_iteration + 1].get_dump(dump_format="json"):
+            walk(json.loads(tree))
+        return splits
+
     def _save_weights(self, directory: Path) -> str:
         self.booster.save_model(str(directory / "weights.json"))
         self.training["best_iteration"] = self.best_iteration
@@ -181,6 +201,7 @@ class KNNModel(BaseModel):
     """k nearest neighbours (distance-weighted) over standardised summary
     features, against a bounded reference set; k chosen on validation."""
     name = "knn"
+    exportable_as = "numpy-knn"
     input_kind = "summary"
     settings = KNNSettings
 
@@ -239,6 +260,12 @@ class KNNModel(BaseModel):
     def _predict_proba(self, x) -> np.ndarray:
         dist, idx = self._index().kneighbors(x)
         return _vote(self.dist_fit, dist, idx)
+
+    def write_export(self, directory: Path) -> dict:
+        from core.lab import REFERENCE
+        save_npz(Path(directory) / REFERENCE, {"reference": self.X_fit.astype(np.float32),
+                                               "distributions": self.dist_fit.astype(np.float32)})
+        return {"k": int(self.k)}
 
     def _save_weights(self, directory: Path) -> str:
         save_npz(directory / "weights.npz", {"X_fit": self.X_fit, "dist_fit": self.dist_fit})

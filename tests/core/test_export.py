@@ -24,7 +24,7 @@ from tests.labs import host_split_copy
 REG = load_registry()
 QUICK = {"gbt": {"n_estimators": 15}, "mlp": {"epochs": 2}, "cnn": {"epochs": 2}, "gru": {"epochs": 1},
          "lstm": {"epochs": 1}, "transformer": {"epochs": 1}, "knn": {}, "knn_semi": {"max_unlabeled": 300},
-         "minirocket": {"n_features": 2000}, "mrhydra": {"n_kernels": 500, "hydra_groups": 16}}
+         "minirocket": {"n_features": 2000}, "mrhydra": {"n_kernels": 200, "hydra_groups": 8}}
 # One per runtime family: trees, numpy kNN, a recurrent graph, and the two
 # ROCKET fronts (counted by binary search in torch, by comparisons in ONNX).
 REPLAYED = ("gbt", "knn_semi", "gru", "minirocket", "mrhydra")
@@ -200,8 +200,10 @@ def test_threshold_windows_sit_on_and_around_each_split(lab):
     X = rng.normal(size=(300, 4)).astype(np.float32)
     booster = xgb.train({"max_depth": 2}, xgb.DMatrix(X, label=(X[:, 1] > 0.3).astype(int)), 3)
 
+    from core.models.tabular import GBTModel
+
     class Native:
-        pass
+        split_thresholds = GBTModel.split_thresholds
     native = Native()
     native.booster, native.best_iteration = booster, 2
     near = _near_thresholds(native, X[:10], splits_compared=3)
