@@ -3,6 +3,9 @@ import json
 
 import pytest
 
+# Trains models or runs whole stages: left out of `pytest -m "not slow"`.
+pytestmark = pytest.mark.slow
+
 
 def _snapshot(root, skip):
     """Every file under root (but `skip`) with its bytes' digest and mode."""

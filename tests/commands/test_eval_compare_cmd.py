@@ -5,6 +5,9 @@ import pytest
 from core.registry import load_registry
 from tests.labs import install_lab, trained_lab
 
+# Trains models or runs whole stages: left out of `pytest -m "not slow"`.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def trained(extracted_lab, tmp_path_factory):

@@ -11,6 +11,9 @@ import pytest
 from tests.labs import install_lab, trained_lab
 from tests.serving import ROOT, replayed_episode, start_serve, without_lab_modules
 
+# Trains models or runs whole stages: left out of `pytest -m "not slow"`.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def lab_root(extracted_lab, tmp_path_factory):

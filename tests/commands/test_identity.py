@@ -7,6 +7,9 @@ import pytest
 from core.split import SplitConfig
 from tests.labs import HOST_TRAIN as TRAIN_HOSTS, install_lab, trained_lab
 
+# Trains models or runs whole stages: left out of `pytest -m "not slow"`.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def trained(extracted_lab, tmp_path_factory):

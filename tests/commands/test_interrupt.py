@@ -1,3 +1,4 @@
+import pytest
 import json
 """Ctrl-C during a parallel stage prints one line, leaves nothing half-written."""
 import os
@@ -10,6 +11,9 @@ from pathlib import Path
 from core.synth import SynthConfig, generate_store
 from core.registry import load_registry
 from core.validate import run_validation
+
+# Trains models or runs whole stages: left out of `pytest -m "not slow"`.
+pytestmark = pytest.mark.slow
 
 
 def _children(pid: int) -> list[int]:

@@ -5,9 +5,12 @@ import threading
 import time
 
 import httpx
+import pytest
 
 from core.dashboard.events import EXAMPLES
 from tests.serving import start_serve
+
+pytestmark = pytest.mark.network
 
 
 def _start(lab_home, *args):

@@ -6,6 +6,9 @@ import pytest
 from core.registry import load_registry
 from core.split import SplitConfig, make_split
 
+# Trains models or runs whole stages: left out of `pytest -m "not slow"`.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def ready_home(lab_home, extracted_lab):

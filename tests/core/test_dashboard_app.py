@@ -12,6 +12,8 @@ from core.dashboard.events import EVENT_TYPES, EXAMPLES
 from core.dashboard.hub import EventHub
 from core.dashboard.server import ThreadedServer
 
+pytestmark = pytest.mark.network
+
 
 def read_events(url, n, headers=None, timeout=10.0, into=None):
     """The first n SSE events of a stream as (id, event, data) (comments and retry skipped)."""

@@ -13,6 +13,8 @@ from core.dashboard.events import EXAMPLES
 from core.dashboard.hub import EventHub
 from core.dashboard.server import ThreadedServer, _close_streams
 
+pytestmark = pytest.mark.browser
+
 SCENES = ("episode", "timeline", "probabilities", "telemetry", "metrics", "profiles", "perf")
 
 

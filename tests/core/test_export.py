@@ -21,6 +21,9 @@ from core.store import Episode
 from core.train import train_one
 from tests.labs import host_split_copy
 
+# Trains models or runs whole stages: left out of `pytest -m "not slow"`.
+pytestmark = pytest.mark.slow
+
 REG = load_registry()
 QUICK = {"gbt": {"n_estimators": 15}, "mlp": {"epochs": 2}, "cnn": {"epochs": 2}, "gru": {"epochs": 1},
          "lstm": {"epochs": 1}, "transformer": {"epochs": 1}, "knn": {}, "knn_semi": {"max_unlabeled": 300},

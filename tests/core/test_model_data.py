@@ -15,6 +15,9 @@ from core.registry import load_registry
 from core.train import keep_mask, load_split_data, train_one
 from tests.labs import host_split_copy
 
+# Trains models or runs whole stages: left out of `pytest -m "not slow"`.
+pytestmark = pytest.mark.slow
+
 REG = load_registry()
 PHASES = list(REG.phases)
 

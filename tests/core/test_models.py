@@ -14,6 +14,9 @@ from core.registry import load_registry, parse_registry
 from core.train import keep_mask, load_checkpoint, load_split_data, resolve_device, train_one
 from tests.labs import host_split_copy
 
+# Trains models or runs whole stages: left out of `pytest -m "not slow"`.
+pytestmark = pytest.mark.slow
+
 REG = load_registry()
 FAST = {"epochs": 4, "batch_size": 128, "patience": 4}
 SMALL_ROCKET = {"minirocket": {"n_features": 2000}, "mrhydra": {"n_kernels": 500, "hydra_groups": 16}}

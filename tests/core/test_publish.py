@@ -11,6 +11,8 @@ from core.dashboard.hub import EventHub
 from core.dashboard.server import ThreadedServer
 from core.live.publish import PublishError, Publisher
 
+pytestmark = pytest.mark.network
+
 
 def _perf(i):
     return {**EXAMPLES["perf"], "latency_p50_ms": float(i)}

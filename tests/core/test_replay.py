@@ -18,6 +18,9 @@ from core.store import Episode
 from core.train import load_checkpoint, train_one
 from tests.labs import host_split_copy
 
+# Trains models or runs whole stages: left out of `pytest -m "not slow"`.
+pytestmark = pytest.mark.slow
+
 REG = load_registry()
 @pytest.fixture(scope="module")
 def lab(extracted_lab, tmp_path_factory):

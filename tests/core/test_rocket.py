@@ -13,6 +13,9 @@ from core.models.rocket_fronts import (HydraFront, MiniRocketFront, MultiRocketF
                                        row_quantiles)
 from core.synth.tiny import CLASSES, tiny_set
 
+# Trains models or runs whole stages: left out of `pytest -m "not slow"`.
+pytestmark = pytest.mark.slow
+
 torch = pytest.importorskip("torch")
 
 

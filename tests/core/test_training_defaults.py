@@ -12,6 +12,9 @@ from core.models.loop import lr_factor, schedule, train_loop
 from core.models.settings import LoopSettings
 from core.synth.tiny import CLASSES, tiny_set
 
+# Trains models or runs whole stages: left out of `pytest -m "not slow"`.
+pytestmark = pytest.mark.slow
+
 
 def test_warmup_is_a_short_capped_share_of_all_steps():
     small = schedule(30, LoopSettings())
