@@ -15,7 +15,16 @@ from contextlib import contextmanager
 from typing import Callable, Iterable, Iterator
 
 
+WORKERS_ENV = "CIS490_WORKERS"
+
+
 def default_workers() -> int:
+    """Worker processes when `-j` is not given: $CIS490_WORKERS, else one
+    per core, at most 4. (Read when the options are defined, so a value that
+    is not a positive integer falls back rather than breaking `--help`.)"""
+    raw = os.environ.get(WORKERS_ENV, "")
+    if raw.isdigit() and int(raw) >= 1:
+        return int(raw)
     return max(1, min(4, os.cpu_count() or 1))
 
 

@@ -210,16 +210,17 @@ def make_split(processed: Path, cfg: SplitConfig, registry: Registry) -> SplitRe
 SPLIT_META_KEYS = ("recipe", "params", "membership_sha256", "features_sha256", "untested_profiles")
 
 
-def load_split(processed: Path, recipe: str) -> tuple[pl.DataFrame, dict]:
+def load_split(processed: Path, recipe: str, schema: dict | None = None) -> tuple[pl.DataFrame, dict]:
     """A split and its metadata; refuses a split made on other features, and
-    one whose membership is not the one its metadata vouches for."""
+    one whose membership is not the one its metadata vouches for. `schema`:
+    the feature schema, when the caller has read it already."""
     lab = Lab(processed, Path())
     pq_path, meta_path = lab.split_parquet(recipe), lab.split_meta(recipe)
     remake = f"cis490 split --recipe {recipe}"
     if not pq_path.exists() or not meta_path.exists():
         raise SplitError(f"{pq_path} not found: run `{remake}` first")
     meta = read_json(meta_path, remake, SPLIT_META_KEYS)
-    schema = load_feature_schema(processed)
+    schema = schema or load_feature_schema(processed)
     if meta["features_sha256"] != schema["features_sha256"]:
         raise SplitError(f"{pq_path} is stale: it was made on other features than the current extract; "
                          f"re-run `{remake}`")

@@ -1,14 +1,19 @@
 """Shared fixtures: every test runs in its own lab home under tmp_path."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-import pytest
-from typer.testing import CliRunner
+# Worker pools cost a second of CPU each to start; the tests' stores are small
+# enough that one process is faster. Tests of parallel behaviour pass workers.
+os.environ.setdefault("CIS490_WORKERS", "1")
 
-from cis490cli.app import app
-from core.paths import LabPaths
-from core.synth import SynthConfig, generate_store
+import pytest  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
+
+from cis490cli.app import app  # noqa: E402
+from core.paths import LabPaths  # noqa: E402
+from core.synth import SynthConfig, generate_store  # noqa: E402
 
 TINY = SynthConfig(episodes=48, hosts=4, duration_s=60.0, seed=3, fault_rate=0.45, in_flight=1)
 
@@ -68,7 +73,7 @@ def cli():
 def tiny_store(tmp_path_factory) -> Path:
     """A small store with every fault kind; shared read-only by the session."""
     out = tmp_path_factory.mktemp("lab") / "store"
-    generate_store(TINY, out, workers=2)
+    generate_store(TINY, out, workers=1)
     return out
 
 
@@ -84,10 +89,10 @@ def extracted_lab(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("xlab")
     paths = LabPaths(root)
-    generate_store(LAB, paths.default_store, workers=2)
+    generate_store(LAB, paths.default_store, workers=1)
     reg = load_registry()
     index = paths.processed / "validation_v1.parquet"
-    run_validation(paths.default_store, index, reg, workers=2)
-    summary = run_extract(paths.processed, index, paths.default_store, reg, ExtractConfig(part_windows=256), workers=2)
+    run_validation(paths.default_store, index, reg, workers=1)
+    summary = run_extract(paths.processed, index, paths.default_store, reg, ExtractConfig(part_windows=256), workers=1)
     return paths, summary
 

@@ -94,9 +94,9 @@ def report_dir(artifacts: Path, model: str, mode: str, cfg: EvalConfig) -> Path:
     return Lab(Path(), artifacts).eval_dir(Ref(cfg.split, model, mode), cfg.settings)
 
 
-def window_index(processed: Path, recipe: str) -> pl.DataFrame:
+def window_index(processed: Path, recipe: str, view: tuple | None = None) -> pl.DataFrame:
     """Window metadata with its part, in the same order as the split data."""
-    split, _ = load_split(processed, recipe)
+    split, _ = view or load_split(processed, recipe)
     meta = read_features(processed, ["window_id", "episode_id", "host_id", "profile", "label_id"])
     return meta.join(split, on="episode_id", how="inner", maintain_order="left")
 
@@ -128,11 +128,13 @@ def evaluate_model(processed: Path, artifacts: Path, registry: Registry, model: 
                    cfg: EvalConfig, run_id: str | None = None) -> EvalResult:
     cfg.check()
     # The split's identity is checked before any window is read: at the corpus's size that is gigabytes.
-    m, _, ck = load_split_checkpoint(processed, artifacts, registry, model, mode, cfg.split, EvalError)
+    # One view of the split and one feature schema, read once and handed on.
     schema = load_feature_schema(processed)
-    split_data = load_split_data(processed, cfg.split, m.input_kind)
+    view = load_split(processed, cfg.split, schema)
+    m, _, ck = load_split_checkpoint(processed, artifacts, registry, model, mode, cfg.split, EvalError, view, schema)
+    split_data = load_split_data(processed, cfg.split, m.input_kind, view, schema)
     split_meta, data = split_data.meta, split_data.parts[cfg.part]
-    idx = window_index(processed, cfg.split).filter(pl.col("part") == cfg.part)
+    idx = window_index(processed, cfg.split, view).filter(pl.col("part") == cfg.part)
     if len(data) == 0:
         raise EvalError(f"split '{cfg.split}' has no {cfg.part} windows")
     if not np.array_equal(idx["label_id"].to_numpy(), data.y):

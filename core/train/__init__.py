@@ -101,12 +101,14 @@ class SplitData:
     parts: dict[str, SummaryData | TensorData]
 
 
-def load_split_data(processed: Path, recipe: str, input_kind: str) -> SplitData:
+def load_split_data(processed: Path, recipe: str, input_kind: str, view: tuple | None = None,
+                    schema: dict | None = None) -> SplitData:
     """Windows of each part: rows of the features parquet (read later, in
-    batches and only the columns a model keeps) or of the tensor store."""
-    split, meta = load_split(processed, recipe)
+    batches and only the columns a model keeps) or of the tensor store.
+    `view` (the split's frame and metadata) and `schema`: when read already."""
+    split, meta = view or load_split(processed, recipe)
     if input_kind == "summary":
-        schema = load_feature_schema(processed)
+        schema = schema or load_feature_schema(processed)
         # Only the index is read here: the feature values stay on disk.
         frame = read_features(processed, ["episode_id", "label_id"]).with_row_index("row")
         table = ParquetTable(processed / FEATURES, schema["features"])
@@ -219,7 +221,7 @@ def _schema_difference(header: dict, schema: dict) -> str:
     return f"schema hash {header['schema_hash'][:12]} then, {schema_hash(schema, header['input_kind'])[:12]} now"
 
 
-def load_checkpoint(directory: Path, processed: Path, registry: Registry) -> BaseModel:
+def load_checkpoint(directory: Path, processed: Path, registry: Registry, schema: dict | None = None) -> BaseModel:
     """A fitted model; refuses another format, schema or registry with what to do."""
     directory = Path(directory)
     header = read_header(directory)
@@ -231,7 +233,7 @@ def load_checkpoint(directory: Path, processed: Path, registry: Registry) -> Bas
                               f"{FORMAT_VERSION}: {retrain}")
     if name not in MODELS:
         raise CheckpointError(f"{hpath}: unknown model '{name}': {retrain}")
-    schema = load_feature_schema(processed)
+    schema = schema or load_feature_schema(processed)
     if header["registry_hash"] != registry.schema_hash:
         raise CheckpointError(f"{hpath}: trained with channel registry {header['registry_hash'][:12]}, the current "
                               f"one is {registry.schema_hash[:12]}: {retrain}, or pass --channels with the registry "
@@ -276,13 +278,16 @@ def require_checkpoint(artifacts: Path, split: str, model: str, mode: str,
 
 
 def load_split_checkpoint(processed: Path, artifacts: Path, registry: Registry, model: str, mode: str, split: str,
-                          error: type[Exception] = CheckpointError) -> tuple[BaseModel, pl.DataFrame, Path]:
+                          error: type[Exception] = CheckpointError, view: tuple | None = None,
+                          schema: dict | None = None) -> tuple[BaseModel, pl.DataFrame, Path]:
     """The checkpoint of `model` trained on `split`, refused unless the split
     on disk is the one it was trained on; with the split's frame and the
-    checkpoint's folder. `error`: the class its absence is reported as."""
+    checkpoint's folder. `error`: the class its absence is reported as.
+    `view` (the split's frame and metadata) and `schema`: when read already,
+    so that one evaluation reads each once."""
     ck = require_checkpoint(artifacts, split, model, mode, error)
-    m = load_checkpoint(ck, processed, registry)
-    split_frame, meta = load_split(processed, split)
+    m = load_checkpoint(ck, processed, registry, schema)
+    split_frame, meta = view or load_split(processed, split, schema)
     check_split_identity(m.header, ck, meta, Lab(processed, artifacts).split_parquet(split))
     return m, split_frame, ck
 

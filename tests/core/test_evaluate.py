@@ -101,14 +101,6 @@ def test_bad_model_names():
         parse_model_name("gru_oracle", "realistic")
 
 
-def test_bootstrap_is_fast_enough_to_be_vectorised():
-    # Not a timing test: it checks the shape of the work (one product per chunk of resamples).
-    truth, pred, groups = _data(n=20000, e=500)
-    out = bootstrap_scores(truth, pred, groups, K, "episode", 300, np.random.default_rng(0))
-    assert out["macro_f1"].shape == (300,) and out["per_class_f1"].shape == (300, K)
-    assert np.all((out["accuracy"] > 0.7) & (out["accuracy"] < 0.9))
-
-
 def test_per_phase_ci_of_an_always_right_rare_phase():
     """Regression: a resample without the rare phase scored its F1 as 0, so a
     phase always predicted right got the interval (0.0, 1.0)."""
@@ -123,3 +115,36 @@ def test_per_phase_ci_of_an_always_right_rare_phase():
     # About (58/60)^60 = 13% of resamples draw neither episode: those are left out, and counted.
     assert 800 < n < 940
     assert defined_ci(np.full(10, np.nan)) == (None, 0)
+
+
+@pytest.mark.slow
+def test_one_eval_reads_the_split_and_the_feature_schema_once(extracted_lab, tmp_path_factory, monkeypatch):
+    """Issue 23: one split view is handed on from loading the checkpoint;
+    an eval read the split parquet three times and the schema twice or more."""
+    import core.loading as loading
+    from core.evaluate import EvalConfig, evaluate_model
+    from core.registry import load_registry
+    from core.train import train_one
+    from tests.labs import host_split_copy
+    processed = host_split_copy(extracted_lab, tmp_path_factory, "reads")
+    artifacts = processed.parent / "artifacts"
+    reg = load_registry()
+    train_one(processed, artifacts, reg, "knn", "realistic", "host", seed=0)
+    reads: list[str] = []
+    for name in ("read_json", "read_parquet"):
+        real = getattr(loading, name)
+
+        def spy(path, *a, _real=real, **k):
+            reads.append(path.name)
+            return _real(path, *a, **k)
+        monkeypatch.setattr(loading, name, spy)
+    import core.extract
+    import core.split
+    import core.train
+    for module in (core.extract, core.split, core.train):
+        for name in ("read_json", "read_parquet"):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, getattr(loading, name))
+    evaluate_model(processed, artifacts, reg, "knn", "realistic", EvalConfig(resamples=20))
+    assert reads.count("host.parquet") == 1 and reads.count("host.json") == 1
+    assert reads.count("feature_schema_v1.json") == 1
