@@ -64,6 +64,13 @@ def open_fraction(value: float | None) -> float | None:
     return value
 
 
+def positive(value: float | None) -> float | None:
+    """Callback of options that must be above 0 (their help says `x>0`)."""
+    if value is not None and not value > 0:
+        raise typer.BadParameter(f"{value:g} is not above 0.")
+    return value
+
+
 def eval_config(split: SplitName, part: PartName, resamples: int, unit: UnitName, seed: int) -> EvalConfig:
     """eval's and compare's options as one checked configuration."""
     from core.evaluate import EvalConfig

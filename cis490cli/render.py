@@ -33,6 +33,9 @@ def render_synth(state: AppState, r: SynthResult) -> None:
     term.print(f"Ground truth: {r.truth}")
 
 
+REFUSED_SHOWN = 10
+
+
 def render_validate(state: AppState, s: ValidationSummary) -> None:
     from core.validate import STATUSES
     term = state.terminal
@@ -48,11 +51,17 @@ def render_validate(state: AppState, s: ValidationSummary) -> None:
     term.table("Status per host", ["host", *STATUSES], rows, justify_right=[1, 2, 3, 4])
     if s.top_reasons:
         term.table("Top reasons", ["reason", "episodes"], s.top_reasons, justify_right=[1])
+    if s.refused:
+        shown = s.refused[:REFUSED_SHOWN]
+        more = f" (the first {len(shown)} of {len(s.refused):,}; every one with --json)" \
+            if len(s.refused) > len(shown) else ""
+        term.table(f"Rejected and errored episodes{more}", ["episode", "status", "reasons"],
+                   [(r["rel_path"], r["status"], ", ".join(r["reasons"])) for r in shown])
     if s.in_flight:
         shown = ", ".join(s.in_flight[:5]) + (" ..." if len(s.in_flight) > 5 else "")
         term.print(f"{len(s.in_flight)} upload(s) in flight, skipped: {shown}")
     if s.duplicates:
-        term.print(f"[yellow]{len(s.duplicates)} duplicated episode id(s), every copy rejected:[/] "
+        term.print(f"[yellow]{len(s.duplicates)} duplicated episode id(s), the first-received copy kept:[/] "
                    + ", ".join(s.duplicates[:5]))
     term.print(f"Index: {s.index}")
 
@@ -168,6 +177,23 @@ def render_eval(state: AppState, results: list[EvalResult]) -> None:
             term.print(f"Note: this model also learned from {pool['windows_used']:,} unlabeled windows: {pool['source']}"
                        + (" - the windows scored here, so this score is transductive." if rep["transductive"] else ""))
         term.print(f"Report: {r.directory / 'report.json'} (figures and predictions beside it)")
+    if len(results) > 1:
+        _eval_summary(state, results)
+
+
+def _eval_summary(state: AppState, results: list[EvalResult]) -> None:
+    """After several reports, one table of every model and mode: what to read first."""
+    rows = []
+    for r in results:
+        rep = r.report
+        worst = min(rep["per_host"], key=lambda h: h["macro_f1"]) if rep["per_host"] else None
+        rows.append((rep["name"] + ("*" if rep.get("transductive") else ""), _ci(rep["macro_f1"], rep["macro_f1_ci"]),
+                     f"{rep['accuracy']:.3f}", f"{worst['macro_f1']:.3f} {worst['host']}" if worst else "-"))
+    first = results[0].report
+    state.terminal.rule(f"Every model on {first['split']}/{first['part']}")
+    state.terminal.table(None, ["model", "macro-F1 [95% CI]", "accuracy", "worst host"], rows, justify_right=[2])
+    if any(r.report.get("transductive") for r in results):
+        state.terminal.print("* transductive: learned from the inputs (not labels) of the windows scored.")
 
 
 def render_compare(state: AppState, r: CompareResult, wide: bool = False) -> None:

@@ -17,9 +17,12 @@ def extract(
     store: Optional[Path] = typer.Option(None, "--store", metavar="DIR", help="Receiver store [default: the one the index was "
                                                                 "validated from, else data/raw/store]."),
     index: Optional[Path] = typer.Option(None, "--index", metavar="FILE", help=f"Acceptance index [default: data/processed/{INDEX_NAME}]."),
-    window: float = typer.Option(10.0, "--window", metavar="SECONDS", help="Window length in seconds."),
-    hop: float = typer.Option(5.0, "--hop", metavar="SECONDS", help="Hop between windows in seconds."),
-    step: float = typer.Option(0.5, "--step", metavar="SECONDS", help="Grid step in seconds."),
+    window: float = typer.Option(10.0, "--window", metavar="SECONDS", callback=opt.positive,
+                                 help="Window length in seconds (x>0, a whole number of steps)."),
+    hop: float = typer.Option(5.0, "--hop", metavar="SECONDS", callback=opt.positive,
+                              help="Hop between windows in seconds (x>0, a whole number of steps)."),
+    step: float = typer.Option(0.5, "--step", metavar="SECONDS", callback=opt.positive,
+                               help="Grid step in seconds (x>0)."),
     workers: int = opt.WORKERS,
     channels: Optional[Path] = opt.CHANNELS,
 ) -> None:

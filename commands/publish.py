@@ -13,7 +13,27 @@ app = typer.Typer(help="Run the dashboard's producers on this machine and post t
                        "elsewhere (e.g. the lab's Pi): the Pi need not hold eval reports.",
                   no_args_is_help=True)
 
-TO = typer.Option(..., "--to", metavar="URL", help="The dashboard, e.g. http://lab-pi.local:8447")
+def _dashboard_url(value: str) -> str:
+    """Callback of --to: an http(s) URL with a host (a bare host:port would
+    be read as a scheme and retried for minutes)."""
+    from urllib.parse import urlsplit
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise typer.BadParameter(f"{value} is not an http(s) URL: write it as http://{value.split('://')[-1]}")
+    return value
+
+
+TO = typer.Option(..., "--to", metavar="URL", callback=_dashboard_url,
+                  help="The dashboard, e.g. http://lab-pi.local:8447")
+RETRY_FOR = typer.Option(60.0, "--retry-for", min=0.0, metavar="SECONDS",
+                         help="Give up once a batch has been retried this long (dashboard down or not there); each "
+                              "retry is printed with its error.")
+
+
+def _retry_printer(state):
+    def on_retry(error: str, wait: float) -> None:
+        state.terminal.warn(f"dashboard not reached ({error}); retrying in {wait:g} s")
+    return on_retry
 TOKEN = typer.Option(None, "--token", metavar="TOKEN", envvar="CIS490_TOKEN", show_envvar=True,
                      help="The token `cis490 serve` printed, if it has one (never recorded in the notebook).")
 
@@ -25,6 +45,7 @@ def metrics(
     token: Optional[str] = TOKEN,
     split: opt.SplitName = typer.Option(opt.SplitName.host, "--split", help="The split whose eval reports to post."),
     watch: bool = typer.Option(False, "--watch", help="Keep running and post again whenever a report changes."),
+    retry_for: float = RETRY_FOR,
 ) -> None:
     """Post every evaluated model's metrics and per-profile scores (test part).
 
@@ -37,7 +58,8 @@ def metrics(
     from core.live.producers import publish_metrics
     state = get_state(ctx)
     with state.record("publish", {"what": "metrics", "to": to, "split": split.value, "watch": watch}) as run:
-        sent = publish_metrics(state.paths.artifacts, split.value, to, token, watch)
+        sent = publish_metrics(state.paths.artifacts, split.value, to, token, watch, retry_for_s=retry_for,
+                               on_retry=_retry_printer(state))
         run.metrics.update(events_posted=sent)
     if state.terminal.json_mode:
         state.terminal.json({"to": to, "events": sent})
@@ -59,6 +81,7 @@ def replay(
     store: Optional[Path] = opt.STORE,
     once: bool = typer.Option(False, "--once", help="Replay the episodes once, then stop [default: loop]."),
     engine: opt.EngineName = opt.ENGINE,
+    retry_for: float = RETRY_FOR,
 ) -> None:
     """Replay episodes with live inference here, posting to a remote dashboard.
 
@@ -77,7 +100,7 @@ def replay(
               "episodes": [e for e, _ in prepared.episodes], "loop": not once,
               "source": prepared.source}
     with state.record("publish", config) as run:
-        sent = publish_replay(prepared, to, token)
+        sent = publish_replay(prepared, to, token, retry_for_s=retry_for, on_retry=_retry_printer(state))
         run.metrics.update(events_posted=sent)
     if state.terminal.json_mode:
         state.terminal.json({"to": to, "events": sent})

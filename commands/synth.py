@@ -11,12 +11,17 @@ from cis490cli.render import render_synth
 from cis490cli.state import get_state
 from core.paths import resolve_cli_path
 
+# core.synth.MIN_DURATION_S, which SynthConfig checks (core.synth imports numpy:
+# not at `--help`; tests/commands/test_boundary.py keeps the two equal).
+MIN_DURATION_S = 40.0
+
 
 def synth(
     ctx: typer.Context,
     episodes: int = typer.Option(200, "--episodes", "-n", min=1, metavar="N", help="Episodes to generate."),
-    hosts: int = typer.Option(4, "--hosts", min=1, metavar="N", help="Lab hosts (the first four are named; more are generated)."),
-    duration: float = typer.Option(300.0, "--duration", metavar="SECONDS", help="Mean episode length in seconds (each varies +-20%)."),
+    hosts: int = typer.Option(4, "--hosts", min=1, max=64, metavar="N", help="Lab hosts (the first four are named; more are generated)."),
+    duration: float = typer.Option(300.0, "--duration", metavar="SECONDS", min=MIN_DURATION_S,
+                                   help="Mean episode length in seconds (each varies +-20%)."),
     seed: int = typer.Option(0, "--seed", metavar="N", help="Random seed: the same seed gives the same store."),
     fault_rate: float = typer.Option(0.1, "--fault-rate", min=0.0, max=1.0, metavar="FRACTION", help="Fraction of episodes with an injected fault."),
     in_flight: int = typer.Option(2, "--in-flight", min=0, metavar="N", help="Uploads in flight (directories without a manifest)."),

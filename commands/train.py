@@ -24,8 +24,8 @@ def train(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=2, metavar="N",
                                              help="Largest batch for neural models [default: 256; smaller on a "
                                                   "small train part, for enough steps per epoch]."),
-    lr: Optional[float] = typer.Option(None, "--lr", min=0.0, metavar="X",
-                                       help="Peak learning rate: neural models [default: 0.002], gbt's "
+    lr: Optional[float] = typer.Option(None, "--lr", metavar="X", callback=opt.positive,
+                                       help="Peak learning rate (x>0): neural models [default: 0.002], gbt's "
                                             "learning_rate [default: 0.1]."),
     patience: Optional[int] = typer.Option(None, "--patience", min=1, metavar="N",
                                            help="Neural models: epochs without a better validation score, counted "

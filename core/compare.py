@@ -30,14 +30,20 @@ class CompareResult:
     figures: list[Path] = field(default_factory=list)     # the forest plot as PNG, PDF, SVG
 
 
+def check_models(named: list[tuple[str, str]]) -> None:
+    """Two or more distinct models, checked before any evaluation runs."""
+    names = [Ref("", m, md).shown for m, md in named]
+    if len(names) < 2:
+        raise CompareError(f"compare needs at least two models, got {', '.join(names) or 'none'}")
+    if len(set(names)) != len(names):
+        raise CompareError(f"a model is named twice: {', '.join(names)}")
+
+
 def compare_reports(artifacts: Path, phases: list[str], reports: list[dict], cfg: EvalConfig,
                     paired: bool = True) -> CompareResult:
     """Every pair of models, on the windows their evaluations scored."""
-    if len(reports) < 2:
-        raise CompareError("compare needs at least two models")
+    check_models([(r["model"], r["mode"]) for r in reports])
     names = [r["name"] for r in reports]
-    if len(set(names)) != len(names):
-        raise CompareError(f"a model is named twice: {', '.join(names)}")
     for r in reports[1:]:
         if r["split_identity"]["membership_sha256"] != reports[0]["split_identity"]["membership_sha256"]:
             raise CompareError(f"{names[0]} and {r['name']} were trained on different splits "

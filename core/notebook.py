@@ -27,7 +27,13 @@ from typing import Any, Iterator
 from core.errors import NotebookError
 from core.paths import LabPaths, atomic_write_text, ensure_dir
 
-LIBRARIES = ("cis490", "typer", "rich", "numpy", "polars", "pyarrow", "torch", "xgboost", "scikit-learn", "matplotlib")
+# What a run may use, and the distributions that can provide each: the lab
+# installs `xgboost-cpu`, which `importlib.metadata` does not know as `xgboost`.
+LIBRARIES: dict[str, tuple[str, ...]] = {
+    "cis490": ("cis490",), "typer": ("typer",), "rich": ("rich",), "numpy": ("numpy",), "polars": ("polars",),
+    "pyarrow": ("pyarrow",), "torch": ("torch",), "xgboost": ("xgboost", "xgboost-cpu"),
+    "scikit-learn": ("scikit-learn",), "matplotlib": ("matplotlib",), "onnx": ("onnx",),
+    "onnxruntime": ("onnxruntime", "onnxruntime-gpu"), "onnxmltools": ("onnxmltools",)}
 _CURRENT: contextvars.ContextVar["Run | None"] = contextvars.ContextVar("cis490_run", default=None)
 
 
@@ -95,12 +101,18 @@ def code_version() -> dict:
 
 
 def library_versions() -> dict[str, str | None]:
-    out = {}
-    for name in LIBRARIES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
+    """Each library's installed version, naming the distribution when it is
+    not the library's own name (`3.0.2 (xgboost-cpu)`); None when absent."""
+    out: dict[str, str | None] = {}
+    for name, dists in LIBRARIES.items():
+        out[name] = None
+        for dist in dists:
+            try:
+                version = importlib.metadata.version(dist)
+            except importlib.metadata.PackageNotFoundError:
+                continue
+            out[name] = version if dist == name else f"{version} ({dist})"
+            break
     return out
 
 

@@ -171,8 +171,9 @@ def eval_stage(session: Session, registry: Registry, model: str, mode: str, cfg:
 
 def compare_stage(session: Session, registry: Registry, named: list[tuple[str, str]], cfg: EvalConfig,
                   paired: bool = True) -> CompareResult:
-    from core.compare import compare_reports
+    from core.compare import check_models, compare_reports
     from core.evaluate import current_report
+    check_models(named)                  # before any evaluation runs or any run is recorded
     paths = session.paths
     config = {"models": [f"{m}_{md}" for m, md in named], "paired": paired, **cfg.__dict__}
     with session.record("compare", config) as run:

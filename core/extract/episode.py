@@ -51,7 +51,8 @@ class WindowSpec:
     def check(self) -> None:
         from core.errors import ConfigError
         if self.step_s <= 0 or self.window_s < self.step_s or self.hop_s < self.step_s:
-            raise ConfigError(f"window spec needs 0 < step <= window and step <= hop, got {asdict(self)}")
+            raise ConfigError(f"--window and --hop must be at least --step ({self.step_s:g} s), got --window "
+                              f"{self.window_s:g} and --hop {self.hop_s:g}")
         for name in ("window_s", "hop_s"):
             ratio = getattr(self, name) / self.step_s
             if abs(ratio - round(ratio)) > 1e-9:

@@ -196,11 +196,12 @@ class ReplayThread:
 
 
 def publish_metrics(artifacts: Path, split: str, url: str, token: str | None = None, watch: bool = False,
-                    stop: threading.Event | None = None) -> int:
+                    stop: threading.Event | None = None, retry_for_s: float | None = None,
+                    on_retry=None) -> int:
     """Post the split's metrics once (or, watching, again whenever a report
     changes, until stopped); the number of events posted."""
     from core.lab import Lab
-    publisher = Publisher(url, token, stop)
+    publisher = Publisher(url, token, stop, retry_for_s=retry_for_s, on_retry=on_retry)
     reports = ReportWatch(artifacts, split)
     events = reports.changed()
     if not events and not watch:
@@ -215,9 +216,10 @@ def publish_metrics(artifacts: Path, split: str, url: str, token: str | None = N
         events = reports.changed()
 
 
-def publish_replay(replay: Replay, url: str, token: str | None = None, stop: threading.Event | None = None) -> int:
+def publish_replay(replay: Replay, url: str, token: str | None = None, stop: threading.Event | None = None,
+                   retry_for_s: float | None = None, on_retry=None) -> int:
     """run_replay against a remote dashboard, in this thread; events posted."""
-    publisher = Publisher(url, token, stop)
+    publisher = Publisher(url, token, stop, retry_for_s=retry_for_s, on_retry=on_retry)
     run_replay(replay, publisher)
     return publisher.sent
 

@@ -8,6 +8,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from typing import Callable
 
 from core.errors import Cis490Error
 
@@ -24,11 +25,16 @@ class Publisher:
     yet started is retried (BACKOFF_S), a refusal (4xx) is an error."""
 
     def __init__(self, url: str, token: str | None = None, stop: threading.Event | None = None,
-                 timeout_s: float = 10.0):
+                 timeout_s: float = 10.0, retry_for_s: float | None = None,
+                 on_retry: Callable[[str, float], None] | None = None):
         self.url = url.rstrip("/") + "/publish"
         self.token = token
         self.stop = stop or threading.Event()
         self.timeout_s = timeout_s
+        # None: retry until stopped (a live replay waits for its dashboard);
+        # else give up once a batch has been retried this long.
+        self.retry_for_s = retry_for_s
+        self.on_retry = on_retry
         self.sent = 0
         self.retries = 0
 
@@ -39,6 +45,7 @@ class Publisher:
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         attempt = 0
+        started = time.monotonic()
         while not self.stop.is_set():
             request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
             try:
@@ -50,10 +57,18 @@ class Publisher:
                 if 400 <= exc.code < 500:
                     detail = exc.read().decode(errors="replace").strip()
                     raise PublishError(f"{self.url} refused the events ({exc.code}): {detail}") from None
-            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-                pass
+                error = f"HTTP {exc.code}"
+            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
+                error = str(getattr(exc, "reason", None) or exc)
+            wait = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
+            waited = time.monotonic() - started
+            if self.retry_for_s is not None and waited + wait > self.retry_for_s:
+                raise PublishError(f"{self.url}: gave up after {waited:.0f} s of retries (--retry-for "
+                                   f"{self.retry_for_s:g}): {error}")
+            if self.on_retry is not None:
+                self.on_retry(error, wait)
             self.retries += 1
-            self.stop.wait(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)])
+            self.stop.wait(wait)
             attempt += 1
         return False
 

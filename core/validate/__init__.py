@@ -65,6 +65,7 @@ class ValidationSummary:
     bytes: int
     seconds: float
     workers: int
+    refused: list[dict] = field(default_factory=list)    # every rejected or errored episode, by path
     config: dict = field(default_factory=dict)
     store_digest: dict = field(default_factory=dict)    # the store's manifest digest, episodes, in flight
 
@@ -316,8 +317,10 @@ def _summarise(out: Path, store: Path, in_flight: list[str], dups: list[str], re
              .explode("reasons").drop_nulls().group_by("reasons").len().sort(["len", "reasons"],
                                                                             descending=[True, False]))
     top = [(r, n) for r, n in codes.head(10).iter_rows()]
+    refused = (pl.scan_parquet(out).filter(pl.col("status").is_in(["rejected", "errored"]))
+               .select("rel_path", "status", "reasons").sort("rel_path").collect().to_dicts())
     return ValidationSummary(store, out, idx.height, in_flight, counts, dict(sorted(per_host.items())), top, dups,
-                             reused, nbytes, seconds, workers)
+                             reused, nbytes, seconds, workers, refused)
 
 
 def _now() -> str:

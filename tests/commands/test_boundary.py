@@ -31,9 +31,29 @@ def test_quiet_prints_nothing_but_still_records(cli, lab_home):
 
 
 def test_quiet_still_shows_errors(cli, lab_home):
-    result = cli("--quiet", "synth", "-n", "2", "--duration", "1")
+    taken = lab_home.home / "taken"
+    (taken / "x").mkdir(parents=True)
+    result = cli("--quiet", "synth", "-n", "2", "--out", str(taken))
     assert result.exit_code == 1
-    assert result.stderr.strip() == "Error: --duration must be at least 40 s, got 1"
+    assert result.stderr.strip() == f"Error: {taken}: already exists and is not empty (pass --force to replace it)"
+
+
+def test_ranges_are_usage_errors_and_help_shows_them(cli, lab_home):
+    """Regression (issue 22): `extract --window 0` exited 1 with a dict dump,
+    `train --lr 0` exited 1 while its help said x>=0.0, and `synth --duration`
+    showed no minimum in its help."""
+    import commands.synth
+    import core.synth
+    assert commands.synth.MIN_DURATION_S == core.synth.MIN_DURATION_S
+    for args in (("extract", "--window", "0"), ("extract", "--hop", "-5"), ("extract", "--step", "0"),
+                 ("train", "gbt", "--lr", "0"), ("synth", "--duration", "0"), ("synth", "--hosts", "65")):
+        result = cli(*args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "Invalid value" in result.output and "step_s" not in result.output, args
+    helps = {cmd: " ".join(cli(cmd, "--help").output.split()) for cmd in ("extract", "train", "synth")}
+    assert "x>=40" in helps["synth"] and "(x>0, a whole number of steps)" in helps["extract"]
+    assert "Peak learning rate (x>0)" in helps["train"] and "x>=0.0" not in helps["train"].split("--lr")[1][:80]
+    assert not lab_home.notebook.exists()
 
 
 def test_out_of_range_options_are_usage_errors(cli, lab_home):

@@ -123,3 +123,30 @@ def test_figures_for_a_paper(cli, home):
     assert "gbt - knn_oracle" in stem.with_suffix(".svg").read_text()
     rec = json.loads(home.notebook.read_text().splitlines()[-1])
     assert {o["role"] for o in rec["outputs"]} >= {"forest_png", "forest_pdf", "forest_svg"}
+
+
+def test_compare_checks_its_models_before_any_work(cli, home):
+    """Regression (issue 22): `compare gbt` ran a whole eval and recorded an
+    "ok" run before saying that compare needs two models."""
+    for args, words in ((("gbt",), "compare needs at least two models, got gbt"),
+                        (("gbt", "gbt_realistic"), "a model is named twice: gbt, gbt")):
+        result = cli("compare", *args, "--resamples", "50")
+        assert result.exit_code == 1
+        assert result.stderr.strip() == f"Error: {words}"
+    assert not (home.artifacts / "eval").exists()
+    runs = [json.loads(x) for x in home.notebook.read_text().splitlines()] if home.notebook.exists() else []
+    assert [r["status"] for r in runs if r["command"] != "compare"] == []
+    assert all(r["status"] == "error" for r in runs)
+
+
+def test_eval_of_several_models_ends_with_one_table_of_all(cli, home):
+    """Regression (issue 22): `eval all` printed four long reports and no summary."""
+    result = cli("eval", "all", "--resamples", "20")
+    assert result.exit_code == 0, result.output
+    tail = result.stdout.split("Every model on host/test")[1]
+    lines = [ln for ln in tail.splitlines() if ln.strip()]
+    assert any("macro-F1 [95% CI]" in ln and "worst host" in ln for ln in lines)
+    for name in ("gbt", "knn", "knn_oracle", "knn_semi*"):
+        assert any(ln.split()[1:2] == [name] or ln.lstrip("│┃ ").startswith(name + " ") for ln in lines), name
+    assert all(len(ln) <= 80 for ln in lines)
+    assert "* transductive" in tail

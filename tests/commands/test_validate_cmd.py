@@ -57,3 +57,17 @@ def test_since_last_second_run_reuses_everything(cli, lab_home, home_store):
     cli("validate", "-j", "1")
     payload = json.loads(cli("--json", "validate", "-j", "1", "--since-last").stdout)
     assert payload["reused"] == payload["episodes"]
+
+
+def test_validate_names_the_episodes_it_refused(cli, lab_home, home_store):
+    """Regression (issue 22): validate said how many episodes were rejected, not which."""
+    payload = json.loads(cli("--json", "validate", "-j", "1").stdout)
+    idx = pl.read_parquet(lab_home.processed / "validation_v1.parquet")
+    idx_refused = idx.filter(pl.col("status").is_in(["rejected", "errored"])).sort("rel_path")
+    assert [r["rel_path"] for r in payload["refused"]] == idx_refused["rel_path"].to_list()
+    assert all(r["reasons"] for r in payload["refused"])
+    assert len(payload["refused"]) == payload["counts"]["rejected"] + payload["counts"]["errored"] > 10
+    table = cli("validate", "-j", "1").stdout
+    assert f"Rejected and errored episodes (the first 10 of {idx_refused.height}" in " ".join(table.split())
+    first = idx_refused.row(0, named=True)
+    assert first["rel_path"].split("/")[-1][:20] in table

@@ -136,3 +136,21 @@ def test_a_token_is_never_recorded(lab_home):
                               "--token=***"]
     for path in (lab_home.notebook, lab_home.runs / run.run_id / "record.json"):
         assert "s3cret" not in path.read_text()
+
+
+def test_library_versions_are_of_what_is_installed(monkeypatch):
+    """Regression (issue 22): the notebook recorded `xgboost: null` (the lab
+    installs xgboost-cpu) and no onnxruntime at all."""
+    import importlib.metadata as md
+
+    from core.notebook import library_versions
+    real = md.version
+
+    def version(dist):
+        if dist == "xgboost":
+            raise md.PackageNotFoundError(dist)
+        return {"xgboost-cpu": "3.2.0", "onnxruntime": "1.27.1"}.get(dist) or real(dist)
+    monkeypatch.setattr(md, "version", version)
+    got = library_versions()
+    assert got["xgboost"] == "3.2.0 (xgboost-cpu)" and got["onnxruntime"] == "1.27.1"
+    assert got["numpy"] == real("numpy")

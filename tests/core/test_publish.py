@@ -65,3 +65,33 @@ def test_a_stopped_publisher_gives_up():
     t0 = time.monotonic()
     assert pub.send([_perf(1)]) is False
     assert time.monotonic() - t0 < 3
+
+
+def test_a_dashboard_that_is_not_there_is_given_up_after_retry_for_and_each_retry_said():
+    """Regression (issue 22): `publish metrics --to http://127.0.0.1:8499` with
+    nothing listening printed nothing for minutes."""
+    said = []
+    pub = Publisher(f"http://127.0.0.1:{_free_port()}", retry_for_s=1.0, on_retry=lambda e, w: said.append((e, w)))
+    t0 = time.monotonic()
+    with pytest.raises(PublishError, match=r"gave up after \d+ s of retries \(--retry-for 1\): .*refused"):
+        pub.send([_perf(1)])
+    assert time.monotonic() - t0 < 3
+    assert len(said) >= 3 and all("refused" in e for e, _ in said)
+    assert [w for _, w in said[:3]] == [0.1, 0.2, 0.5]
+
+
+def test_publish_refuses_a_url_without_a_scheme_and_says_each_retry(cli, lab_home, tmp_path):
+    """Regression (issue 22): `--to lab-pi.local:8447` (no scheme) hung silently."""
+    result = cli("publish", "metrics", "--to", "lab-pi.local:8447")
+    assert result.exit_code == 2
+    assert "lab-pi.local:8447 is not an http(s) URL: write it as http://lab-pi.local:8447" in \
+        " ".join(result.output.split())
+    report = lab_home.artifacts / "eval" / "host" / "gbt_realistic" / "test-episode-b50-s0" / "report.json"
+    report.parent.mkdir(parents=True)
+    report.write_text(__import__("json").dumps({
+        "model": "gbt", "mode": "realistic", "split": "host", "part": "test", "macro_f1": 0.9,
+        "macro_f1_ci": [0.8, 0.95], "accuracy": 0.9, "windows": 10, "episodes": 2, "per_profile": []}))
+    result = cli("publish", "metrics", "--to", f"http://127.0.0.1:{_free_port()}", "--retry-for", "1")
+    assert result.exit_code == 1
+    assert result.stderr.count("Warning: dashboard not reached") >= 3
+    assert "gave up after" in result.stderr.splitlines()[-1]
