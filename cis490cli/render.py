@@ -159,8 +159,10 @@ def render_eval(state: AppState, results: list[EvalResult]) -> None:
         if partial:
             term.print("Phase F1 intervals are over the resamples that hold the phase: " + ", ".join(
                 f"{c['label']} {c['f1_ci_resamples']}/{rep['resamples']}" for c in partial) + ".")
-        term.table("Per profile", ["profile", "macro-F1 [95% CI]", "windows", "episodes"],
-                   [(p["profile"], _ci(p["macro_f1"], p["macro_f1_ci"]), p["windows"], p["episodes"])
+        term.table("Per profile (macro-F1 over the phases its episodes hold)",
+                   ["profile", "macro-F1 [95% CI]", "accuracy", "windows"],
+                   [(p["profile"], _ci(p["macro_f1"], p["macro_f1_ci"]),
+                     f"{p['accuracy']:.3f}" if "accuracy" in p else "-", p["windows"])
                     for p in rep["per_profile"]], justify_right=[2, 3])
         term.table("Per host", ["host", "macro-F1 [95% CI]", "windows", "episodes"],
                    [(h["host"], _ci(h["macro_f1"], h["macro_f1_ci"]), h["windows"], h["episodes"])
@@ -227,6 +229,15 @@ def render_compare(state: AppState, r: CompareResult, wide: bool = False) -> Non
     term.print(f"{rep['method']}; {rep['unit']} unit, {rep['resamples']} resamples, seed {rep['seed']}; "
                f"{rep['ci']}; {rep['multiple_comparisons']}; winner at alpha {rep['alpha']}.")
     term.print(f"p-value: {rep['p_value']}.")
+    at_floor = [p for p in rep["pairs"] if p.get("p_at_floor")]
+    if at_floor:
+        which = "every pair's" if len(at_floor) == len(rep["pairs"]) else \
+            f"{len(at_floor)} of {len(rep['pairs'])} pairs'"
+        term.print(f"[yellow]{which} p is the smallest {rep['resamples']} resamples allow (2/(B+1) = "
+                   f"{rep['p_floor']:.2g}"
+                   + (", and Holm multiplies it" if "p_holm" in rep["pairs"][0] else "")
+                   + "): no resample reached a gap of 0, so they cannot be told apart by p; more "
+                   "--resamples would.[/]")
     if rep["transductive"]:
         term.print(f"[yellow]* transductive:[/] {', '.join(rep['transductive'])} {rep['transductive_note']}.")
     term.print(f"Report: {r.path}; forest plot: {r.path.with_suffix('')}.{{png,pdf,svg}}")

@@ -77,9 +77,12 @@ def compare_reports(artifacts: Path, phases: list[str], reports: list[dict], cfg
     if len(pairs) > 1:
         for pair, adj in zip(pairs, holm([x["p_value"] for x in pairs])):
             pair["p_holm"] = adj
+    floor = 2 / (cfg.resamples + 1)
     for pair in pairs:
         p = pair.get("p_holm", pair["p_value"])
         pair["winner"] = (pair["a"] if pair["gap"] > 0 else pair["b"]) if p < 0.05 else "n.s."
+        # No resample crossed 0: the p-value says only "below the floor".
+        pair["p_at_floor"] = bool(pair["p_value"] <= floor)
     transductive = [r["name"] for r in reports if r.get("transductive")]
     report = {"models": names, "split": cfg.split, "split_identity": reports[0]["split_identity"],
               "transductive": transductive,
@@ -88,7 +91,7 @@ def compare_reports(artifacts: Path, phases: list[str], reports: list[dict], cfg
               "episodes": int(groups.max() + 1), "unit": cfg.unit, "resamples": cfg.resamples, "seed": cfg.seed,
               "paired": paired, "method": "paired bootstrap of the macro-F1 gap (the same resamples score both "
                                           "models)" if paired else "independent bootstraps per model",
-              "ci": "95% percentile interval", "p_value": P_CONVENTION,
+              "ci": "95% percentile interval", "p_value": P_CONVENTION, "p_floor": floor,
               "multiple_comparisons": "Holm (1979) over all pairs" if len(pairs) > 1 else "none (one pair)",
               "alpha": 0.05, "winner": "the better model where p (Holm-adjusted for several pairs) < alpha, "
                                        "else n.s. (no significant difference)", "pairs": pairs,

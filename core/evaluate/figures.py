@@ -79,7 +79,8 @@ def per_profile_figure(report: dict, stem: Path) -> list[Path]:
     ax.set_yticks(range(len(names)), names)
     ax.set_xlim(0, 1)
     ax.invert_yaxis()
-    ax.set_xlabel(f"macro-F1 with 95% CI ({report['unit']} bootstrap, {report['resamples']} resamples)")
+    ax.set_xlabel(f"macro-F1 over the profile's phases, 95% CI ({report['unit']} bootstrap, "
+                  f"{report['resamples']} resamples)")
     ax.set_title(f"{_title(report)}\nper profile")
     fig.tight_layout()
     return _save(fig, plt, stem)

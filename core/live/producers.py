@@ -336,6 +336,10 @@ def lab_replay(paths, episodes: str, model: str, mode: str, split: str, store: P
     from core.lab import BUNDLE, Lab, Ref, export_command
     from core.paths import resolve_cli_path
     from core.validate import indexed_store
+    import importlib.util
+
+    from core.models import model_class
+    model_class(model)                   # a mistyped name is "unknown model", not "train gbtt"
     chosen = ["all"] if episodes.strip() == "all" else [e.strip() for e in episodes.split(",") if e.strip()]
     lab, ref = Lab.of(paths), Ref(split, model, mode)
     index = lab.index
@@ -347,6 +351,11 @@ def lab_replay(paths, episodes: str, model: str, mode: str, split: str, store: P
                           f"`{export_command(ref)}`")
     if engine != "checkpoint" and (bundle / BUNDLE).exists():
         return bundle_replay(bundle, paths.artifacts, mode, split, chosen, store, speed)
+    if importlib.util.find_spec("torch") is None:
+        # The base install (the Pi's) runs bundles only: `cis490 extract` is no help there.
+        raise ReplayError(f"a checkpoint needs the lab extra (pip install 'cis490[lab]'); this install runs "
+                          f"exported bundles: export one on the lab machine with `{export_command(ref)}` and "
+                          "copy artifacts/deploy/ here")
     from core.extract import features_registry
     registry = features_registry(paths.processed)
     return prepare_replay(paths.processed, paths.artifacts, registry, model, mode, split, chosen, store, speed)

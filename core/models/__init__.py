@@ -9,3 +9,12 @@ from core.models.tabular import GBTModel, KNNModel, KNNSemiModel
 MODELS: dict[str, type[BaseModel]] = {m.name: m for m in (
     GBTModel, MLPModel, KNNModel, KNNSemiModel, CNNModel, GRUModel, LSTMModel, TransformerModel,
     MiniRocketModel, MRHydraModel)}
+
+
+def model_class(name: str) -> type[BaseModel]:
+    """The registered model called `name`; any other name is the one line
+    every command gives (train, eval, serve, publish, export)."""
+    from core.errors import ConfigError
+    if name not in MODELS:
+        raise ConfigError(f"unknown model '{name}' (models: {', '.join(MODELS)})")
+    return MODELS[name]

@@ -39,10 +39,7 @@ def resolve_device(device: str) -> str:
     return "cpu"
 
 
-def model_class(name: str) -> type[BaseModel]:
-    if name not in MODELS:
-        raise ConfigError(f"unknown model '{name}' (models: {', '.join(MODELS)})")
-    return MODELS[name]
+from core.models import model_class  # noqa: E402,F401 (re-exported)
 
 
 def keep_mask(registry: Registry, schema: dict, input_kind: str, mode: str) -> np.ndarray:

@@ -69,3 +69,22 @@ def test_out_of_range_options_are_usage_errors(cli, lab_home):
         assert result.exit_code == 2, (args, result.output)
         assert "Traceback" not in result.output and "unexpected" not in result.output, args
     assert not lab_home.notebook.exists()
+
+
+def test_serve_and_publish_name_an_unknown_model_as_train_does(cli, lab_home, monkeypatch):
+    """Regression (issue 22): `--model gbtt` suggested `cis490 train gbtt`; on
+    the base install, `--engine checkpoint` suggested `cis490 extract`."""
+    from core.models import MODELS
+    for cmd in (("publish", "replay", "all", "--to", "http://127.0.0.1:9"), ("serve", "--dashboard", "--replay", "all")):
+        result = cli(*cmd, "--model", "gbtt")
+        assert result.exit_code == 1, result.output
+        assert result.stderr.strip() == f"Error: unknown model 'gbtt' (models: {', '.join(MODELS)})"
+    assert cli("train", "gbtt").stderr.strip() == f"Error: unknown model 'gbtt' (models: {', '.join(MODELS)})"
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    result = cli("publish", "replay", "all", "--to", "http://127.0.0.1:9", "--model", "gbt", "--engine", "checkpoint")
+    assert result.exit_code == 1
+    line = result.stderr.strip()
+    assert line.startswith("Error: a checkpoint needs the lab extra (pip install 'cis490[lab]')")
+    assert "cis490 export gbt --split host --mode realistic" in line and "cis490 extract" not in line

@@ -150,3 +150,15 @@ def test_eval_of_several_models_ends_with_one_table_of_all(cli, home):
         assert any(ln.split()[1:2] == [name] or ln.lstrip("│┃ ").startswith(name + " ") for ln in lines), name
     assert all(len(ln) <= 80 for ln in lines)
     assert "* transductive" in tail
+
+
+def test_compare_says_when_p_values_sit_at_the_resamples_floor(cli, home):
+    """Regression (issue 22): six Holm-adjusted p-values all at the smallest the
+    resamples allow were shown without saying more resamples would separate them."""
+    result = cli("compare", "gbt", "knn_oracle", "--resamples", "20")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())
+    rep = json.loads(cli("--json", "compare", "gbt", "knn_oracle", "--resamples", "20").stdout)
+    assert rep["p_floor"] == 2 / 21 and rep["pairs"][0]["p_at_floor"] is True      # 0.878 vs 0.577
+    assert "every pair's p is the smallest 20 resamples allow (2/(B+1) = 0.095)" in text
+    assert "more --resamples would" in text

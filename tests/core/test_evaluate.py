@@ -148,3 +148,24 @@ def test_one_eval_reads_the_split_and_the_feature_schema_once(extracted_lab, tmp
     evaluate_model(processed, artifacts, reg, "knn", "realistic", EvalConfig(resamples=20))
     assert reads.count("host.parquet") == 1 and reads.count("host.json") == 1
     assert reads.count("feature_schema_v1.json") == 1
+
+
+def test_a_profile_is_scored_over_the_phases_its_episodes_hold():
+    """Regression (issue 22): a miner's episodes hold four phases; two stray
+    predictions of a fifth gave that phase F1 0 and the profile 0.666 with
+    0.998 accuracy."""
+    from core.evaluate import EvalConfig, _profile_scores
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(20), 50)
+    truth = np.tile(np.repeat([0, 1, 2, 3], [10, 15, 15, 10]), 20)
+    pred = truth.copy()
+    pred[7], pred[507] = 5, 4                           # two phases miners never have
+    s = _profile_scores(truth, pred, groups, K, EvalConfig(resamples=200), rng)
+    assert s["held"] == [0, 1, 2, 3] and s["accuracy"] == 0.998
+    assert s["macro_f1"] > 0.99 and s["macro_f1_ci"][0] > 0.98
+    assert f1_score(truth, pred, average="macro") < 0.67      # what it was: over the six phases seen
+    # A profile's held phase predicted as another held phase still costs both.
+    pred2 = truth.copy()
+    pred2[truth == 3] = 2
+    s2 = _profile_scores(truth, pred2, groups, K, EvalConfig(resamples=50), rng)
+    assert s2["macro_f1"] == pytest.approx(f1_score(truth, pred2, labels=[0, 1, 2, 3], average="macro"))
