@@ -155,7 +155,8 @@ def root(
     version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
                                  help="Print the version and exit."),
 ) -> None:
-    ctx.obj = AppState(home, Terminal(quiet=quiet, json_mode=json_out, verbose=verbose))
+    ctx.obj = AppState(home, Terminal(quiet=quiet, json_mode=json_out, verbose=verbose),
+                       command=ctx.invoked_subcommand)
 
 
 def _register() -> None:

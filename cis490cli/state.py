@@ -13,23 +13,29 @@ from core.notebook import Run, record_run
 from core.paths import LabPaths, resolve_home
 
 
+# Commands that make a lab, and so may create its home; every other command
+# needs a lab there already (a mistyped --home is named, not created).
+MAKES_LAB = ("synth", "validate", "demo", "serve")
+
+
 @dataclass
 class AppState:
     home: Optional[str]
     terminal: Terminal
     _paths: LabPaths | None = field(default=None, repr=False)
+    command: str | None = None
 
     @property
     def paths(self) -> LabPaths:
         # Resolved on first use so that `--help` and bad options never touch the disk.
         if self._paths is None:
-            self._paths = resolve_home(self.home)
+            self._paths = resolve_home(self.home, create=self.command in MAKES_LAB)
         return self._paths
 
     @property
     def read_paths(self) -> LabPaths:
         """The lab home for commands that only read it: it need not be writable."""
-        return self._paths or resolve_home(self.home, writable=False)
+        return self._paths or resolve_home(self.home, writable=False, create=False)
 
     def use_paths(self, paths: LabPaths) -> None:
         self._paths = paths

@@ -38,10 +38,10 @@ def extract(
     from core.extract.episode import WindowSpec
     from core.registry import resolve_registry
     from core.validate import indexed_registry, indexed_store
+    cfg = ExtractConfig(WindowSpec(step_s=step, window_s=window, hop_s=hop))
+    cfg.spec.check()                     # the arguments first, then the lab
     state = get_state(ctx)
     paths = state.paths
-    cfg = ExtractConfig(WindowSpec(step_s=step, window_s=window, hop_s=hop))
-    cfg.spec.check()
     index_path = resolve_cli_path(index, paths.processed / INDEX_NAME)
     default_store = indexed_store(index_path) or paths.default_store
     registry = resolve_registry(channels, indexed_registry(index_path), f"the acceptance index {index_path}",

@@ -92,6 +92,8 @@ def replay(
         cis490 publish replay ep000012-3f2a --model gbt --to http://lab-pi.local:8447 --once
     """
     from core.live.producers import lab_replay, publish_replay
+    from core.models import model_class
+    model_class(model)                   # the arguments first, then the lab
     state = get_state(ctx)
     prepared = lab_replay(state.read_paths, episodes, model, mode.value, split.value, store, speed, engine.value)
     prepared.loop = not once

@@ -60,6 +60,8 @@ def serve(
     prepared = None
     if replay is not None:
         from core.live.producers import lab_replay
+        from core.models import model_class
+        model_class(model)               # the arguments first, then the lab
         prepared = lab_replay(state.read_paths, replay, model, mode.value, split.value, store, speed,
                               engine.value)
     if token is None and not is_loopback(host):

@@ -50,19 +50,24 @@ class LabPaths:
         return self.artifacts / "runs"
 
 
-def resolve_home(home: str | os.PathLike | None = None, writable: bool = True) -> LabPaths:
+def resolve_home(home: str | os.PathLike | None = None, writable: bool = True, create: bool = True) -> LabPaths:
     """--home wins, then $CIS490_HOME, then the current directory.
 
-    A lab home is where results go, so one that does not exist yet is created.
-    It must be writable: every command that does work records a run in
-    artifacts/, so a read-only home fails at the start, not at the end.
+    Commands that make a lab (synth, validate, demo, serve) create a home
+    that does not exist yet (`create`); the others need a lab there already,
+    so a mistyped --home is named, not made. A home must be writable: every
+    command that does work records a run in artifacts/, so a read-only home
+    fails at the start, not at the end.
     """
     raw = home if home not in (None, "") else os.environ.get(HOME_ENV) or os.getcwd()
     path = Path(raw).expanduser()
+    if path.is_file():
+        raise HomeError(f"lab home {path} is a file, not a directory")
+    if not create and not (path / "data").is_dir() and not (path / "artifacts").is_dir():
+        raise HomeError(f"no lab at {path} (no data/ or artifacts/): check --home, or make one with "
+                        "`cis490 synth` or `cis490 validate --store DIR`")
     if not writable:
         # Reading a lab (status, the notebook) works on a read-only copy, and never creates one.
-        if not path.is_dir():
-            raise HomeError(f"lab home {path} does not exist")
         return LabPaths(path.resolve())
     if not path.exists():
         try:

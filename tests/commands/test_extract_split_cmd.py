@@ -31,6 +31,7 @@ def test_extract_then_split(cli, validated_home):
 
 
 def test_extract_before_validate_says_what_to_run(cli, lab_home):
+    lab_home.data.mkdir()                  # a lab, never validated
     result = cli("extract")
     assert result.exit_code == 1
     assert result.stderr.strip() == (f"Error: {lab_home.processed / 'validation_v1.parquet'} not found: "
@@ -38,6 +39,7 @@ def test_extract_before_validate_says_what_to_run(cli, lab_home):
 
 
 def test_split_before_extract_says_what_to_run(cli, lab_home):
+    lab_home.data.mkdir()                  # a lab, never extracted
     result = cli("split", "--recipe", "time")
     assert result.exit_code == 1
     assert result.stderr.strip() == (f"Error: {lab_home.processed / 'feature_schema_v1.json'} not found: "

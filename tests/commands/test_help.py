@@ -56,6 +56,7 @@ def test_global_options_after_the_subcommand(cli, lab_home, tmp_path):
     assert result.exit_code == 0, result.output
     import json
     assert json.loads(result.stdout)["episodes"] == 2 and (other / "data" / "raw" / "store").is_dir()
+    lab_home.artifacts.mkdir()
     result = cli("notebook", "list", "--quiet")
     assert result.exit_code == 0 and result.output == ""
 

@@ -21,6 +21,7 @@ def test_notebook_show_unknown_run(cli, lab_home):
 
 
 def test_notebook_list_empty(cli, lab_home):
+    lab_home.artifacts.mkdir()             # a lab with no run yet
     result = cli("notebook", "list")
     assert result.exit_code == 0
     assert "No runs recorded" in result.output

@@ -148,6 +148,7 @@ def test_a_checkpoint_of_an_older_format_is_stale(cli, home):
 
 
 def test_status_of_an_empty_lab_says_what_to_run(cli, lab_home):
+    lab_home.data.mkdir()                  # a lab whose store is not there yet
     _, rows = _status(cli)
     assert [(n, r["state"], r["command"]) for n, r in rows.items()] == [
         ("store data/raw/store", "missing", "cis490 synth   (or: cis490 validate --store DIR)"),
