@@ -155,8 +155,19 @@ def root(
     version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
                                  help="Print the version and exit."),
 ) -> None:
-    ctx.obj = AppState(home, Terminal(quiet=quiet, json_mode=json_out, verbose=verbose),
+    ctx.obj = AppState(home, Terminal(quiet=quiet, json_mode=json_out, verbose=verbose, home=_hint_home(home)),
                        command=ctx.invoked_subcommand)
+
+
+def _hint_home(home: str | None) -> str | None:
+    """The home printed hints must name: the one given (absolute), unless it
+    is the current directory, where a bare `cis490 ...` already works."""
+    import os
+    from pathlib import Path
+    if home in (None, ""):
+        return None
+    path = Path(home).expanduser().absolute()
+    return None if path == Path(os.getcwd()).absolute() else str(path)
 
 
 def _register() -> None:

@@ -42,12 +42,25 @@ class AppState:
 
     @contextmanager
     def record(self, command: str, config: dict, parent: str | None = None) -> Iterator[Run]:
-        with record_run(self.paths, command, config, argv=["cis490", *sys.argv[1:]], parent=parent) as run:
+        argv = pasteable_argv(["cis490", *sys.argv[1:]], self.paths.home)
+        with record_run(self.paths, command, config, argv=argv, parent=parent) as run:
             yield run
 
     def progress(self, description: str, total: int | None = None, unit: str = ""):
         """A progress bar (core.stages.Session): the terminal's."""
         return self.terminal.progress(description, total=total, unit=unit)
+
+
+def pasteable_argv(argv: list[str], home) -> list[str]:
+    """The command line as recorded: its --home absolute (`--home .` could
+    not be pasted back from anywhere else)."""
+    out = list(argv)
+    for i, a in enumerate(out):
+        if a == "--home" and i + 1 < len(out):
+            out[i + 1] = str(home)
+        elif a.startswith("--home="):
+            out[i] = f"--home={home}"
+    return out
 
 
 def get_state(ctx: typer.Context) -> AppState:

@@ -7,6 +7,8 @@ Errors always reach stderr.
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import sys
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator, Sequence
@@ -68,11 +70,23 @@ class _CountColumn(ProgressColumn):
         return Text(f"{self.label} {shown}".strip())
 
 
+# A command a hint names: `cis490 X` not already given a home.
+_COMMAND = re.compile(r"(?<![\w/.-])cis490 (?!--home\b)")
+
+
+def with_home(text: str, home: str | None) -> str:
+    """Every `cis490 ...` a hint names, given the --home the command ran
+    with, so that it can be pasted and run from anywhere."""
+    return text if not home else _COMMAND.sub(f"cis490 --home {shlex.quote(home)} ", text)
+
+
 class Terminal:
-    def __init__(self, quiet: bool = False, json_mode: bool = False, verbose: bool = False):
+    def __init__(self, quiet: bool = False, json_mode: bool = False, verbose: bool = False,
+                 home: str | None = None):
         self.quiet = quiet
         self.json_mode = json_mode
         self.verbose = verbose
+        self.home = home        # the lab home hints must name (None: the current directory)
 
     # Consoles are made per call: sys.stdout/stderr may be swapped (tests, pagers).
     @property
@@ -89,6 +103,7 @@ class Terminal:
 
     def print(self, message: str | Text = "", style: str | None = None) -> None:
         if self.human:
+            message = with_home(message, self.home) if isinstance(message, str) else message
             self.out.print(message, style=style, soft_wrap=True, markup=isinstance(message, str))
 
     def rule(self, title: str) -> None:
@@ -97,10 +112,10 @@ class Terminal:
 
     def warn(self, message: str) -> None:
         if not self.json_mode and not self.quiet:
-            self.err.print(Text(f"Warning: {message}", style="yellow"), soft_wrap=True)
+            self.err.print(Text(f"Warning: {with_home(message, self.home)}", style="yellow"), soft_wrap=True)
 
     def error(self, message: str) -> None:
-        self.err.print(Text(f"Error: {message}", style="red"), soft_wrap=True)
+        self.err.print(Text(f"Error: {with_home(message, self.home)}", style="red"), soft_wrap=True)
 
     def traceback(self) -> None:
         self.err.print_exception()
@@ -120,7 +135,7 @@ class Terminal:
             t.add_column(c, justify="right" if i in justify_right else "left", no_wrap=i in no_wrap,
                          overflow="fold")
         for r in rows:
-            t.add_row(*[_cell(v) for v in r])
+            t.add_row(*[with_home(_cell(v), self.home) for v in r])
         out = self.out
         if min_width is not None and out.width < min_width:
             out = Console(file=sys.stdout, highlight=False, width=min_width)

@@ -28,6 +28,9 @@ def status(
     term = state.terminal
     rows = lab_status(state.read_paths)
     bad = [r for r in rows if r.state != FRESH]
+    from cis490cli.terminal import with_home
+    for r in rows:
+        r.command = with_home(r.command, term.home)
     if term.json_mode:
         term.json([r.to_json() for r in rows])
     else:
