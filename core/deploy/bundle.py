@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import ArtifactError
-from core.lab import BUNDLE, GRAPH, REFERENCE, Lab, Ref, export_command  # noqa: F401 (re-exported)
+from core.lab import BUNDLE, GRAPH, REFERENCE, Ref, export_command  # noqa: F401 (re-exported)
 from core.loading import read_json
 
 BUNDLE_FORMAT = 1
@@ -24,10 +24,6 @@ KNN_CHUNK = 256     # windows per kNN search: bounds its (windows x reference) w
 KNN_SPARE = 16      # candidates beyond k re-ranked exactly
 BUNDLE_KEYS = ("bundle_format", "model", "mode", "input_kind", "classes", "runtime", "files", "preprocessing",
                "registry_hash", "schema_hash", "split", "window", "checkpoint", "test_episodes")
-
-
-def bundle_dir(artifacts: Path, split: str, model: str, mode: str) -> Path:
-    return Lab(Path(), artifacts).bundle(Ref(split, model, mode))
 
 
 def _remake(header: dict) -> str:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from core.deploy.bundle import BUNDLE_FORMAT, REGISTRY, BundleModel, bundle_dir, bundle_registry, write_header
+from core.deploy.bundle import BUNDLE_FORMAT, REGISTRY, BundleModel, bundle_registry, write_header
 from core.errors import Cis490Error
-from core.lab import HEADER
+from core.lab import HEADER, Lab, Ref
 
 PARITY_ATOL = 1e-4
 PARITY_WINDOWS = 1024          # test windows compared, drawn uniformly (all when fewer)
@@ -53,7 +53,7 @@ def export_model(processed: Path, artifacts: Path, registry, model: str, mode: s
         raise ExportError(f"split {split} has no test windows: parity cannot be checked")
     inputs = _parity_inputs(native, test)
     episodes = held_out_episodes(processed, split_frame)
-    out = bundle_dir(artifacts, split, model, mode)
+    out = Lab(processed, artifacts).bundle(Ref(split, model, mode))
     with atomic_dir(out) as tmp:
         runtime, extra = native.exportable_as, _write_model(native, tmp)
         # The registry file the lab resolved (checked against its recorded

@@ -7,6 +7,7 @@ docs/methods.md#evaluation.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,10 +89,6 @@ def resolve_model_names(names: list[str], artifacts: Path, split: str, mode: str
                         + (f" in {mode} mode" if mode else "") + f" (run `cis490 train all --split {split}`)")
     order = list(MODELS)
     return sorted(found, key=lambda x: (order.index(x[0]), x[1] != "realistic"))
-
-
-def report_dir(artifacts: Path, model: str, mode: str, cfg: EvalConfig) -> Path:
-    return Lab(Path(), artifacts).eval_dir(Ref(cfg.split, model, mode), cfg.settings)
 
 
 def window_index(processed: Path, recipe: str, view: tuple | None = None) -> pl.DataFrame:
@@ -188,7 +185,7 @@ def evaluate_model(processed: Path, artifacts: Path, registry: Registry, model: 
                         **extra, "windows": int(sel.sum()), "episodes": int(g.max() + 1)})
         return out
 
-    out_dir = ensure_dir(report_dir(artifacts, model, mode, cfg))
+    out_dir = ensure_dir(Lab(processed, artifacts).eval_dir(Ref(cfg.split, model, mode), cfg.settings))
     preds = pl.DataFrame({"window_id": idx["window_id"], "episode_id": idx["episode_id"], "host_id": idx["host_id"],
                           "profile": idx["profile"], "truth": [phases[i] for i in truth],
                           "predicted": [phases[i] for i in pred],
@@ -232,9 +229,10 @@ def current_report(artifacts: Path, processed: Path, model: str, mode: str, cfg:
         rep = json.loads(lab.report(ref, cfg.settings).read_text())
         schema = load_feature_schema(processed)
         _, meta = load_split(processed, cfg.split)
-        now = Inputs(file_digest(lab.header(ref))[0], schema["features_sha256"], meta["membership_sha256"])
+        header = lab.header(ref).read_bytes()       # once: its digest and its content
+        now = Inputs(hashlib.sha256(header).hexdigest(), schema["features_sha256"], meta["membership_sha256"])
         missing, reasons = eval_problems(rep, lab.predictions(ref, cfg.settings), now)
-        ck_missing, ck_reasons = checkpoint_problems(json.loads(lab.header(ref).read_text()), lab.checkpoint(ref))
+        ck_missing, ck_reasons = checkpoint_problems(json.loads(header), lab.checkpoint(ref))
         missing, reasons = missing or ck_missing, reasons + ck_reasons
     except (OSError, ValueError, KeyError, TypeError, Cis490Error):
         return None

@@ -23,7 +23,7 @@ from core.registry import Registry, registry_ref
 from core.split import describe_params, load_split, split_identity
 from core.store import file_digest
 
-from core.lab import MODES, Lab, Ref, train_command as _train_command  # noqa: E402 (MODES re-exported)
+from core.lab import MODES, Lab, Ref, train_command  # noqa: E402 (MODES re-exported)
 
 
 def resolve_device(device: str) -> str:
@@ -136,16 +136,6 @@ class TrainResult:
     seconds: float
 
 
-def checkpoint_dir(artifacts: Path, split: str, model: str, mode: str) -> Path:
-    """One checkpoint per split, model and mode: training on another split
-    never replaces the one a report of this split was made with."""
-    return Lab(Path(), artifacts).checkpoint(Ref(split, model, mode))
-
-
-def train_command(model: str, mode: str, split: str) -> str:
-    return _train_command(Ref(split, model, mode))
-
-
 def _schema_record(schema: dict, input_kind: str) -> dict:
     """The parts of the feature schema a checkpoint's schema hash covers, kept
     so that a mismatch can say which part changed."""
@@ -177,7 +167,9 @@ def train_one(processed: Path, artifacts: Path, registry: Registry, model: str, 
         "split": recipe, "seed": seed, "run_id": run_id,
         "device": device, "windows": {p: len(d) for p, d in data.parts.items()}, "seconds": round(seconds, 3),
         "train_windows_per_s": round(len(data.parts["train"]) * m.training.get("epochs_run", 1) / seconds, 1)})
-    out = checkpoint_dir(artifacts, recipe, model, mode)
+    # One checkpoint per split, model and mode (core.lab): training on another
+    # split never replaces the one a report of this split was made with.
+    out = Lab(processed, artifacts).checkpoint(Ref(recipe, model, mode))
     save_checkpoint(m, out, {"mode": mode, "schema_hash": schema_hash(schema, cls.input_kind),
                              "registry_hash": registry.schema_hash, "registry": registry_ref(registry),
                              "window": schema["window"], "schema": _schema_record(schema, cls.input_kind),
@@ -195,7 +187,7 @@ def read_header(directory: Path) -> dict:
     """A checkpoint's header through the loading layer: a truncated or key-less
     one is one line naming the command that retrains it."""
     directory = Path(directory)
-    remake = _train_command(Ref.of_dir(directory))
+    remake = train_command(Ref.of_dir(directory))
     hpath = directory / HEADER
     if not hpath.exists():
         raise CheckpointError(f"{directory}: no checkpoint here (train it with `{remake}`)")
@@ -224,7 +216,7 @@ def load_checkpoint(directory: Path, processed: Path, registry: Registry, schema
     header = read_header(directory)
     hpath = directory / HEADER
     name, mode = header["model"], header["mode"]
-    retrain = f"retrain with `{train_command(name, mode, directory.parent.name)}`"
+    retrain = f"retrain with `{train_command(Ref(directory.parent.name, name, mode))}`"
     if header.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{hpath}: checkpoint format {header.get('format_version')}, this cis490 reads "
                               f"{FORMAT_VERSION}: {retrain}")
@@ -266,11 +258,12 @@ def require_checkpoint(artifacts: Path, split: str, model: str, mode: str,
                        error: type[Exception] = CheckpointError) -> Path:
     """The checkpoint's folder; its absence is `error` (the caller's class),
     naming what is trained on the split and the command that trains it."""
-    d = checkpoint_dir(artifacts, split, model, mode)
+    ref = Ref(split, model, mode)
+    d = Lab(Path(), artifacts).checkpoint(ref)
     if not (d / HEADER).exists():
         have = trained_names(artifacts, split)
         raise error(f"no checkpoint for {model} in {mode} mode on split {split} ({d}); trained on {split}: "
-                    f"{', '.join(have) if have else 'none yet'} (run `{train_command(model, mode, split)}`)")
+                    f"{', '.join(have) if have else 'none yet'} (run `{train_command(ref)}`)")
     return d
 
 
@@ -294,7 +287,8 @@ def check_split_identity(header: dict, directory: Path, split_meta: dict, split_
     trained on: its test part could hold episodes the model learned from."""
     rec = header["split"]
     name, mode = header["model"], header["mode"]
-    fix = (f"retrain with `{train_command(name, mode, directory.parent.name)}`, or re-make the split it was trained "
+    retrain = train_command(Ref(directory.parent.name, name, mode))
+    fix = (f"retrain with `{retrain}`, or re-make the split it was trained "
            f"on with `cis490 split {describe_params(rec['params'])}`")
     if rec["membership_sha256"] != split_meta["membership_sha256"]:
         raise CheckpointError(
@@ -305,4 +299,4 @@ def check_split_identity(header: dict, directory: Path, split_meta: dict, split_
         raise CheckpointError(
             f"{name}_{mode} was trained on features {rec['features_sha256'][:12]} ({directory / HEADER}), but "
             f"{split_path} was made on features {split_meta['features_sha256'][:12]} (the current extract): "
-            f"retrain with `{train_command(name, mode, directory.parent.name)}`")
+            f"retrain with `{retrain}`")

@@ -8,7 +8,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from core.deploy.bundle import BUNDLE, GRAPH, REFERENCE, bundle_dir, knn_proba, load_bundle
+from core.deploy.bundle import BUNDLE, GRAPH, REFERENCE, knn_proba, load_bundle
+from core.lab import Lab, Ref
 from core.deploy.export import ExportError, export_model
 from core.errors import ArtifactError
 from core.evaluate import EvalConfig, evaluate_model
@@ -62,7 +63,7 @@ def exported(lab):
 def test_every_model_exports_a_bundle_that_agrees_with_its_checkpoint(lab, exported, model):
     store, processed, artifacts = lab
     r = exported(model)
-    assert r.directory == bundle_dir(artifacts, "host", model, "realistic")
+    assert r.directory == Lab(processed, artifacts).bundle(Ref("host", model, "realistic"))
     assert r.runtime == ("numpy-knn" if model.startswith("knn") else "onnxruntime")
     assert r.parity["windows"] > 100 and r.parity["batch_sizes"] == [1, 256]
     assert r.parity["max_abs_diff"] <= 1e-4 and r.parity["labels_differ"] == 0
@@ -83,8 +84,8 @@ def test_every_model_exports_a_bundle_that_agrees_with_its_checkpoint(lab, expor
 def test_a_bundle_replays_exactly_evals_predictions(lab, exported, model):
     store, processed, artifacts = lab
     exported(model)
-    replay = bundle_replay(bundle_dir(artifacts, "host", model, "realistic"), artifacts, "realistic", "host", ["all"],
-                           store, 10)
+    bundle = Lab(processed, artifacts).bundle(Ref("host", model, "realistic"))
+    replay = bundle_replay(bundle, artifacts, "realistic", "host", ["all"], store, 10)
     m = replay.model
     test_eps = {e for e, _ in replay.episodes}
     offline = pl.read_parquet(next((artifacts / "eval" / "host" / f"{model}_realistic").glob("*/predictions.parquet")))
