@@ -54,6 +54,10 @@ STORE = typer.Option(None, "--store", metavar="DIR", help="Receiver store [defau
 ENGINE = typer.Option(EngineName.auto, "--engine",
                       help="What runs the replay's model: its exported bundle (`cis490 export`; no torch), its "
                            "checkpoint, or auto: the bundle when there is one.")
+CHANNELS_SHOWN = typer.Option(None, "--channels-shown", metavar="CH[,CH...]",
+                              help="Telemetry channels the page charts (registry names, e.g. guest.cpu_percent,"
+                                   "netflow.new_flows; at most 8) [default: those the model sees, taken in turn "
+                                   "from each source].")
 BOOT_SEED = typer.Option(0, "--seed", metavar="N", help="Bootstrap seed.")
 
 
@@ -71,9 +75,34 @@ def positive(value: float | None) -> float | None:
     return value
 
 
-def eval_config(split: SplitName, part: PartName, resamples: int, unit: UnitName, seed: int) -> EvalConfig:
+# What eval reports beyond macro-F1 (docs/methods.md).
+CONFIRM = typer.Option(1, "--confirm", min=1, metavar="N",
+                       help="Time to detect: a phase is caught after N consecutive windows predict it.")
+MIN_TRUST = typer.Option(0.0, "--min-trust", min=0.0, max=1.0, metavar="T",
+                         help="Time to detect: a window counts only with at least this trust.")
+ALPHA = typer.Option(0.1, "--alpha", metavar="A", callback=open_fraction,
+                     help="Conformal prediction sets miss the truth at most this often (fitted on val).")
+def slice_length(value: str | None) -> str | None:
+    """Callback of --slice: a length such as 7d (a usage error otherwise)."""
+    if value is not None:
+        from core.errors import ConfigError
+        from core.evaluate.pitfalls import parse_slice
+        try:
+            parse_slice(value)
+        except ConfigError as e:
+            raise typer.BadParameter(str(e).removeprefix("--slice ")) from None
+    return value
+
+
+SLICE = typer.Option(None, "--slice", metavar="LEN", callback=slice_length,
+                     help="Macro-F1 per slice of received_at and AUT, e.g. 7d, 12h [default: 7d for the time "
+                          "split, none for the others].")
+
+
+def eval_config(split: SplitName, part: PartName, resamples: int, unit: UnitName, seed: int, confirm: int = 1,
+                min_trust: float = 0.0, alpha: float = 0.1, slice: str | None = None) -> EvalConfig:
     """eval's and compare's options as one checked configuration."""
     from core.evaluate import EvalConfig
-    cfg = EvalConfig(split.value, part.value, resamples, unit.value, seed)
+    cfg = EvalConfig(split.value, part.value, resamples, unit.value, seed, confirm, min_trust, alpha, slice)
     cfg.check()
     return cfg

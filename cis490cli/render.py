@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cis490cli.render_sections import render_delay_gaps, render_sections
 from cis490cli.state import AppState
+from cis490cli.terminal import shown_path
 
 if TYPE_CHECKING:
     from core.compare import CompareResult
@@ -123,7 +125,7 @@ def render_train(state: AppState, results: list[TrainResult]) -> None:
         term.json(rows)
         return
     term.table("Best validation scores", ["model", "mode", "best epoch", "val macro-F1", "train windows", "s"],
-               [(r["model"], r["mode"], r["best_epoch"], f"{r['val_macro_f1']:.3f}", r["train_windows"], r["seconds"])
+               [(r["model"], r["mode"], r["best_epoch"], f"{r['val_macro_f1']:.3f}", r["train_windows"], f"{r['seconds']:.1f}")
                 for r in rows], justify_right=[2, 3, 4, 5])
     for r in rows:
         if r["k"] is not None:
@@ -133,7 +135,7 @@ def render_train(state: AppState, results: list[TrainResult]) -> None:
             u = r["unlabeled_pool"]
             term.print(f"{r['model']} ({r['mode']}) also learned from {u['windows_used']:,} unlabeled windows: "
                        f"{u['source']}")
-    term.print(f"Checkpoints: {Path(rows[0]['checkpoint']).parent}" if rows else "")
+    term.print(f"Checkpoints: {shown_path(Path(rows[0]['checkpoint']).parent)}" if rows else "")
 
 
 def _ci(v: float, ci) -> str:
@@ -178,7 +180,8 @@ def render_eval(state: AppState, results: list[EvalResult]) -> None:
         if pool:
             term.print(f"Note: this model also learned from {pool['windows_used']:,} unlabeled windows: {pool['source']}"
                        + (" - the windows scored here, so this score is transductive." if rep["transductive"] else ""))
-        term.print(f"Report: {r.directory / 'report.json'} (figures and predictions beside it)")
+        render_sections(term, rep)
+        term.print(f"Report: {shown_path(r.directory / 'report.json')} (figures and predictions beside it)")
     if len(results) > 1:
         _eval_summary(state, results)
 
@@ -226,6 +229,7 @@ def render_compare(state: AppState, r: CompareResult, wide: bool = False) -> Non
                  f"{p['gap']:+.3f} [{p['gap_ci'][0]:+.3f}, {p['gap_ci'][1]:+.3f}]",
                  f"{p['p_holm'] if holm else p['p_value']:.3g}", p["winner"]) for p in rep["pairs"]]
         term.table(None, cols, rows, justify_right=[1, 2])
+    render_delay_gaps(term, rep)
     term.print(f"{rep['method']}; {rep['unit']} unit, {rep['resamples']} resamples, seed {rep['seed']}; "
                f"{rep['ci']}; {rep['multiple_comparisons']}; winner at alpha {rep['alpha']}.")
     term.print(f"p-value: {rep['p_value']}.")
@@ -240,4 +244,4 @@ def render_compare(state: AppState, r: CompareResult, wide: bool = False) -> Non
                    "--resamples would.[/]")
     if rep["transductive"]:
         term.print(f"[yellow]* transductive:[/] {', '.join(rep['transductive'])} {rep['transductive_note']}.")
-    term.print(f"Report: {r.path}; forest plot: {r.path.with_suffix('')}.{{png,pdf,svg}}")
+    term.print(f"Report: {shown_path(r.path)}; forest plot: {shown_path(r.path.with_suffix(''))}.{{png,pdf,svg}}")

@@ -26,6 +26,7 @@ class _Bar:
     def __init__(self, progress: Progress | None, task: int | None, fixed: int = 0, width: int = 10**6):
         self._p, self._t = progress, task
         self._fixed, self._width, self._total = fixed, width, None
+        self.notes: list[str] = []      # how the stage ended, when it does not fit beside the bar
 
     def __call__(self, done: int, total: int | None = None, **fields: Any) -> None:
         self.update(done, total, **fields)
@@ -43,6 +44,11 @@ class _Bar:
             finished = self._total is not None and done >= self._total
             count = f"{done:,}/{self._total:,}" if self._total is not None else f"{done:,}"
             room = self._width - self._fixed - len(count) - 1 - (1 if finished else 11)
+            if len(extra) > room and "note" in fields:
+                # A note is a sentence: cut, it would mislead ("stopped early at epoch 28 (bes").
+                # It gets a line of its own under the bar instead.
+                self.notes.append(str(fields["note"]))
+                extra = "  ".join(str(v) if k == "rate" else f"{k} {v}" for k, v in fields.items() if k != "note")
             kwargs["extra"] = extra[:max(0, room)]
         self._p.update(self._t, **kwargs)
 
@@ -80,6 +86,17 @@ def with_home(text: str, home: str | None) -> str:
     return text if not home else _COMMAND.sub(f"cis490 --home {shlex.quote(home)} ", text)
 
 
+def shown_path(path) -> str:
+    """A path as short as it can be read from here: relative to the current
+    directory when it lies under it, else as given."""
+    import os
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return str(path)
+    return str(path) if rel.startswith("..") else rel
+
+
 class Terminal:
     def __init__(self, quiet: bool = False, json_mode: bool = False, verbose: bool = False,
                  home: str | None = None):
@@ -101,10 +118,13 @@ class Terminal:
     def human(self) -> bool:
         return not (self.quiet or self.json_mode)
 
-    def print(self, message: str | Text = "", style: str | None = None) -> None:
+    def print(self, message: str | Text = "", style: str | None = None, wrap: bool = True) -> None:
+        """Prose, wrapped at spaces to the width (80 columns when it cannot be
+        told): left to the terminal, a long line broke mid-word ("resampl/es").
+        `wrap=False` for a line to copy whole (a command, a URL, a token)."""
         if self.human:
             message = with_home(message, self.home) if isinstance(message, str) else message
-            self.out.print(message, style=style, soft_wrap=True, markup=isinstance(message, str))
+            self.out.print(message, style=style, soft_wrap=not wrap, markup=isinstance(message, str))
 
     def rule(self, title: str) -> None:
         if self.human:
@@ -124,12 +144,16 @@ class Terminal:
         sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
 
     def table(self, title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]],
-              justify_right: Sequence[int] = (), no_wrap: Sequence[int] = (), min_width: int | None = None) -> None:
+              justify_right: Sequence[int] = (), no_wrap: Sequence[int] = (), min_width: int | None = None,
+              listing: bool = False) -> None:
         """A Rich table; `min_width` renders it at least that wide (a `--wide`
-        view asked for), instead of squeezing it to the terminal."""
+        view asked for), instead of squeezing it to the terminal. A `listing`
+        (one row per record, as `notebook list`) has no box, so a row keeps
+        to one line at 80 columns."""
         if not self.human:
             return
-        t = Table(title=title, title_justify="left", header_style="bold")
+        t = Table(title=title, title_justify="left", header_style="bold underline",
+                  **({"box": None, "pad_edge": False} if listing else {}))
         for i, c in enumerate(columns):
             # Fold, never an ellipsis: a table must not hide part of a name or a number.
             t.add_column(c, justify="right" if i in justify_right else "left", no_wrap=i in no_wrap,
@@ -156,7 +180,10 @@ class Terminal:
         with Progress(*cols, console=console, transient=False) as p:
             task = p.add_task(description, total=total, extra="")
             # Spinner, description and bar, then the count: the figures get the rest.
-            yield _Bar(p, task, fixed=2 + len(description) + 1 + 13 + len(unit) + 1, width=console.width)
+            bar = _Bar(p, task, fixed=2 + len(description) + 1 + 13 + len(unit) + 1, width=console.width)
+            yield bar
+        for note in bar.notes:
+            console.print(f"  {note}", highlight=False)
 
 
 def _cell(v: Any) -> str:

@@ -23,6 +23,10 @@ def compare(
     resamples: int = opt.RESAMPLES,
     unit: opt.UnitName = opt.UNIT,
     seed: int = opt.BOOT_SEED,
+    confirm: int = opt.CONFIRM,
+    min_trust: float = opt.MIN_TRUST,
+    alpha: float = opt.ALPHA,
+    slice: Optional[str] = opt.SLICE,
     channels: Optional[Path] = opt.CHANNELS,
 ) -> None:
     """Compare models pairwise: macro-F1 gap, its 95% CI and p-value (Holm-adjusted for several pairs).
@@ -36,7 +40,7 @@ def compare(
     from core.evaluate import resolve_model_names
     from core.extract import features_registry
     state = get_state(ctx)
-    cfg = opt.eval_config(split, part, resamples, unit, seed)
+    cfg = opt.eval_config(split, part, resamples, unit, seed, confirm, min_trust, alpha, slice)
     # `all`: every realistic checkpoint of the split (the deployment-relevant ones), or those of --mode.
     named = resolve_model_names(models, state.paths.artifacts, cfg.split, mode.value if mode else None,
                                 every_mode=False)

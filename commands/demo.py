@@ -57,7 +57,8 @@ def demo(
     paths = LabPaths(demo_home(target).resolve())
     state.use_paths(paths)
     store = paths.default_store
-    term.print(f"Demo lab: [bold]{paths.home}[/] (explore it with `cis490 --home {paths.home} notebook list`)")
+    term.print(f"Demo lab: [bold]{paths.home}[/] (explore it with `cis490 --home {paths.home} notebook list`)",
+               wrap=False)
     with state.record("demo", {"episodes": episodes, "duration_s": duration, "seed": seed}) as run:
         term.rule("1. synth: a synthetic lab store")
         result = synth_stage(state, cfg, store, workers, force=True)
@@ -110,6 +111,28 @@ def demo(
     _explain(state, evals, cmp, paths)
 
 
+def _beyond(rep: dict) -> str:
+    """Time to detect and calibration of one report, in a sentence each."""
+    det = (rep.get("detection") or {}).get("per_phase") or []
+    cal = rep.get("calibration") or {}
+    out = ""
+    caught = [d for d in det if d["median_s"] is not None]
+    if caught:
+        slow = max(caught, key=lambda d: d["median_s"])
+        out += (f"- Time to detect ({rep['name']}): half of each phase's occurrences are caught within "
+                f"{min(d['median_s'] for d in caught):.0f}-{slow['median_s']:.0f} s of the phase's start "
+                f"(slowest: {slow['phase']}); a window is labelled by the phase at its centre and predicted once "
+                "complete, so half a window (5 s) after a phase starts is the soonest it can be caught.\n")
+    if cal.get("val_windows"):
+        cf = cal["conformal"]
+        out += (f"- Calibration ({rep['name']}): expected calibration error {cal['before']['ece']:.3f}, "
+                f"{cal['after']['ece']:.3f} after temperature scaling; conformal sets cover "
+                f"{cf['coverage']:.0%} of test windows for a {1 - cf['alpha']:.0%} target"
+                + (": fitted on the training hosts' validation episodes, the guarantee does not carry over to "
+                   "new hosts, which is itself a finding.\n" if cf["below_target"] else ".\n"))
+    return out
+
+
 def _explain(state, evals, cmp, paths) -> None:
     term = state.terminal
     if term.json_mode:
@@ -129,12 +152,13 @@ def _explain(state, evals, cmp, paths) -> None:
         "price of a new device.\n"
         "- realistic models see only what a deployment can see (guest agent + network flows); oracle models "
         "also see the hypervisor's view (proc, qmp).\n"
+        + _beyond(best) +
         f"- Best here: {best['name']} at {best['macro_f1']:.3f}. {pair['a']} vs {pair['b']}: gap {pair['gap']:+.3f} "
         f"(95% CI {pair['gap_ci'][0]:+.3f} to {pair['gap_ci'][1]:+.3f}, p = {pair['p_value']:.3g}): "
         + (f"{pair['winner']} is better." if pair["winner"] != "n.s." else "no significant difference."))
-    term.print(f"Reports and figures: {paths.artifacts / 'eval'}; comparison: {cmp.path}")
+    term.print(f"Reports and figures: {paths.artifacts / 'eval'}; comparison: {cmp.path}", wrap=False)
     term.print(f"Lab notebook: {paths.notebook} (`cis490 --home {paths.home} notebook list`, "
-               f"`... notebook show RUN`).")
+               f"`... notebook show RUN`).", wrap=False)
     from core.status import FRESH, lab_status
     rows = lab_status(paths)
     term.print(f"Status: {sum(r.state == FRESH for r in rows)} of {len(rows)} artefacts fresh "

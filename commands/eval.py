@@ -21,6 +21,10 @@ def eval_cmd(
     resamples: int = opt.RESAMPLES,
     unit: opt.UnitName = opt.UNIT,
     seed: int = opt.BOOT_SEED,
+    confirm: int = opt.CONFIRM,
+    min_trust: float = opt.MIN_TRUST,
+    alpha: float = opt.ALPHA,
+    slice: Optional[str] = opt.SLICE,
     channels: Optional[Path] = opt.CHANNELS,
 ) -> None:
     """Score checkpoints on a split: macro-F1 with a bootstrap CI, per class, profile and host.
@@ -34,7 +38,7 @@ def eval_cmd(
     from core.evaluate import resolve_model_names
     from core.extract import features_registry
     state = get_state(ctx)
-    cfg = opt.eval_config(split, part, resamples, unit, seed)
+    cfg = opt.eval_config(split, part, resamples, unit, seed, confirm, min_trust, alpha, slice)
     named = resolve_model_names(models, state.paths.artifacts, cfg.split, mode.value if mode else None,
                                 every_mode=True)
     registry = features_registry(state.paths.processed, channels)

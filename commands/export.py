@@ -71,4 +71,4 @@ def export(
                [(r.model, r.mode, r.runtime, f"{r.parity['max_abs_diff']:.1e}", f"{r.parity['windows']:,}",
                  f"{r.bytes / 1e6:.2f} MB") for r in results])
     term.print(f"Serve one: cis490 serve --dashboard --replay all --model {results[0].model}"
-               + (f" --split {split.value}" if split != opt.SplitName.host else ""))
+               + (f" --split {split.value}" if split != opt.SplitName.host else ""), wrap=False)

@@ -16,6 +16,11 @@ def _show(value) -> str:
     return "" if value is None else value if isinstance(value, str) else json.dumps(value)
 
 
+def _seconds(s: float) -> str:
+    """A run's length in at most four characters: 4, 930, 16m, 2.5h."""
+    return f"{s:.0f}" if s < 1000 else f"{s / 60:.0f}m" if s < 5940 else f"{s / 3600:.1f}h"
+
+
 @app.command("list")
 def list_runs(
     ctx: typer.Context,
@@ -63,10 +68,10 @@ def list_runs(
             return f"[red]{escape(r['status'])}: {escape(error)}[/]"
         return escape(run_headline(r))
     term.table(f"Lab notebook: {len(records)} of {len(listing.records)} runs",
-               ["run", "command", "what", "result", "s", "parent"],
+               ["run", "command", "what", "result (macro-F1)", "s", "from"],
                [(short_id(r["run_id"]), r["command"], escape(run_subject(r)), result(r),
-                 f"{r.get('timings', {}).get('total_s', 0):.0f}", short_id(r.get("parent_run"))[-4:])
-                for r in records], justify_right=[4], no_wrap=[0])
+                 _seconds(r.get("timings", {}).get("total_s", 0)), short_id(r.get("parent_run"))[-4:])
+                for r in records], justify_right=[4], no_wrap=[0], listing=True)
 
 
 @app.command("show")
@@ -108,7 +113,9 @@ def show(
     if rec.get("metrics"):
         term.table("metrics", ["metric", "value"], [(k, json.dumps(v)) for k, v in rec["metrics"].items()])
     if rec.get("timings"):
-        term.table("timings", ["stage", "seconds"], list(rec["timings"].items()), justify_right=[1])
+        term.table("timings", ["stage", "seconds"],
+                   [(k, f"{v:.1f}" if isinstance(v, (int, float)) else v) for k, v in rec["timings"].items()],
+                   justify_right=[1])
 
 
 @app.command("diff")

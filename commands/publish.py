@@ -81,6 +81,7 @@ def replay(
     store: Optional[Path] = opt.STORE,
     once: bool = typer.Option(False, "--once", help="Replay the episodes once, then stop [default: loop]."),
     engine: opt.EngineName = opt.ENGINE,
+    channels_shown: Optional[str] = opt.CHANNELS_SHOWN,
     retry_for: float = RETRY_FOR,
 ) -> None:
     """Replay episodes with live inference here, posting to a remote dashboard.
@@ -95,12 +96,14 @@ def replay(
     from core.models import model_class
     model_class(model)                   # the arguments first, then the lab
     state = get_state(ctx)
-    prepared = lab_replay(state.read_paths, episodes, model, mode.value, split.value, store, speed, engine.value)
+    prepared = lab_replay(state.read_paths, episodes, model, mode.value, split.value, store, speed, engine.value,
+                          channels_shown)
     prepared.loop = not once
-    state.terminal.print(f"Replaying {prepared.describe()}, to {to}" + ("" if once else " (Ctrl-C to stop)"))
+    state.terminal.print(f"Replaying {prepared.describe()}, to {to}" + ("" if once else " (Ctrl-C to stop)"),
+                         wrap=False)
     config = {"what": "replay", "to": to, "model": model, "mode": mode.value, "split": split.value, "speed": speed,
               "episodes": [e for e, _ in prepared.episodes], "loop": not once,
-              "source": prepared.source}
+              "source": prepared.source, "channels_shown": prepared.shown}
     with state.record("publish", config) as run:
         sent = publish_replay(prepared, to, token, retry_for_s=retry_for, on_retry=_retry_printer(state))
         run.metrics.update(events_posted=sent)

@@ -32,6 +32,7 @@ def serve(
     speed: float = opt.SPEED,
     store: Optional[Path] = opt.STORE,
     engine: opt.EngineName = opt.ENGINE,
+    channels_shown: Optional[str] = opt.CHANNELS_SHOWN,
 ) -> None:
     """Serve the live dashboard until Ctrl-C.
 
@@ -63,7 +64,7 @@ def serve(
         from core.models import model_class
         model_class(model)               # the arguments first, then the lab
         prepared = lab_replay(state.read_paths, replay, model, mode.value, split.value, store, speed,
-                              engine.value)
+                              engine.value, channels_shown)
     if token is None and not is_loopback(host):
         # Reading stays open on the lab network; publishing off loopback never does.
         token = secrets.token_urlsafe(18)
@@ -77,15 +78,16 @@ def serve(
     config = {"host": host, "port": sock.getsockname()[1], "ring": ring, "token": token is not None}
     if prepared is not None:
         config["replay"] = {"model": model, "mode": mode.value, "split": split.value, "speed": speed,
-                            "episodes": [e for e, _ in prepared.episodes], "source": prepared.source}
+                            "episodes": [e for e, _ in prepared.episodes], "source": prepared.source,
+                            "channels_shown": prepared.shown}
     with state.record("serve", config) as run:
-        term.print(f"Dashboard: [bold]{url}[/]  (Ctrl-C to stop)")
-        term.print(f"Publish: POST {url}publish" + (f"  with 'Authorization: Bearer {token}'" if token else ""))
+        term.print(f"Dashboard: [bold]{url}[/]  (Ctrl-C to stop)", wrap=False)
+        term.print(f"Publish: POST {url}publish" + (f"  with 'Authorization: Bearer {token}'" if token else ""), wrap=False)
         if prepared is None:
             serve_forever(create_app(hub, token=token, allowed_hosts=hosts), sock)
         else:
             from core.live.producers import ReplayThread
-            term.print(f"Replaying {prepared.describe()}")
+            term.print(f"Replaying {prepared.describe()}", wrap=False)
             # The replay posts to this server like any producer; a wildcard bind is reached on loopback.
             port_ = sock.getsockname()[1]
             target = {"0.0.0.0": f"http://127.0.0.1:{port_}", "::": f"http://[::1]:{port_}"}.get(host, url)

@@ -14,6 +14,7 @@ from core.paths import resolve_cli_path
 # core.synth.MIN_DURATION_S, which SynthConfig checks (core.synth imports numpy:
 # not at `--help`; tests/commands/test_boundary.py keeps the two equal).
 MIN_DURATION_S = 40.0
+MAX_DRIFT = 3.0      # core.synth.MAX_DRIFT, kept equal by the same test
 
 
 def synth(
@@ -25,6 +26,9 @@ def synth(
     seed: int = typer.Option(0, "--seed", metavar="N", help="Random seed: the same seed gives the same store."),
     fault_rate: float = typer.Option(0.1, "--fault-rate", min=0.0, max=1.0, metavar="FRACTION", help="Fraction of episodes with an injected fault."),
     in_flight: int = typer.Option(2, "--in-flight", min=0, metavar="N", help="Uploads in flight (directories without a manifest)."),
+    drift: float = typer.Option(0.0, "--drift", min=0.0, max=MAX_DRIFT, metavar="X",
+                                help="Let samples evolve over the recorded span: they grow quieter (act intensity x e^-X by "
+                                     "the end) and a quiet new variant of each family appears in the last 40%."),
     out: Optional[Path] = typer.Option(None, "--out", metavar="DIR", help="Store directory [default: data/raw/store]."),
     workers: int = opt.WORKERS,
     force: bool = typer.Option(False, "--force", help="Replace an existing store at --out."),
@@ -40,7 +44,7 @@ def synth(
     from core.synth import SynthConfig
     state = get_state(ctx)
     cfg = SynthConfig(episodes=episodes, hosts=hosts, duration_s=duration, seed=seed,
-                      fault_rate=fault_rate, in_flight=in_flight)
+                      fault_rate=fault_rate, in_flight=in_flight, drift=drift)
     cfg.check()
     from core.stages import synth_stage
     result = synth_stage(state, cfg, resolve_cli_path(out, state.paths.default_store), workers, force)

@@ -12,6 +12,7 @@ import polars as pl
 from core.errors import Cis490Error
 from core.evaluate import EvalConfig
 from core.evaluate.bootstrap import bootstrap_p_value, holm, paired_gap, percentile_ci
+from core.evaluate.detection import paired_median_gap
 from core.lab import Lab, Ref, eval_identity
 from core.paths import atomic_write_text, ensure_dir
 
@@ -39,6 +40,21 @@ def check_models(named: list[tuple[str, str]]) -> None:
         raise CompareError(f"a model is named twice: {', '.join(names)}")
 
 
+def pair_occurrences(groups: np.ndarray, truth: np.ndarray, preds: pl.DataFrame, code: dict, cfg: EvalConfig):
+    """One model's phase occurrences and their detection delays, from its
+    predictions file, by the rule its evaluation used (None: the file holds
+    no onsets, an extract older than them)."""
+    from core.evaluate.detection import occurrences
+    onset = preds["onset_s"].to_numpy()
+    if not np.isfinite(onset).any():
+        return None
+    order = np.lexsort((preds["t_end_s"].to_numpy(), groups))
+    pred = preds["predicted"].replace_strict(code).to_numpy()
+    hits = (pred == truth) & (preds["trust"].to_numpy() >= cfg.min_trust)
+    return occurrences(groups[order], preds["t_end_s"].to_numpy()[order], onset[order], truth[order], hits[order],
+                       cfg.confirm)
+
+
 def compare_reports(artifacts: Path, phases: list[str], reports: list[dict], cfg: EvalConfig,
                     paired: bool = True) -> CompareResult:
     """Every pair of models, on the windows their evaluations scored."""
@@ -51,7 +67,8 @@ def compare_reports(artifacts: Path, phases: list[str], reports: list[dict], cfg
                                f"{r['split_identity']['membership_sha256'][:12]}); retrain both on split {cfg.split}")
     lab = Lab(Path(), artifacts)
     preds = [pl.read_parquet(lab.predictions(Ref(cfg.split, r["model"], r["mode"]), cfg.settings),
-                             columns=["window_id", "episode_id", "truth", "predicted"]) for r in reports]
+                             columns=["window_id", "episode_id", "truth", "predicted", "t_end_s", "onset_s", "trust"])
+             for r in reports]
     base = preds[0]
     for name, p in zip(names[1:], preds[1:]):
         if p.height != base.height or not p["window_id"].equals(base["window_id"]):
@@ -64,6 +81,7 @@ def compare_reports(artifacts: Path, phases: list[str], reports: list[dict], cfg
     predicted = [p["predicted"].replace_strict(code).to_numpy() for p in preds]
     _, groups = np.unique(base["episode_id"].to_numpy(), return_inverse=True)
     k = len(phases)
+    occ = [pair_occurrences(groups, truth, p, code, cfg) for p in preds]
     pairs = []
     for i, j in itertools.combinations(range(len(reports)), 2):
         # Each pair draws its own resamples from a seed fixed by the pair's position.
@@ -72,8 +90,11 @@ def compare_reports(artifacts: Path, phases: list[str], reports: list[dict], cfg
         gap = reports[i]["macro_f1"] - reports[j]["macro_f1"]
         lo, hi = percentile_ci(gaps)
         p = bootstrap_p_value(gaps)
+        delay = paired_median_gap(occ[i], occ[j], int(groups.max()) + 1, cfg.resamples,
+                                  np.random.default_rng([cfg.seed, i, j, 1])) if occ[i] is not None else None
         pairs.append({"a": names[i], "b": names[j], "macro_f1_a": reports[i]["macro_f1"],
-                      "macro_f1_b": reports[j]["macro_f1"], "gap": gap, "gap_ci": [lo, hi], "p_value": p})
+                      "macro_f1_b": reports[j]["macro_f1"], "gap": gap, "gap_ci": [lo, hi], "p_value": p,
+                      "delay": delay})
     if len(pairs) > 1:
         for pair, adj in zip(pairs, holm([x["p_value"] for x in pairs])):
             pair["p_holm"] = adj
@@ -89,6 +110,9 @@ def compare_reports(artifacts: Path, phases: list[str], reports: list[dict], cfg
               "transductive_note": ("learned from the inputs (never the labels) of the very windows they are "
                                     "scored on; their scores are not inductive generalisation") if transductive else None, "part": cfg.part, "windows": int(len(truth)),
               "episodes": int(groups.max() + 1), "unit": cfg.unit, "resamples": cfg.resamples, "seed": cfg.seed,
+              "confirm": cfg.confirm, "min_trust": cfg.min_trust, "conformal_alpha": cfg.alpha, "slice": cfg.slice,
+              "delay": "median time to detect of A minus B over every phase occurrence (detected ones), the "
+                       "same episode resamples for both, p as for the macro-F1 gap" if paired else None,
               "paired": paired, "method": "paired bootstrap of the macro-F1 gap (the same resamples score both "
                                           "models)" if paired else "independent bootstraps per model",
               "ci": "95% percentile interval", "p_value": P_CONVENTION, "p_floor": floor,

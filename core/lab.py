@@ -42,6 +42,8 @@ BUNDLE = "bundle.json"                       # an exported bundle's header
 GRAPH = "model.onnx"                         # ... its ONNX graph
 REFERENCE = "reference.npz"                  # ... or its kNN arrays
 REPORT = "report.json"
+# Bumped when eval reports gain sections: an older report lacks them and is re-made.
+REPORT_VERSION = 2
 PREDICTIONS = "predictions.parquet"
 
 
@@ -247,6 +249,13 @@ def eval_problems(report: dict, predictions: Path, now: Inputs) -> tuple[bool, l
     if not predictions.is_file():
         return True, [f"its {PREDICTIONS} is gone"]
     reasons = []
+    gone = [f for f in report.get("figures", []) if not (predictions.parent / f).is_file()]
+    if gone:
+        reasons.append(f"its figure{'s' if len(gone) > 1 else ''} {', '.join(gone[:3])}"
+                       + (f" and {len(gone) - 3} more" if len(gone) > 3 else "") + " gone")
+    if report.get("report_version", 1) != REPORT_VERSION:
+        reasons.append(f"made by an older cis490 (report version {report.get('report_version', 1)}, "
+                       f"now {REPORT_VERSION})")
     recorded = report.get("predictions_bytes")
     if recorded is not None and predictions.stat().st_size != recorded:
         reasons.append(f"its {PREDICTIONS} changed since this eval")
@@ -259,6 +268,13 @@ def eval_problems(report: dict, predictions: Path, now: Inputs) -> tuple[bool, l
     if now.membership_sha256 is not None and report.get("split_membership_sha256") != now.membership_sha256:
         reasons.append(f"split {report.get('split')} re-made since this eval")
     return False, reasons
+
+
+def settings_of(report: dict) -> str:
+    """The settings name of an eval report or a comparison, from what it records."""
+    return eval_settings(report["part"], report["unit"], report["resamples"], report["seed"],
+                         report.get("confirm", 1), report.get("min_trust", 0.0), report.get("conformal_alpha", 0.1),
+                         report.get("slice"))
 
 
 def eval_identity(report: dict) -> dict:
@@ -289,7 +305,7 @@ def comparison_problems(report: dict, evals: dict[str, dict | None]) -> list[str
     return reasons
 
 
-__all__ = ["BUNDLE", "GRAPH", "REFERENCE", "EPISODES", "EXTRACT_COMMAND", "FEATURES", "FEATURE_SCHEMA", "HEADER", "Inputs", "Lab", "MODES",
+__all__ = ["BUNDLE", "GRAPH", "REPORT_VERSION", "REFERENCE", "EPISODES", "EXTRACT_COMMAND", "FEATURES", "FEATURE_SCHEMA", "HEADER", "Inputs", "Lab", "MODES",
            "Mode", "ModeOrBoth", "PREDICTIONS", "REPORT", "Ref", "STAT", "TENSORS", "checkpoint_problems", "compare_command",
-           "comparison_problems", "eval_command", "eval_identity", "eval_problems", "eval_settings",
+           "comparison_problems", "settings_of", "eval_command", "eval_identity", "eval_problems", "eval_settings",
            "export_command", "modes_of", "split_command", "split_dirname", "train_command", "validate_command"]

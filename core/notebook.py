@@ -318,7 +318,9 @@ def run_subject(rec: dict) -> str:
     c = rec.get("config", {})
     cmd = rec.get("command")
     if cmd in ("train", "eval"):
-        return f"{c.get('model')} {c.get('mode')} @{c.get('split')}"
+        # As models are named on the command line: a bare name is its realistic checkpoint.
+        mode = c.get("mode")
+        return f"{c.get('model')}{'' if mode in ('realistic', None) else '_' + str(mode)} @{c.get('split')}"
     if cmd == "compare":
         return f"{' vs '.join(m.removesuffix('_realistic') for m in c.get('models', []))} @{c.get('split')}"
     if cmd == "split":
@@ -327,15 +329,16 @@ def run_subject(rec: dict) -> str:
 
 
 def run_headline(rec: dict) -> str:
-    """The figure a researcher scans a run for."""
+    """The figure a researcher scans a run for (a score is macro-F1, as the
+    listing's header says)."""
     m = rec.get("metrics", {})
     cmd = rec.get("command")
     try:
         if cmd == "eval":
             lo, hi = m["macro_f1_ci"]
-            return f"macro-F1 {m['macro_f1']:.3f} [{lo:.3f}, {hi:.3f}]"
+            return f"{m['macro_f1']:.3f} [{lo:.3f}, {hi:.3f}]"
         if cmd == "train":
-            return f"val macro-F1 {m['val_macro_f1']:.3f}"
+            return f"val {m['val_macro_f1']:.3f}"
         if cmd == "compare":
             p = m["pairs"][0]
             more = f" (+{len(m['pairs']) - 1} pairs)" if len(m["pairs"]) > 1 else ""
@@ -344,7 +347,7 @@ def run_headline(rec: dict) -> str:
             return f"{m['windows']:,} windows"
         if cmd == "validate":
             counts = m["status_counts"]
-            return f"{m['episodes']:,} episodes, {counts.get('rejected', 0) + counts.get('errored', 0):,} unusable"
+            return f"{m['episodes']:,} ({counts.get('rejected', 0) + counts.get('errored', 0):,} unusable)"
         if cmd == "split":
             t = m["totals"]
             return "/".join(str(t[p]["episodes"]) for p in ("train", "val", "test")) + " episodes"

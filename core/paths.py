@@ -284,12 +284,25 @@ def unportable(recorded: str, base: Path) -> Path:
     return p if p.is_absolute() else (Path(base) / p).resolve()
 
 
-def eval_settings(part: str, unit: str, resamples: int, seed: int) -> str:
-    """How eval reports and comparisons name the settings that change them."""
-    return f"{part}-{unit}-b{resamples}-s{seed}"
+def eval_settings(part: str, unit: str, resamples: int, seed: int, confirm: int = 1, min_trust: float = 0.0,
+                  alpha: float = 0.1, slice: str | None = None) -> str:
+    """How eval reports and comparisons name the settings that change them
+    (the detection rule, conformal alpha and time slice only when not the default)."""
+    name = f"{part}-{unit}-b{resamples}-s{seed}"
+    for key, value, default in (("c", confirm, 1), ("t", min_trust, 0.0), ("a", alpha, 0.1), ("sl", slice, None)):
+        if value != default:
+            name += f"-{key}{value:g}" if isinstance(value, float) else f"-{key}{value}"
+    return name
+
+
+_OPTIONS = {"c": "--confirm", "t": "--min-trust", "a": "--alpha", "sl": "--slice"}
 
 
 def eval_settings_options(name: str) -> str:
     """The eval options an `eval_settings` name stands for."""
-    part, unit, b, s = name.split("-")
-    return f"--part {part} --unit {unit} --resamples {b[1:]} --seed {s[1:]}"
+    part, unit, b, s, *rest = name.split("-")
+    extra = ""
+    for item in rest:
+        key = "sl" if item.startswith("sl") else item[0]
+        extra += f" {_OPTIONS[key]} {item[len(key):]}"
+    return f"--part {part} --unit {unit} --resamples {b[1:]} --seed {s[1:]}" + extra

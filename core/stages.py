@@ -158,15 +158,30 @@ def eval_stage(session: Session, registry: Registry, model: str, mode: str, cfg:
             r = evaluate_model(paths.processed, paths.artifacts, registry, model, mode, cfg, run.run_id)
             bar(1, 1)
         run.add_input(Path(r.report["checkpoint"]["path"]) / HEADER, "checkpoint")
-        for name in (REPORT, PREDICTIONS, *(f"{fig}.{ext}" for fig in ("confusion", "per_profile")
-                                            for ext in ("png", "pdf", "svg"))):
-            run.add_output(r.directory / name, name.replace(".", "_"))
+        for path in (r.directory / REPORT, r.directory / PREDICTIONS, *r.figures):
+            run.add_output(path, path.name.replace(".", "_"))
         rep = r.report
         run.metrics.update(macro_f1=rep["macro_f1"], macro_f1_ci=rep["macro_f1_ci"], accuracy=rep["accuracy"],
                            ci_method=rep["method"], unit=rep["unit"], resamples=rep["resamples"], seed=rep["seed"],
                            windows=rep["windows"], episodes=rep["episodes"],
-                           untested_profiles=rep["untested_profiles"])
+                           untested_profiles=rep["untested_profiles"], **headline(rep))
     return r
+
+
+def headline(rep: dict) -> dict:
+    """The figures beyond macro-F1 that a notebook row carries (the report holds the rest)."""
+    out = {}
+    det = (rep.get("detection") or {}).get("per_phase") or []
+    if det:
+        out["median_delay_s"] = {r["phase"]: r["median_s"] for r in det}
+        out["miss_rate"] = {r["phase"]: round(r["miss_rate"], 4) for r in det}
+    cal = rep.get("calibration")
+    if cal and cal.get("val_windows"):
+        out.update(ece=cal["before"]["ece"], ece_scaled=cal["after"]["ece"], temperature=cal["temperature"],
+                   conformal_coverage=cal["conformal"]["coverage"], conformal_set_size=cal["conformal"]["mean_set_size"])
+    if rep.get("over_time"):
+        out["aut"] = rep["over_time"]["aut"]
+    return out
 
 
 def compare_stage(session: Session, registry: Registry, named: list[tuple[str, str]], cfg: EvalConfig,

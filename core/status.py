@@ -17,10 +17,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from core.lab import (BUNDLE, EXTRACT_COMMAND, Inputs, Lab, Ref, checkpoint_problems, compare_command,
-                      comparison_problems, eval_command, eval_problems, export_command, split_command, train_command,
+                      comparison_problems, settings_of, eval_command, eval_problems, export_command, split_command, train_command,
                       validate_command)
 from core.models.base import FORMAT_VERSION as CHECKPOINT_FORMAT
-from core.paths import LabPaths, eval_settings, unportable
+from core.paths import LabPaths, unportable
 
 FRESH, STALE, MISSING = "fresh", "stale", "missing"
 
@@ -231,7 +231,7 @@ def lab_status(paths: LabPaths) -> list[Row]:
         if rep is None or "models" not in rep:
             lab.missing(artifact, "the report is damaged", "cis490 compare ...")
             continue
-        settings = eval_settings(rep["part"], rep["unit"], rep["resamples"], rep["seed"])
+        settings = settings_of(rep)
         keys = {shown: f"{Ref.of_shown(split, shown).key}/{settings}" for shown in rep["models"]}
         reasons = comparison_problems(rep, {shown: evals.get(key) for shown, key in keys.items()})
         lab.add(artifact, reasons, compare_command(split, rep["models"], settings),

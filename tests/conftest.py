@@ -7,6 +7,9 @@ from pathlib import Path
 # Worker pools cost a second of CPU each to start; the tests' stores are small
 # enough that one process is faster. Tests of parallel behaviour pass workers.
 os.environ.setdefault("CIS490_WORKERS", "1")
+# Figures as SVG only (the text tests read): a PNG at 300 dpi and a PDF cost
+# two thirds of each figure's time. Tests of the formats set all three.
+os.environ.setdefault("CIS490_FIGURE_FORMATS", "svg")
 
 import pytest  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402

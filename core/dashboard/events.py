@@ -28,6 +28,10 @@ _KINDS: dict[str, Callable[[Any], bool]] = {
                          and all(x is None or _KINDS["number"](x) for x in v.values())),
     "names": lambda v: isinstance(v, list) and all(isinstance(x, str) and x for x in v),
     "profiles": lambda v: isinstance(v, list) and all(_profile_row(x) for x in v),
+    "delays": lambda v: isinstance(v, list) and all(_delay_row(x) for x in v),
+    "flag": lambda v: isinstance(v, bool),
+    "labels": lambda v: (isinstance(v, dict) and all(isinstance(k, str) and k for k in v)
+                         and all(isinstance(x, str) for x in v.values())),
 }
 _KIND_TEXT = {
     "string": "a non-empty string", "number": "a finite number", "count": "a whole number >= 0",
@@ -35,6 +39,8 @@ _KIND_TEXT = {
     "probabilities": "an object phase -> probability in [0, 1], summing to 1",
     "values": "an object channel -> number or null", "names": "a list of names",
     "profiles": "a list of {profile, macro_f1, macro_f1_ci, windows, episodes}",
+    "delays": "a list of {phase, onset_s, delay_s (null: missed)}",
+    "flag": "true or false", "labels": "an object name -> text",
 }
 
 
@@ -67,11 +73,15 @@ TYPES: dict[str, tuple[str, tuple[Field, ...]]] = {
         _f("mode", "string", "`realistic` or `oracle`.", choices=("realistic", "oracle")),
         _f("windows", "count", "At `end`: windows predicted.", required=False),
         _f("accuracy", "unit", "At `end`: the episode's window accuracy.", required=False),
+        _f("detection", "delays", "At `end`: each phase occurrence's labelled onset and time to detect, in "
+                                  "seconds (docs/methods.md); `delay_s` null where it was missed.", required=False),
     )),
     "telemetry": ("A replay tick: the charted channels' values at one time.", (
         _f("episode_id", "string", "The episode being replayed."),
         _f("t_s", "number", "Seconds from the episode start."),
         _f("values", "values", "Channel name (`source.field`) -> value at that time, null where missing."),
+        _f("units", "labels", "Channel name -> its unit, as the channel registry gives it (the page labels "
+                              "its charts with them).", required=False),
     )),
     "prediction": ("One window's prediction (the same names as the window index and predictions.parquet).", (
         _f("episode_id", "string", "The episode."),
@@ -95,6 +105,8 @@ TYPES: dict[str, tuple[str, tuple[Field, ...]]] = {
         _f("windows", "count", "Windows scored."),
         _f("episodes", "count", "Episodes scored."),
         _f("membership_sha256", "string", "The split's membership hash (its identity).", required=False),
+        _f("transductive", "flag", "The model learned from the inputs (never the labels) of the windows it is "
+                                   "scored on (`knn_semi`): not inductive generalisation.", required=False),
     )),
     "perf": ("The live inference and server figures.", (
         _f("latency_p50_ms", "number", "Per-window inference latency, median, ms."),
@@ -118,6 +130,11 @@ def _profile_row(x: Any) -> bool:
     return (isinstance(x, dict) and _KINDS["string"](x.get("profile")) and _KINDS["unit"](x.get("macro_f1"))
             and _KINDS["interval"](x.get("macro_f1_ci")) and _KINDS["count"](x.get("windows"))
             and _KINDS["count"](x.get("episodes")))
+
+
+def _delay_row(x: Any) -> bool:
+    return (isinstance(x, dict) and set(x) == {"phase", "onset_s", "delay_s"} and _KINDS["string"](x["phase"])
+            and _KINDS["number"](x["onset_s"]) and (x["delay_s"] is None or _KINDS["number"](x["delay_s"])))
 
 
 class EventError(ValueError):
@@ -174,9 +191,13 @@ def snapshot_key(event: dict) -> str:
 EXAMPLES: dict[str, dict] = {
     "episode": {"type": "episode", "event": "end", "episode_id": "ep000042-1a2b3c4d", "host_id": "lab-pi5",
                 "profile": "ransomware", "sample_name": "lockbit.v3", "model": "gru", "mode": "realistic",
-                "windows": 57, "accuracy": 0.912},
+                "windows": 57, "accuracy": 0.912,
+                "detection": [{"phase": "idle", "onset_s": 0.0, "delay_s": 10.0},
+                              {"phase": "execute", "onset_s": 31.5, "delay_s": 8.5},
+                              {"phase": "act", "onset_s": 60.2, "delay_s": None}]},
     "telemetry": {"type": "telemetry", "episode_id": "ep000042-1a2b3c4d", "t_s": 12.5,
-                  "values": {"guest.cpu_percent": 87.5, "netflow.new_flows": 3.0, "guest.mem_used_mb": None}},
+                  "values": {"guest.cpu_percent": 87.5, "netflow.new_flows": 3.0, "guest.mem_used_mb": None},
+                  "units": {"guest.cpu_percent": "%", "netflow.new_flows": "count", "guest.mem_used_mb": "MB"}},
     "prediction": {"type": "prediction", "episode_id": "ep000042-1a2b3c4d", "window_id": "ep000042-1a2b3c4d:00015000",
                    "t_center_s": 15.0, "predicted": "execute",
                    "probabilities": {"idle": 0.02, "execute": 0.9, "persist": 0.05, "beacon": 0.01, "act": 0.01,
@@ -184,7 +205,7 @@ EXAMPLES: dict[str, dict] = {
                    "truth": "execute", "trust": 0.84, "model": "gru", "mode": "realistic"},
     "model_metric": {"type": "model_metric", "model": "gru", "mode": "realistic", "split": "host", "part": "test",
                      "macro_f1": 0.905, "macro_f1_ci": [0.854, 0.947], "accuracy": 0.93, "windows": 1526,
-                     "episodes": 44},
+                     "episodes": 44, "transductive": False},
     "perf": {"type": "perf", "latency_p50_ms": 1.8, "latency_p99_ms": 6.2, "windows_per_s": 0.2, "rss_mb": 96.0,
              "cpu_percent": 3.5},
     "profile_stats": {"type": "profile_stats", "model": "gru", "mode": "realistic", "split": "host",

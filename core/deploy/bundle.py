@@ -73,6 +73,8 @@ class BundleModel:
         self.classes = list(header["classes"])
         self.runtime = header["runtime"]
         self.pre = Preprocessor.from_json(header["preprocessing"])
+        from core.calibrate import temperature_of
+        self.temperature = temperature_of(header)
         if self.runtime == "onnxruntime":
             self._session = _session(directory / GRAPH)
             self._input = self._session.get_inputs()[0].name
@@ -83,10 +85,12 @@ class BundleModel:
             self.k = int(header["k"])
 
     def predict_proba(self, inputs) -> np.ndarray:
-        return self.proba_prepared(self.pre.transform(inputs))
+        from core.calibrate import scale
+        return scale(self.proba_prepared(self.pre.transform(inputs)), self.temperature)
 
     def proba_prepared(self, x: np.ndarray) -> np.ndarray:
-        """Probabilities for inputs already preprocessed (what the model itself sees)."""
+        """Probabilities for inputs already preprocessed (what the model itself
+        sees), before temperature scaling: what export's parity compares."""
         if self.runtime == "onnxruntime":
             proba = self._session.run(None, {self._input: np.ascontiguousarray(x, np.float32)})[-1]
         else:

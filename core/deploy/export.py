@@ -65,6 +65,8 @@ def export_model(processed: Path, artifacts: Path, registry, model: str, mode: s
             "classes": native.classes, "runtime": runtime, **extra,
             "preprocessing": h["preprocessing"], "keep_names": h.get("keep_names", []), "config": h["config"],
             "seed": h.get("seed", 0), "pca": h.get("pca"),
+            # Applied after the graph (core.calibrate): a live probability equals eval's.
+            **({"calibration": h["calibration"]} if h.get("calibration") else {}),
             "registry_hash": h["registry_hash"], "schema_hash": h["schema_hash"], "schema": h.get("schema"),
             "window": h["window"], "split": h["split"],
             "checkpoint": {"path": f"models/{split}/{ck.name}", "header_sha256": file_digest(ck / HEADER)[0],

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from core.errors import Cis490Error, ConfigError
+from core.calibrate import scale
 from core.evaluate.bootstrap import bootstrap_scores, defined_ci, percentile_ci
+from core.evaluate.detection import DetectRule
+from core.evaluate.pitfalls import parse_slice
 from core.extract import load_feature_schema, read_features
 from core.metrics import confusion, macro_f1_from_confusion, per_class_prf
 from core.models import MODELS
@@ -24,7 +27,7 @@ from core.paths import atomic_path, atomic_write_text, ensure_dir, eval_settings
 from core.registry import Registry
 from core.split import load_split
 from core.store import file_digest
-from core.lab import (HEADER, MODES, PREDICTIONS, REPORT, Inputs, Lab, Ref, checkpoint_problems, eval_problems,
+from core.lab import (HEADER, MODES, PREDICTIONS, REPORT, REPORT_VERSION, Inputs, Lab, Ref, checkpoint_problems, eval_problems,
                       split_dirname)
 from core.train import load_split_checkpoint, load_split_data, trained_names
 
@@ -43,6 +46,10 @@ class EvalConfig:
     resamples: int = 1000
     unit: str = "episode"
     seed: int = 0
+    confirm: int = 1                # time to detect: consecutive windows that confirm a phase
+    min_trust: float = 0.0          # time to detect: a window counts from this trust
+    alpha: float = 0.1              # conformal sets miss at most this share (exchangeable windows)
+    slice: str | None = None        # performance over time: slice length (default 7d for the time recipe)
 
     def check(self) -> None:
         if self.part not in ("test", "val"):
@@ -51,11 +58,23 @@ class EvalConfig:
             raise ConfigError(f"--unit must be episode or window, got '{self.unit}'")
         if self.resamples < 10:
             raise ConfigError(f"--resamples must be at least 10, got {self.resamples}")
+        self.rule.check()
+        if not 0.0 < self.alpha < 1.0:
+            raise ConfigError(f"--alpha must be between 0 and 1, got {self.alpha}")
+        if self.slice is not None:
+            parse_slice(self.slice)
+        from core.evaluate.figures import formats
+        formats()                       # a mistyped $CIS490_FIGURE_FORMATS before any work
+
+    @property
+    def rule(self) -> DetectRule:
+        return DetectRule(self.confirm, self.min_trust)
 
     @property
     def settings(self) -> str:
         """The name of these settings' report folder (core.lab)."""
-        return eval_settings(self.part, self.unit, self.resamples, self.seed)
+        return eval_settings(self.part, self.unit, self.resamples, self.seed, self.confirm, self.min_trust,
+                             self.alpha, self.slice)
 
 
 def parse_model_name(name: str, mode: str | None = None) -> tuple[str, str]:
@@ -94,7 +113,8 @@ def resolve_model_names(names: list[str], artifacts: Path, split: str, mode: str
 def window_index(processed: Path, recipe: str, view: tuple | None = None) -> pl.DataFrame:
     """Window metadata with its part, in the same order as the split data."""
     split, _ = view or load_split(processed, recipe)
-    meta = read_features(processed, ["window_id", "episode_id", "host_id", "profile", "label_id"])
+    meta = read_features(processed, ["window_id", "episode_id", "host_id", "profile", "sample_name", "t_center_s",
+                                     "label_id"])
     return meta.join(split, on="episode_id", how="inner", maintain_order="left")
 
 
@@ -104,6 +124,7 @@ class EvalResult:
     mode: str
     directory: Path
     report: dict
+    figures: list[Path] = field(default_factory=list)   # every figure written (PNG, PDF and SVG of each)
 
 
 def _scores(truth, pred, groups, k, cfg: EvalConfig, rng) -> dict:
@@ -148,12 +169,15 @@ def evaluate_model(processed: Path, artifacts: Path, registry: Registry, model: 
     m, _, ck = load_split_checkpoint(processed, artifacts, registry, model, mode, cfg.split, EvalError, view, schema)
     split_data = load_split_data(processed, cfg.split, m.input_kind, view, schema)
     split_meta, data = split_data.meta, split_data.parts[cfg.part]
-    idx = window_index(processed, cfg.split, view).filter(pl.col("part") == cfg.part)
+    every = window_index(processed, cfg.split, view)
+    idx = every.filter(pl.col("part") == cfg.part)
     if len(data) == 0:
         raise EvalError(f"split '{cfg.split}' has no {cfg.part} windows")
     if not np.array_equal(idx["label_id"].to_numpy(), data.y):
         raise EvalError(f"{processed}: the window index and the {m.input_kind} data disagree; re-run `cis490 extract`")
-    proba = m.predict_data(data)
+    # The model's own probabilities, then temperature-scaled as live inference scales them (core.calibrate).
+    raw = m.predict_data(data, calibrated=False)
+    proba = scale(raw, m.temperature)
     truth, pred = data.y, proba.argmax(1)
     k = len(registry.phases)
     phases = list(registry.phases)
@@ -185,19 +209,25 @@ def evaluate_model(processed: Path, artifacts: Path, registry: Registry, model: 
                         **extra, "windows": int(sel.sum()), "episodes": int(g.max() + 1)})
         return out
 
+    extra = _sections(processed, schema, every, idx, groups, truth, pred, raw, proba, m, split_data.parts.get("val"),
+                      cfg, phases, rng)
     out_dir = ensure_dir(Lab(processed, artifacts).eval_dir(Ref(cfg.split, model, mode), cfg.settings))
     preds = pl.DataFrame({"window_id": idx["window_id"], "episode_id": idx["episode_id"], "host_id": idx["host_id"],
                           "profile": idx["profile"], "truth": [phases[i] for i in truth],
                           "predicted": [phases[i] for i in pred],
-                          **{f"p_{p}": proba[:, i].astype(np.float32) for i, p in enumerate(phases)}})
+                          **{f"p_{p}": proba[:, i].astype(np.float32) for i, p in enumerate(phases)},
+                          "t_end_s": extra.pop("t_end_s"), "onset_s": extra.pop("onset_s"),
+                          "trust": extra.pop("trust").astype(np.float32)})
     with atomic_path(out_dir / PREDICTIONS, ".parquet") as tmp:
         preds.write_parquet(tmp)
+    delays = extra.pop("_delays")
     header = m.header
     pool = header["training"].get("unlabeled_pool")
     report = {
         "model": model, "mode": mode, "name": model if mode == "realistic" else f"{model}_{mode}",
         "split": cfg.split, "part": cfg.part, "windows": int(len(truth)), "episodes": int(len(episodes)),
         "method": METHOD, "unit": cfg.unit, "resamples": cfg.resamples, "seed": cfg.seed,
+        "confirm": cfg.confirm, "min_trust": cfg.min_trust, "conformal_alpha": cfg.alpha, "slice": cfg.slice,
         "macro_f1": overall["macro_f1"], "macro_f1_ci": overall["macro_f1_ci"],
         "accuracy": overall["accuracy"], "accuracy_ci": overall["accuracy_ci"],
         "per_class": per_class, "per_profile": breakdown("profile"), "per_host": breakdown("host_id"),
@@ -213,12 +243,53 @@ def evaluate_model(processed: Path, artifacts: Path, registry: Registry, model: 
         "transductive": bool(pool and pool.get("windows_used") and pool.get("part") == cfg.part),
         "split_identity": header["split"], "features_sha256": schema["features_sha256"],
         "split_membership_sha256": split_meta["membership_sha256"], "eval_run_id": run_id,
+        "report_version": REPORT_VERSION, **extra,
     }
-    from core.evaluate.figures import confusion_figure, per_profile_figure
-    confusion_figure(report, out_dir / "confusion")
-    per_profile_figure(report, out_dir / "per_profile")
+    from core.evaluate.figures import confusion_figure, per_host_figure, per_profile_figure, training_figure
+    figures = (confusion_figure(report, out_dir / "confusion") + per_profile_figure(report, out_dir / "per_profile")
+               + per_host_figure(report, out_dir / "per_host")
+               + (training_figure(report, header, out_dir / "training") or []))
+    from core.evaluate.figures_sections import calibration_figure, detection_figure, over_time_figure
+    if report["detection"]["per_phase"]:
+        figures += detection_figure(report, delays, out_dir / "detection")
+    if report["calibration"]["val_windows"]:
+        figures += calibration_figure(report, out_dir / "calibration")
+    if report["over_time"]:
+        figures += over_time_figure(report, out_dir / "over_time")
+    report["figures"] = [f.name for f in figures]       # part of the report: status checks they are there
     atomic_write_text(out_dir / REPORT, json.dumps(report, indent=1) + "\n")
-    return EvalResult(model, mode, out_dir, report)
+    return EvalResult(model, mode, out_dir, report, figures)
+
+
+def _sections(processed, schema, every, idx, groups, truth, pred, raw, proba, m, val, cfg: EvalConfig, phases,
+              rng) -> dict:
+    """Time to detect, trusting a probability, performance over time and the
+    split's pitfalls (core.evaluate.sections), plus the per-window columns
+    they add to the predictions (t_end_s, onset_s, trust)."""
+    from core.evaluate import sections as sec
+    # The validation part's own probabilities: what the temperature (for a checkpoint without one) and the
+    # conformal threshold are fitted on.
+    val_raw, val_y = (raw, truth) if cfg.part == "val" else \
+        (m.predict_data(val, calibrated=False), val.y) if val is not None and len(val) else (raw[:0], truth[:0])
+    from core.live.trust import trust_of_episodes
+    episodes = sec.episode_table(processed)
+    # Sections read windows grouped by episode in time order; the arrays stay in the index's order.
+    order = np.lexsort((idx["t_center_s"].to_numpy(), groups))
+    back = np.empty_like(order)
+    back[order] = np.arange(len(order))
+    times = sec.window_times(idx[order], episodes, float(schema["window"]["window_s"]), phases)
+    trust = trust_of_episodes(proba[order], groups[order])
+    detection, occ = sec.detection_section(groups[order], times, truth[order], pred[order], trust, cfg.rule, phases,
+                                         cfg.resamples, rng)
+    return {"detection": detection,
+            "calibration": sec.trust_section(raw, truth, trust[back], val_raw, val_y, m.calibration, cfg.alpha,
+                                             phases, cfg.part == "val", cfg.seed),
+            "over_time": sec.time_section(idx, episodes, groups, truth, pred, len(phases), cfg.split, cfg.slice,
+                                          cfg.unit, cfg.resamples, rng),
+            "pitfalls": sec.pitfalls_section(every, episodes, cfg.part, cfg.unit, cfg.split, phases),
+            "t_end_s": times.t_end_s[back], "onset_s": times.onset_s[back], "trust": trust[back],
+            "_delays": {phases[c]: occ.delay_s[(occ.phase == c) & np.isfinite(occ.delay_s)]
+                        for c in np.unique(occ.phase)}}
 
 
 def current_report(artifacts: Path, processed: Path, model: str, mode: str, cfg: EvalConfig) -> dict | None:

@@ -281,7 +281,7 @@ def _write_outputs(tmp: Path, index: pl.DataFrame, store: Path, registry: Regist
                     batch.add_table(table)
                     labels = table.column("label").to_pylist()
                 vals, masks = prev.tensors.rows(np.arange(payload["first_row"], payload["first_row"] + n))
-                rec.update({k: payload[k] for k in ("host_id", "profile", "sample_name")})
+                rec.update({k: payload[k] for k in ("host_id", "profile", "sample_name", "onset_s", "onset_phase")})
                 rec.update({f"coverage_{s}": payload[f"coverage_{s}"] for s in sources})
                 reused += 1
             elif "error" in payload:
@@ -295,7 +295,8 @@ def _write_outputs(tmp: Path, index: pl.DataFrame, store: Path, registry: Regist
                 if n:
                     batch.add_windows(w)
                 vals, masks, labels = w.values, w.mask, w.labels
-                rec.update(host_id=w.host_id, profile=w.profile, sample_name=w.sample_name)
+                rec.update(host_id=w.host_id, profile=w.profile, sample_name=w.sample_name,
+                           onset_s=list(w.onsets.t_s), onset_phase=list(w.onsets.phases))
                 rec.update({f"coverage_{s}": w.coverage.get(s, 0.0) for s in sources})
                 extracted += 1
             rec["n_windows"] = n
@@ -323,6 +324,7 @@ def _write_outputs(tmp: Path, index: pl.DataFrame, store: Path, registry: Regist
                                                   ("label_id", pa.int8()), ("row", pa.int64())])),
                    tmp / TENSORS / "index.parquet")
     ep_schema = {"first_row": pl.Int64, "n_windows": pl.Int64, "error": pl.Utf8,
+                 "onset_s": pl.List(pl.Float64), "onset_phase": pl.List(pl.Utf8),
                  **{f"coverage_{s}": pl.Float64 for s in sources}}
     pl.DataFrame(ep_rows, schema_overrides=ep_schema, infer_schema_length=None).write_parquet(tmp / EPISODES)
     per_phase_host: dict[str, dict[str, int]] = {}

@@ -27,7 +27,7 @@ STATS = ("mean", "std", "min", "max", "delta", "present")
 # reuse key includes it, so rows made by older code are recomputed, not copied.
 # 2: exact duplicate flows dropped; null flow fields skipped, not zero-filled.
 # 3: no window without a value from any required source.
-EXTRACT_VERSION = "3"
+EXTRACT_VERSION = "4"
 
 
 class ExtractError(Cis490Error):
@@ -71,6 +71,30 @@ def feature_names(registry: Registry) -> list[str]:
     return [f"{c.name}:{s}" for c in registry.channels for s in STATS]
 
 
+@dataclass(frozen=True)
+class PhaseOnsets:
+    """The label transitions of an episode: when each phase began, in seconds
+    from the episode start, with repeats of the same phase merged (a phase
+    holds until the next label, so a repeat starts nothing). Time to detect
+    measures from these (core.evaluate.detection)."""
+    t_s: tuple[float, ...]
+    phases: tuple[str, ...]
+
+    @classmethod
+    def of_labels(cls, t_wall_ns, phases, started_at_ns: int) -> "PhaseOnsets":
+        t, p = [], []
+        for ns, ph in zip(np.asarray(t_wall_ns).tolist(), phases):
+            if not p or p[-1] != ph:
+                t.append((int(ns) - int(started_at_ns)) / 1e9)
+                p.append(ph)
+        return cls(tuple(t), tuple(p))
+
+    def onset_of(self, phase: str, t_center_s: float) -> float | None:
+        """When the stretch of `phase` holding time `t_center_s` began."""
+        i = int(np.searchsorted(self.t_s, t_center_s, side="right")) - 1
+        return self.t_s[i] if i >= 0 and self.phases[i] == phase else None
+
+
 @dataclass
 class EpisodeWindows:
     episode_id: str
@@ -79,6 +103,7 @@ class EpisodeWindows:
     sample_name: str
     t_center_s: np.ndarray        # (W,) seconds from the episode start
     labels: list[str]             # (W,) phase at the window centre
+    onsets: "PhaseOnsets"         # when each labelled phase began (time to detect)
     values: np.ndarray            # (W, C, T) float32, NaN where missing
     mask: np.ndarray              # (W, C, T) uint8, 1 where present
     features: np.ndarray          # (W, C * len(STATS)) float32
@@ -247,6 +272,7 @@ class EpisodeGrid:
     starts: np.ndarray            # (W,) first step of each labelled window
     labels: list[str]             # (W,) phase at each window's centre
     spec: WindowSpec
+    onsets: "PhaseOnsets" = None
 
     @property
     def n(self) -> int:
@@ -295,7 +321,7 @@ def episode_grid(ep: Episode, registry: Registry, spec: WindowSpec = WindowSpec(
     li = np.searchsorted(lt, centres_ns, side="right") - 1
     keep = li >= 0  # a centre before the first label has no phase
     return EpisodeGrid(m["episode_id"], m["host_id"], m["profile"], m["sample_name"], grid, starts[keep],
-                       [lp[i] for i in li[keep]], spec)
+                       [lp[i] for i in li[keep]], spec, PhaseOnsets.of_labels(lt, lp, m["started_at_ns"]))
 
 
 def _has_required_data(grid: np.ndarray, registry: Registry, starts: np.ndarray, T: int) -> np.ndarray:
@@ -314,7 +340,7 @@ def extract_episode(ep: Episode, registry: Registry, spec: WindowSpec = WindowSp
     for src in registry.source_names():
         rows = [i for i, c in enumerate(registry.channels) if c.source == src]
         coverage[src] = float(mask[:, rows].mean()) if g.n else 0.0
-    return EpisodeWindows(g.episode_id, g.host_id, g.profile, g.sample_name, g.t_center_s(), g.labels,
+    return EpisodeWindows(g.episode_id, g.host_id, g.profile, g.sample_name, g.t_center_s(), g.labels, g.onsets,
                           values, mask, features, coverage)
 
 

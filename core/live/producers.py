@@ -37,7 +37,8 @@ def report_events(artifacts: Path, split: str) -> list[dict]:
                 {"type": "model_metric", "model": r["model"], "mode": r["mode"], "split": r["split"],
                  "part": r["part"], "macro_f1": r["macro_f1"], "macro_f1_ci": r["macro_f1_ci"],
                  "accuracy": r["accuracy"], "windows": r["windows"], "episodes": r["episodes"],
-                 **({"membership_sha256": r["split_membership_sha256"]} if r.get("split_membership_sha256") else {})},
+                 **({"membership_sha256": r["split_membership_sha256"]} if r.get("split_membership_sha256") else {}),
+                 "transductive": bool(r.get("transductive"))},
                 {"type": "profile_stats", "model": r["model"], "mode": r["mode"], "split": r["split"],
                  "profiles": [{k: p[k] for k in ("profile", "macro_f1", "macro_f1_ci", "windows", "episodes")}
                               for p in r["per_profile"]],
@@ -120,6 +121,7 @@ class Replay:
     spec: object = None      # the WindowSpec the model was trained on (prepare_replay, bundle_replay set it)
     source: str = ""         # what runs the model: the checkpoint's or the bundle's folder
     held: int = 0            # test episodes of the split (`all`), of which `episodes` are in the store
+    shown: list[str] | None = None   # telemetry channels to chart (--channels-shown); None: chosen for the model
 
     def describe(self) -> str:
         """'3 episode(s) of the 44 held out (the store holds those) with gru (realistic) at 10x, run by DIR'."""
@@ -137,7 +139,9 @@ def run_replay(replay: Replay, publisher: Publisher) -> None:
     m = replay.model
     info = ModelInfo(m.name, replay.mode, m.input_kind, list(m.classes))
     channels = replay.registry.channel_names
-    charted = charted_channels(channels, m.header.get("keep_names", []))
+    charted = ([channels.index(c) for c in replay.shown] if replay.shown
+               else charted_channels(channels, m.header.get("keep_names", [])))
+    units = {channels[i]: replay.registry.channels[i].unit for i in charted}
     reports = ReportWatch(replay.artifacts, replay.split)
     metrics = reports.changed()
     if metrics and not publisher.send(metrics):
@@ -146,7 +150,8 @@ def run_replay(replay: Replay, publisher: Publisher) -> None:
     while not publisher.stop.is_set():
         for episode_id, rel in replay.episodes:
             grid = episode_grid(Episode.open(replay.store / rel, rel), replay.registry, replay.spec)
-            for event, took in paced(publisher, episode_events(grid, m.predict_proba, info, channels, charted),
+            for event, took in paced(publisher, episode_events(grid, m.predict_proba, info, channels, charted,
+                                                                    units=units),
                                      replay.speed):
                 if event["type"] == "prediction":
                     perf.add(took)
@@ -222,6 +227,21 @@ def publish_replay(replay: Replay, url: str, token: str | None = None, stop: thr
     publisher = Publisher(url, token, stop, retry_for_s=retry_for_s, on_retry=on_retry)
     run_replay(replay, publisher)
     return publisher.sent
+
+
+def shown_channels(registry, names: list[str]) -> list[str]:
+    """The channels `--channels-shown` names, checked against the registry
+    (at most the page's eight sparklines)."""
+    from core.live.replay import CHARTED
+    known = registry.channel_names
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        near = [c for c in known if c.split(".")[0] == unknown[0].split(".")[0]][:6] or known[:6]
+        raise ReplayError(f"--channels-shown: no channel '{unknown[0]}' in the registry (e.g. {', '.join(near)}; "
+                          f"all {len(known)} are in {registry.path})")
+    if len(names) > CHARTED:
+        raise ReplayError(f"--channels-shown: at most {CHARTED} channels (the page's sparklines), got {len(names)}")
+    return list(dict.fromkeys(names))
 
 
 def prepare_replay(processed: Path, artifacts: Path, registry, model: str, mode: str, split: str,
@@ -329,10 +349,19 @@ def bundle_replay(directory: Path, artifacts: Path, mode: str, split: str, episo
 
 
 def lab_replay(paths, episodes: str, model: str, mode: str, split: str, store: Path | None, speed: float,
-               engine: str = "auto") -> Replay:
+               engine: str = "auto", shown: str | None = None) -> Replay:
     """A replay for a lab home: `all` or comma-separated ids, the store it was
     validated from unless --store names another, run by the model's exported
-    bundle (engine `bundle`, or `auto` when there is one) or its checkpoint."""
+    bundle (engine `bundle`, or `auto` when there is one) or its checkpoint;
+    `shown`: the telemetry channels to chart, comma-separated."""
+    replay = _lab_replay(paths, episodes, model, mode, split, store, speed, engine)
+    if shown:
+        replay.shown = shown_channels(replay.registry, [c.strip() for c in shown.split(",") if c.strip()])
+    return replay
+
+
+def _lab_replay(paths, episodes: str, model: str, mode: str, split: str, store: Path | None, speed: float,
+                engine: str) -> Replay:
     from core.lab import BUNDLE, Lab, Ref, export_command
     from core.paths import resolve_cli_path
     from core.validate import indexed_store

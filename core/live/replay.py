@@ -30,18 +30,42 @@ class ModelInfo:
 
 
 def charted_channels(channel_names: list[str], keep_names: list[str], limit: int = CHARTED) -> list[int]:
-    """Rows of the grid to chart: the channels the model sees, in registry order.
+    """Rows of the grid to chart: channels the model sees, taken in turn from
+    each source it sees (registry order within a source), so the page shows
+    every kind of telemetry, netflow included, not the first source's eight.
     keep_names are features (`channel:stat`) or channels; either names the channel."""
     seen = {n.split(":", 1)[0] for n in keep_names}
-    return [i for i, c in enumerate(channel_names) if c in seen][:limit]
+    by_source: dict[str, list[int]] = {}
+    for i, c in enumerate(channel_names):
+        if c in seen:
+            by_source.setdefault(c.split(".", 1)[0], []).append(i)
+    out: list[int] = []
+    queues = list(by_source.values())
+    while len(out) < limit and any(queues):
+        for q in queues:
+            if q and len(out) < limit:
+                out.append(q.pop(0))
+    return sorted(out)
 
 
 def _value(x: float) -> float | None:
     return None if not np.isfinite(x) else float(x)
 
 
+def episode_delays(seen: list[tuple[float, float, str, bool]]) -> list[dict]:
+    """Each phase occurrence of one replayed episode and its time to detect
+    (eval's rule, one window: core.detect), for the `episode` end event."""
+    from core.detect import occurrences
+    t_end, onset, truth, hit = (np.asarray(x) for x in zip(*seen))
+    names, codes = np.unique(truth, return_inverse=True)
+    occ = occurrences(np.zeros(len(seen), np.int64), t_end.astype(float), onset.astype(float), codes, hit.astype(bool))
+    return [{"phase": str(names[c]), "onset_s": round(float(o), 3),
+             "delay_s": None if np.isnan(d) else round(float(d), 3)}
+            for c, o, d in zip(occ.phase, occ.onset_s, occ.delay_s)]
+
+
 def episode_events(grid: EpisodeGrid, predict, info: ModelInfo, channel_names: list[str], charted: list[int],
-                   tick_s: float = TICK_S) -> Iterator[tuple[float, dict]]:
+                   tick_s: float = TICK_S, units: dict[str, str] | None = None) -> Iterator[tuple[float, dict]]:
     """(t_s, event) in episode time: `episode` start, `telemetry` every
     `tick_s`, a `prediction` as each window completes, `episode` end.
 
@@ -57,13 +81,15 @@ def episode_events(grid: EpisodeGrid, predict, info: ModelInfo, channel_names: l
     windows = [(grid.end_s(i), "window", i) for i in range(grid.n)]
     meter = TrustMeter()
     right = 0
+    seen: list[tuple[float, float, str, bool]] = []    # per window: end, onset, truth, caught
     # A window completes at the same instant as a tick: the tick (its data) first.
     for t, what, k in sorted(ticks + windows, key=lambda e: (e[0], e[1] == "window")):
         if what == "tick":
             col = min(int(round(t / step_s)), steps - 1)
             values = {channel_names[r]: _value(grid.grid[r, col]) for r in charted}
             if values:
-                yield t, {"type": "telemetry", **base, "t_s": round(t, 3), "values": values}
+                yield t, {"type": "telemetry", **base, "t_s": round(t, 3), "values": values,
+                          **({"units": {c: units[c] for c in values if c in units}} if units else {})}
             continue
         values, mask, features = grid.window_at(k)
         inputs = features[None] if info.input_kind == "summary" else (values[None], mask[None])
@@ -72,6 +98,8 @@ def episode_events(grid: EpisodeGrid, predict, info: ModelInfo, channel_names: l
         truth = grid.labels[k]
         right += predicted == truth
         centre = float(grid.t_center_s(k))
+        onset = grid.onsets.onset_of(truth, centre) if grid.onsets else None
+        seen.append((t, np.nan if onset is None else onset, truth, predicted == truth))
         yield t, {"type": "prediction", **base, "window_id": window_id(grid.episode_id, centre),
                   "t_center_s": centre, "predicted": predicted,
                   "probabilities": {c: float(p) for c, p in zip(info.classes, proba)},
@@ -79,4 +107,5 @@ def episode_events(grid: EpisodeGrid, predict, info: ModelInfo, channel_names: l
     end = {"type": "episode", "event": "end", **head, "windows": grid.n}
     if grid.n:
         end["accuracy"] = right / grid.n
+        end["detection"] = episode_delays(seen)
     yield float(steps * step_s), end

@@ -192,6 +192,9 @@ class BaseModel:
         self.pca: dict | None = None
         # Choices made by cross-validation instead of on val (core.models.small_validation).
         self.fixed: dict = {}
+        # Temperature scaling (core.calibrate): 1 until `calibrate` fits it on val.
+        self.temperature = 1.0
+        self.calibration: dict | None = None
 
     # -- the shared part ---------------------------------------------------------
     def fit(self, train: SummaryData | TensorData, val: SummaryData | TensorData, keep: np.ndarray,
@@ -232,11 +235,13 @@ class BaseModel:
         fix, not a prediction to report (argmax of NaN reads as the first phase)."""
         if self.pre is None:
             raise CheckpointError(f"{self.name}: model is not fitted")
-        return self._checked(self._predict_proba(self.pre.transform(inputs)))
+        from core.calibrate import scale
+        return scale(self._checked(self._predict_proba(self.pre.transform(inputs))), self.temperature)
 
     def predict_prepared(self, x) -> np.ndarray:
-        """Probabilities for inputs already preprocessed: what an exported
-        bundle computes, so what `cis490 export` checks it against."""
+        """Probabilities for inputs already preprocessed, before temperature
+        scaling: what an exported bundle's graph computes, so what `cis490
+        export` checks it against."""
         return self._checked(self._predict_proba(x))
 
     def write_export(self, directory: Path) -> dict:
@@ -258,12 +263,33 @@ class BaseModel:
     def predict(self, inputs) -> np.ndarray:
         return self.predict_proba(inputs).argmax(axis=1)
 
-    def predict_data(self, data: SummaryData | TensorData, batch: int = 4096) -> np.ndarray:
-        """Probabilities for every window of `data`, streamed batch by batch."""
+    def predict_data(self, data: SummaryData | TensorData, batch: int = 4096, calibrated: bool = True) -> np.ndarray:
+        """Probabilities for every window of `data`, streamed batch by batch
+        (temperature-scaled unless `calibrated` is False)."""
         if self.pre is None:
             raise CheckpointError(f"{self.name}: model is not fitted")
+        from core.calibrate import scale
         out = [self._checked(self._predict_proba(x)) for x, _ in self.prepared_batches(data, batch)]
-        return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
+        proba = np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
+        return scale(proba, self.temperature) if calibrated else proba
+
+    def calibrate(self, val: SummaryData | TensorData) -> dict:
+        """Fit the temperature on the validation part (core.calibrate). When
+        val was fitted on (too small to choose by), a temperature fitted there
+        would be fitted on what the model learned: it stays 1, and says why;
+        so it does when val cannot identify one (core.calibrate.fit_checked)."""
+        from core.calibrate import METHOD, fit_checked, nll, scale
+        if str(self.training.get("choice_rule", "")).startswith("cross-validation"):
+            self.calibration = {"temperature": 1.0, "method": METHOD,
+                                "fitted_on": "none: val was too small and was trained on"}
+        else:
+            raw = self.predict_data(val, calibrated=False)
+            t, why_not = fit_checked(raw, val.y)
+            self.calibration = {"temperature": t, "method": METHOD,
+                                "fitted_on": "val" if why_not is None else f"none: {why_not}", "windows": len(val),
+                                "val_nll_before": nll(raw, val.y), "val_nll_after": nll(scale(raw, t), val.y)}
+        self.temperature = float(self.calibration["temperature"])
+        return self.calibration
 
     def prepared_batches(self, data: SummaryData | TensorData, size: int, rng: np.random.Generator | None = None):
         """(model input, y) batches: only the kept columns are read from summary data."""
@@ -337,7 +363,8 @@ def save_checkpoint(model: BaseModel, directory: Path, header_extra: dict) -> Pa
             "format_version": FORMAT_VERSION, "model": model.name, "input_kind": model.input_kind,
             "classes": model.classes, "config": model.config, "seed": model.seed,
             "preprocessing": model.pre.to_json(), "pca": model.pca, "training": model.training,
-            "weights": dict(zip(("sha256", "bytes"), file_digest(tmp / wname)), file=wname), **header_extra,
+            "weights": dict(zip(("sha256", "bytes"), file_digest(tmp / wname)), file=wname),
+            **({"calibration": model.calibration} if model.calibration else {}), **header_extra,
         }
         atomic_write_text(tmp / HEADER, json.dumps(header, indent=1, default=_json_default) + "\n")
     return directory / HEADER

@@ -119,6 +119,7 @@ class GBTModel(BaseModel):
             pages = Path(tmp) if external else None
             dtrain = _matrix(self, train, class_weights(train.y, k), None, pages)
             callbacks = [_RoundProgress(progress, cfg["n_estimators"])] if progress else None
+            history: list[dict] = []
             if val is None:
                 # Rounds chosen by cross-validation (a validation part too small to stop on).
                 self.booster = xgb.train(params, dtrain, num_boost_round=self.fixed["rounds"], verbose_eval=False,
@@ -128,10 +129,14 @@ class GBTModel(BaseModel):
                 del dtrain
             else:
                 dval = _matrix(self, val, None, dtrain, pages)
+                curve: dict = {}
                 self.booster = xgb.train(params, dtrain, num_boost_round=cfg["n_estimators"],
-                                         evals=[(dval, "validation_0")],
+                                         evals=[(dval, "validation_0")], evals_result=curve,
                                          early_stopping_rounds=cfg["early_stopping_rounds"],
                                          verbose_eval=False, callbacks=callbacks)
+                # The validation loss of every round: eval draws it (training.png) as it draws a neural model's.
+                history = [{"round": i + 1, "val_loss": float(v)} for i, v in
+                           enumerate(curve.get("validation_0", {}).get("mlogloss", []))]
                 best_score = float(self.booster.best_score)
                 self.best_iteration = int(self.booster.best_iteration)
                 # The binned validation matrix is already built: no second read of val.
@@ -146,7 +151,7 @@ class GBTModel(BaseModel):
                 "val_mlogloss": best_score, "device": device,
                 "early_stopping": "validation mlogloss" if val is not None else "none (rounds by cross-validation)",
                 "data": {"binned_train_mb": round(bins_mb, 1), "external_memory": external,
-                         "batch_windows": self.batch_rows}}
+                         "batch_windows": self.batch_rows}, **({"history": history} if history else {})}
 
     def _cv_summary(self, info: dict) -> dict:
         return {"rounds": int(info["best_epoch"]), "score": float(info["val_macro_f1"])}

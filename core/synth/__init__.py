@@ -24,12 +24,14 @@ from core.parallel import pool_map, process_pool
 from core.paths import atomic_write_text, ensure_dir, remove_dead_temps, temp_prefix
 from core.store import FORMAT_TAG, LABELS, MANIFEST
 from core.synth.faults import FAULTS, IN_FLIGHT, Draft
-from core.synth.world import PROFILES, make_hosts, make_samples
+from core.synth.world import LATE_FAMILY, PROFILES, drifted, late_variant, make_hosts, make_samples
 
 NS = 1_000_000_000
 LAB_EPOCH = datetime(2026, 9, 1, tzinfo=timezone.utc)
 TOO_SHORT_S = 8.0
 MIN_DURATION_S = 40.0
+MAX_DRIFT = 3.0
+LATE_FROM = 0.6      # a drifting lab's late variants appear from this share of its span on
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class SynthConfig:
     fault_rate: float = 0.1
     in_flight: int = 2
     span_days: float = 60.0
+    drift: float = 0.0          # how far samples evolve over the span (0: not at all; see plan_store)
 
     def check(self) -> None:
         if self.episodes < 1:
@@ -53,6 +56,8 @@ class SynthConfig:
             raise ConfigError(f"--fault-rate must be between 0 and 1, got {self.fault_rate}")
         if self.in_flight < 0:
             raise ConfigError(f"--in-flight must be >= 0, got {self.in_flight}")
+        if not 0.0 <= self.drift <= MAX_DRIFT:
+            raise ConfigError(f"--drift must be between 0 and {MAX_DRIFT:g}, got {self.drift:g}")
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,7 @@ class EpisodeSpec:
     started_at_ns: int
     received_at: str
     fault: str | None
+    drift: float = 0.0           # how far this episode's sample has drifted (world.drifted)
 
     @property
     def rel(self) -> str:
@@ -105,12 +111,17 @@ def plan_store(cfg: SynthConfig) -> list[EpisodeSpec]:
             faults[idx] = kinds[j % len(kinds)]
     gaps = rng.exponential(cfg.span_days * 86400 / n, n)
     received = LAB_EPOCH.timestamp() + np.cumsum(gaps)
+    # Drift draws from its own generator, so a lab without drift is the one it always was.
+    late_rng = np.random.default_rng([cfg.seed, 7])
+    frac = (received - received[0]) / max(received[-1] - received[0], 1.0)
     specs = []
     for i in range(n):
         host = hosts[int(rng.integers(len(hosts)))]
         allowed = [p for p in PROFILES if p not in host.never_runs]
         profile = allowed[int(rng.integers(len(allowed)))]
         sample = samples[profile][int(rng.integers(len(samples[profile])))]
+        if cfg.drift and frac[i] >= LATE_FROM and late_rng.random() < 0.5:
+            sample = late_variant(profile)
         dur = float(np.round(cfg.duration_s * rng.uniform(0.8, 1.2) * 2) / 2)
         if faults[i] == "too_short":
             dur = TOO_SHORT_S
@@ -120,7 +131,7 @@ def plan_store(cfg: SynthConfig) -> list[EpisodeSpec]:
         specs.append(EpisodeSpec(
             i, f"ep{i:06d}-{tag}", host.name, profile, sample.name, dur, started,
             datetime.fromtimestamp(recv_ns / NS, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            faults[i]))
+            faults[i], round(cfg.drift * float(frac[i]), 4)))
     return specs
 
 
@@ -130,7 +141,8 @@ def _write_episode(args: tuple[EpisodeSpec, SynthConfig, str]) -> tuple[list[dic
     spec, cfg, root = args
     rng = np.random.default_rng([cfg.seed, spec.index])
     host = {h.name: h for h in make_hosts(cfg.hosts)}[spec.host]
-    sample = next(s for s in make_samples()[spec.profile] if s.name == spec.sample)
+    sample = drifted(next(s for s in [*make_samples()[spec.profile], late_variant(spec.profile)]
+                          if s.name == spec.sample), spec.drift)
     ep = generate_episode(rng, host, sample, spec.profile, spec.duration_s, spec.started_at_ns)
     fault = FAULTS.get(spec.fault) if spec.fault else None
     manifest = {
@@ -194,7 +206,9 @@ def _write_episode(args: tuple[EpisodeSpec, SynthConfig, str]) -> tuple[list[dic
 
 def _truth_row(spec: EpisodeSpec, rel: str, fault: str | None, status: str, reason: str | None) -> dict:
     return {"rel_path": rel, "episode_id": spec.episode_id, "host_id": spec.host, "profile": spec.profile,
-            "sample_name": spec.sample, "fault": fault, "expected_status": status, "expected_reason": reason}
+            "sample_name": spec.sample, "fault": fault, "expected_status": status, "expected_reason": reason,
+            # What drifted: how far its sample evolved, and whether it is a variant only a drifting lab has late.
+            "drift": spec.drift, "late_variant": spec.sample.endswith(f".{LATE_FAMILY}")}
 
 
 def _write_in_flight(root: Path, specs: list[EpisodeSpec], k: int) -> list[dict]:

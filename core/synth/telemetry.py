@@ -24,12 +24,13 @@ def latent_activity(rng, plan, duration_s: float, host: Host, sample: Sample, pr
         if b <= a:
             continue
         sig = signature(phase, profile)
-        scale = dict.fromkeys(keys, 1.0)
+        scale = dict.fromkeys(keys, 1.0 if phase == "idle" else sample.stealth)
         if phase == "act":
             duty = _duty_mask(rng, b - a, sample.duty)
             k = sample.intensity
-            scale.update(cpu=k * sample.cpu_bias * duty, rd=k * sample.disk_bias * duty,
-                         wr=k * sample.disk_bias * duty, fc=k * duty, fr=k * duty)
+            q = sample.stealth
+            scale.update(cpu=q * k * sample.cpu_bias * duty, rd=q * k * sample.disk_bias * duty,
+                         wr=q * k * sample.disk_bias * duty, fc=q * k * duty, fr=q * k * duty)
         for key in keys:
             lat[key][a:b] = getattr(sig, key) * scale[key]
         if phase == "act" and profile == "miner":

@@ -6,7 +6,7 @@ means the same thing under every seed; the seed only drives episodes.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -82,6 +82,7 @@ class Sample:
     c2_octets: tuple[int, int, int, int]
     c2_port: int
     duty: float           # fraction of act time the sample is busy
+    stealth: float = 1.0  # scales every non-idle phase's activity (a drifting lab's samples grow quieter)
 
 
 def make_samples() -> dict[str, list[Sample]]:
@@ -107,6 +108,40 @@ def make_samples() -> dict[str, list[Sample]]:
             ))
         out[profile] = lst
     return out
+
+
+LATE_FAMILY = "echo"     # the variant a drifting lab meets only late (synth --drift)
+
+
+def late_variant(profile: str) -> Sample:
+    """A family variant that appears only in the last stretch of a drifting
+    lab, quieter than the four families a model trained on: little work in
+    its act phase, beacons as slow as the others' dormant check-ins."""
+    name = f"{profile}.{LATE_FAMILY}"
+    r = _name_rng(name)
+    return Sample(name=name, profile=profile, sha256=hashlib.sha256(f"sample:{name}".encode()).hexdigest(),
+                  intensity=float(r.lognormal(-1.6, 0.2)), cpu_bias=float(r.lognormal(-0.5, 0.2)),
+                  disk_bias=float(r.lognormal(-0.5, 0.2)), net_bias=float(r.lognormal(-0.5, 0.2)),
+                  beacon_period_s=float(r.uniform(25, 45)), dormant_period_s=float(r.uniform(8, 14)),
+                  c2_octets=(int(r.choice([23, 77, 103])), int(r.integers(1, 255)), int(r.integers(1, 255)),
+                             int(r.integers(1, 255))),
+                  c2_port=int(r.choice([80, 993, 2222])), duty=float(r.uniform(0.3, 0.5)), stealth=0.4)
+
+
+def drifted(sample: Sample, amount: float) -> Sample:
+    """The sample `amount` of the way through a drifting lab (0: as made).
+    Samples are repacked to evade over the months, so they drift quieter:
+    act intensity and every non-idle phase's activity scale by e^-amount,
+    resource biases and busy share by e^(-amount/2), and the beacon period
+    stretches by e^(amount/2)."""
+    if amount == 0:
+        return sample
+    quieter = float(np.exp(-amount / 2))
+    return replace(sample, intensity=sample.intensity * float(np.exp(-amount)),
+                   cpu_bias=sample.cpu_bias * quieter, disk_bias=sample.disk_bias * quieter,
+                   net_bias=sample.net_bias * quieter, duty=sample.duty * quieter,
+                   beacon_period_s=sample.beacon_period_s / quieter,
+                   stealth=sample.stealth * float(np.exp(-amount)))
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from core.calibrate import temperature_of
 from core.errors import ConfigError
 from core.extract import FEATURES, TENSORS, load_feature_schema, read_features, read_tensor_index
 from core.extract.tensors import TensorStore
@@ -161,6 +162,7 @@ def train_one(processed: Path, artifacts: Path, registry: Registry, model: str, 
         m.unlabeled = data.parts[part]
         m.unlabeled_source = f"{recipe} split, part '{part}' (inputs only; labels never read)"
     m.fit(data.parts["train"], data.parts["val"], keep, progress)
+    m.calibrate(data.parts["val"])
     seconds = time.perf_counter() - t0
     names = schema["features"] if cls.input_kind == "summary" else schema["channels"]
     m.training.update({
@@ -237,6 +239,8 @@ def load_checkpoint(directory: Path, processed: Path, registry: Registry, schema
     m = model_class(name)(header["classes"], header["config"], seed=header.get("seed", 0))
     m.pre = Preprocessor.from_json(header["preprocessing"])
     m.pca, m.training = header.get("pca"), header.get("training", {})
+    m.calibration = header.get("calibration")
+    m.temperature = temperature_of(header)
     m.mode = mode
     m.header = header
     try:

@@ -45,7 +45,8 @@ def test_ranges_are_usage_errors_and_help_shows_them(cli, lab_home):
     import commands.synth
     import core.synth
     assert commands.synth.MIN_DURATION_S == core.synth.MIN_DURATION_S
-    for args in (("extract", "--window", "0"), ("extract", "--hop", "-5"), ("extract", "--step", "0"),
+    assert commands.synth.MAX_DRIFT == core.synth.MAX_DRIFT
+    for args in (("synth", "--drift", "3.5"), ("extract", "--window", "0"), ("extract", "--hop", "-5"), ("extract", "--step", "0"),
                  ("train", "gbt", "--lr", "0"), ("synth", "--duration", "0"), ("synth", "--hosts", "65")):
         result = cli(*args)
         assert result.exit_code == 2, (args, result.output)

@@ -20,7 +20,8 @@ def home(trained, lab_home):
     return install_lab(trained, lab_home)
 
 
-def test_eval_writes_report_predictions_and_figures(cli, home):
+def test_eval_writes_report_predictions_and_figures(cli, home, monkeypatch):
+    monkeypatch.setenv("CIS490_FIGURE_FORMATS", "png,pdf,svg")      # the default; the suite writes SVG only
     result = cli("eval", "gbt", "--resamples", "200")
     assert result.exit_code == 0, result.output
     assert "macro-F1" in result.output and "Untested profiles" in result.output
@@ -107,7 +108,8 @@ def test_eval_all_and_compare_all(cli, home):
     assert cli("eval", "all", "gbt").exit_code == 1
 
 
-def test_figures_for_a_paper(cli, home):
+def test_figures_for_a_paper(cli, home, monkeypatch):
+    monkeypatch.delenv("CIS490_FIGURE_FORMATS")                         # the default: PNG, PDF and SVG
     assert cli("compare", "gbt", "knn", "knn_oracle", "--resamples", "50").exit_code == 0
     out = home.artifacts / "eval" / "host" / "gbt_realistic" / "test-episode-b50-s0"
     from PIL import Image
@@ -162,3 +164,115 @@ def test_compare_says_when_p_values_sit_at_the_resamples_floor(cli, home):
     assert rep["p_floor"] == 2 / 21 and rep["pairs"][0]["p_at_floor"] is True      # 0.878 vs 0.577
     assert "every pair's p is the smallest 20 resamples allow (2/(B+1) = 0.095)" in text
     assert "more --resamples would" in text
+
+
+def test_eval_reports_detection_trust_and_pitfalls(cli, home):
+    result = cli("eval", "knn", "--resamples", "100")
+    assert result.exit_code == 0, result.output
+    out = result.output
+    for words in ("Time to detect", "Calibration (15 equal-width bins)", "Conformal sets (alpha 0.1",
+                  "What this split can and cannot claim", "received before the latest train episode"):
+        assert words in out, words
+    assert max(len(line) for line in out.splitlines()) <= 80
+    d = home.artifacts / "eval" / "host" / "knn_realistic" / "test-episode-b100-s0"
+    rep = json.loads((d / "report.json").read_text())
+    det = rep["detection"]
+    assert det["onsets_known"] and {r["phase"] for r in det["per_phase"]} <= set(load_registry().phases)
+    for r in det["per_phase"]:
+        assert 0 <= r["miss_rate"] <= 1 and r["occurrences"] >= r["detected"]
+        if r["median_s"] is not None:
+            # A phase is caught at the earliest when its first window completes: at least half a window in.
+            assert r["median_s"] >= 0 and r["median_s"] <= r["p90_s"]
+    cal = rep["calibration"]
+    assert cal["temperature"] > 0 and cal["val_windows"] > 0
+    assert 0 <= cal["before"]["ece"] <= 1 and 0 <= cal["conformal"]["coverage"] <= 1
+    ids = [p["id"] for p in rep["pitfalls"]]
+    assert ids == ["sample_overlap", "temporal_snooping", "phase_proportions", "hosts", "profiles",
+                   "resampling_unit"]
+    assert rep["over_time"] is None                     # the host recipe, no --slice
+    for fig in ("detection", "calibration"):
+        assert (d / f"{fig}.svg").exists() and f"{fig}.svg" in rep["figures"]
+    import polars as pl
+    preds = pl.read_parquet(d / "predictions.parquet")
+    assert {"t_end_s", "onset_s", "trust"} <= set(preds.columns)
+    assert (preds["t_end_s"] > preds["onset_s"]).all()
+    rec = json.loads(home.notebook.read_text().splitlines()[-1])
+    assert "median_delay_s" in rec["metrics"] and "ece" in rec["metrics"]
+    assert any(o["path"].endswith("detection.svg") for o in rec["outputs"])
+
+
+def test_detection_rule_and_slices_make_their_own_report(cli, home):
+    result = cli("--json", "eval", "knn", "--resamples", "50", "--confirm", "2", "--slice", "1d")
+    assert result.exit_code == 0, result.output
+    rep = json.loads(result.stdout)[0]
+    assert rep["detection"]["confirm"] == 2 and rep["over_time"]["slice_s"] == 86400
+    once = json.loads(cli("--json", "eval", "knn", "--resamples", "50").stdout)[0]
+    # Two in a row can only be later (or missed) than one.
+    for a, b in zip(once["detection"]["per_phase"], rep["detection"]["per_phase"]):
+        assert b["detected"] <= a["detected"]
+    assert (home.artifacts / "eval" / "host" / "knn_realistic" / "test-episode-b50-s0-c2-sl1d").is_dir()
+
+
+@pytest.mark.parametrize("args", [("--confirm", "0"), ("--alpha", "1"), ("--min-trust", "2"), ("--slice", "7y")])
+def test_out_of_range_section_options_are_usage_errors(cli, home, args):
+    result = cli("eval", "knn", *args)
+    assert result.exit_code == 2, result.output
+
+
+def test_compare_gives_the_paired_gap_of_median_delays(cli, home):
+    result = cli("--json", "compare", "gbt", "knn", "--resamples", "100")
+    assert result.exit_code == 0, result.output
+    pair = json.loads(result.stdout)["pairs"][0]
+    d = pair["delay"]
+    assert d["occurrences"] > 0 and d["p_value"] is not None and d["ci"][0] <= d["median_delay_gap_s"] <= d["ci"][1]
+    table = cli("compare", "gbt", "knn", "--resamples", "100").output
+    assert "Median time to detect" in table and "missed A / B" in table
+
+
+def test_a_deleted_figure_or_an_older_report_makes_the_eval_stale(cli, home):
+    assert cli("eval", "knn", "--resamples", "50").exit_code == 0
+    d = home.artifacts / "eval" / "host" / "knn_realistic" / "test-episode-b50-s0"
+    (d / "detection.svg").unlink()
+    ev = _status_row(cli, "eval host/knn_realistic/test-episode-b50-s0")
+    assert ev["state"] == "stale" and "detection.svg" in ev["reason"]
+    assert cli("eval", "knn", "--resamples", "50").exit_code == 0
+    rep = json.loads((d / "report.json").read_text())
+    rep.pop("report_version")
+    (d / "report.json").write_text(json.dumps(rep))
+    ev = _status_row(cli, "eval host/knn_realistic/test-episode-b50-s0")
+    assert ev["state"] == "stale" and "older cis490" in ev["reason"]
+
+
+def _status_row(cli, artifact: str) -> dict:
+    return next(r for r in json.loads(cli("--json", "status").stdout) if r["artifact"] == artifact)
+
+
+def test_eval_draws_training_curves_per_host_bars_and_a_log_scaled_confusion(cli, home):
+    """Regression (issue 22): the training history in every checkpoint header
+    was never drawn, hosts had no figure, and a linear colour scale left every
+    off-diagonal cell of the confusion white."""
+    assert cli("eval", "gbt", "knn", "--resamples", "50").exit_code == 0
+    base = home.artifacts / "eval" / "host"
+    gbt, knn = base / "gbt_realistic" / "test-episode-b50-s0", base / "knn_realistic" / "test-episode-b50-s0"
+    header = json.loads((home.artifacts / "models" / "host" / "gbt_realistic" / "header.json").read_text())
+    history = header["training"]["history"]
+    assert len(history) == header["training"]["rounds_run"] and history[0]["round"] == 1
+    svg = (gbt / "training.svg").read_text()
+    assert "validation loss" in svg and f"kept: round {header['training']['best_epoch']}" in svg
+    assert not (knn / "training.svg").exists()             # kNN has no curve to draw
+    rep = json.loads((knn / "report.json").read_text())
+    assert "training.svg" not in rep["figures"] and "per_host.svg" in rep["figures"]
+    assert "lab-pi5" in (knn / "per_host.svg").read_text()
+    assert "log scale" in (gbt / "confusion.svg").read_text()
+
+
+def test_figure_formats_follow_the_environment_and_a_bad_one_is_one_line(cli, home, monkeypatch):
+    monkeypatch.setenv("CIS490_FIGURE_FORMATS", "png")
+    assert cli("eval", "knn", "--resamples", "20").exit_code == 0
+    d = home.artifacts / "eval" / "host" / "knn_realistic" / "test-episode-b20-s0"
+    assert (d / "confusion.png").exists() and not (d / "confusion.svg").exists()
+    monkeypatch.setenv("CIS490_FIGURE_FORMATS", "png,jpeg")
+    result = cli("eval", "knn", "--resamples", "20")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == ("Error: CIS490_FIGURE_FORMATS='png,jpeg': formats are png, pdf, svg "
+                                     "(comma-separated)")

@@ -86,3 +86,30 @@ def test_list_says_how_many_lines_it_skipped(cli, lab_home):
     result = cli("notebook", "list")
     assert result.exit_code == 0 and "synth" in result.stdout
     assert "skipped 3 line(s) that are not run records (line 2, 3, 4)" in " ".join(result.stderr.split())
+
+
+def test_list_rows_keep_to_one_line_at_80_columns(cli, lab_home):
+    """Regression (issue 22): at 80 columns `notebook list` rows took 2-5 lines."""
+    lab_home.artifacts.mkdir(parents=True)
+    records = [
+        {"run_id": "20261202-164252-d4ea", "command": "train", "status": "ok",
+         "config": {"model": "minirocket", "mode": "realistic", "split": "host"},
+         "metrics": {"val_macro_f1": 0.9961}, "timings": {"total_s": 117.2}},
+        {"run_id": "20261202-164310-e240", "command": "eval", "status": "ok", "parent_run": "20261202-164252-d4ea",
+         "config": {"model": "cnn", "mode": "oracle", "split": "sample"},
+         "metrics": {"macro_f1": 0.905, "macro_f1_ci": [0.854, 0.947]}, "timings": {"total_s": 4.25}},
+        {"run_id": "20261202-164320-ee78", "command": "validate", "status": "ok", "config": {},
+         "metrics": {"episodes": 76660, "status_counts": {"rejected": 12, "errored": 3}}, "timings": {"total_s": 930}},
+    ]
+    lab_home.notebook.write_text("".join(json.dumps(r) + "\n" for r in records))
+    result = cli("notebook", "list")
+    assert result.exit_code == 0, result.output
+    lines = [x for x in result.stdout.splitlines() if x.strip()]
+    assert lines[0].startswith("Lab notebook: 3 of 3 runs")
+    rows = lines[2:]
+    assert len(rows) == 3 and all(len(x) <= 80 for x in lines), lines
+    assert "0.905 [0.854, 0.947]" in rows[1] and "e240" in rows[1] and rows[1].rstrip().endswith("d4ea")
+    assert "val 0.996" in rows[0] and " 117" in rows[0] and "minirocket @host" in rows[0]
+    shown = cli("notebook", "show", "d4ea").stdout
+    assert "117.2" in shown and "117.200" not in shown                 # seconds read as seconds
+    assert "cnn_oracle @sample" in rows[1] and "76,660 (15 unusable)" in rows[2] and " 930" in rows[2]

@@ -82,3 +82,58 @@ def test_every_scene_renders_published_events_and_a_dropped_connection_catches_u
             assert problems == []
         finally:
             browser.close()
+
+
+def _lab_events() -> list[dict]:
+    start = {k: v for k, v in EXAMPLES["episode"].items() if k not in ("accuracy", "windows", "detection")}
+    return [{**start, "event": "start"}, EXAMPLES["telemetry"], EXAMPLES["prediction"], EXAMPLES["model_metric"],
+            {**EXAMPLES["model_metric"], "model": "knn_semi", "macro_f1": 0.991, "macro_f1_ci": [0.97, 0.999],
+             "transductive": True},
+            EXAMPLES["profile_stats"], {**EXAMPLES["profile_stats"], "model": "knn_semi"}, EXAMPLES["perf"],
+            EXAMPLES["episode"]]
+
+
+def test_the_snapshot_view_shows_units_marks_scales_and_folds(tmp_path):
+    """Regression (issue 22): no units, knn_semi unmarked, 0.887 and 0.991 bars
+    alike on a 0-1 scale, every profile table open, and no page a headless
+    screenshot could finish on."""
+    executable, sync_playwright = _chromium(), _playwright()
+    app = create_app(EventHub(), ping_s=1)
+    with ThreadedServer(app) as srv, sync_playwright() as pw:
+        assert httpx.post(srv.url + "/publish", json=_lab_events()).status_code == 200
+        browser = pw.chromium.launch(executable_path=executable, args=["--no-sandbox"], timeout=30_000)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(srv.url + "/?snapshot")
+            page.wait_for_selector("body[data-ready=snapshot]", timeout=10_000)
+            assert page.get_attribute("#conn", "data-state") == "snapshot"
+            telemetry = page.inner_text("#scene-telemetry")
+            assert "guest.cpu_percent (%)" in telemetry and "87.50 %" in telemetry
+            metrics = page.inner_text("#scene-metrics")
+            assert "knn_semi* @host" in metrics and "transductive" in metrics and "bars from 0.8 to 1.0" in metrics
+            # On the 0.8-1.0 scale 0.905 fills about half the track, 0.991 nearly all of it.
+            widths = {row.get_attribute("data-key"): row.locator(".bar-fill").bounding_box()["width"] /
+                      row.locator(".bar-track").bounding_box()["width"]
+                      for row in page.locator(".bar-row").all()}
+            assert widths["gru_realistic@host"] == pytest.approx(0.525, abs=0.02)
+            assert widths["knn_semi_realistic@host"] > 0.9
+            folded = {d.get_attribute("data-key"): d.get_attribute("open") is not None
+                      for d in page.locator("#profile-tables details").all()}
+            assert folded == {"gru_realistic@host": True, "knn_semi_realistic@host": False}
+            assert "caught idle" in page.inner_text("#scene-episode")
+        finally:
+            browser.close()
+
+
+def test_a_headless_screenshot_of_the_snapshot_view_completes(tmp_path):
+    import subprocess
+    executable = _chromium()
+    with ThreadedServer(create_app(EventHub(), ping_s=1)) as srv:
+        assert httpx.post(srv.url + "/publish", json=_lab_events()).status_code == 200
+        shot = tmp_path / "dashboard.png"
+        done = subprocess.run([executable, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                               "--window-size=1280,1000", "--virtual-time-budget=5000", f"--screenshot={shot}",
+                               srv.url + "/?snapshot"],
+                              capture_output=True, timeout=90)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert shot.stat().st_size > 20_000

@@ -71,13 +71,16 @@ def test_every_model_exports_a_bundle_that_agrees_with_its_checkpoint(lab, expor
         assert r.parity["threshold_windows"] == 5 * 200
     header = json.loads((r.directory / BUNDLE).read_text())
     ck = json.loads((artifacts / "models" / "host" / f"{model}_realistic" / "header.json").read_text())
-    for key in ("classes", "preprocessing", "registry_hash", "schema_hash", "split", "window", "keep_names"):
+    for key in ("classes", "preprocessing", "registry_hash", "schema_hash", "split", "window", "keep_names",
+                "calibration"):
         assert header[key] == ck[key], key
     assert header["checkpoint"]["weights_sha256"] == ck["weights"]["sha256"]
     assert set(header["files"]) == {GRAPH if r.runtime == "onnxruntime" else REFERENCE, "channels.toml"}
     # The bundle loads the way the Pi loads it and predicts a batch of any size.
     b = load_bundle(r.directory)
     assert b.name == model and b.classes == ck["classes"]
+    # The checkpoint's temperature is applied after the graph: the bundle's probabilities are the checkpoint's.
+    assert b.temperature == ck["calibration"]["temperature"]
 
 
 @pytest.mark.parametrize("model", REPLAYED)

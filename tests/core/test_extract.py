@@ -153,6 +153,21 @@ def test_labels_at_phase_boundaries(extracted_lab, tmp_path):
     assert centres[15.0] == "execute"       # a label holds from its own time
     assert centres[25.0] == "execute"       # the next phase starts a microsecond later
     assert centres[30.0] == "act"
+    # The onsets time to detect measures from: each phase's own label time.
+    assert w.onsets.t_s == (0.0, 15.0, pytest.approx(25.000001)) and w.onsets.phases == ("idle", "execute", "act")
+
+
+def test_the_episodes_table_records_each_episode_s_phase_onsets(extracted_lab):
+    paths, _ = extracted_lab
+    eps = pl.read_parquet(paths.processed / EPISODES).filter(pl.col("n_windows") > 0).head(3)
+    for row in eps.iter_rows(named=True):
+        ep = Episode.open(paths.default_store / row["rel_path"], row["rel_path"])
+        labels = ep.read_labels().sort("t_wall_ns")
+        start = ep.manifest["started_at_ns"]
+        want = [((t - start) / 1e9, p) for t, p in zip(labels["t_wall_ns"], labels["phase"])]
+        merged = [x for i, x in enumerate(want) if i == 0 or x[1] != want[i - 1][1]]
+        got = list(zip(row["onset_s"], row["onset_phase"]))
+        assert [(round(t, 6), p) for t, p in got] == [(round(t, 6), p) for t, p in merged]
 
 
 def test_counter_reset_gives_missing_not_negative():

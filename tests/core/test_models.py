@@ -56,6 +56,13 @@ def test_every_model_learns_and_round_trips(lab, name):
     header = json.loads((r.checkpoint / "header.json").read_text())
     assert header["training"]["split"] == "host" and header["mode"] == "realistic"
     assert len(header["pca"]["components"]) == 2
+    # Temperature scaling, fitted on val once trained (or 1 where val was trained on), applied on every read.
+    cal = header["calibration"]
+    assert cal["temperature"] > 0 and model.temperature == cal["temperature"]
+    if cal["fitted_on"] == "val":
+        assert cal["val_nll_after"] <= cal["val_nll_before"] + 1e-9
+    from core.calibrate import scale
+    np.testing.assert_array_equal(proba, scale(model.predict_data(val, calibrated=False), cal["temperature"]))
     assert header["weights"]["file"] in ("weights.npz", "weights.json")
     if name == "knn_semi":
         pool = header["training"]["unlabeled_pool"]

@@ -67,6 +67,17 @@ def test_replayed_predictions_equal_evals(lab, model):
         end = events[-1][1]
         assert end["event"] == "end" and end["windows"] == len(preds)
         assert end["accuracy"] == pytest.approx(np.mean([p["predicted"] == p["truth"] for p in preds]))
+        # Each phase's time to detect in this episode is eval's, from the same onsets and predictions.
+        from core.detect import occurrences
+        mine = want.sort("t_end_s")
+        truth = mine["truth"].to_numpy()
+        codes = np.unique(truth, return_inverse=True)[1]
+        occ = occurrences(np.zeros(mine.height, int), mine["t_end_s"].to_numpy(), mine["onset_s"].to_numpy(),
+                          codes, (mine["predicted"] == mine["truth"]).to_numpy())
+        assert [d["phase"] for d in end["detection"]] == [str(np.unique(truth)[c]) for c in occ.phase]
+        assert [d["delay_s"] for d in end["detection"]] == \
+            [None if np.isnan(x) else pytest.approx(x, abs=1e-3) for x in occ.delay_s]
+        assert all(d["onset_s"] <= p["t_center_s"] for d, p in [(end["detection"][0], preds[0])])
 
 
 def _published(replay) -> list[dict]:
@@ -100,6 +111,12 @@ def test_a_replay_publishes_metrics_episodes_predictions_and_perf(lab, monkeypat
     assert kinds.count("prediction") > 10 and "perf" in kinds and "telemetry" in kinds
     perf = [ev for ev in events if ev["type"] == "perf"][-1]
     assert perf["latency_p50_ms"] > 0 and perf["rss_mb"] > 0
+    # Telemetry names its units; every source the model sees is charted, netflow included.
+    tick = next(ev for ev in events if ev["type"] == "telemetry")
+    assert set(tick["units"]) == set(tick["values"]) and any(c.startswith("netflow.") for c in tick["values"])
+    assert all(ev["transductive"] is False for ev in events if ev["type"] == "model_metric")
+    ends = [ev for ev in events if ev["type"] == "episode" and ev["event"] == "end"]
+    assert ends and all(ev["detection"] for ev in ends)
 
 
 @pytest.mark.parametrize("args, message", [

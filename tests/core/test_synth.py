@@ -87,6 +87,7 @@ def test_plan_balances_hosts_and_profiles():
     ({"duration_s": 5}, "--duration must be at least 40 s, got 5"),
     ({"fault_rate": 1.5}, "--fault-rate must be between 0 and 1, got 1.5"),
     ({"hosts": 0}, "--hosts must be between 1 and 64, got 0"),
+    ({"drift": 4}, "--drift must be between 0 and 3, got 4"),
 ])
 def test_bad_config(kwargs, message):
     with pytest.raises(ConfigError) as err:
@@ -97,3 +98,26 @@ def test_bad_config(kwargs, message):
 def test_extra_hosts_are_generated(tmp_path):
     specs = plan_store(SynthConfig(episodes=40, hosts=6, seed=0))
     assert {s.host for s in specs} >= {"lab-host05", "lab-host06"}
+
+
+def test_drift_leaves_a_still_lab_as_it_was_and_records_what_drifted(tmp_path):
+    from core.synth import LATE_FROM
+    from core.synth.world import LATE_FAMILY, drifted, late_variant, make_samples
+    still = plan_store(SynthConfig(episodes=80, seed=3))
+    moving = plan_store(SynthConfig(episodes=80, seed=3, drift=1.5))
+    assert all(s.drift == 0 for s in still)
+    # Same hosts, profiles and times; only the samples of the late stretch may change.
+    assert [(s.host, s.profile, s.received_at) for s in still] == [(s.host, s.profile, s.received_at) for s in moving]
+    late = [s for s in moving if s.sample.endswith(f".{LATE_FAMILY}")]
+    assert late and all(s.drift >= 1.5 * LATE_FROM - 1e-6 for s in late)
+    assert moving[0].drift == 0 and moving[-1].drift == 1.5
+    assert [s.drift for s in moving] == sorted(s.drift for s in moving)
+    sample = make_samples()["miner"][0]
+    quiet = drifted(sample, 1.0)
+    assert quiet.intensity < sample.intensity and quiet.stealth < 1 and drifted(sample, 0) == sample
+    assert late_variant("miner").name == "miner.echo"
+    out = tmp_path / "store"
+    generate_store(SynthConfig(episodes=30, seed=3, drift=2.0, fault_rate=0, in_flight=0), out, workers=1)
+    truth = [json.loads(x) for x in (tmp_path / "store.truth.jsonl").read_text().splitlines()]
+    assert {"drift", "late_variant"} <= set(truth[0]) and max(t["drift"] for t in truth) == 2.0
+    assert all(t["late_variant"] == t["sample_name"].endswith(".echo") for t in truth)

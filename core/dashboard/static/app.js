@@ -20,7 +20,12 @@ const state = {
   metrics: new Map(),             // model_mode@split -> model_metric
   profiles: new Map(),            // model_mode@split -> profile_stats
   perf: null,
+  units: {},                      // channel -> unit, as telemetry events give them
 };
+// `?snapshot`: the state as it is now, drawn once, with no event stream left
+// open, so `chromium --headless --screenshot` (which waits for the page to
+// settle) completes.
+const SNAPSHOT = new URLSearchParams(location.search).has("snapshot");
 const dirty = new Set();
 const charts = {};
 
@@ -51,10 +56,11 @@ const apply = {
       dirty.add("timeline"); dirty.add("probabilities");
     }
     state.episode = ev;
-    dirty.add("episode");
+    dirty.add("episode"); dirty.add("profiles");
   },
   telemetry(ev) {
     if (state.telemetryEpisode !== ev.episode_id) { state.telemetry.clear(); state.telemetryEpisode = ev.episode_id; }
+    if (ev.units) Object.assign(state.units, ev.units);
     for (const [ch, v] of Object.entries(ev.values)) {
       if (!state.telemetry.has(ch)) {
         if (state.telemetry.size >= MAX_SPARKS) continue;
@@ -106,6 +112,10 @@ const draw = {
                   ["model", `${e.model} (${e.mode})`],
                   ["status", e.event === "end" ? `ended: ${e.windows ?? "?"} windows, accuracy ${fmt(e.accuracy)}`
                                                : "running"]];
+    // Time to detect in this episode: each phase's delay from its labelled onset, or missed.
+    for (const d of (e.event === "end" && e.detection) || [])
+      rows.push([`caught ${d.phase}`, d.delay_s === null ? `missed (from ${d.onset_s.toFixed(1)} s)`
+                                                         : `after ${d.delay_s.toFixed(1)} s (at ${d.onset_s.toFixed(1)} s)`]);
     fields($("episode-fields"), rows);
   },
   timeline() {
@@ -142,8 +152,10 @@ const draw = {
       const el = $("probability-chart");
       const series = [{ label: "t (s)" }, ...state.phases.map(ph => ({ label: ph, stroke: phaseColor(ph), width: 1.5 })),
                       { label: "trust", stroke: "#1d2330", width: 2, dash: [6, 4] }];
-      charts.probabilities = new uPlot({ width: el.clientWidth || 600, height: 200, series,
-        scales: { x: { time: false }, y: { range: [0, 1] } }, legend: { live: false } }, data, el);
+      charts.probabilities = new uPlot({ width: el.clientWidth || 600, height: 220, series,
+        scales: { x: { time: false }, y: { range: [0, 1] } }, legend: { live: false },
+        axes: [{ label: "seconds from the episode start", size: 40 }, { label: "probability, trust", size: 50 }] },
+        data, el);
     } else {
       charts.probabilities.setData(data);
     }
@@ -156,7 +168,8 @@ const draw = {
       let entry = charts["spark:" + ch];
       if (!entry) {
         const row = document.createElement("div"); row.className = "spark"; row.dataset.channel = ch;
-        const name = document.createElement("span"); name.className = "name"; name.textContent = ch;
+        const name = document.createElement("span"); name.className = "name";
+        name.textContent = state.units[ch] ? `${ch} (${state.units[ch]})` : ch;
         const plot = document.createElement("div"); const value = document.createElement("span");
         value.className = "value"; row.append(name, plot, value); box.append(row);
         const u = new uPlot({ width: Math.max(120, box.clientWidth - 90), height: 36, legend: { show: false },
@@ -167,20 +180,26 @@ const draw = {
         entry.u.setData([s.t, s.v]);
       }
       const v = s.v[s.v.length - 1];
-      entry.value.textContent = v === null ? "–" : Number(v).toPrecision(4);
+      entry.value.textContent = (v === null ? "–" : Number(v).toPrecision(4)) + (state.units[ch] ? ` ${state.units[ch]}` : "");
     }
   },
   metrics() {
     if (!state.metrics.size) return;
     live("metrics");
-    const rows = [...state.metrics.values()].sort((a, b) => b.macro_f1 - a.macro_f1).map(m => {
+    const all = [...state.metrics.values()].sort((a, b) => b.macro_f1 - a.macro_f1);
+    // The bars start near the lowest interval, not at 0: on a 0-1 scale 0.887 and 0.991 looked alike.
+    const lo = Math.max(0, Math.floor(Math.min(...all.map(m => m.macro_f1_ci[0])) * 10 - 0.5) / 10);
+    const at = x => `${Math.max(0, (x - lo) / (1 - lo)) * 100}%`;
+    const rows = all.map(m => {
       const row = document.createElement("div"); row.className = "bar-row"; row.dataset.key = key(m);
       const label = document.createElement("span"); label.className = "label";
-      label.textContent = `${m.model}${m.mode === "oracle" ? "_oracle" : ""} @${m.split}`;
+      label.textContent = `${m.model}${m.mode === "oracle" ? "_oracle" : ""}${m.transductive ? "*" : ""} @${m.split}`;
+      if (m.transductive) label.title = "transductive: learned from the inputs (never the labels) of the windows it is scored on";
       const track = document.createElement("div"); track.className = "bar-track";
-      const fill = document.createElement("div"); fill.className = "bar-fill"; fill.style.width = `${m.macro_f1 * 100}%`;
+      const fill = document.createElement("div"); fill.className = "bar-fill"; fill.style.width = at(m.macro_f1);
       const ci = document.createElement("div"); ci.className = "bar-ci";
-      ci.style.left = `${m.macro_f1_ci[0] * 100}%`; ci.style.width = `${(m.macro_f1_ci[1] - m.macro_f1_ci[0]) * 100}%`;
+      ci.style.left = at(m.macro_f1_ci[0]);
+      ci.style.width = `${(m.macro_f1_ci[1] - Math.max(lo, m.macro_f1_ci[0])) / (1 - lo) * 100}%`;
       track.append(fill, ci);
       const value = document.createElement("span"); value.className = "value";
       value.textContent = `${fmt(m.macro_f1)} [${fmt(m.macro_f1_ci[0], 2)}, ${fmt(m.macro_f1_ci[1], 2)}]`;
@@ -189,16 +208,27 @@ const draw = {
       return row;
     });
     $("metric-bars").replaceChildren(...rows);
+    $("metric-bars").dataset.from = String(lo);
+    $("metric-note").textContent = `bars from ${fmt(lo, 1)} to 1.0` +
+      (all.some(m => m.transductive) ? "; * transductive: learned from the inputs (never the labels) of the windows it is scored on" : "");
   },
   profiles() {
     if (!state.profiles.size) return;
     live("profiles");
-    const tables = [...state.profiles.values()].map(ps => {
-      const wrap = document.createElement("div");
+    // The replayed model's table open, the others folded: eight open tables buried the page.
+    const current = state.episode ? `${state.episode.model}_${state.episode.mode}` : null;
+    const list = [...state.profiles.values()];
+    const open = list.find(ps => `${ps.model}_${ps.mode}` === current) || list[0];
+    // A table the reader opened stays open across redraws.
+    const was = new Map([...$("profile-tables").querySelectorAll("details")].map(d => [d.dataset.key, d.open]));
+    const tables = list.map(ps => {
+      const wrap = document.createElement("details");
+      wrap.open = ps === open || was.get(key(ps)) === true; wrap.dataset.key = key(ps);
+      const sum = document.createElement("summary"); sum.textContent = `${ps.model} (${ps.mode}) on ${ps.split}`;
+      wrap.append(sum);
       const t = document.createElement("table"); t.dataset.key = key(ps);
-      const cap = t.createCaption(); cap.textContent = `${ps.model} (${ps.mode}) on ${ps.split}`;
       const head = t.createTHead().insertRow();
-      ["profile", "macro-F1 [95% CI]", "windows", "episodes"].forEach(h => {
+      ["profile", "macro-F1 over its phases [95% CI]", "windows", "episodes"].forEach(h => {
         const th = document.createElement("th"); th.textContent = h; head.append(th);
       });
       const body = t.createTBody();
@@ -274,6 +304,11 @@ async function start() {
     applyState(st);
     if (st.last_id) noteId(st.last_id);
     redraw();
+    if (SNAPSHOT) {
+      setConn("snapshot");
+      document.body.dataset.ready = "snapshot";
+      return;
+    }
     open(st.last_id);
   } catch (e) {
     setConn("reconnecting");
@@ -281,7 +316,7 @@ async function start() {
   }
 }
 
-setInterval(redraw, REDRAW_MS);
+if (!SNAPSHOT) setInterval(redraw, REDRAW_MS);
 document.addEventListener("visibilitychange", redraw);
 window.addEventListener("resize", () => {
   for (const [name, c] of Object.entries(charts)) if (c.setSize && name === "probabilities") {
