@@ -50,7 +50,7 @@ def render_validate(state: AppState, s: ValidationSummary) -> None:
                + (f", {s.reused:,} reused unchanged" if s.reused else ""))
     rows = [(h, *[c.get(st, 0) for st in STATUSES]) for h, c in s.per_host.items()]
     rows.append(("total", *[s.counts.get(st, 0) for st in STATUSES]))
-    term.table("Status per host", ["host", *STATUSES], rows, justify_right=[1, 2, 3, 4])
+    term.table("Status per host", ["host", *STATUSES], rows, justify_right=list(range(1, len(STATUSES) + 1)))
     if s.top_reasons:
         term.table("Top reasons", ["reason", "episodes"], s.top_reasons, justify_right=[1])
     if s.refused:
@@ -108,6 +108,9 @@ def render_split(state: AppState, r: SplitResult) -> None:
     if m["untested_profiles"]:
         term.print(f"[yellow]untested profiles (absent from test, never averaged away):[/] "
                    f"{', '.join(m['untested_profiles'])}")
+    if m.get("unlabelled_left_out"):
+        term.print(f"{m['unlabelled_left_out']:,} unlabelled episode(s) left out: never split, trained or scored "
+                   "on (`cis490 predict --unlabelled` reads them).")
     term.print(f"Split: {r.parquet}")
 
 

@@ -111,3 +111,53 @@ def replay(
         state.terminal.json({"to": to, "events": sent})
     else:
         state.terminal.print(f"Posted {sent:,} event(s) to {to}")
+
+
+@app.command("watch")
+def watch(
+    ctx: typer.Context,
+    store: Path = typer.Argument(..., metavar="STORE", help="The receiver store to watch for new episodes."),
+    model: str = typer.Option(..., "--model", metavar="NAME", help="The model whose live predictions to show."),
+    to: str = TO,
+    token: Optional[str] = TOKEN,
+    mode: opt.Mode = opt.REPLAY_MODE,
+    split: opt.SplitName = opt.REPLAY_SPLIT,
+    engine: opt.EngineName = opt.ENGINE,
+    retry_for: float = RETRY_FOR,
+) -> None:
+    """Predict episodes as they land in a store here, posting to a remote dashboard, until Ctrl-C.
+
+    Each new episode is checked by validate's rules first: one they refuse
+    is a notice on the page, never predicted.
+
+    Examples:
+
+    \b
+        cis490 publish watch /srv/receiver --model gbt --to http://lab-pi.local:8447
+    """
+    import threading
+
+    from core.live.publish import Publisher
+    from core.live.watch import run_watch
+    from core.paths import resolve_cli_path
+    from core.predict import load_engine
+    state = get_state(ctx)
+    eng = load_engine(state.read_paths, model, mode.value, split.value, engine.value)
+    root = resolve_cli_path(store, store)
+    if not root.is_dir():
+        raise typer.BadParameter(f"{root} is not a directory", param_hint="'STORE'")
+    config = {"what": "watch", "to": to, "store": str(root), "model": model, "mode": mode.value,
+              "split": split.value, "engine": eng.kind, "source": str(eng.source)}
+    state.terminal.print(f"Watching {root} with {model} ({mode.value}, {eng.kind}), posting to {to} "
+                         "(Ctrl-C to stop)", wrap=False)
+    with state.record("publish", config) as run:
+        publisher = Publisher(to, token, threading.Event(), retry_for_s=retry_for, on_retry=_retry_printer(state))
+        try:
+            run_watch(root, eng, mode.value, publisher, log=state.terminal.print)
+        except KeyboardInterrupt:
+            publisher.stop.set()
+        run.metrics.update(events_posted=publisher.sent)
+    if state.terminal.json_mode:
+        state.terminal.json({"to": to, "events": publisher.sent})
+    else:
+        state.terminal.print(f"Posted {publisher.sent:,} event(s) to {to}")

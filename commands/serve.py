@@ -33,6 +33,9 @@ def serve(
     store: Optional[Path] = opt.STORE,
     engine: opt.EngineName = opt.ENGINE,
     channels_shown: Optional[str] = opt.CHANNELS_SHOWN,
+    watch: Optional[Path] = typer.Option(None, "--watch", metavar="STORE",
+                                         help="Predict episodes as they land in STORE (with --model), each checked "
+                                              "by validate's rules first."),
 ) -> None:
     """Serve the live dashboard until Ctrl-C.
 
@@ -45,12 +48,16 @@ def serve(
         cis490 serve --dashboard
         cis490 serve --dashboard --host 0.0.0.0 --port 8447
         cis490 serve --dashboard --replay all --model gru --speed 10
+        cis490 serve --dashboard --watch /srv/receiver --model gbt
     """
     if not dashboard:
         raise typer.BadParameter("nothing to serve: pass --dashboard (the only service so far).",
                                  param_hint="'--dashboard'")
-    if (replay is None) != (model is None):
-        raise typer.BadParameter("--replay and --model go together (e.g. --replay all --model gru).",
+    if replay is not None and watch is not None:
+        raise typer.BadParameter("--replay or --watch, not both.", param_hint="'--watch'")
+    if (replay is None and watch is None) != (model is None):
+        raise typer.BadParameter("--replay and --model go together (e.g. --replay all --model gru), as do --watch "
+                                 "and --model.",
                                  param_hint="'--replay'")
     from core.dashboard.app import create_app
     from core.dashboard.hub import EventHub
@@ -65,6 +72,14 @@ def serve(
         model_class(model)               # the arguments first, then the lab
         prepared = lab_replay(state.read_paths, replay, model, mode.value, split.value, store, speed,
                               engine.value, channels_shown)
+    engine_loaded = watched = None
+    if watch is not None:
+        from core.paths import resolve_cli_path
+        from core.predict import load_engine
+        engine_loaded = load_engine(state.read_paths, model, mode.value, split.value, engine.value)
+        watched = resolve_cli_path(watch, watch)
+        if not watched.is_dir():
+            raise typer.BadParameter(f"{watched} is not a directory", param_hint="'--watch'")
     if token is None and not is_loopback(host):
         # Reading stays open on the lab network; publishing off loopback never does.
         token = secrets.token_urlsafe(18)
@@ -80,17 +95,25 @@ def serve(
         config["replay"] = {"model": model, "mode": mode.value, "split": split.value, "speed": speed,
                             "episodes": [e for e, _ in prepared.episodes], "source": prepared.source,
                             "channels_shown": prepared.shown}
+    if watched is not None:
+        config["watch"] = {"store": str(watched), "model": model, "mode": mode.value, "split": split.value,
+                           "engine": engine_loaded.kind, "source": str(engine_loaded.source)}
     with state.record("serve", config) as run:
         term.print(f"Dashboard: [bold]{url}[/]  (Ctrl-C to stop)", wrap=False)
         term.print(f"Publish: POST {url}publish" + (f"  with 'Authorization: Bearer {token}'" if token else ""), wrap=False)
-        if prepared is None:
+        port_ = sock.getsockname()[1]
+        # A producer posts to this server like any other; a wildcard bind is reached on loopback.
+        target = {"0.0.0.0": f"http://127.0.0.1:{port_}", "::": f"http://[::1]:{port_}"}.get(host, url)
+        if watched is not None:
+            from core.live.watch import WatchThread
+            term.print(f"Watching {watched} with {model} ({mode.value}, {engine_loaded.kind})", wrap=False)
+            with WatchThread(watched, engine_loaded, mode.value, target, token):
+                serve_forever(create_app(hub, token=token, allowed_hosts=hosts), sock)
+        elif prepared is None:
             serve_forever(create_app(hub, token=token, allowed_hosts=hosts), sock)
         else:
             from core.live.producers import ReplayThread
             term.print(f"Replaying {prepared.describe()}", wrap=False)
-            # The replay posts to this server like any producer; a wildcard bind is reached on loopback.
-            port_ = sock.getsockname()[1]
-            target = {"0.0.0.0": f"http://127.0.0.1:{port_}", "::": f"http://[::1]:{port_}"}.get(host, url)
             with ReplayThread(prepared, target, token):
                 serve_forever(create_app(hub, token=token, allowed_hosts=hosts), sock)
         run.metrics.update(events_published=hub.published, last_id=hub.last_id,

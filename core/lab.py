@@ -42,6 +42,7 @@ BUNDLE = "bundle.json"                       # an exported bundle's header
 GRAPH = "model.onnx"                         # ... its ONNX graph
 REFERENCE = "reference.npz"                  # ... or its kNN arrays
 REPORT = "report.json"
+PREDICT_RUN = "predict.json"
 # Bumped when eval reports gain sections: an older report lacks them and is re-made.
 REPORT_VERSION = 2
 PREDICTIONS = "predictions.parquet"
@@ -188,6 +189,15 @@ class Lab:
     def bundles(self) -> list[Ref]:
         return [Ref.of_dir(b.parent) for b in sorted((self.artifacts / "deploy").glob(f"*/*/{BUNDLE}"))]
 
+    # artifacts/predict: one folder per run of `cis490 predict`, never another model's
+    def prediction_run(self, ref: Ref, run: str) -> Path:
+        return self.artifacts / "predict" / ref.split / ref.dirname / run
+
+    def prediction_runs(self) -> Iterator[tuple[Ref, str, Path]]:
+        """(model, run, its PREDICT_RUN manifest) of every predict run, in path order."""
+        for m in sorted((self.artifacts / "predict").glob(f"*/*/*/{PREDICT_RUN}")):
+            yield Ref.of_dir(m.parent.parent), m.parent.name, m
+
 
 # -- the commands that remake each artefact --------------------------------------
 
@@ -209,6 +219,10 @@ def train_command(ref: Ref) -> str:
 
 def export_command(ref: Ref) -> str:
     return f"cis490 export {ref.model} --split {ref.split} --mode {ref.mode}"
+
+
+def predict_command(ref: Ref, episodes: str) -> str:
+    return f"cis490 predict {ref.model} --split {ref.split} --mode {ref.mode} {episodes}"
 
 
 def eval_command(ref: Ref, settings: str) -> str:
@@ -305,7 +319,7 @@ def comparison_problems(report: dict, evals: dict[str, dict | None]) -> list[str
     return reasons
 
 
-__all__ = ["BUNDLE", "GRAPH", "REPORT_VERSION", "REFERENCE", "EPISODES", "EXTRACT_COMMAND", "FEATURES", "FEATURE_SCHEMA", "HEADER", "Inputs", "Lab", "MODES",
+__all__ = ["BUNDLE", "GRAPH", "REPORT_VERSION", "PREDICT_RUN", "predict_command", "REFERENCE", "EPISODES", "EXTRACT_COMMAND", "FEATURES", "FEATURE_SCHEMA", "HEADER", "Inputs", "Lab", "MODES",
            "Mode", "ModeOrBoth", "PREDICTIONS", "REPORT", "Ref", "STAT", "TENSORS", "checkpoint_problems", "compare_command",
            "comparison_problems", "settings_of", "eval_command", "eval_identity", "eval_problems", "eval_settings",
            "export_command", "modes_of", "split_command", "split_dirname", "train_command", "validate_command"]

@@ -199,6 +199,9 @@ def make_split(processed: Path, cfg: SplitConfig, registry: Registry) -> SplitRe
             "totals": {p: {"episodes": df.filter(pl.col("part") == p).height,
                            "windows": int(df.filter(pl.col("part") == p)["n_windows"].sum())} for p in PARTS}}
     lab = Lab(processed, Path())
+    # Runs nobody labelled are never split, trained or scored on: said, not silently dropped.
+    meta["unlabelled_left_out"] = (pl.scan_parquet(lab.index).filter(pl.col("status") == "unlabelled")
+                                   .select(pl.len()).collect().item() if lab.index.exists() else 0)
     ensure_dir(lab.splits)
     pq_path, meta_path = lab.split_parquet(cfg.recipe), lab.split_meta(cfg.recipe)
     with atomic_path(pq_path, ".parquet") as tmp:

@@ -19,6 +19,7 @@ from core.paths import LabPaths
 if TYPE_CHECKING:
     from core.compare import CompareResult
     from core.evaluate import EvalConfig, EvalResult
+    from core.predict import PredictResult
     from core.extract import ExtractConfig, ExtractSummary
     from core.registry import Registry
     from core.split import SplitConfig, SplitResult
@@ -205,4 +206,35 @@ def compare_stage(session: Session, registry: Registry, named: list[tuple[str, s
         run.metrics.update(pairs=[{k: p[k] for k in ("a", "b", "gap", "gap_ci", "p_value", "winner")} |
                                   ({"p_holm": p["p_holm"]} if "p_holm" in p else {}) for p in result.report["pairs"]],
                            unit=cfg.unit, resamples=cfg.resamples, seed=cfg.seed, ci_method="percentile bootstrap")
+    return result
+
+
+def predict_stage(session: Session, model: str, mode: str, split: str, store: Path | None, engine: str,
+                  ids: list[str], unlabelled: bool, every: bool) -> PredictResult:
+    """`cis490 predict`: the model first (an unknown one before any episode is
+    read), then the episodes, then the run's folder, recorded as one run."""
+    from core.lab import Ref
+    from core.live.producers import default_store
+    from core.predict import load_engine, run_predict, select_episodes
+    paths = session.paths
+    eng = load_engine(paths, model, mode, split, engine)
+    store = default_store(paths, store)
+    episodes, how = select_episodes(paths, store, eng.registry, ids, unlabelled, every)
+    config = {"model": model, "mode": mode, "split": split, "engine": eng.kind, "store": str(store),
+              "episodes": ids or ("unlabelled" if unlabelled else "all"), "chosen": how}
+    with session.record("predict", config) as run:
+        with session.progress(f"Predicting with {model} ({mode})", total=len(episodes), unit="episodes") as bar:
+            asked = " ".join(ids) if ids else ("--unlabelled" if unlabelled else "--all")
+            result = run_predict(paths, store, eng, Ref(split, model, mode), episodes, how, run.run_id, bar, asked)
+        run.add_input(eng.source, eng.kind)
+        for name in ("predict.json", "windows.csv", "segments.parquet", "segments.csv"):
+            run.add_output(result.directory / name, name.replace(".", "_"))
+        for part in sorted((result.directory / "windows").glob("part-*.parquet")):
+            run.add_output(part, "windows_part")
+        for fig in result.figures:
+            run.add_output(fig, "timeline")
+        m = result.manifest
+        run.metrics.update(episodes=len(m["episodes"]), windows=m["windows"], failed=len(m["failed"]),
+                           segments=result.segments.height)
+        run.timings["predict_s"] = round(result.seconds, 3)
     return result

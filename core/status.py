@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from core.lab import (BUNDLE, EXTRACT_COMMAND, Inputs, Lab, Ref, checkpoint_problems, compare_command,
-                      comparison_problems, settings_of, eval_command, eval_problems, export_command, split_command, train_command,
+                      comparison_problems, settings_of, eval_command, predict_command, eval_problems, export_command, split_command, train_command,
                       validate_command)
 from core.models.base import FORMAT_VERSION as CHECKPOINT_FORMAT
 from core.paths import LabPaths, unportable
@@ -124,6 +124,10 @@ def lab_status(paths: LabPaths) -> list[Row]:
                 reasons.append(f"registry {'gone' if now is None else 'changed'} since validate ({lab.rel(Path(path))})")
         lab.add(index_name, reasons, validate_command(unportable(ref["path"], processed) if ref.get("path") else None),
                 [store_name])
+        counts = side.get("counts") or {}
+        if counts.get("unlabelled") and lab.rows[-1].state == FRESH:
+            # Kept on purpose: never trained or scored on; `cis490 predict --unlabelled` reads them.
+            lab.rows[-1].reason = f"{counts['unlabelled']:,} unlabelled (for `cis490 predict --unlabelled`)"
     index_sha = _sha(index)
 
     # Features and tensors.
@@ -222,6 +226,28 @@ def lab_status(paths: LabPaths) -> list[Row]:
             continue
         evals[f"{ref_.key}/{settings}"] = rep
         lab.add(artifact, reasons, command, [f"checkpoint {ref_.key}"])
+
+    # Predictions of `cis490 predict`: stale once the model they came from changed (by digest).
+    for ref_, run_name, mpath in cat.prediction_runs():
+        artifact = f"predict {ref_.key}/{run_name}"
+        rec = _json(mpath)
+        if rec is None or "model_sha256" not in rec:
+            lab.missing(artifact, f"its {mpath.name} is damaged", predict_command(ref_, "..."))
+            continue
+        command = predict_command(ref_, rec.get("asked") or "--all") + f" --engine {rec.get('engine', 'auto')}"
+        gone = [f for f in ("windows.csv", "segments.parquet", *rec.get("figures", []),
+                            *(f"windows/part-{i:05d}.parquet" for i in range(rec.get("window_parts", 0))))
+                if not (mpath.parent / f).is_file()]
+        source = cat.bundle(ref_) / BUNDLE if rec.get("engine") == "bundle" else cat.header(ref_)
+        now = _sha(source)
+        if gone:
+            lab.missing(artifact, f"its {gone[0]} is gone", command)
+        elif now is None:
+            lab.add(artifact, [f"its {rec.get('engine', 'model')} is gone"], command)
+        else:
+            lab.add(artifact, [] if now == rec["model_sha256"] else
+                    [f"{'re-exported' if rec.get('engine') == 'bundle' else 'retrained'} since these predictions"],
+                    command, [f"{'bundle' if rec.get('engine') == 'bundle' else 'checkpoint'} {ref_.key}"])
 
     # Comparisons: fresh while their evaluations' predictions are the same (by content).
     for cpath in cat.comparisons():

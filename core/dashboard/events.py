@@ -1,7 +1,7 @@
-"""The dashboard's six event types: the one definition that producers, the
+"""The dashboard's seven event types: the one definition that producers, the
 server, the page and docs/dashboard.md all follow.
 
-An event is a JSON object whose `type` names one of the six types. Each type
+An event is a JSON object whose `type` names one of the seven types. Each type
 lists its fields: a kind (what JSON value it holds), whether it is required,
 and a description (docs/dashboard.md is checked against these). Validation
 names the first field that is wrong and how, so a producer's mistake is one
@@ -70,9 +70,12 @@ TYPES: dict[str, tuple[str, tuple[Field, ...]]] = {
         _f("profile", "string", "Its behaviour profile."),
         _f("sample_name", "string", "The malware sample."),
         _f("model", "string", "The model whose predictions follow."),
+        _f("source", "string", "What shows it: `replay` (recorded, re-run in time) or `watch` (it just "
+                               "landed in the store).", required=False, choices=("replay", "watch")),
         _f("mode", "string", "`realistic` or `oracle`.", choices=("realistic", "oracle")),
         _f("windows", "count", "At `end`: windows predicted.", required=False),
-        _f("accuracy", "unit", "At `end`: the episode's window accuracy.", required=False),
+        _f("accuracy", "unit", "At `end`: the episode's window accuracy (absent for an episode nobody labelled).",
+           required=False),
         _f("detection", "delays", "At `end`: each phase occurrence's labelled onset and time to detect, in "
                                   "seconds (docs/methods.md); `delay_s` null where it was missed.", required=False),
     )),
@@ -114,6 +117,12 @@ TYPES: dict[str, tuple[str, tuple[Field, ...]]] = {
         _f("windows_per_s", "number", "Windows predicted per second."),
         _f("rss_mb", "number", "Server resident memory, MB."),
         _f("cpu_percent", "number", "Server CPU use, percent of one core."),
+    )),
+    "notice": ("A line for the page and the log: a watched store's new episode, or one it refused.", (
+        _f("level", "string", "`info` or `refused` (an episode validate's rules refuse: never predicted).",
+           choices=("info", "refused")),
+        _f("text", "string", "What happened, in one line."),
+        _f("episode_id", "string", "The episode it is about.", required=False),
     )),
     "profile_stats": ("Per-profile scores of one evaluated checkpoint.", (
         _f("model", "string", "The model."),
@@ -165,8 +174,6 @@ def validate(event: Any, where: str = "event") -> dict:
             raise EventError(f"{where}.{f.name}: must be {_KIND_TEXT[f.kind]}, got {_short(value)}")
         if f.choices and value not in f.choices:
             raise EventError(f"{where}.{f.name}: must be one of {', '.join(f.choices)}, got {value!r}")
-    if kind == "episode" and event["event"] == "end" and "accuracy" not in event:
-        raise EventError(f"{where}.accuracy: required when event is 'end'")
     if kind == "prediction" and event["predicted"] not in event["probabilities"]:
         raise EventError(f"{where}.predicted: '{event['predicted']}' is not among the probabilities' phases")
     return event
@@ -208,6 +215,8 @@ EXAMPLES: dict[str, dict] = {
                      "episodes": 44, "transductive": False},
     "perf": {"type": "perf", "latency_p50_ms": 1.8, "latency_p99_ms": 6.2, "windows_per_s": 0.2, "rss_mb": 96.0,
              "cpu_percent": 3.5},
+    "notice": {"type": "notice", "level": "refused", "episode_id": "ep000051-9c1d2e3f",
+               "text": "lab-pi5/ep000051-9c1d2e3f: rejected (too_few_rows:proc:12<60): not predicted"},
     "profile_stats": {"type": "profile_stats", "model": "gru", "mode": "realistic", "split": "host",
                       "profiles": [{"profile": "ransomware", "macro_f1": 0.93, "macro_f1_ci": [0.88, 0.97],
                                     "windows": 347, "episodes": 10}],

@@ -47,7 +47,9 @@ def calibration_figure(report: dict, stem: Path) -> list[Path]:
     c = report["calibration"]
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(8.6, 4.0))
     ax.plot([0, 1], [0, 1], "--", color=MUTED, lw=1, label="perfect calibration")
-    for key, colour, name in (("before", MUTED, "as trained"), ("after", RIGHT, f"T = {c['temperature']:.2f}")):
+    fitted = not str(c.get("temperature_source", "")).startswith("not fitted")
+    scaled = f"T = {c['temperature']:.2f}" + (" (fitted on val)" if fitted else " (not fitted)")
+    for key, colour, name in (("before", MUTED, "as trained"), ("after", RIGHT, scaled)):
         bins = c[key]["reliability"]
         ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o-", color=colour, ms=4,
                 label=f"{name}: ECE {c[key]['ece']:.3f}")
@@ -56,20 +58,19 @@ def calibration_figure(report: dict, stem: Path) -> list[Path]:
     ax.set_xlabel(f"confidence (top probability, {c['before']['bins']} equal bins)")
     ax.set_ylabel("accuracy of the windows in the bin")
     ax.legend(loc="upper left")
-    ax.set_title("reliability (temperature fitted on val)")
+    ax.set_title("reliability, before and after temperature scaling")
     for key, colour, name in (("by_confidence", RIGHT, "by confidence"), ("by_trust", WRONG, "by trust")):
         curve = c["abstention"][key]["curve"]
         bx.plot([x for x, _ in curve], [a for _, a in curve], "o-", color=colour, ms=3,
                 label=f"{name}: AURC {c['abstention'][key]['aurc']:.3f}")
     conf = c["conformal"]
-    bx.set_xlabel("share of windows kept (the most confident first)")
+    bx.set_xlabel("share of windows kept (the most confident first)\n"
+                  f"conformal sets, alpha {conf['alpha']:g}: coverage {conf['coverage']:.2f}\n"
+                  f"(target {1 - conf['alpha']:.2f}), {conf['mean_set_size']:.2f} phases")
     bx.set_ylabel("accuracy of the windows kept")
     bx.set_xlim(0, 1.02)
     bx.legend(loc="lower left")
     bx.set_title("abstention (calibrated probabilities)")
-    bx.text(0.98, 0.97, f"conformal sets, alpha {conf['alpha']:g}:\ncoverage {conf['coverage']:.2f} "
-            f"(target {1 - conf['alpha']:.2f})\nmean size {conf['mean_set_size']:.2f} phases",
-            transform=bx.transAxes, ha="right", va="top")
     fig.suptitle(_title(report).replace("\n", " "))
     fig.tight_layout()
     return _save(fig, plt, stem)

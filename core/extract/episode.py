@@ -20,7 +20,7 @@ import polars as pl
 
 from core.errors import Cis490Error
 from core.registry import Channel, Registry
-from core.store import TCP_ACK, TCP_SYN, Episode
+from core.store import LABELS, TCP_ACK, TCP_SYN, Episode
 
 STATS = ("mean", "std", "min", "max", "delta", "present")
 # Bumped whenever a change here changes any value extract writes: extract's
@@ -299,8 +299,12 @@ class EpisodeGrid:
         return values[0], mask[0], features[0]
 
 
-def episode_grid(ep: Episode, registry: Registry, spec: WindowSpec = WindowSpec()) -> EpisodeGrid:
-    """Align an episode and find its labelled windows (the checks of extract included)."""
+def episode_grid(ep: Episode, registry: Registry, spec: WindowSpec = WindowSpec(),
+                 labelled: bool = True) -> EpisodeGrid:
+    """Align an episode and find its labelled windows (the checks of extract
+    included). `labelled=False` (cis490 predict): every window that holds
+    data, labelled where the episode has labels (None elsewhere, and
+    everywhere in an episode nobody labelled)."""
     m = ep.manifest
     grid, on_grid = align_episode(ep, registry, spec)
     for src, rows in on_grid.items():
@@ -316,12 +320,29 @@ def episode_grid(ep: Episode, registry: Registry, spec: WindowSpec = WindowSpec(
     # otherwise make thousands of such windows from a few hundred rows.
     starts = starts[_has_required_data(grid, registry, starts, T)]
     centres_ns = m["started_at_ns"] + ((starts + T / 2) * spec.step_s * 1e9).astype(np.int64)
+    if not labelled:
+        return _unlabelled_grid(ep, grid, starts, centres_ns, spec)
     labels_df = ep.read_labels().sort("t_wall_ns")
     lt, lp = labels_df["t_wall_ns"].to_numpy(), labels_df["phase"].to_list()
     li = np.searchsorted(lt, centres_ns, side="right") - 1
     keep = li >= 0  # a centre before the first label has no phase
     return EpisodeGrid(m["episode_id"], m["host_id"], m["profile"], m["sample_name"], grid, starts[keep],
                        [lp[i] for i in li[keep]], spec, PhaseOnsets.of_labels(lt, lp, m["started_at_ns"]))
+
+
+def _unlabelled_grid(ep: Episode, grid: np.ndarray, starts: np.ndarray, centres_ns: np.ndarray,
+                     spec: WindowSpec) -> EpisodeGrid:
+    m = ep.manifest
+    labels: list[str | None] = [None] * len(starts)
+    onsets = None
+    if LABELS in (m.get("files") or {}) and (ep.path / LABELS).exists():
+        labels_df = ep.read_labels().sort("t_wall_ns")
+        lt, lp = labels_df["t_wall_ns"].to_numpy(), labels_df["phase"].to_list()
+        li = np.searchsorted(lt, centres_ns, side="right") - 1
+        labels = [lp[i] if i >= 0 else None for i in li]
+        onsets = PhaseOnsets.of_labels(lt, lp, m["started_at_ns"])
+    return EpisodeGrid(m["episode_id"], m["host_id"], m["profile"], m["sample_name"], grid, starts, labels, spec,
+                       onsets)
 
 
 def _has_required_data(grid: np.ndarray, registry: Registry, starts: np.ndarray, T: int) -> np.ndarray:

@@ -348,6 +348,15 @@ def bundle_replay(directory: Path, artifacts: Path, mode: str, split: str, episo
                   held=held)
 
 
+def default_store(paths, store: Path | None) -> Path:
+    """--store as given (relative to the shell), else the store the lab was validated from."""
+    from core.lab import Lab
+    from core.paths import resolve_cli_path
+    from core.validate import indexed_store
+    index = Lab.of(paths).index
+    return resolve_cli_path(store, (indexed_store(index) if index.exists() else None) or paths.default_store)
+
+
 def lab_replay(paths, episodes: str, model: str, mode: str, split: str, store: Path | None, speed: float,
                engine: str = "auto", shown: str | None = None) -> Replay:
     """A replay for a lab home: `all` or comma-separated ids, the store it was
@@ -363,17 +372,13 @@ def lab_replay(paths, episodes: str, model: str, mode: str, split: str, store: P
 def _lab_replay(paths, episodes: str, model: str, mode: str, split: str, store: Path | None, speed: float,
                 engine: str) -> Replay:
     from core.lab import BUNDLE, Lab, Ref, export_command
-    from core.paths import resolve_cli_path
-    from core.validate import indexed_store
     import importlib.util
 
     from core.models import model_class
     model_class(model)                   # a mistyped name is "unknown model", not "train gbtt"
     chosen = ["all"] if episodes.strip() == "all" else [e.strip() for e in episodes.split(",") if e.strip()]
     lab, ref = Lab.of(paths), Ref(split, model, mode)
-    index = lab.index
-    default = (indexed_store(index) if index.exists() else None) or paths.default_store
-    store = resolve_cli_path(store, default)
+    store = default_store(paths, store)
     bundle = lab.bundle(ref)
     if engine == "bundle" and not (bundle / BUNDLE).exists():
         raise ReplayError(f"no exported bundle for {model} in {mode} mode on split {split} ({bundle}): run "

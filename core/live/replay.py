@@ -65,7 +65,8 @@ def episode_delays(seen: list[tuple[float, float, str, bool]]) -> list[dict]:
 
 
 def episode_events(grid: EpisodeGrid, predict, info: ModelInfo, channel_names: list[str], charted: list[int],
-                   tick_s: float = TICK_S, units: dict[str, str] | None = None) -> Iterator[tuple[float, dict]]:
+                   tick_s: float = TICK_S, units: dict[str, str] | None = None,
+                   source: str = "replay") -> Iterator[tuple[float, dict]]:
     """(t_s, event) in episode time: `episode` start, `telemetry` every
     `tick_s`, a `prediction` as each window completes, `episode` end.
 
@@ -73,7 +74,7 @@ def episode_events(grid: EpisodeGrid, predict, info: ModelInfo, channel_names: l
     its summary features (1, F), or (values, masks) of shape (1, C, T)."""
     base = {"episode_id": grid.episode_id}
     head = {**base, "host_id": grid.host_id, "profile": grid.profile, "sample_name": grid.sample_name,
-            "model": info.name, "mode": info.mode}
+            "model": info.name, "mode": info.mode, "source": source}
     yield 0.0, {"type": "episode", "event": "start", **head}
     step_s = grid.spec.step_s
     steps = grid.grid.shape[1]
@@ -95,17 +96,19 @@ def episode_events(grid: EpisodeGrid, predict, info: ModelInfo, channel_names: l
         inputs = features[None] if info.input_kind == "summary" else (values[None], mask[None])
         proba = np.asarray(predict(inputs))[0]
         predicted = info.classes[int(proba.argmax())]
-        truth = grid.labels[k]
+        truth = grid.labels[k]                # None: a window nobody labelled (a watched store's new run)
         right += predicted == truth
         centre = float(grid.t_center_s(k))
-        onset = grid.onsets.onset_of(truth, centre) if grid.onsets else None
-        seen.append((t, np.nan if onset is None else onset, truth, predicted == truth))
+        if truth is not None:
+            onset = grid.onsets.onset_of(truth, centre) if grid.onsets else None
+            seen.append((t, np.nan if onset is None else onset, truth, predicted == truth))
         yield t, {"type": "prediction", **base, "window_id": window_id(grid.episode_id, centre),
                   "t_center_s": centre, "predicted": predicted,
                   "probabilities": {c: float(p) for c, p in zip(info.classes, proba)},
                   "truth": truth, "trust": round(meter.update(proba), 4), "model": info.name, "mode": info.mode}
     end = {"type": "episode", "event": "end", **head, "windows": grid.n}
-    if grid.n:
-        end["accuracy"] = right / grid.n
+    if seen:
+        # Over the labelled windows; an episode nobody labelled has no accuracy and no delays.
+        end["accuracy"] = right / len(seen)
         end["detection"] = episode_delays(seen)
     yield float(steps * step_s), end

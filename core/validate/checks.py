@@ -30,7 +30,10 @@ ERRORED = ("manifest_unparseable", "read_error", "exception")
 DEGRADED = ("optional_source_missing", "rows_out_of_order", "rows_duplicated", "source_gap", "null_values",
             "clock_corrected", "rows_outside_episode")
 # Everything else is a rejection: integrity, schema, labels, required data.
-SEVERITY_ORDER = ("accepted", "degraded", "rejected", "errored")
+SEVERITY_ORDER = ("accepted", "degraded", "unlabelled", "rejected", "errored")
+# An episode without labels.jsonl that passes every other check: never trained
+# or scored on, but `cis490 predict` reads it (what the lab trains models for).
+UNLABELLED = "labels_missing"
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ def severity(reason: str) -> str:
 def status_of(reasons: list[str]) -> str:
     worst = 0
     for r in reasons:
-        worst = max(worst, SEVERITY_ORDER.index(severity(r)))
+        worst = max(worst, SEVERITY_ORDER.index("unlabelled" if code_of(r) == UNLABELLED else severity(r)))
     return SEVERITY_ORDER[worst]
 
 

@@ -2,6 +2,7 @@
 runs where torch, scikit-learn and XGBoost are not installed (the Pi)."""
 import json
 import shutil
+from pathlib import Path
 import signal
 import sys
 
@@ -147,6 +148,20 @@ def test_the_base_install_serves_a_bundle_with_evals_predictions(cli, lab, base_
     offline = pl.read_parquet(next((home.artifacts / "eval" / "host" / "cnn_realistic").glob("*/predictions.parquet")))
     episode = offline["episode_id"][-1]
     _serves_evals_predictions(home, store, offline, episode, python=str(python), pythonpath=None)
+    # `cis490 predict` on the Pi: the bundle, no torch, no matplotlib (no figures, and says so); eval's numbers.
+    done = subprocess.run([str(python.parent / "cis490"), "--json", "predict", "cnn", episode, "--engine", "bundle",
+                           "--store", str(store)],
+                          capture_output=True, text=True, cwd=home.home, timeout=120)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["engine"] == "bundle" and out["figures"] == []
+    from core.predict import read_windows
+    windows = read_windows(Path(out["directory"])).join(offline, on="window_id", suffix="_eval")
+    assert windows.height == offline.filter(pl.col("episode_id") == episode).height
+    import numpy as np
+    classes = [c.removeprefix("p_") for c in offline.columns if c.startswith("p_")]
+    np.testing.assert_allclose(windows.select([f"p_{c}" for c in classes]).to_numpy(),
+                               windows.select([f"p_{c}_eval" for c in classes]).to_numpy(), atol=1e-5)
     train = subprocess.run([str(python.parent / "cis490"), "train", "cnn"], capture_output=True, text=True,
                            cwd=home.home, timeout=60)
     assert train.returncode == 1

@@ -60,7 +60,7 @@ def test_every_scene_renders_published_events_and_a_dropped_connection_catches_u
             assert "ep000042-1a2b3c4d" in text["episode"] and "accuracy 0.912" in text["episode"]
             assert "predicted execute, true execute, trust 0.84" in text["timeline"]
             assert page.locator("#probability-chart canvas").count() >= 1
-            assert "guest.cpu_percent" in text["telemetry"] and "87.50" in text["telemetry"]
+            assert "guest.cpu_percent" in text["telemetry"] and "87.5" in text["telemetry"]
             assert "gru @host" in text["metrics"] and "0.905 [0.85, 0.95]" in text["metrics"]
             assert "ransomware" in text["profiles"] and "scan-and-dial" in text["profiles"]
             assert "1.8 ms" in text["perf"] and "6.2 ms" in text["perf"]
@@ -108,7 +108,7 @@ def test_the_snapshot_view_shows_units_marks_scales_and_folds(tmp_path):
             page.wait_for_selector("body[data-ready=snapshot]", timeout=10_000)
             assert page.get_attribute("#conn", "data-state") == "snapshot"
             telemetry = page.inner_text("#scene-telemetry")
-            assert "guest.cpu_percent (%)" in telemetry and "87.50 %" in telemetry
+            assert "guest.cpu_percent (%)" in telemetry and "87.5 %" in telemetry
             metrics = page.inner_text("#scene-metrics")
             assert "knn_semi* @host" in metrics and "transductive" in metrics and "bars from 0.8 to 1.0" in metrics
             # On the 0.8-1.0 scale 0.905 fills about half the track, 0.991 nearly all of it.

@@ -26,7 +26,7 @@ def test_every_required_field_is_required(kind):
 
 @pytest.mark.parametrize("event, message", [
     ("not an object", "event: must be a JSON object"),
-    ({"type": "weather"}, "event.type: must be one of episode, telemetry, prediction, model_metric, perf, "
+    ({"type": "weather"}, "event.type: must be one of episode, telemetry, prediction, model_metric, perf, notice, "
                           "profile_stats, got 'weather'"),
     ({**EXAMPLES["perf"], "latency_p99": 3}, "event.latency_p99: not a field of 'perf'"),
     ({**EXAMPLES["perf"], "rss_mb": "96"}, "event.rss_mb: must be a finite number, got '96'"),
@@ -39,7 +39,8 @@ def test_every_required_field_is_required(kind):
     ({**EXAMPLES["prediction"], "predicted": "persist", "probabilities": {"idle": 0.5, "execute": 0.5}},
      "event.predicted: 'persist' is not among the probabilities' phases"),
     ({**EXAMPLES["episode"], "accuracy": None}, "event.accuracy: must be a number in"),
-    ({k: v for k, v in EXAMPLES["episode"].items() if k != "accuracy"}, "event.accuracy: required when event is 'end'"),
+    ({**EXAMPLES["episode"], "source": "radio"}, "event.source: must be one of replay, watch, got 'radio'"),
+    ({**EXAMPLES["notice"], "level": "warning"}, "event.level: must be one of info, refused, got 'warning'"),
     ({**EXAMPLES["telemetry"], "values": {"guest.cpu_percent": "high"}}, "event.values: must be an object channel"),
     ({**EXAMPLES["profile_stats"], "profiles": [{"profile": "rat"}]}, "event.profiles: must be a list of"),
 ])

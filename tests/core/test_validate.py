@@ -281,3 +281,24 @@ def test_a_copy_reusing_an_episode_id_never_gets_the_original_rejected(tiny_stor
     assert "duplicate_episode_id" not in rows[original["rel_path"]]["reasons"]
     late = rows[copy.relative_to(store).as_posix()]
     assert late["status"] == "rejected" and "duplicate_episode_id" in late["reasons"]
+
+
+def test_an_episode_without_labels_is_unlabelled_not_rejected(episode):
+    """Issue 21: an episode nobody labelled was rejected (labels_missing); it
+    is sound, and kept as `unlabelled` for `cis490 predict`."""
+    ep, rewrite, check = episode
+    m = json.loads((ep / "manifest.json").read_text())
+    del m["files"]["labels.jsonl"]
+    (ep / "manifest.json").write_text(json.dumps(m))
+    (ep / "labels.jsonl").unlink()
+    row = check()
+    assert row["status"] == "unlabelled" and row["reasons"] == ["labels_missing"]
+    # Anything wrong besides still decides: an unlabelled episode with too few rows is rejected.
+    rewrite("proc.jsonl.gz", b"")
+    assert check()["status"] == "rejected"
+
+
+def test_unlabelled_sits_between_degraded_and_rejected():
+    assert status_of(["labels_missing"]) == "unlabelled"
+    assert status_of(["labels_missing", "null_values:guest:0.01"]) == "unlabelled"
+    assert status_of(["labels_missing", "sha256_mismatch:x"]) == "rejected"

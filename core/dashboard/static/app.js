@@ -5,7 +5,10 @@
 
 const MAX_POINTS = 600;          // points kept per series
 const MAX_SPARKS = 8;            // telemetry channels charted
+const MAX_NOTICES = 4;           // notice lines shown under the header
 const REDRAW_MS = 1000;
+// Telemetry values as people read them: 5.225, 521, 575M (not 5.750e+8).
+const COMPACT = new Intl.NumberFormat("en", { notation: "compact", maximumSignificantDigits: 4 });
 const PHASE_COLORS = { idle: "#9aa5b1", execute: "#e67e22", persist: "#8e44ad", beacon: "#2e86c1",
                        act: "#c0392b", dormant: "#27ae60" };
 const EXTRA_COLORS = ["#16a085", "#d35400", "#7f8c8d", "#f1c40f", "#2c3e50"];
@@ -21,6 +24,7 @@ const state = {
   profiles: new Map(),            // model_mode@split -> profile_stats
   perf: null,
   units: {},                      // channel -> unit, as telemetry events give them
+  notices: [],                    // the latest notice events, newest first
 };
 // `?snapshot`: the state as it is now, drawn once, with no event stream left
 // open, so `chromium --headless --screenshot` (which waits for the page to
@@ -82,6 +86,10 @@ const apply = {
   model_metric(ev) { state.metrics.set(key(ev), ev); dirty.add("metrics"); },
   profile_stats(ev) { state.profiles.set(key(ev), ev); dirty.add("profiles"); },
   perf(ev) { state.perf = ev; dirty.add("perf"); },
+  notice(ev) {
+    state.notices.unshift(ev); state.notices.length = Math.min(state.notices.length, MAX_NOTICES);
+    dirty.add("notices");
+  },
 };
 
 function applyState(st) {
@@ -99,8 +107,8 @@ function applyState(st) {
 
 function resetState() {
   state.episode = null; state.predictions = []; state.telemetry.clear(); state.telemetryEpisode = null;
-  state.metrics.clear(); state.profiles.clear(); state.perf = null;
-  ["episode", "timeline", "probabilities", "telemetry", "metrics", "profiles", "perf"].forEach(s => dirty.add(s));
+  state.metrics.clear(); state.profiles.clear(); state.perf = null; state.notices = [];
+  ["episode", "timeline", "probabilities", "telemetry", "metrics", "profiles", "perf", "notices"].forEach(s => dirty.add(s));
 }
 
 // -- drawing -------------------------------------------------------------------
@@ -109,8 +117,9 @@ const draw = {
     const e = state.episode; if (!e) return;
     live("episode");
     const rows = [["episode", e.episode_id], ["host", e.host_id], ["profile", e.profile], ["sample", e.sample_name],
-                  ["model", `${e.model} (${e.mode})`],
-                  ["status", e.event === "end" ? `ended: ${e.windows ?? "?"} windows, accuracy ${fmt(e.accuracy)}`
+                  ["model", `${e.model} (${e.mode})`], ["shown by", e.source === "watch" ? "watch: it just landed" : "replay"],
+                  ["status", e.event === "end" ? `ended: ${e.windows ?? "?"} windows, ` +
+                                      (e.accuracy === undefined ? "unlabelled" : `accuracy ${fmt(e.accuracy)}`)
                                                : "running"]];
     // Time to detect in this episode: each phase's delay from its labelled onset, or missed.
     for (const d of (e.event === "end" && e.detection) || [])
@@ -180,7 +189,7 @@ const draw = {
         entry.u.setData([s.t, s.v]);
       }
       const v = s.v[s.v.length - 1];
-      entry.value.textContent = (v === null ? "–" : Number(v).toPrecision(4)) + (state.units[ch] ? ` ${state.units[ch]}` : "");
+      entry.value.textContent = (v === null ? "–" : COMPACT.format(v)) + (state.units[ch] ? ` ${state.units[ch]}` : "");
     }
   },
   metrics() {
@@ -248,6 +257,11 @@ const draw = {
       return wrap;
     });
     $("profile-tables").replaceChildren(...tables);
+  },
+  notices() {
+    $("notices").replaceChildren(...state.notices.map(n => {
+      const li = document.createElement("li"); li.dataset.level = n.level; li.textContent = n.text; return li;
+    }));
   },
   perf() {
     const p = state.perf; if (!p) return;

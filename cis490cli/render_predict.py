@@ -1,0 +1,37 @@
+"""How a `cis490 predict` run is shown: each episode's phase timeline as a
+table (the first SHOWN episodes), the files written, or `--json`."""
+from __future__ import annotations
+
+from cis490cli.state import AppState
+from cis490cli.terminal import shown_path
+
+SHOWN = 10
+
+
+def render_predict(state: AppState, r) -> None:
+    term = state.terminal
+    m = r.manifest
+    if term.json_mode:
+        term.json({"directory": str(r.directory), **m, "segments": r.segments.to_dicts()})
+        return
+    name = m["model"] if m["mode"] == "realistic" else f"{m['model']}_{m['mode']}"
+    term.print(f"{len(m['episodes']):,} episode(s), {m['windows']:,} windows, predicted by {name} "
+               f"({m['engine']}, trained on the {m['split']} split) in {r.seconds:.1f} s; chosen from the "
+               f"{m['chosen']}.")
+    by_episode = {e: g for (e,), g in r.segments.group_by("episode_id", maintain_order=True)}
+    for ep in m["episodes"][:SHOWN]:
+        segs = by_episode.get(ep["episode_id"])
+        title = f"{ep['episode_id']} ({ep['status']}): {ep['windows']} windows"
+        if segs is None:
+            term.print(f"{title}: no window with data")
+            continue
+        term.table(title, ["from s", "to s", "phase", "windows", "mean trust"],
+                   [(f"{s['start_s']:.1f}", f"{s['end_s']:.1f}", s["phase"], s["windows"], f"{s['mean_trust']:.2f}")
+                    for s in segs.iter_rows(named=True)], justify_right=[0, 1, 3, 4])
+    if len(m["episodes"]) > SHOWN:
+        term.print(f"... and {len(m['episodes']) - SHOWN:,} more episode(s): segments.csv has every one.")
+    for f in m["failed"]:
+        term.warn(f"{f['episode_id']}: not predicted: {f['error']}")
+    figures = f"; {len(r.figures) // max(1, len({p.suffix for p in r.figures}))} timeline figure(s)" if r.figures \
+        else "; no figures (this install has no matplotlib)"
+    term.print(f"Written to {shown_path(r.directory)}: windows and segments (parquet, CSV){figures}.")

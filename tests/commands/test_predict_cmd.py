@@ -1,0 +1,232 @@
+"""`cis490 predict`: the phase of every window of runs nobody labelled,
+equal to eval's for labelled ones, by checkpoint or bundle."""
+import json
+import shutil
+
+import numpy as np
+import polars as pl
+import pytest
+
+from core.predict import read_windows
+from tests.labs import install_lab, trained_lab
+
+# Trains a model and runs whole stages: left out of `pytest -m "not slow"`.
+pytestmark = pytest.mark.slow
+
+PHASES = ["idle", "execute", "persist", "beacon", "act", "dormant"]
+
+
+@pytest.fixture(scope="module")
+def trained(extracted_lab, tmp_path_factory):
+    return trained_lab(extracted_lab, tmp_path_factory, "predicting", [("gbt", "realistic")])
+
+
+@pytest.fixture
+def home(trained, lab_home, extracted_lab):
+    paths, _ = extracted_lab
+    install_lab(trained, lab_home)
+    shutil.copytree(paths.default_store, lab_home.default_store)
+    return lab_home
+
+
+def _test_episode(home) -> str:
+    split = pl.read_parquet(home.processed / "splits" / "host.parquet")
+    return split.filter(pl.col("part") == "test")["episode_id"].sort()[0]
+
+
+def _run_dir(home, model="gbt_realistic") -> list:
+    return sorted((home.artifacts / "predict" / "host" / model).iterdir())
+
+
+def _same_as_eval(home, windows: pl.DataFrame, episode: str) -> None:
+    offline = pl.read_parquet(home.artifacts / "eval" / "host" / "gbt_realistic" / "test-episode-b20-s0" /
+                              "predictions.parquet").filter(pl.col("episode_id") == episode)
+    both = windows.join(offline, on="window_id", suffix="_eval")
+    assert both.height == offline.height > 5              # every window eval scored, predicted here
+    got = both.select([f"p_{p}" for p in PHASES]).to_numpy()
+    want = both.select([f"p_{p}_eval" for p in PHASES]).to_numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert (both["predicted"] == both["predicted_eval"]).all()
+    np.testing.assert_allclose(both["trust"].to_numpy(), both["trust_eval"].to_numpy(), atol=1e-5)
+
+
+def test_a_labelled_episode_gets_evals_predictions_and_a_timeline(cli, home):
+    assert cli("eval", "gbt", "--resamples", "20").exit_code == 0
+    episode = _test_episode(home)
+    result = cli("predict", "gbt", episode)
+    assert result.exit_code == 0, result.output
+    assert f"{episode} (accepted)" in result.output and "mean trust" in result.output
+    assert max(len(x) for x in result.output.splitlines()) <= 80
+    (run,) = _run_dir(home)
+    windows = read_windows(run)
+    _same_as_eval(home, windows, episode)
+    manifest = json.loads((run / "predict.json").read_text())
+    assert manifest["engine"] == "checkpoint" and manifest["asked"] == episode
+    segs = pl.read_csv(run / "segments.csv")
+    assert segs["windows"].sum() == windows.height and set(segs["phase"]) <= set(PHASES)
+    # Segments are runs of one phase: neighbours differ.
+    assert (segs["phase"][1:].to_numpy() != segs["phase"][:-1].to_numpy()).all()
+    assert (run / f"timeline-{episode}.svg").exists()
+    rec = json.loads(home.notebook.read_text().splitlines()[-1])
+    assert rec["command"] == "predict" and rec["metrics"]["windows"] == windows.height
+
+
+def test_the_exported_bundle_predicts_what_eval_did(cli, home):
+    assert cli("eval", "gbt", "--resamples", "20").exit_code == 0
+    assert cli("export", "gbt").exit_code == 0
+    episode = _test_episode(home)
+    result = cli("--json", "predict", "gbt", episode, "--engine", "bundle")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["engine"] == "bundle"
+    _same_as_eval(home, read_windows(_run_dir(home)[0]), episode)
+    # A Pi: the bundle and the store, no acceptance index: each episode is checked here by validate's rules.
+    (home.processed / "validation_v1.parquet").unlink()
+    again = json.loads(cli("--json", "predict", "gbt", episode, "--engine", "bundle",
+                           "--store", str(home.default_store)).stdout)
+    assert again["chosen"].startswith("checked here by validate's rules")
+    _same_as_eval(home, read_windows(_run_dir(home)[-1]), episode)
+
+
+def test_an_unlabelled_run_is_validated_kept_and_predicted_and_goes_stale_with_its_model(cli, home):
+    # A run nobody labelled: a copy of a held-out episode without its labels, under a new id.
+    episode = _test_episode(home)
+    index = pl.read_parquet(home.processed / "validation_v1.parquet")
+    rel = index.filter(pl.col("episode_id") == episode)["rel_path"][0]
+    new = home.default_store / "lab-pi5" / "ep999999-unlabel"
+    shutil.copytree(home.default_store / rel, new)
+    m = json.loads((new / "manifest.json").read_text())
+    m["episode_id"] = "ep999999-unlabel"
+    del m["files"]["labels.jsonl"]
+    (new / "labels.jsonl").unlink()
+    (new / "manifest.json").write_text(json.dumps(m))
+    assert cli("validate").exit_code == 0
+    # The index changed, so extract runs again (reusing every episode; the unlabelled one is never extracted).
+    assert cli("extract").exit_code == 0
+    status = json.loads(cli("--json", "status").stdout)
+    assert next(r for r in status if r["artifact"] == "acceptance index")["reason"].startswith("1 unlabelled")
+    from tests.labs import HOST_TRAIN
+    split = cli("split", "--recipe", "host", "--train-hosts", ",".join(HOST_TRAIN))
+    assert "1 unlabelled episode(s) left out" in split.output
+
+    result = cli("predict", "gbt", "--unlabelled")
+    assert result.exit_code == 0, result.output
+    assert "ep999999-unlabel (unlabelled)" in result.output
+    (run,) = _run_dir(home)
+    windows = read_windows(run)
+    assert windows["episode_id"].unique().to_list() == ["ep999999-unlabel"]
+    assert windows["truth"].null_count() == windows.height and windows.height > 5
+    rows = {r["artifact"]: r for r in json.loads(cli("--json", "status").stdout)}
+    assert rows[f"predict host/gbt_realistic/{run.name}"]["state"] == "fresh"
+    # Its model retrained: these predictions came from another one.
+    assert cli("train", "gbt", "--mode", "realistic", "--set", "n_estimators=30").exit_code == 0
+    rows = {r["artifact"]: r for r in json.loads(cli("--json", "status").stdout)}
+    row = rows[f"predict host/gbt_realistic/{run.name}"]
+    assert row["state"] == "stale" and "retrained since these predictions" in row["reason"]
+    assert "cis490 predict gbt --split host --mode realistic --unlabelled" in row["command"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (("gbt",), "say which episodes: episode ids, --unlabelled or --all (one of them)"),
+    (("gbt", "--all", "--unlabelled"), "say which episodes"),
+    (("gbt", "ep404404-nothere"), "episode ep404404-nothere is not in the store's acceptance index"),
+    (("gbt", "--unlabelled"), "no unlabelled episode to predict"),
+    (("gbtt", "--all"), "unknown model 'gbtt'"),
+    (("gbt", "--all", "--engine", "bundle"), "no exported bundle for gbt on split host"),
+])
+def test_what_cannot_be_predicted_is_one_line(cli, home, args, message):
+    result = cli("predict", *args)
+    assert result.exit_code == 1 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (home.artifacts / "predict").exists()
+
+
+def _wait(predicate, timeout_s=30.0) -> bool:
+    import time
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def _land(home, rel: str, new_id: str, broken: bool = False):
+    """Copy an episode into the store under a new id, manifest last (as the receiver writes it)."""
+    src = home.default_store / rel
+    dst = home.default_store / rel.split("/")[0] / new_id
+    tmp = dst.with_name(new_id + ".part")
+    shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("manifest.json"))
+    if broken:
+        (tmp / "proc.jsonl.gz").unlink()
+    m = json.loads((src / "manifest.json").read_text())
+    m["episode_id"] = new_id
+    tmp.rename(dst)
+    (dst / "manifest.json").write_text(json.dumps(m))
+
+
+def test_a_watched_store_predicts_what_lands_and_refuses_what_validate_would(home):
+    """Issue 21: live inference on episodes as they arrive, each checked by
+    validate's rules first (a refusal is a notice, never a prediction)."""
+    from core.dashboard.app import create_app
+    from core.dashboard.events import validate
+    from core.dashboard.hub import EventHub
+    from core.dashboard.server import ThreadedServer
+    from core.live.watch import WatchThread
+    from core.predict import load_engine
+    eng = load_engine(home, "gbt", "realistic", "host")
+    index = pl.read_parquet(home.processed / "validation_v1.parquet")
+    rel = index.filter(pl.col("episode_id") == _test_episode(home))["rel_path"][0]
+    hub = EventHub()
+
+    def events():
+        return [ev for _, ev, _ in hub._ring]
+    with ThreadedServer(create_app(hub)) as srv, WatchThread(home.default_store, eng, "realistic", srv.url) as w:
+        assert _wait(lambda: any(e["type"] == "notice" and e["text"].startswith("watching") for e in events()))
+        _land(home, rel, "ep888888-landed")
+        _land(home, rel, "ep888889-broken", broken=True)
+        assert _wait(lambda: any(e["type"] == "episode" and e["event"] == "end" for e in events())
+                     and any(e.get("level") == "refused" for e in events()))
+    assert w.error is None
+    got = events()
+    for e in got:
+        validate(e)
+    assert not any(e.get("episode_id", "").startswith("ep0") for e in got if e["type"] == "prediction")
+    preds = [e for e in got if e["type"] == "prediction"]
+    assert preds and all(e["episode_id"] == "ep888888-landed" for e in preds)
+    start = next(e for e in got if e["type"] == "episode")
+    assert start["source"] == "watch"
+    refused = next(e for e in got if e.get("level") == "refused")
+    assert refused["episode_id"] == "ep888889-broken" and "not predicted" in refused["text"]
+    assert any(e.get("level") == "info" and "ep888888-landed" in e["text"] for e in got)
+
+
+def test_serve_watch_takes_a_store_and_a_model(cli, home):
+    result = cli("serve", "--dashboard", "--watch", "nowhere", "--model", "gbt")
+    assert result.exit_code == 2 and "is not a directory" in result.output
+    result = cli("serve", "--dashboard", "--watch", str(home.default_store), "--replay", "all", "--model", "gbt")
+    assert result.exit_code == 2 and "--replay or --watch, not both" in result.output
+
+
+def test_windows_go_out_in_parts_so_memory_stays_bounded(cli, home, monkeypatch):
+    import core.predict
+    monkeypatch.setattr(core.predict, "PART_WINDOWS", 50)
+    result = cli("--json", "predict", "gbt", "--all")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    (run,) = _run_dir(home)
+    parts = sorted((run / "windows").glob("part-*.parquet"))
+    assert out["window_parts"] == len(parts) > 3
+    windows = read_windows(run)
+    assert windows.height == out["windows"] == pl.read_csv(run / "windows.csv").height
+    assert windows["window_id"].n_unique() == windows.height
+    assert sum(e["windows"] for e in out["episodes"]) == out["windows"]
+    assert len(list(run.glob("timeline-*.svg"))) == 20        # the first twenty episodes drawn
+
+
+def test_episodes_missing_from_the_store_are_an_error_that_writes_nothing(cli, home, tmp_path):
+    empty = tmp_path / "elsewhere"
+    empty.mkdir()
+    result = cli("predict", "gbt", _test_episode(home), "--store", str(empty))
+    assert result.exit_code == 1 and "no episode could be read" in result.stderr
+    assert "--store names the store" in result.stderr
+    assert not (home.artifacts / "predict").exists() or not any((home.artifacts / "predict").rglob("predict.json"))
