@@ -40,13 +40,24 @@ CHANNELS = typer.Option(None, "--channels", metavar="FILE",
                         help="Channel registry [default: the one the lab was validated with].")
 WORKERS = typer.Option(default_workers(), "--workers", "-j", min=1, metavar="N", help="Worker processes.")
 MODE = typer.Option(None, "--mode", help="Mode of bare model names [default: realistic].")
-SPLIT = typer.Option(SplitName.host, "--split", help="The split the checkpoints were trained on.")
+def split_name(value: str | None) -> str | None:
+    """Callback of --split: a split's name (a recipe's, or the --name it was made with)."""
+    from core.splitparams import SPLIT_NAME, SPLIT_NAME_RULE
+    if value is not None and not SPLIT_NAME.fullmatch(value):
+        raise typer.BadParameter(f"'{value}' is not a split name: {SPLIT_NAME_RULE}.")
+    return value
+
+
+SPLIT = typer.Option("host", "--split", metavar="NAME", callback=split_name,
+                     help="The split the checkpoints were trained on, by name: host, sample, time, or the --name "
+                          "one was made with.")
 PART = typer.Option(PartName.test, "--part", help="Part of the split to score.")
 RESAMPLES = typer.Option(1000, "--resamples", min=10, metavar="N", help="Bootstrap resamples.")
 UNIT = typer.Option(UnitName.episode, "--unit", help="Resampling unit: episode (cluster bootstrap) or window.")
 # A replay's options (serve --replay, publish replay).
 REPLAY_MODE = typer.Option(Mode.realistic, "--mode", help="The checkpoint's mode.")
-REPLAY_SPLIT = typer.Option(SplitName.host, "--split", help="The split the model was trained on.")
+REPLAY_SPLIT = typer.Option("host", "--split", metavar="NAME", callback=split_name,
+                            help="The split the model was trained on, by name.")
 SPEED = typer.Option(10.0, "--speed", min=0.01, metavar="X",
                      help="Replay at X times real time (a 5 s hop every 0.5 s at 10).")
 STORE = typer.Option(None, "--store", metavar="DIR", help="Receiver store [default: the one the lab was validated "
@@ -99,10 +110,10 @@ SLICE = typer.Option(None, "--slice", metavar="LEN", callback=slice_length,
                           "split, none for the others].")
 
 
-def eval_config(split: SplitName, part: PartName, resamples: int, unit: UnitName, seed: int, confirm: int = 1,
+def eval_config(split: str, part: PartName, resamples: int, unit: UnitName, seed: int, confirm: int = 1,
                 min_trust: float = 0.0, alpha: float = 0.1, slice: str | None = None) -> EvalConfig:
     """eval's and compare's options as one checked configuration."""
     from core.evaluate import EvalConfig
-    cfg = EvalConfig(split.value, part.value, resamples, unit.value, seed, confirm, min_trust, alpha, slice)
+    cfg = EvalConfig(split, part.value, resamples, unit.value, seed, confirm, min_trust, alpha, slice)
     cfg.check()
     return cfg

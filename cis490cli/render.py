@@ -114,6 +114,34 @@ def render_split(state: AppState, r: SplitResult) -> None:
     term.print(f"Split: {r.parquet}")
 
 
+def render_rotation(state: AppState, r: dict) -> None:
+    term = state.terminal
+    if term.json_mode:
+        term.json({k: v for k, v in r.items() if k != "fold_meta"})
+        return
+    term.table(f"Rotation '{r['name']}': each host held out once", ["split", "test host", "train", "val", "test"],
+               [(f["split"], f["host"], *[m["totals"][p]["episodes"] for p in ("train", "val", "test")])
+                for f, m in zip(r["folds"], r["fold_meta"])], justify_right=[2, 3, 4])
+    term.print(f"Train, eval and compare take `--split {r['name']}` (every fold) or one fold's name.")
+
+
+def render_rotation_eval(state: AppState, reports: list[dict]) -> None:
+    term = state.terminal
+    if term.json_mode:
+        term.json(reports)
+        return
+    for r in reports:
+        name = r["model"] if r["mode"] == "realistic" else f"{r['model']}_{r['mode']}"
+        term.table(f"{name} on {r['rotation']}: each host held out once",
+                   ["held-out host", "macro-F1 [95% CI]", "windows", "episodes"],
+                   [(f["host"], _ci(f["macro_f1"], f["macro_f1_ci"]), f["windows"], f["episodes"])
+                    for f in r["folds"]] + [("mean over hosts", _ci(r["mean_macro_f1"], r["mean_macro_f1_ci"]), "", "")],
+                   justify_right=[2, 3])
+        term.print(f"Worst held-out host: {r['worst']['host']} at {r['worst']['macro_f1']:.3f}. The mean's interval "
+                   "resamples each fold's test episodes; every device counts once. Report: "
+                   f"{shown_path(r['path'])}")
+
+
 def render_train(state: AppState, results: list[TrainResult]) -> None:
     term = state.terminal
     rows = []

@@ -18,7 +18,7 @@ def compare(
                                           help="Score both models on the same resamples (default) or independently."),
     wide: bool = typer.Option(False, "--wide", help="One table with every figure per pair (wider than 80 columns)."),
     mode: Optional[opt.Mode] = opt.MODE,
-    split: opt.SplitName = opt.SPLIT,
+    split: str = opt.SPLIT,
     part: opt.PartName = opt.PART,
     resamples: int = opt.RESAMPLES,
     unit: opt.UnitName = opt.UNIT,
@@ -41,6 +41,8 @@ def compare(
     from core.extract import features_registry
     state = get_state(ctx)
     cfg = opt.eval_config(split, part, resamples, unit, seed, confirm, min_trust, alpha, slice)
+    from core.rotation import single
+    single(state.paths.processed, cfg.split, "compare")
     # `all`: every realistic checkpoint of the split (the deployment-relevant ones), or those of --mode.
     named = resolve_model_names(models, state.paths.artifacts, cfg.split, mode.value if mode else None,
                                 every_mode=False)

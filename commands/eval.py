@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 
 from cis490cli import options as opt
-from cis490cli.render import render_eval
+from cis490cli.render import render_eval, render_rotation_eval
 from cis490cli.state import get_state
 
 
@@ -16,7 +16,7 @@ def eval_cmd(
     models: List[str] = typer.Argument(..., metavar="MODEL", help="Models (or all): a bare name (gru) is its realistic checkpoint; "
                                                  "gru_oracle the other."),
     mode: Optional[opt.Mode] = opt.MODE,
-    split: opt.SplitName = opt.SPLIT,
+    split: str = opt.SPLIT,
     part: opt.PartName = opt.PART,
     resamples: int = opt.RESAMPLES,
     unit: opt.UnitName = opt.UNIT,
@@ -42,7 +42,14 @@ def eval_cmd(
     named = resolve_model_names(models, state.paths.artifacts, cfg.split, mode.value if mode else None,
                                 every_mode=True)
     registry = features_registry(state.paths.processed, channels)
-    from core.stages import eval_stage
+    from core.rotation import folds
+    from core.stages import eval_stage, rotation_eval_stage
+    fold_names = folds(state.paths.processed, cfg.split)
+    if fold_names != [cfg.split]:
+        # A rotation: every fold scored, then the report across them.
+        rotations = [rotation_eval_stage(state, registry, model, md, cfg, fold_names) for model, md in named]
+        render_rotation_eval(state, rotations)
+        return
     results = [eval_stage(state, registry, model, md, cfg) for model, md in named]
     render_eval(state, results)
 

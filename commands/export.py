@@ -15,7 +15,7 @@ def export(
     models: List[str] = typer.Argument(..., metavar="MODEL", help="Models (or all): gru, or gru_oracle for one mode."),
     mode: opt.ModeOrBoth = typer.Option(opt.ModeOrBoth.realistic, "--mode",
                                         help="Mode of bare model names: realistic, oracle or both."),
-    split: opt.SplitName = opt.SPLIT,
+    split: str = opt.SPLIT,
     channels: Optional[Path] = opt.CHANNELS,
 ) -> None:
     """Export checkpoints as deployable bundles (artifacts/deploy/SPLIT/MODEL_MODE/).
@@ -40,7 +40,7 @@ def export(
     paths, term = state.paths, state.terminal
     modes = modes_of(mode.value)
     if models == ["all"]:
-        pairs = [p for p in resolve_model_names(models, paths.artifacts, split.value, None, every_mode=True)
+        pairs = [p for p in resolve_model_names(models, paths.artifacts, split, None, every_mode=True)
                  if p[1] in modes]
     else:
         pairs = []
@@ -49,15 +49,15 @@ def export(
             pairs += [named] if name != named[0] else [(name, m) for m in modes]
         pairs = list(dict.fromkeys(pairs))
     for model, md in pairs:      # every checkpoint first: nothing exported when one is missing
-        require_checkpoint(paths.artifacts, split.value, model, md)
+        require_checkpoint(paths.artifacts, split, model, md)
     registry = features_registry(paths.processed, channels)
     results = []
     for model, md in pairs:
-        with state.record("export", {"model": model, "mode": md, "split": split.value}) as run:
+        with state.record("export", {"model": model, "mode": md, "split": split}) as run:
             with term.progress(f"Exporting {model} ({md})", total=1) as bar:
-                r = export_model(paths.processed, paths.artifacts, registry, model, md, split.value)
+                r = export_model(paths.processed, paths.artifacts, registry, model, md, split)
                 bar(1, 1)
-            run.add_input(Lab.of(paths).header(Ref(split.value, model, md)), "checkpoint")
+            run.add_input(Lab.of(paths).header(Ref(split, model, md)), "checkpoint")
             run.add_output(r.directory / BUNDLE, "bundle")
             run.metrics.update(runtime=r.runtime, parity_max_abs_diff=r.parity["max_abs_diff"],
                                parity_windows=r.parity["windows"], bytes=r.bytes, seconds=round(r.seconds, 2))
@@ -71,4 +71,4 @@ def export(
                [(r.model, r.mode, r.runtime, f"{r.parity['max_abs_diff']:.1e}", f"{r.parity['windows']:,}",
                  f"{r.bytes / 1e6:.2f} MB") for r in results])
     term.print(f"Serve one: cis490 serve --dashboard --replay all --model {results[0].model}"
-               + (f" --split {split.value}" if split != opt.SplitName.host else ""), wrap=False)
+               + (f" --split {split}" if split != "host" else ""), wrap=False)

@@ -19,7 +19,7 @@ def predict(
     unlabelled: bool = typer.Option(False, "--unlabelled", help="Every episode validate kept as unlabelled."),
     every: bool = typer.Option(False, "--all", help="Every readable episode (accepted, degraded, unlabelled)."),
     mode: Optional[opt.Mode] = opt.MODE,
-    split: opt.SplitName = opt.REPLAY_SPLIT,
+    split: str = opt.REPLAY_SPLIT,
     store: Optional[Path] = opt.STORE,
     engine: opt.EngineName = opt.ENGINE,
 ) -> None:
@@ -41,6 +41,6 @@ def predict(
     from core.stages import predict_stage
     name, md = parse_model_name(model, mode.value if mode else None)
     state = get_state(ctx)
-    result = predict_stage(state, name, md, split.value, store, engine.value, list(episodes or []), unlabelled,
+    result = predict_stage(state, name, md, split, store, engine.value, list(episodes or []), unlabelled,
                            every)
     render_predict(state, result)

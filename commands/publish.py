@@ -43,7 +43,8 @@ def metrics(
     ctx: typer.Context,
     to: str = TO,
     token: Optional[str] = TOKEN,
-    split: opt.SplitName = typer.Option(opt.SplitName.host, "--split", help="The split whose eval reports to post."),
+    split: str = typer.Option("host", "--split", metavar="NAME", callback=opt.split_name,
+                              help="The split whose eval reports to post, by name."),
     watch: bool = typer.Option(False, "--watch", help="Keep running and post again whenever a report changes."),
     retry_for: float = RETRY_FOR,
 ) -> None:
@@ -57,8 +58,8 @@ def metrics(
     """
     from core.live.producers import publish_metrics
     state = get_state(ctx)
-    with state.record("publish", {"what": "metrics", "to": to, "split": split.value, "watch": watch}) as run:
-        sent = publish_metrics(state.paths.artifacts, split.value, to, token, watch, retry_for_s=retry_for,
+    with state.record("publish", {"what": "metrics", "to": to, "split": split, "watch": watch}) as run:
+        sent = publish_metrics(state.paths.artifacts, split, to, token, watch, retry_for_s=retry_for,
                                on_retry=_retry_printer(state))
         run.metrics.update(events_posted=sent)
     if state.terminal.json_mode:
@@ -76,7 +77,7 @@ def replay(
     to: str = TO,
     token: Optional[str] = TOKEN,
     mode: opt.Mode = opt.REPLAY_MODE,
-    split: opt.SplitName = opt.REPLAY_SPLIT,
+    split: str = opt.REPLAY_SPLIT,
     speed: float = opt.SPEED,
     store: Optional[Path] = opt.STORE,
     once: bool = typer.Option(False, "--once", help="Replay the episodes once, then stop [default: loop]."),
@@ -96,12 +97,12 @@ def replay(
     from core.models import model_class
     model_class(model)                   # the arguments first, then the lab
     state = get_state(ctx)
-    prepared = lab_replay(state.read_paths, episodes, model, mode.value, split.value, store, speed, engine.value,
+    prepared = lab_replay(state.read_paths, episodes, model, mode.value, split, store, speed, engine.value,
                           channels_shown)
     prepared.loop = not once
     state.terminal.print(f"Replaying {prepared.describe()}, to {to}" + ("" if once else " (Ctrl-C to stop)"),
                          wrap=False)
-    config = {"what": "replay", "to": to, "model": model, "mode": mode.value, "split": split.value, "speed": speed,
+    config = {"what": "replay", "to": to, "model": model, "mode": mode.value, "split": split, "speed": speed,
               "episodes": [e for e, _ in prepared.episodes], "loop": not once,
               "source": prepared.source, "channels_shown": prepared.shown}
     with state.record("publish", config) as run:
@@ -121,7 +122,7 @@ def watch(
     to: str = TO,
     token: Optional[str] = TOKEN,
     mode: opt.Mode = opt.REPLAY_MODE,
-    split: opt.SplitName = opt.REPLAY_SPLIT,
+    split: str = opt.REPLAY_SPLIT,
     engine: opt.EngineName = opt.ENGINE,
     retry_for: float = RETRY_FOR,
 ) -> None:
@@ -142,12 +143,12 @@ def watch(
     from core.paths import resolve_cli_path
     from core.predict import load_engine
     state = get_state(ctx)
-    eng = load_engine(state.read_paths, model, mode.value, split.value, engine.value)
+    eng = load_engine(state.read_paths, model, mode.value, split, engine.value)
     root = resolve_cli_path(store, store)
     if not root.is_dir():
         raise typer.BadParameter(f"{root} is not a directory", param_hint="'STORE'")
     config = {"what": "watch", "to": to, "store": str(root), "model": model, "mode": mode.value,
-              "split": split.value, "engine": eng.kind, "source": str(eng.source)}
+              "split": split, "engine": eng.kind, "source": str(eng.source)}
     state.terminal.print(f"Watching {root} with {model} ({mode.value}, {eng.kind}), posting to {to} "
                          "(Ctrl-C to stop)", wrap=False)
     with state.record("publish", config) as run:

@@ -28,7 +28,7 @@ def serve(
     model: Optional[str] = typer.Option(None, "--model", metavar="NAME", help="The model whose live predictions "
                                                                               "a replay shows (e.g. gru)."),
     mode: opt.Mode = opt.REPLAY_MODE,
-    split: opt.SplitName = opt.REPLAY_SPLIT,
+    split: str = opt.REPLAY_SPLIT,
     speed: float = opt.SPEED,
     store: Optional[Path] = opt.STORE,
     engine: opt.EngineName = opt.ENGINE,
@@ -70,13 +70,13 @@ def serve(
         from core.live.producers import lab_replay
         from core.models import model_class
         model_class(model)               # the arguments first, then the lab
-        prepared = lab_replay(state.read_paths, replay, model, mode.value, split.value, store, speed,
+        prepared = lab_replay(state.read_paths, replay, model, mode.value, split, store, speed,
                               engine.value, channels_shown)
     engine_loaded = watched = None
     if watch is not None:
         from core.paths import resolve_cli_path
         from core.predict import load_engine
-        engine_loaded = load_engine(state.read_paths, model, mode.value, split.value, engine.value)
+        engine_loaded = load_engine(state.read_paths, model, mode.value, split, engine.value)
         watched = resolve_cli_path(watch, watch)
         if not watched.is_dir():
             raise typer.BadParameter(f"{watched} is not a directory", param_hint="'--watch'")
@@ -92,11 +92,11 @@ def serve(
     hosts = LOOPBACK_HOSTS if is_loopback(host) else None
     config = {"host": host, "port": sock.getsockname()[1], "ring": ring, "token": token is not None}
     if prepared is not None:
-        config["replay"] = {"model": model, "mode": mode.value, "split": split.value, "speed": speed,
+        config["replay"] = {"model": model, "mode": mode.value, "split": split, "speed": speed,
                             "episodes": [e for e, _ in prepared.episodes], "source": prepared.source,
                             "channels_shown": prepared.shown}
     if watched is not None:
-        config["watch"] = {"store": str(watched), "model": model, "mode": mode.value, "split": split.value,
+        config["watch"] = {"store": str(watched), "model": model, "mode": mode.value, "split": split,
                            "engine": engine_loaded.kind, "source": str(engine_loaded.source)}
     with state.record("serve", config) as run:
         term.print(f"Dashboard: [bold]{url}[/]  (Ctrl-C to stop)", wrap=False)

@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 
 from cis490cli import options as opt
-from cis490cli.render import render_split
+from cis490cli.render import render_rotation, render_split
 from cis490cli.state import get_state
 
 
@@ -22,6 +22,11 @@ def split(
     test_frac: Optional[float] = typer.Option(None, "--test-frac", metavar="FRACTION", callback=opt.open_fraction,
                                               help="Fraction held out for test (sample, time) [default: 0.2]."),
     seed: int = typer.Option(0, "--seed", metavar="N", help="Random seed."),
+    name: Optional[str] = typer.Option(None, "--name", metavar="NAME", callback=opt.split_name,
+                                       help="Keep it under this name, beside the others [default: the recipe's]; "
+                                            "commands take it as --split NAME."),
+    rotate: bool = typer.Option(False, "--rotate", help="Leave-one-host-out (host recipe): one split per host, "
+                                                        "named host-out-HOST, together the rotation host-rotation."),
     channels: Optional[Path] = opt.CHANNELS,
 ) -> None:
     """Split extracted episodes into train/val/test, with every invariant checked.
@@ -31,6 +36,8 @@ def split(
     \b
         cis490 split --recipe host --train-hosts lab-thinkpad,lab-desktop
         cis490 split --recipe time --test-frac 0.25
+        cis490 split --recipe host --train-hosts lab-nuc --name host-nuc
+        cis490 split --recipe host --rotate
     """
     state = get_state(ctx)
     hosts = tuple(h.strip() for arg in (train_hosts or []) for h in arg.split(",") if h.strip())
@@ -42,10 +49,18 @@ def split(
         raise typer.BadParameter("the host recipe tests on every host not in --train-hosts; it takes no fraction.",
                                  param_hint="'--test-frac'")
     from core.extract import features_registry
+    if rotate:
+        if recipe != opt.SplitName.host or train_hosts or name:
+            raise typer.BadParameter("--rotate is for --recipe host, which then holds out each host in turn: "
+                                     "no --train-hosts or --name.", param_hint="'--rotate'")
+        from core.stages import rotation_stage
+        render_rotation(state, rotation_stage(state, features_registry(state.paths.processed, channels), val_frac,
+                                              seed))
+        return
     from core.split import SplitConfig
     cfg = SplitConfig(recipe.value, hosts, val_frac, 0.2 if test_frac is None else test_frac, seed)
     cfg.check()
     from core.stages import split_stage
-    render_split(state, split_stage(state, features_registry(state.paths.processed, channels), cfg))
+    render_split(state, split_stage(state, features_registry(state.paths.processed, channels), cfg, name))
 
 

@@ -17,8 +17,8 @@ def train(
     models: List[str] = typer.Argument(..., metavar="MODEL", help=f"Models to train, or 'all' ({', '.join(MODELS)})."),
     mode: opt.ModeOrBoth = typer.Option(opt.ModeOrBoth.both, "--mode",
                                         help="realistic: deployable channels only; oracle: all; both."),
-    split: opt.SplitName = typer.Option(opt.SplitName.host, "--split",
-                                        help="Split to train on (see `cis490 split`); checkpoints are kept per split."),
+    split: str = typer.Option("host", "--split", metavar="NAME", callback=opt.split_name,
+                              help="Split to train on, by name (see `cis490 split`); checkpoints are kept per split."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, metavar="N",
                                          help="Maximum epochs for neural models [default: 30]."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=2, metavar="N",
@@ -59,8 +59,11 @@ def train(
                                        "weight_decay": weight_decay}, settings)
     modes = modes_of(mode.value)
     registry = features_registry(state.paths.processed, channels)
+    from core.rotation import folds
     from core.stages import train_stage
-    results = train_stage(state, registry, names, modes, split.value, overrides, resolve_device(device), seed)
+    # A rotation's name trains every fold (one split per held-out host).
+    results = [r for fold in folds(state.paths.processed, split)
+               for r in train_stage(state, registry, names, modes, fold, overrides, resolve_device(device), seed)]
     render_train(state, results)
 
 

@@ -163,6 +163,10 @@ class Lab:
     def predictions(self, ref: Ref, settings: str) -> Path:
         return self.eval_dir(ref, settings) / PREDICTIONS
 
+    def rotation_report(self, ref: Ref, settings: str) -> Path:
+        """A leave-one-host-out rotation's report across its folds (core.rotation)."""
+        return self.artifacts / "eval" / ref.split / ref.dirname / f"rotation-{settings}.json"
+
     def eval_root(self, split: str) -> Path:
         return self.artifacts / "eval" / split
 
@@ -208,9 +212,9 @@ def validate_command(registry_path: Path | str | None = None) -> str:
 EXTRACT_COMMAND = "cis490 extract"
 
 
-def split_command(params: dict) -> str:
+def split_command(params: dict, name: str | None = None) -> str:
     from core.splitparams import describe_params
-    return f"cis490 split {describe_params(params)}"
+    return f"cis490 split {describe_params(params, name)}"
 
 
 def train_command(ref: Ref) -> str:

@@ -171,8 +171,12 @@ def _received_ns(eps: pl.DataFrame) -> pl.DataFrame:
     return eps.with_columns(pl.Series("received_ns", ns, dtype=pl.Int64))
 
 
-def make_split(processed: Path, cfg: SplitConfig, registry: Registry) -> SplitResult:
+def make_split(processed: Path, cfg: SplitConfig, registry: Registry, name: str | None = None) -> SplitResult:
+    """Make the split and save it under `name` (default: the recipe's name),
+    so a lab keeps several side by side: making one never replaces another."""
     cfg.check()
+    name = name or cfg.recipe
+    check_split_name(name)
     schema = load_feature_schema(processed)
     eps = (read_extracted_episodes(processed)
            .filter((pl.col("status") == "ok") & (pl.col("n_windows") > 0))
@@ -191,7 +195,7 @@ def make_split(processed: Path, cfg: SplitConfig, registry: Registry) -> SplitRe
         counts.setdefault(profile, {}).setdefault(part, {})["episodes"] = n_ep
         counts[profile][part]["windows"] = int(n_win)
     hosts = {p: sorted(df.filter(pl.col("part") == p)["host_id"].unique().to_list()) for p in PARTS}
-    meta = {"recipe": cfg.recipe, "name": cfg.recipe, "params": asdict(cfg),
+    meta = {"recipe": cfg.recipe, "name": name, "params": asdict(cfg),
             "membership_sha256": membership_hash(df), "features_sha256": schema["features_sha256"],
             "tensors_sha256": schema["tensors_sha256"],
             "episodes_sha256": schema["episodes_sha256"], "registry_hash": schema["registry_hash"],
@@ -203,25 +207,36 @@ def make_split(processed: Path, cfg: SplitConfig, registry: Registry) -> SplitRe
     meta["unlabelled_left_out"] = (pl.scan_parquet(lab.index).filter(pl.col("status") == "unlabelled")
                                    .select(pl.len()).collect().item() if lab.index.exists() else 0)
     ensure_dir(lab.splits)
-    pq_path, meta_path = lab.split_parquet(cfg.recipe), lab.split_meta(cfg.recipe)
+    pq_path, meta_path = lab.split_parquet(name), lab.split_meta(name)
     with atomic_path(pq_path, ".parquet") as tmp:
         df.select("episode_id", "part").write_parquet(tmp)
     atomic_write_text(meta_path, json.dumps(meta, indent=2) + "\n")
-    return SplitResult(cfg.recipe, pq_path, meta_path, meta)
+    return SplitResult(name, pq_path, meta_path, meta)
 
 
 SPLIT_META_KEYS = ("recipe", "params", "membership_sha256", "features_sha256", "untested_profiles")
 
 
+def check_split_name(name: str) -> None:
+    from core.splitparams import SPLIT_NAME, SPLIT_NAME_RULE
+    if not SPLIT_NAME.fullmatch(name or ""):
+        raise ConfigError(f"split name '{name}': {SPLIT_NAME_RULE}")
+
+
 def load_split(processed: Path, recipe: str, schema: dict | None = None) -> tuple[pl.DataFrame, dict]:
-    """A split and its metadata; refuses a split made on other features, and
-    one whose membership is not the one its metadata vouches for. `schema`:
-    the feature schema, when the caller has read it already."""
+    """A split (by name: a recipe's name, or the --name it was made with)
+    and its metadata; refuses a split made on other features, and one whose
+    membership is not the one its metadata vouches for. `schema`: the
+    feature schema, when the caller has read it already."""
     lab = Lab(processed, Path())
     pq_path, meta_path = lab.split_parquet(recipe), lab.split_meta(recipe)
-    remake = f"cis490 split --recipe {recipe}"
+    remake = f"cis490 split --recipe {recipe}" if recipe in RECIPES else \
+        f"cis490 split --recipe RECIPE --name {recipe}"
     if not pq_path.exists() or not meta_path.exists():
-        raise SplitError(f"{pq_path} not found: run `{remake}` first")
+        # A name that is no recipe's may be a typo: the names there say so.
+        others = lab.split_names() if recipe not in RECIPES else []
+        raise SplitError(f"{pq_path} not found: run `{remake}` first"
+                         + (f" (splits here: {', '.join(others)})" if others else ""))
     meta = read_json(meta_path, remake, SPLIT_META_KEYS)
     schema = schema or load_feature_schema(processed)
     if meta["features_sha256"] != schema["features_sha256"]:

@@ -94,13 +94,13 @@ def extract_stage(session: Session, registry: Registry, store: Path, index: Path
     return summary
 
 
-def split_stage(session: Session, registry: Registry, cfg: SplitConfig) -> SplitResult:
+def split_stage(session: Session, registry: Registry, cfg: SplitConfig, name: str | None = None) -> SplitResult:
     from core.lab import Lab
     from core.split import make_split
-    with session.record("split", {**cfg.__dict__, "train_hosts": list(cfg.train_hosts),
+    with session.record("split", {**cfg.__dict__, "train_hosts": list(cfg.train_hosts), "name": name or cfg.recipe,
                                   "registry_hash": registry.schema_hash}) as run:
         run.add_input(Lab.of(session.paths).extracted_episodes, "extracted_episodes")
-        result = make_split(session.paths.processed, cfg, registry)
+        result = make_split(session.paths.processed, cfg, registry, name)
         run.add_output(result.parquet, "split")
         run.add_output(result.meta_path, "split_meta")
         run.metrics.update(totals=result.meta["totals"], untested_profiles=result.meta["untested_profiles"])
@@ -238,3 +238,33 @@ def predict_stage(session: Session, model: str, mode: str, split: str, store: Pa
                            segments=result.segments.height)
         run.timings["predict_s"] = round(result.seconds, 3)
     return result
+
+
+def rotation_stage(session: Session, registry: Registry, val_frac: float, seed: int) -> dict:
+    """`cis490 split --recipe host --rotate`: one split per host, recorded as one run."""
+    from core.lab import Lab
+    from core.rotation import make_rotation, rotation_path
+    from core.split import make_split
+    paths = session.paths
+    with session.record("split", {"recipe": "host", "rotate": True, "val_frac": val_frac, "seed": seed,
+                                  "registry_hash": registry.schema_hash}) as run:
+        run.add_input(Lab.of(paths).extracted_episodes, "extracted_episodes")
+        result = make_rotation(paths.processed, registry, val_frac, seed,
+                               lambda cfg, name: make_split(paths.processed, cfg, registry, name))
+        run.add_output(rotation_path(paths.processed), "rotation")
+        run.metrics.update(folds=[f["split"] for f in result["folds"]])
+    return result
+
+
+def rotation_eval_stage(session: Session, registry: Registry, model: str, mode: str, cfg: EvalConfig,
+                        fold_names: list[str]) -> dict:
+    """eval over a rotation: each fold's own eval (a notebook run each),
+    then the report across the held-out hosts."""
+    from dataclasses import replace
+
+    from core.rotation import rotation_report, write_rotation_report
+    results = [eval_stage(session, registry, model, mode, replace(cfg, split=fold)) for fold in fold_names]
+    report = rotation_report(session.paths.artifacts, session.paths.processed, cfg.split,
+                             [r.report for r in results], list(registry.phases), cfg.resamples, cfg.seed)
+    report["path"] = str(write_rotation_report(session.paths.artifacts, report, cfg.settings))
+    return report

@@ -153,7 +153,7 @@ def lab_status(paths: LabPaths) -> list[Row]:
             continue
         splits[name] = meta
         reasons = [] if meta.get("features_sha256") == features_sha else ["features re-extracted since split"]
-        lab.add(f"split {name}", reasons, split_command(meta["params"]), [features_name])
+        lab.add(f"split {name}", reasons, split_command(meta["params"], name), [features_name])
 
     # Checkpoints.
     headers: dict[Ref, str] = {}

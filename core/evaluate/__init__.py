@@ -210,7 +210,7 @@ def evaluate_model(processed: Path, artifacts: Path, registry: Registry, model: 
         return out
 
     extra = _sections(processed, schema, every, idx, groups, truth, pred, raw, proba, m, split_data.parts.get("val"),
-                      cfg, phases, rng)
+                      cfg, phases, rng, split_meta["recipe"])
     out_dir = ensure_dir(Lab(processed, artifacts).eval_dir(Ref(cfg.split, model, mode), cfg.settings))
     preds = pl.DataFrame({"window_id": idx["window_id"], "episode_id": idx["episode_id"], "host_id": idx["host_id"],
                           "profile": idx["profile"], "truth": [phases[i] for i in truth],
@@ -262,7 +262,7 @@ def evaluate_model(processed: Path, artifacts: Path, registry: Registry, model: 
 
 
 def _sections(processed, schema, every, idx, groups, truth, pred, raw, proba, m, val, cfg: EvalConfig, phases,
-              rng) -> dict:
+              rng, recipe: str) -> dict:
     """Time to detect, trusting a probability, performance over time and the
     split's pitfalls (core.evaluate.sections), plus the per-window columns
     they add to the predictions (t_end_s, onset_s, trust)."""
@@ -284,9 +284,9 @@ def _sections(processed, schema, every, idx, groups, truth, pred, raw, proba, m,
     return {"detection": detection,
             "calibration": sec.trust_section(raw, truth, trust[back], val_raw, val_y, m.calibration, cfg.alpha,
                                              phases, cfg.part == "val", cfg.seed),
-            "over_time": sec.time_section(idx, episodes, groups, truth, pred, len(phases), cfg.split, cfg.slice,
+            "over_time": sec.time_section(idx, episodes, groups, truth, pred, len(phases), recipe, cfg.slice,
                                           cfg.unit, cfg.resamples, rng),
-            "pitfalls": sec.pitfalls_section(every, episodes, cfg.part, cfg.unit, cfg.split, phases),
+            "pitfalls": sec.pitfalls_section(every, episodes, cfg.part, cfg.unit, recipe, phases),
             "t_end_s": times.t_end_s[back], "onset_s": times.onset_s[back], "trust": trust[back],
             "_delays": {phases[c]: occ.delay_s[(occ.phase == c) & np.isfinite(occ.delay_s)]
                         for c in np.unique(occ.phase)}}

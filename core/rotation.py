@@ -1,0 +1,127 @@
+"""Leave-one-host-out: one split per host, that host the test part, the
+others train and validation (`cis490 split --recipe host --rotate`), and
+the figure the lab cares most about: every device held out once, none
+averaged away. A rotation is named (`host-rotation`); every command that
+takes `--split` takes that name and runs over its folds, and eval adds a
+report across them (docs/methods.md, "Leave-one-host-out").
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from core.errors import Cis490Error
+from core.lab import Lab
+from core.paths import atomic_write_text, ensure_dir
+
+ROTATION = "host-rotation"
+
+
+class RotationError(Cis490Error):
+    """A rotation cannot be made or read as asked."""
+
+
+def fold_name(host: str) -> str:
+    return f"host-out-{host}"
+
+
+def rotation_path(processed: Path, name: str = ROTATION) -> Path:
+    return Lab(processed, Path()).splits / "rotations" / f"{name}.json"
+
+
+def folds(processed: Path, name: str) -> list[str]:
+    """The split names a --split NAME stands for: a rotation's folds, or the split itself."""
+    path = rotation_path(processed, name)
+    if not path.exists():
+        return [name]
+    try:
+        return [f["split"] for f in json.loads(path.read_text())["folds"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RotationError(f"{path}: damaged ({exc}); re-run `cis490 split --recipe host --rotate`") from None
+
+
+def single(processed: Path, name: str, command: str) -> str:
+    """`name` itself, for a command that runs on one split; a rotation's name is refused with its folds."""
+    fs = folds(processed, name)
+    if fs != [name]:
+        raise RotationError(f"{name} is a rotation of {len(fs)} splits; `cis490 {command}` takes one of them "
+                            f"(e.g. --split {fs[0]})")
+    return name
+
+
+def make_rotation(processed: Path, registry, val_frac: float, seed: int, make) -> dict:
+    """One host split per host (`make(cfg, name)` makes and saves one), and
+    the rotation's manifest: which split holds out which host."""
+    from core.extract import read_extracted_episodes
+    from core.split import SplitConfig, SplitError
+    eps = read_extracted_episodes(processed).filter((pl.col("status") == "ok") & (pl.col("n_windows") > 0))
+    hosts = sorted(eps["host_id"].unique().to_list())
+    if len(hosts) < 2:
+        raise RotationError(f"a rotation needs at least two hosts; the extracted episodes have {len(hosts)}")
+    out = []
+    for host in hosts:
+        cfg = SplitConfig("host", tuple(h for h in hosts if h != host), val_frac, 0.2, seed)
+        try:
+            result = make(cfg, fold_name(host))
+        except SplitError as exc:
+            raise RotationError(f"holding out {host}: {exc}") from None
+        out.append({"host": host, "split": result.recipe, "meta": result.meta})
+    manifest = {"name": ROTATION, "recipe": "host", "val_frac": val_frac, "seed": seed,
+                "folds": [{"host": f["host"], "split": f["split"],
+                           "membership_sha256": f["meta"]["membership_sha256"]} for f in out]}
+    path = rotation_path(processed)
+    ensure_dir(path.parent)
+    atomic_write_text(path, json.dumps(manifest, indent=1) + "\n")
+    return {**manifest, "fold_meta": [f["meta"] for f in out]}
+
+
+def rotation_report(artifacts: Path, processed: Path, name: str, reports: list[dict], phases: list[str],
+                    resamples: int, seed: int) -> dict:
+    """Per held-out host its macro-F1 with its CI (from its fold's own
+    report), and the mean over hosts with a 95% CI that accounts for the
+    rotation: each fold's test episodes are resampled on their own (the
+    folds' test parts are disjoint), and each resample's mean over the
+    folds gives the interval."""
+    from core.evaluate.bootstrap import bootstrap_scores, percentile_ci
+    rng = np.random.default_rng(seed)
+    code = {p: i for i, p in enumerate(phases)}
+    k = len(phases)
+    per_fold, draws = [], []
+    lab = Lab(processed, artifacts)
+    for rep, split in zip(reports, folds(processed, name)):
+        from core.lab import Ref
+        preds = pl.read_parquet(lab.predictions(Ref(split, rep["model"], rep["mode"]), _settings(rep)),
+                                columns=["episode_id", "truth", "predicted"])
+        _, groups = np.unique(preds["episode_id"].to_numpy(), return_inverse=True)
+        boot = bootstrap_scores(preds["truth"].replace_strict(code).to_numpy(),
+                                preds["predicted"].replace_strict(code).to_numpy(), groups, k, rep["unit"],
+                                resamples, rng)
+        draws.append(boot["macro_f1"])
+        host = [h["host"] for h in rep["per_host"]]
+        per_fold.append({"host": host[0] if len(host) == 1 else ",".join(host), "split": split,
+                         "macro_f1": rep["macro_f1"], "macro_f1_ci": rep["macro_f1_ci"],
+                         "windows": rep["windows"], "episodes": rep["episodes"]})
+    mean_draws = np.mean(np.vstack(draws), axis=0)
+    f1 = [f["macro_f1"] for f in per_fold]
+    worst = min(per_fold, key=lambda f: f["macro_f1"])
+    return {"rotation": name, "model": reports[0]["model"], "mode": reports[0]["mode"], "folds": per_fold,
+            "mean_macro_f1": float(np.mean(f1)), "mean_macro_f1_ci": percentile_ci(mean_draws),
+            "worst": {"host": worst["host"], "macro_f1": worst["macro_f1"]},
+            "method": "mean over the held-out hosts of each fold's macro-F1; CI: percentile interval of the mean "
+                      "over resamples drawn within each fold's test episodes", "resamples": resamples, "seed": seed}
+
+
+def _settings(rep: dict) -> str:
+    from core.lab import settings_of
+    return settings_of(rep)
+
+
+def write_rotation_report(artifacts: Path, report: dict, settings: str) -> Path:
+    from core.lab import Ref
+    out = Lab(Path(), artifacts).rotation_report(Ref(report["rotation"], report["model"], report["mode"]), settings)
+    ensure_dir(out.parent)
+    atomic_write_text(out, json.dumps(report, indent=1) + "\n")
+    return out

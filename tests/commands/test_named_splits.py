@@ -1,0 +1,94 @@
+"""Splits a lab keeps side by side (issue 21): `split --name`, and every
+`--split` takes the name."""
+import json
+
+import pytest
+
+from tests.labs import install_lab, trained_lab
+
+# Trains a model: left out of `pytest -m "not slow"`.
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def trained(extracted_lab, tmp_path_factory):
+    return trained_lab(extracted_lab, tmp_path_factory, "named", [("gbt", "realistic")])
+
+
+@pytest.fixture
+def home(trained, lab_home, extracted_lab):
+    import shutil
+    install_lab(trained, lab_home)
+    shutil.copytree(extracted_lab[0].default_store, lab_home.default_store)      # status reads the store
+    return lab_home
+
+
+def _rows(cli) -> dict:
+    return {r["artifact"]: r for r in json.loads(cli("--json", "status").stdout)}
+
+
+def test_named_splits_coexist_and_one_never_makes_another_s_checkpoints_stale(cli, home):
+    """Regression: re-splitting with other train hosts replaced `host` and made every host checkpoint stale."""
+    before = (home.processed / "splits" / "host.parquet").read_bytes()
+    made = cli("split", "--recipe", "host", "--train-hosts", "lab-thinkpad,lab-desktop", "--name", "host-one")
+    assert made.exit_code == 0, made.stderr
+    assert "Split 'host-one'" in made.output
+    assert (home.processed / "splits" / "host.parquet").read_bytes() == before
+    meta = json.loads((home.processed / "splits" / "host-one.json").read_text())
+    assert meta["name"] == "host-one" and meta["recipe"] == "host" and meta["params"]["train_hosts"] == ["lab-thinkpad", "lab-desktop"]
+    rows = _rows(cli)
+    assert rows["checkpoint host/gbt_realistic"]["state"] == "fresh"
+    assert rows["split host-one"]["state"] == "fresh"
+    assert cli("train", "gbt", "--split", "host-one", "--mode", "realistic", "--set", "n_estimators=20").exit_code == 0
+    result = cli("--json", "eval", "gbt", "--split", "host-one", "--resamples", "20")
+    assert result.exit_code == 0, result.output
+    rep = json.loads(result.stdout)[0]
+    assert rep["split"] == "host-one" and rep["split_identity"]["name"] == "host-one"
+    assert {h["host"] for h in rep["per_host"]} == {"lab-nuc", "lab-pi5"}
+    rows = _rows(cli)
+    assert rows["checkpoint host/gbt_realistic"]["state"] == "fresh"
+    assert rows["checkpoint host-one/gbt_realistic"]["state"] == "fresh"
+    # Making it again with other hosts makes only its own checkpoint stale, and says how to remake the split.
+    assert cli("split", "--recipe", "host", "--train-hosts", "lab-nuc,lab-desktop", "--name", "host-one").exit_code == 0
+    rows = _rows(cli)
+    assert rows["checkpoint host/gbt_realistic"]["state"] == "fresh"
+    assert rows["checkpoint host-one/gbt_realistic"]["state"] == "stale"
+    from core.lab import split_command
+    assert split_command(meta["params"], "host-one") == ("cis490 split --recipe host --name host-one --train-hosts "
+                                                         "lab-thinkpad,lab-desktop --val-frac 0.2 --seed 0")
+    assert "--name" not in split_command(meta["params"], "host")
+
+
+def test_an_unknown_split_name_lists_the_ones_there_and_a_bad_name_is_a_usage_error(cli, home):
+    result = cli("eval", "gbt", "--split", "hostt")
+    assert result.exit_code == 1
+    assert "hostt.parquet not found: run `cis490 split --recipe RECIPE --name hostt` first (splits here: host)" \
+        in result.stderr
+    bad = cli("split", "--recipe", "host", "--train-hosts", "lab-nuc", "--name", "../up")
+    assert bad.exit_code == 2 and "is not a split name" in bad.output
+    assert cli("train", "gbt", "--split", "a b").exit_code == 2
+
+
+def test_leave_one_host_out_makes_a_split_per_host_and_a_report_across_them(cli, home):
+    made = cli("split", "--recipe", "host", "--rotate")
+    assert made.exit_code == 0, made.stderr
+    hosts = ["lab-desktop", "lab-nuc", "lab-pi5", "lab-thinkpad"]
+    for h in hosts:
+        meta = json.loads((home.processed / "splits" / f"host-out-{h}.json").read_text())
+        assert meta["hosts"]["test"] == [h] and h not in meta["params"]["train_hosts"]
+    assert "Rotation 'host-rotation'" in made.output
+    assert cli("train", "gbt", "--split", "host-rotation", "--mode", "realistic", "--set", "n_estimators=15").exit_code == 0
+    result = cli("--json", "eval", "gbt", "--split", "host-rotation", "--resamples", "50")
+    assert result.exit_code == 0, result.stderr
+    (rep,) = json.loads(result.stdout)
+    assert [f["host"] for f in rep["folds"]] == hosts
+    f1 = [f["macro_f1"] for f in rep["folds"]]
+    assert rep["mean_macro_f1"] == pytest.approx(sum(f1) / len(f1))
+    lo, hi = rep["mean_macro_f1_ci"]
+    assert lo <= rep["mean_macro_f1"] <= hi and rep["worst"]["macro_f1"] == min(f1)
+    table = cli("eval", "gbt", "--split", "host-rotation", "--resamples", "50").output
+    assert "mean over hosts" in table and "Worst held-out host" in table
+    refused = cli("compare", "gbt", "knn", "--split", "host-rotation")
+    assert refused.exit_code == 1 and "host-rotation is a rotation of 4 splits" in refused.stderr
+    bad = cli("split", "--recipe", "host", "--rotate", "--train-hosts", "lab-nuc")
+    assert bad.exit_code == 2
