@@ -57,7 +57,7 @@ def calibration_figure(report: dict, stem: Path) -> list[Path]:
     ax.set_ylim(0, 1.02)
     ax.set_xlabel(f"confidence (top probability, {c['before']['bins']} equal bins)")
     ax.set_ylabel("accuracy of the windows in the bin")
-    ax.legend(loc="upper left")
+    ax.legend(loc="best")               # where it hides the fewest points
     ax.set_title("reliability, before and after temperature scaling")
     for key, colour, name in (("by_confidence", RIGHT, "by confidence"), ("by_trust", WRONG, "by trust")):
         curve = c["abstention"][key]["curve"]
