@@ -142,6 +142,24 @@ def render_rotation_eval(state: AppState, reports: list[dict]) -> None:
                    f"{shown_path(r['path'])}")
 
 
+def render_rotation_compare(state: AppState, r: dict) -> None:
+    term = state.terminal
+    if term.json_mode:
+        term.json(r)
+        return
+    holm = "p_holm" in r["pairs"][0]
+    term.table(f"{r['rotation']}: paired gaps, mean over held-out hosts",
+               ["A - B", "mean gap [95% CI]", "p Holm" if holm else "p", "winner"],
+               [(f"{p['a']} - {p['b']}", f"{p['mean_gap']:+.3f} [{p['mean_gap_ci'][0]:+.3f}, {p['mean_gap_ci'][1]:+.3f}]",
+                 f"{p['p_holm'] if holm else p['p_value']:.3g}", p["winner"]) for p in r["pairs"]], justify_right=[1, 2])
+    hosts = [h["host"] for h in r["pairs"][0]["per_host"]]
+    shown = r["pairs"][:3]
+    term.table("Gap per held-out host", ["host", *[f"{p['a']} - {p['b']}" for p in shown]],
+               [(host, *[f"{p['per_host'][n]['gap']:+.3f}" for p in shown]) for n, host in enumerate(hosts)],
+               justify_right=list(range(1, len(shown) + 1)))
+    term.print(f"{r['method']}; {r['unit']} unit, {r['resamples']} resamples. Report: {shown_path(r['path'])}")
+
+
 def render_train(state: AppState, results: list[TrainResult]) -> None:
     term = state.terminal
     rows = []

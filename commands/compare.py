@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 
 from cis490cli import options as opt
-from cis490cli.render import render_compare
+from cis490cli.render import render_compare, render_rotation_compare
 from cis490cli.state import get_state
 
 
@@ -41,13 +41,20 @@ def compare(
     from core.extract import features_registry
     state = get_state(ctx)
     cfg = opt.eval_config(split, part, resamples, unit, seed, confirm, min_trust, alpha, slice)
-    from core.rotation import single
-    single(state.paths.processed, cfg.split, "compare")
+    from core.rotation import folds
+    fold_names = folds(state.paths.processed, cfg.split)
     # `all`: every realistic checkpoint of the split (the deployment-relevant ones), or those of --mode.
-    named = resolve_model_names(models, state.paths.artifacts, cfg.split, mode.value if mode else None,
+    # `all` names the models trained on the split (on a rotation: on its first fold).
+    named = resolve_model_names(models, state.paths.artifacts, fold_names[0], mode.value if mode else None,
                                 every_mode=False)
     registry = features_registry(state.paths.processed, channels)
     from core.stages import compare_stage
+    if fold_names != [cfg.split]:
+        if not paired_bootstrap:
+            raise typer.BadParameter("a rotation is compared paired only.", param_hint="'--unpaired'")
+        from core.stages import rotation_compare_stage
+        render_rotation_compare(state, rotation_compare_stage(state, registry, named, cfg, fold_names))
+        return
     render_compare(state, compare_stage(state, registry, named, cfg, paired_bootstrap), wide)
 
 

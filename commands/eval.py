@@ -39,12 +39,13 @@ def eval_cmd(
     from core.extract import features_registry
     state = get_state(ctx)
     cfg = opt.eval_config(split, part, resamples, unit, seed, confirm, min_trust, alpha, slice)
-    named = resolve_model_names(models, state.paths.artifacts, cfg.split, mode.value if mode else None,
+    from core.rotation import folds
+    fold_names = folds(state.paths.processed, cfg.split)
+    # `all` names the models trained on the split (on a rotation: on its first fold).
+    named = resolve_model_names(models, state.paths.artifacts, fold_names[0], mode.value if mode else None,
                                 every_mode=True)
     registry = features_registry(state.paths.processed, channels)
-    from core.rotation import folds
     from core.stages import eval_stage, rotation_eval_stage
-    fold_names = folds(state.paths.processed, cfg.split)
     if fold_names != [cfg.split]:
         # A rotation: every fold scored, then the report across them.
         rotations = [rotation_eval_stage(state, registry, model, md, cfg, fold_names) for model, md in named]

@@ -183,6 +183,10 @@ class Lab:
     def comparison(self, split: str, shown: list[str], settings: str) -> Path:
         return self.artifacts / "compare" / split / f"{'_vs_'.join(shown)}-{settings}.json"
 
+    def rotation_comparison(self, rotation: str, shown: list[str], settings: str) -> Path:
+        """A rotation's comparison across its folds (each fold's own is a comparison of its split)."""
+        return self.artifacts / "compare" / rotation / "rotation" / f"{'_vs_'.join(shown)}-{settings}.json"
+
     def comparisons(self) -> list[Path]:
         return sorted((self.artifacts / "compare").glob("*/*.json"))
 

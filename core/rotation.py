@@ -86,14 +86,14 @@ def rotation_report(artifacts: Path, processed: Path, name: str, reports: list[d
     folds' test parts are disjoint), and each resample's mean over the
     folds gives the interval."""
     from core.evaluate.bootstrap import bootstrap_scores, percentile_ci
+    from core.lab import Ref, settings_of
     rng = np.random.default_rng(seed)
     code = {p: i for i, p in enumerate(phases)}
     k = len(phases)
     per_fold, draws = [], []
     lab = Lab(processed, artifacts)
     for rep, split in zip(reports, folds(processed, name)):
-        from core.lab import Ref
-        preds = pl.read_parquet(lab.predictions(Ref(split, rep["model"], rep["mode"]), _settings(rep)),
+        preds = pl.read_parquet(lab.predictions(Ref(split, rep["model"], rep["mode"]), settings_of(rep)),
                                 columns=["episode_id", "truth", "predicted"])
         _, groups = np.unique(preds["episode_id"].to_numpy(), return_inverse=True)
         boot = bootstrap_scores(preds["truth"].replace_strict(code).to_numpy(),
@@ -114,14 +114,63 @@ def rotation_report(artifacts: Path, processed: Path, name: str, reports: list[d
                       "over resamples drawn within each fold's test episodes", "resamples": resamples, "seed": seed}
 
 
-def _settings(rep: dict) -> str:
-    from core.lab import settings_of
-    return settings_of(rep)
-
-
 def write_rotation_report(artifacts: Path, report: dict, settings: str) -> Path:
     from core.lab import Ref
     out = Lab(Path(), artifacts).rotation_report(Ref(report["rotation"], report["model"], report["mode"]), settings)
     ensure_dir(out.parent)
     atomic_write_text(out, json.dumps(report, indent=1) + "\n")
     return out
+
+
+def rotation_compare(artifacts: Path, processed: Path, name: str, fold_reports: list[dict], cfg,
+                     phases: list[str]) -> dict:
+    """Every pair of models over a rotation: each held-out host's paired
+    macro-F1 gap (from its fold's comparison), and the mean gap over hosts
+    with its 95% CI and p-value from the same resampling as the mean's
+    macro-F1 (each fold's test episodes on their own, both models scored on
+    the same draws), Holm-adjusted over the pairs."""
+    import itertools
+
+    from core.evaluate.bootstrap import bootstrap_p_value, holm, paired_gap, percentile_ci
+    from core.lab import Ref
+    lab = Lab(processed, artifacts)
+    code = {p: i for i, p in enumerate(phases)}
+    k = len(phases)
+    models = fold_reports[0]["models"]
+    fold_names = folds(processed, name)
+    preds = []
+    for split in fold_names:
+        frames = [pl.read_parquet(lab.predictions(Ref.of_shown(split, m), cfg.settings),
+                                  columns=["episode_id", "truth", "predicted"]) for m in models]
+        preds.append(frames)
+    pairs = []
+    for i, j in itertools.combinations(range(len(models)), 2):
+        draws, per_host = [], []
+        for f, (split, rep) in enumerate(zip(fold_names, fold_reports)):
+            a, b = preds[f][i], preds[f][j]
+            _, groups = np.unique(a["episode_id"].to_numpy(), return_inverse=True)
+            rng = np.random.default_rng([cfg.seed, i, j, f])
+            draws.append(paired_gap(a["truth"].replace_strict(code).to_numpy(),
+                                    a["predicted"].replace_strict(code).to_numpy(),
+                                    b["predicted"].replace_strict(code).to_numpy(), groups, k, cfg.unit,
+                                    cfg.resamples, rng))
+            pair = next(p for p in rep["pairs"] if p["a"] == models[i] and p["b"] == models[j])
+            per_host.append({"split": split, "gap": pair["gap"], "gap_ci": pair["gap_ci"]})
+        mean = np.mean(np.vstack(draws), axis=0)
+        gap = float(np.mean([h["gap"] for h in per_host]))
+        pairs.append({"a": models[i], "b": models[j], "mean_gap": gap, "mean_gap_ci": percentile_ci(mean),
+                      "p_value": bootstrap_p_value(mean), "per_host": per_host})
+    if len(pairs) > 1:
+        for pair, adj in zip(pairs, holm([p["p_value"] for p in pairs])):
+            pair["p_holm"] = adj
+    for pair in pairs:
+        p = pair.get("p_holm", pair["p_value"])
+        pair["winner"] = (pair["a"] if pair["mean_gap"] > 0 else pair["b"]) if p < 0.05 else "n.s."
+    hosts = {split: split.removeprefix("host-out-") for split in fold_names}
+    for pair in pairs:
+        for h in pair["per_host"]:
+            h["host"] = hosts[h["split"]]
+    return {"rotation": name, "models": models, "pairs": pairs, "unit": cfg.unit, "resamples": cfg.resamples,
+            "seed": cfg.seed, "method": "mean over the held-out hosts of each fold's paired macro-F1 gap; CI and "
+                                        "p from resamples drawn within each fold's test episodes, the same draws "
+                                        "for both models; Holm over pairs"}

@@ -161,7 +161,7 @@ def membership_hash(df: pl.DataFrame) -> str:
     return h.hexdigest()
 
 
-def _received_ns(eps: pl.DataFrame) -> pl.DataFrame:
+def received_ns(eps: pl.DataFrame) -> pl.DataFrame:
     """`received_at` parsed to UTC nanoseconds: the time recipe sorts on the time, not the text."""
     ns = [parse_received_at(v) for v in eps["received_at"].to_list()]
     bad = [e for e, v in zip(eps["episode_id"].to_list(), ns) if v is None]
@@ -187,7 +187,7 @@ def make_split(processed: Path, cfg: SplitConfig, registry: Registry, name: str 
     if unknown:
         raise SplitError(f"profile '{unknown[0]}' of the extracted episodes is not in the channel registry "
                          f"{registry.path}: pass --channels with the registry the lab was validated with")
-    df = assign_parts(_received_ns(eps), cfg, registry).sort("episode_id")
+    df = assign_parts(received_ns(eps), cfg, registry).sort("episode_id")
     untested = check_split(df, cfg, registry)
     counts: dict[str, dict[str, dict[str, int]]] = {}
     for profile, part, n_ep, n_win in (df.group_by("profile", "part")

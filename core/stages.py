@@ -268,3 +268,22 @@ def rotation_eval_stage(session: Session, registry: Registry, model: str, mode: 
                              [r.report for r in results], list(registry.phases), cfg.resamples, cfg.seed)
     report["path"] = str(write_rotation_report(session.paths.artifacts, report, cfg.settings))
     return report
+
+
+def rotation_compare_stage(session: Session, registry: Registry, named: list[tuple[str, str]], cfg: EvalConfig,
+                           fold_names: list[str]) -> dict:
+    """compare over a rotation: each fold's own comparison, then the pairs' gaps across the held-out hosts."""
+    import json
+    from dataclasses import replace
+
+    from core.lab import Lab
+    from core.paths import atomic_write_text, ensure_dir
+    from core.rotation import rotation_compare
+    fold_reports = [compare_stage(session, registry, named, replace(cfg, split=fold)).report for fold in fold_names]
+    report = rotation_compare(session.paths.artifacts, session.paths.processed, cfg.split, fold_reports, cfg,
+                              list(registry.phases))
+    out = Lab.of(session.paths).rotation_comparison(cfg.split, report["models"], cfg.settings)
+    ensure_dir(out.parent)
+    atomic_write_text(out, json.dumps(report, indent=1) + "\n")
+    report["path"] = str(out)
+    return report

@@ -99,19 +99,19 @@ def time_section(idx: pl.DataFrame, episodes: pl.DataFrame, groups, truth, pred,
                  slice_text: str | None, unit: str, resamples: int, rng) -> dict | None:
     """Macro-F1 per slice of received_at and AUT: by default under the time
     recipe, under any recipe when --slice is given."""
-    from core.split import _received_ns
+    from core.split import received_ns
     if slice_text is None and recipe != "time":
         return None
     slice_s = parse_slice(slice_text or DEFAULT_SLICE)
-    ns = _received_ns(episodes.select("episode_id", "received_at"))
+    ns = received_ns(episodes.select("episode_id", "received_at"))
     per_window = idx.select("episode_id").join(ns, on="episode_id", how="left", maintain_order="left")
     return over_time(per_window["received_ns"].to_numpy(), groups, truth, pred, k, slice_s, unit, resamples, rng)
 
 
 def pitfalls_section(all_windows: pl.DataFrame, episodes: pl.DataFrame, part: str, unit: str, recipe: str,
                      phases: list[str]) -> list[dict]:
-    from core.split import _received_ns
+    from core.split import received_ns
     parts = all_windows.select("episode_id", "part").unique("episode_id")
-    eps = _received_ns(episodes.join(parts, on="episode_id", how="inner").select(
+    eps = received_ns(episodes.join(parts, on="episode_id", how="inner").select(
         "episode_id", "part", "host_id", "profile", "received_at"))
     return pitfalls(all_windows, eps, part, unit, recipe, phases)

@@ -86,9 +86,22 @@ def test_leave_one_host_out_makes_a_split_per_host_and_a_report_across_them(cli,
     assert rep["mean_macro_f1"] == pytest.approx(sum(f1) / len(f1))
     lo, hi = rep["mean_macro_f1_ci"]
     assert lo <= rep["mean_macro_f1"] <= hi and rep["worst"]["macro_f1"] == min(f1)
-    table = cli("eval", "gbt", "--split", "host-rotation", "--resamples", "50").output
+    table = cli("eval", "all", "--split", "host-rotation", "--mode", "realistic", "--resamples", "50").output
     assert "mean over hosts" in table and "Worst held-out host" in table
-    refused = cli("compare", "gbt", "knn", "--split", "host-rotation")
-    assert refused.exit_code == 1 and "host-rotation is a rotation of 4 splits" in refused.stderr
+    # compare over the rotation: each pair's gap per held-out host, and the mean with its CI.
+    assert cli("train", "knn", "--split", "host-rotation", "--mode", "realistic").exit_code == 0
+    result = cli("--json", "compare", "gbt", "knn", "--split", "host-rotation", "--resamples", "50")
+    assert result.exit_code == 0, result.stderr
+    cmp = json.loads(result.stdout)
+    (pair,) = cmp["pairs"]
+    assert [h["host"] for h in pair["per_host"]] == hosts
+    assert pair["mean_gap"] == pytest.approx(sum(h["gap"] for h in pair["per_host"]) / 4)
+    assert pair["mean_gap_ci"][0] <= pair["mean_gap"] <= pair["mean_gap_ci"][1] and 0 < pair["p_value"] <= 1
+    table = cli("compare", "gbt", "knn", "--split", "host-rotation", "--resamples", "50").output
+    assert "paired gaps, mean over held-out hosts" in table and "Gap per held-out host" in table
+    assert max(len(x) for x in table.splitlines()) <= 80
+    assert cli("--json", "status").exit_code == 0                    # the rotation's report is no fold's comparison
+    refused = cli("export", "gbt", "--split", "host-rotation")
+    assert refused.exit_code == 1
     bad = cli("split", "--recipe", "host", "--rotate", "--train-hosts", "lab-nuc")
     assert bad.exit_code == 2

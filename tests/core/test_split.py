@@ -122,11 +122,11 @@ def test_bad_split_config(cfg, msg):
 
 def test_time_split_orders_by_parsed_time_not_text():
     """Regression: '...:10.5Z' sorts after '...:10Z' as text but is earlier than '...:10.7Z'."""
-    from core.split import _received_ns
+    from core.split import received_ns
     stamps = ["2026-03-01T10:00:10.7Z", "2026-03-01T10:00:10Z", "2026-03-01T10:00:10.5Z", "2026-03-01T11:00:09+01:00",
               "2026-03-01T10:00:09Z"]
     rows = [(f"e{i}", "h", "miner", f"m{i}", s, 3) for i, s in enumerate(stamps)]
-    df = assign_parts(_received_ns(_episodes(rows)), SplitConfig("time", test_frac=0.2, val_frac=0.2), REG)
+    df = assign_parts(received_ns(_episodes(rows)), SplitConfig("time", test_frac=0.2, val_frac=0.2), REG)
     # The latest (by time, not by text: ...10Z sorts last as text) is the only test episode.
     assert df.filter(pl.col("part") == "test")["episode_id"].to_list() == ["e0"]
     parts = dict(df.select("episode_id", "part").iter_rows())
