@@ -292,6 +292,25 @@ def eval_problems(report: dict, predictions: Path, now: Inputs) -> tuple[bool, l
     return False, reasons
 
 
+EXTRACTED_STATUSES = ("accepted", "degraded")
+
+
+def extractable_digest(index: Path) -> str:
+    """The content of an acceptance index that extract reads: its accepted
+    and degraded rows (path, manifest, id, arrival, status), by content. An
+    index re-made with unlabelled, rejected or errored episodes added, and
+    nothing else changed, leaves the features fresh: they would be the same."""
+    import hashlib
+
+    import polars as pl
+    rows = (pl.read_parquet(index, columns=["rel_path", "manifest_sha256", "episode_id", "received_at", "status"])
+            .filter(pl.col("status").is_in(list(EXTRACTED_STATUSES))).sort("rel_path"))
+    h = hashlib.sha256()
+    for row in rows.iter_rows():
+        h.update(("\t".join("" if v is None else str(v) for v in row) + "\n").encode())
+    return h.hexdigest()
+
+
 def settings_of(report: dict) -> str:
     """The settings name of an eval report or a comparison, from what it records."""
     return eval_settings(report["part"], report["unit"], report["resamples"], report["seed"],
@@ -327,7 +346,7 @@ def comparison_problems(report: dict, evals: dict[str, dict | None]) -> list[str
     return reasons
 
 
-__all__ = ["BUNDLE", "GRAPH", "REPORT_VERSION", "PREDICT_RUN", "predict_command", "REFERENCE", "EPISODES", "EXTRACT_COMMAND", "FEATURES", "FEATURE_SCHEMA", "HEADER", "Inputs", "Lab", "MODES",
+__all__ = ["BUNDLE", "GRAPH", "REPORT_VERSION", "EXTRACTED_STATUSES", "extractable_digest", "PREDICT_RUN", "predict_command", "REFERENCE", "EPISODES", "EXTRACT_COMMAND", "FEATURES", "FEATURE_SCHEMA", "HEADER", "Inputs", "Lab", "MODES",
            "Mode", "ModeOrBoth", "PREDICTIONS", "REPORT", "Ref", "STAT", "TENSORS", "checkpoint_problems", "compare_command",
            "comparison_problems", "settings_of", "eval_command", "eval_identity", "eval_problems", "eval_settings",
            "export_command", "modes_of", "split_command", "split_dirname", "train_command", "validate_command"]

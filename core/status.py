@@ -16,7 +16,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from core.lab import (BUNDLE, EXTRACT_COMMAND, Inputs, Lab, Ref, checkpoint_problems, compare_command,
+from core.lab import (BUNDLE, EXTRACT_COMMAND, extractable_digest, Inputs, Lab, Ref, checkpoint_problems, compare_command,
                       comparison_problems, settings_of, eval_command, predict_command, eval_problems, export_command, split_command, train_command,
                       validate_command)
 from core.models.base import FORMAT_VERSION as CHECKPOINT_FORMAT
@@ -137,7 +137,11 @@ def lab_status(paths: LabPaths) -> list[Row]:
         lab.missing(features_name, "never extracted" if schema is None else "no acceptance index", EXTRACT_COMMAND)
     else:
         reasons = []
-        if schema.get("index_sha256") != index_sha:
+        # By content: the rows extract read (an index re-made with only unlabelled or refused
+        # episodes added leaves the features as they were); an older extract recorded the file.
+        same = (schema["extractable_sha256"] == extractable_digest(index) if schema.get("extractable_sha256")
+                else schema.get("index_sha256") == index_sha)
+        if not same:
             reasons.append("acceptance index re-made since extract")
         if ref.get("hash") and schema.get("registry_hash") != ref.get("hash"):
             reasons.append("extracted with another registry than the index's")

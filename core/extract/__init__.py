@@ -36,6 +36,7 @@ from core.storescan import episode_fingerprint
 from core.validate import validated_fingerprints
 
 from core.lab import EPISODES, FEATURES, TENSORS  # noqa: E402 (re-exported)
+from core.lab import EXTRACTED_STATUSES, extractable_digest  # noqa: E402
 from core.lab import FEATURE_SCHEMA as SCHEMA  # noqa: E402
 SCHEMA_VERSION = 1
 FEATURE_BATCH = 4096
@@ -208,7 +209,7 @@ def run_extract(processed: Path, index_path: Path, store: Path, registry: Regist
         raise MissingStageError(f"{store}: store directory not found (pass --store)")
     index = (read_parquet(index_path, "cis490 validate", ["rel_path", "manifest_sha256", "received_at",
                                                            "episode_id", "status"])
-             .filter(pl.col("status").is_in(["accepted", "degraded"]))
+             .filter(pl.col("status").is_in(list(EXTRACTED_STATUSES)))
              .sort("rel_path"))
     if index.height == 0:
         raise Cis490Error(f"{index_path}: no accepted or degraded episodes to extract")
@@ -429,6 +430,8 @@ def _commit(tmp: Path, processed: Path, registry: Registry, cfg: ExtractConfig, 
         "window": asdict(cfg.spec), "steps": cfg.spec.steps, "stats": list(STATS),
         "channels": registry.channel_names, "features": feature_names(registry), "phases": list(registry.phases),
         "n_windows": summary.windows, "index_sha256": file_digest(index_path)[0],
+        # What status compares: the rows extract read, by content (core.lab.extractable_digest).
+        "extractable_sha256": extractable_digest(index_path),
         "features_sha256": features_sha, "tensors_sha256": tensors_sha, "episodes_sha256": episodes_sha,
         "tensors": {"dir": TENSORS, "parts": meta["parts"], "part_windows": meta["part_windows"],
                     "dtype": "float32", "mask_dtype": "uint8"},

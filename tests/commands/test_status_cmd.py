@@ -218,3 +218,24 @@ def test_status_and_compare_agree_on_a_deleted_prediction_file(cli, home):
     assert preds.is_file()                                        # compare re-ran that eval ...
     assert kept.stat().st_mtime_ns == when                        # ... and only that one
     assert set(_states(_status(cli)[1]).values()) == {"fresh"}
+
+
+def test_features_depend_on_the_rows_extract_reads_not_on_the_whole_index(tmp_path):
+    """Regression (issue 21): validating a store where only unlabelled (or refused) runs were added
+    made the features, every split and every checkpoint stale, though extract would read the same rows."""
+    import polars as pl
+
+    from core.lab import extractable_digest
+    rows = {"rel_path": ["h/a", "h/b"], "manifest_sha256": ["1", "2"], "episode_id": ["a", "b"],
+            "received_at": ["2026-09-01T00:00:00Z"] * 2, "status": ["accepted", "degraded"]}
+    index = tmp_path / "validation_v1.parquet"
+    pl.DataFrame(rows).write_parquet(index)
+    before = extractable_digest(index)
+    more = {k: v + [v[0]] for k, v in rows.items()}
+    for status in ("unlabelled", "rejected", "errored"):
+        more["rel_path"][-1], more["status"][-1] = f"h/new-{status}", status
+        pl.DataFrame(more).write_parquet(index)
+        assert extractable_digest(index) == before, status
+    changed = {**rows, "manifest_sha256": ["1", "3"]}
+    pl.DataFrame(changed).write_parquet(index)
+    assert extractable_digest(index) != before
