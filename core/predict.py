@@ -54,30 +54,18 @@ class PredictResult:
 
 def load_engine(paths, model: str, mode: str, split: str, engine: str = "auto") -> Engine:
     """The bundle (engine `bundle`, or `auto` when there is one) or the checkpoint."""
-    import importlib.util
-
-    from core.deploy.bundle import bundle_registry, load_bundle
-    from core.lab import BUNDLE, HEADER, Lab, Ref, export_command
+    from core.deploy.bundle import bundle_registry, chosen_bundle, load_current_bundle
+    from core.lab import BUNDLE, HEADER, Lab, Ref
     from core.live.producers import _spec
     from core.models import model_class
     from core.store import file_digest
     model_class(model)                            # an unknown name is "unknown model"
-    lab, ref = Lab.of(paths), Ref(split, model, mode)
-    bundle = lab.bundle(ref)
-    if engine == "bundle" and not (bundle / BUNDLE).exists():
-        raise PredictError(f"no exported bundle for {ref.shown} on split {split} ({bundle}): run "
-                           f"`{export_command(ref)}`")
-    if engine != "checkpoint" and (bundle / BUNDLE).exists():
-        m = load_bundle(bundle)
-        ck = lab.header(ref)
-        if ck.exists() and file_digest(ck)[0] != m.header["checkpoint"]["header_sha256"]:
-            raise PredictError(f"{bundle}: exported from an earlier checkpoint than {ck.parent} (retrained since): "
-                               f"re-export with `{export_command(ref)}` (or --engine checkpoint)")
+    ref = Ref(split, model, mode)
+    bundle = chosen_bundle(Lab.of(paths), ref, engine, PredictError, ref.shown)
+    if bundle is not None:
+        m = load_current_bundle(bundle, paths.artifacts, split, mode, PredictError, "--engine checkpoint")
         return Engine(m, bundle_registry(bundle, m.header), _spec(m.header), "bundle", bundle,
                       file_digest(bundle / BUNDLE)[0])
-    if importlib.util.find_spec("torch") is None:
-        raise PredictError(f"a checkpoint needs the lab extra (pip install 'cis490[lab]'); this install runs "
-                           f"exported bundles: export one on the lab machine with `{export_command(ref)}`")
     from core.extract import features_registry
     from core.train import load_split_checkpoint
     registry = features_registry(paths.processed)

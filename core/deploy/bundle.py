@@ -154,3 +154,36 @@ def bundle_registry(directory: Path, header: dict):
 def write_header(directory: Path, header: dict) -> None:
     from core.paths import atomic_write_text
     atomic_write_text(Path(directory) / BUNDLE, json.dumps(header, indent=1) + "\n")
+
+
+def chosen_bundle(lab, ref, engine: str, error: type[Exception], named: str) -> Path | None:
+    """What runs a model for replay, watch and predict: its exported bundle
+    (engine `bundle`, or `auto` when there is one; its folder), else its
+    checkpoint (None), which only an install with torch (the lab extra) runs."""
+    import importlib.util
+    bundle = lab.bundle(ref)
+    if engine == "bundle" and not (bundle / BUNDLE).exists():
+        raise error(f"no exported bundle for {named} on split {ref.split} ({bundle}): run `{export_command(ref)}`")
+    if engine != "checkpoint" and (bundle / BUNDLE).exists():
+        return bundle
+    if importlib.util.find_spec("torch") is None:
+        # The base install (the Pi's) runs bundles only: `cis490 extract` is no help there.
+        raise error(f"a checkpoint needs the lab extra (pip install 'cis490[lab]'); this install runs exported "
+                    f"bundles: export one on the lab machine with `{export_command(ref)}` and copy artifacts/deploy/ "
+                    "here")
+    return None
+
+
+def load_current_bundle(directory: Path, artifacts: Path, split: str, mode: str, error: type[Exception],
+                        instead: str) -> BundleModel:
+    """The bundle, unless a checkpoint retrained since its export stands beside
+    it (it would run an older model than the lab's): refused, with `instead`."""
+    from core.lab import Lab
+    from core.store import file_digest
+    m = load_bundle(directory)
+    ref = Ref(split, m.name, mode)
+    ck = Lab(Path(), artifacts).header(ref)
+    if ck.exists() and file_digest(ck)[0] != m.header["checkpoint"]["header_sha256"]:
+        raise error(f"{directory}: exported from an earlier checkpoint than {ck.parent} (retrained since): "
+                    f"re-export with `{export_command(ref)}` (or {instead})")
+    return m

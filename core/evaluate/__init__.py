@@ -282,7 +282,7 @@ def _sections(processed, schema, every, idx, groups, truth, pred, raw, proba, m,
     detection, occ = sec.detection_section(groups[order], times, truth[order], pred[order], trust, cfg.rule, phases,
                                          cfg.resamples, rng)
     return {"detection": detection,
-            "calibration": sec.trust_section(raw, truth, trust[back], val_raw, val_y, m.calibration, cfg.alpha,
+            "calibration": sec.trust_section(raw, proba, truth, trust[back], val_raw, val_y, m.calibration, cfg.alpha,
                                              phases, cfg.part == "val", cfg.seed),
             "over_time": sec.time_section(idx, episodes, groups, truth, pred, len(phases), recipe, cfg.slice,
                                           cfg.unit, cfg.resamples, rng),

@@ -25,12 +25,14 @@ class WindowTimes:
 
 
 def episode_table(processed: Path) -> pl.DataFrame:
-    """The extracted episodes with what these sections need (onsets may be
-    absent in an extract made before they were recorded)."""
+    """The extracted episodes with what these sections need, `received_at`
+    parsed once (`received_ns`) for both the time slices and the pitfalls
+    (onsets may be absent in an extract made before they were recorded)."""
+    from core.split import received_ns
     eps = read_extracted_episodes(processed).filter(pl.col("status") == "ok")
     cols = [c for c in ("episode_id", "host_id", "profile", "sample_name", "received_at", "onset_s",
                         "onset_phase") if c in eps.columns]
-    return eps.select(cols)
+    return received_ns(eps.select(cols))
 
 
 def window_times(idx: pl.DataFrame, episodes: pl.DataFrame, window_s: float, phases: list[str]) -> WindowTimes:
@@ -66,7 +68,7 @@ def detection_section(groups, times: WindowTimes, truth, pred, trust, rule: Dete
              "per_phase": summarise(occ, phases, n_groups, resamples, rng) if known else []}, occ)
 
 
-def trust_section(raw, truth, trust, val_raw, val_y, calibration: dict | None, alpha: float, phases,
+def trust_section(raw, proba, truth, trust, val_raw, val_y, calibration: dict | None, alpha: float, phases,
                   in_sample: bool, seed: int = 0) -> dict:
     """Calibration of the model's own probabilities (`raw`) and after
     temperature scaling: by the checkpoint's temperature (fitted on val when
@@ -83,7 +85,8 @@ def trust_section(raw, truth, trust, val_raw, val_y, calibration: dict | None, a
         temperature, why_not = fit_checked(val_raw, val_y)
         source = ("fitted by eval on val for this report; retrain to apply it live" if why_not is None
                   else f"not fitted: {why_not}")
-    scaled = cal.scale(raw, temperature)
+    # With the checkpoint's temperature, eval's own probabilities (`proba`) are already scaled.
+    scaled = proba if calibration else cal.scale(raw, temperature)
     before, after = cal.calibration(raw, truth), cal.calibration(scaled, truth)
     threshold = cal.conformal_threshold(cal.scale(val_raw, temperature), val_y, alpha, seed)
     conformal = cal.conformal_report(scaled, truth, threshold, alpha, phases, seed)
@@ -99,19 +102,17 @@ def time_section(idx: pl.DataFrame, episodes: pl.DataFrame, groups, truth, pred,
                  slice_text: str | None, unit: str, resamples: int, rng) -> dict | None:
     """Macro-F1 per slice of received_at and AUT: by default under the time
     recipe, under any recipe when --slice is given."""
-    from core.split import received_ns
     if slice_text is None and recipe != "time":
         return None
     slice_s = parse_slice(slice_text or DEFAULT_SLICE)
-    ns = received_ns(episodes.select("episode_id", "received_at"))
-    per_window = idx.select("episode_id").join(ns, on="episode_id", how="left", maintain_order="left")
+    per_window = idx.select("episode_id").join(episodes.select("episode_id", "received_ns"), on="episode_id",
+                                               how="left", maintain_order="left")
     return over_time(per_window["received_ns"].to_numpy(), groups, truth, pred, k, slice_s, unit, resamples, rng)
 
 
 def pitfalls_section(all_windows: pl.DataFrame, episodes: pl.DataFrame, part: str, unit: str, recipe: str,
                      phases: list[str]) -> list[dict]:
-    from core.split import received_ns
     parts = all_windows.select("episode_id", "part").unique("episode_id")
-    eps = received_ns(episodes.join(parts, on="episode_id", how="inner").select(
-        "episode_id", "part", "host_id", "profile", "received_at"))
+    eps = episodes.join(parts, on="episode_id", how="inner").select("episode_id", "part", "host_id", "profile",
+                                                                    "received_ns")
     return pitfalls(all_windows, eps, part, unit, recipe, phases)

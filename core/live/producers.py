@@ -5,7 +5,6 @@ the dashboard beside it or one on another machine."""
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -14,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import Cis490Error
-from core.live.publish import Publisher, paced
+from core.live.publish import ProducerThread, Publisher, paced
 
 PERF_EVERY_S = 5.0
 WATCH_EVERY_S = 5.0
@@ -175,29 +174,11 @@ def run_replay(replay: Replay, publisher: Publisher) -> None:
             return
 
 
-class ReplayThread:
+class ReplayThread(ProducerThread):
     """run_replay in a daemon thread, stopped (and joined) on exit."""
 
     def __init__(self, replay: Replay, url: str, token: str | None = None):
-        self.stop = threading.Event()
-        self.publisher = Publisher(url, token, self.stop)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, args=(replay,), daemon=True, name="cis490-replay")
-
-    def _run(self, replay: Replay) -> None:
-        try:
-            run_replay(replay, self.publisher)
-        except BaseException as exc:  # noqa: BLE001 - reported by the command once the server stops
-            self.error = exc
-            os.write(2, f"Error: replay stopped: {exc}\n".encode())
-
-    def __enter__(self) -> "ReplayThread":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        self.thread.join(timeout=10)
+        super().__init__(url, token, "replay", lambda publisher: run_replay(replay, publisher))
 
 
 def publish_metrics(artifacts: Path, split: str, url: str, token: str | None = None, watch: bool = False,
@@ -319,15 +300,8 @@ def bundle_replay(directory: Path, artifacts: Path, mode: str, split: str, episo
     held-out work without the lab's processed data, and without torch. Beside
     a checkpoint retrained since the export, it would replay an older model
     than the lab's: refused."""
-    from core.deploy.bundle import bundle_registry, load_bundle
-    from core.lab import Lab, Ref, export_command
-    from core.store import file_digest
-    m = load_bundle(directory)
-    ck = Lab(Path(), artifacts).header(Ref(split, m.name, mode))
-    if ck.exists() and file_digest(ck)[0] != m.header["checkpoint"]["header_sha256"]:
-        raise ReplayError(f"{directory}: exported from an earlier checkpoint than {ck.parent} (retrained since): "
-                          f"re-export with `{export_command(Ref(split, m.name, mode))}` (or replay the checkpoint: "
-                          "--engine checkpoint)")
+    from core.deploy.bundle import bundle_registry, load_current_bundle
+    m = load_current_bundle(directory, artifacts, split, mode, ReplayError, "replay the checkpoint: --engine checkpoint")
     registry = bundle_registry(directory, m.header)
     test = [tuple(r) for r in m.header["test_episodes"]]
     if episodes == ["all"]:
@@ -371,25 +345,15 @@ def lab_replay(paths, episodes: str, model: str, mode: str, split: str, store: P
 
 def _lab_replay(paths, episodes: str, model: str, mode: str, split: str, store: Path | None, speed: float,
                 engine: str) -> Replay:
-    from core.lab import BUNDLE, Lab, Ref, export_command
-    import importlib.util
-
+    from core.deploy.bundle import chosen_bundle
+    from core.lab import Lab, Ref
     from core.models import model_class
     model_class(model)                   # a mistyped name is "unknown model", not "train gbtt"
     chosen = ["all"] if episodes.strip() == "all" else [e.strip() for e in episodes.split(",") if e.strip()]
-    lab, ref = Lab.of(paths), Ref(split, model, mode)
     store = default_store(paths, store)
-    bundle = lab.bundle(ref)
-    if engine == "bundle" and not (bundle / BUNDLE).exists():
-        raise ReplayError(f"no exported bundle for {model} in {mode} mode on split {split} ({bundle}): run "
-                          f"`{export_command(ref)}`")
-    if engine != "checkpoint" and (bundle / BUNDLE).exists():
+    bundle = chosen_bundle(Lab.of(paths), Ref(split, model, mode), engine, ReplayError, f"{model} in {mode} mode")
+    if bundle is not None:
         return bundle_replay(bundle, paths.artifacts, mode, split, chosen, store, speed)
-    if importlib.util.find_spec("torch") is None:
-        # The base install (the Pi's) runs bundles only: `cis490 extract` is no help there.
-        raise ReplayError(f"a checkpoint needs the lab extra (pip install 'cis490[lab]'); this install runs "
-                          f"exported bundles: export one on the lab machine with `{export_command(ref)}` and "
-                          "copy artifacts/deploy/ here")
     from core.extract import features_registry
     registry = features_registry(paths.processed)
     return prepare_replay(paths.processed, paths.artifacts, registry, model, mode, split, chosen, store, speed)

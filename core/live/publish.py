@@ -4,6 +4,7 @@ whether it runs beside the server or on another machine."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import urllib.error
@@ -94,3 +95,31 @@ def paced(publisher: Publisher, events, speed: float, clock=time.monotonic):
         if not publisher.send([event]):
             return
         yield event, took
+
+
+class ProducerThread:
+    """A producer posting to a dashboard from a daemon thread (the replay, the
+    watch), stopped and joined on exit; an error ends it with one line on
+    stderr and is kept in `error` for the command to report."""
+
+    def __init__(self, url: str, token: str | None, what: str, run: Callable[[Publisher], None]):
+        self.stop = threading.Event()
+        self.publisher = Publisher(url, token, self.stop)
+        self.error: BaseException | None = None
+        self.what = what
+        self.thread = threading.Thread(target=self._run, args=(run,), daemon=True, name=f"cis490-{what}")
+
+    def _run(self, run: Callable[[Publisher], None]) -> None:
+        try:
+            run(self.publisher)
+        except BaseException as exc:  # noqa: BLE001 - reported by the command once the server stops
+            self.error = exc
+            os.write(2, f"Error: {self.what} stopped: {exc}\n".encode())
+
+    def __enter__(self) -> "ProducerThread":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)

@@ -13,10 +13,9 @@ store when the watch starts are not re-predicted.
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 
-from core.live.publish import Publisher
+from core.live.publish import ProducerThread, Publisher
 
 POLL_S = 0.2           # how often the store is looked at
 READABLE = ("accepted", "degraded", "unlabelled")
@@ -86,28 +85,9 @@ def run_watch(store: Path, engine, mode: str, publisher: Publisher, log=None) ->
         publisher.stop.wait(POLL_S)
 
 
-class WatchThread:
+class WatchThread(ProducerThread):
     """run_watch in a daemon thread (serve --watch), stopped on exit."""
 
     def __init__(self, store: Path, engine, mode: str, url: str, token: str | None = None):
-        self.stop = threading.Event()
-        self.publisher = Publisher(url, token, self.stop)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, args=(store, engine, mode), daemon=True,
-                                       name="cis490-watch")
-
-    def _run(self, store: Path, engine, mode: str) -> None:
-        try:
-            run_watch(store, engine, mode, self.publisher, log=lambda line: os.write(2, f"{line}\n".encode()))
-        except BaseException as exc:  # noqa: BLE001 - reported when the server stops
-            self.error = exc
-            os.write(2, f"Error: watch stopped: {exc}\n".encode())
-
-    def __enter__(self) -> "WatchThread":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        self.thread.join(timeout=10)
-
+        super().__init__(url, token, "watch", lambda publisher: run_watch(
+            store, engine, mode, publisher, log=lambda line: os.write(2, f"{line}\n".encode())))
