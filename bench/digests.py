@@ -17,12 +17,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.extract import TENSORS, ExtractConfig, run_extract  # noqa: E402
+from core.extract import TENSORS, ExtractConfig  # noqa: E402
+from core.extract.pipeline import run_extract  # noqa: E402
 from core.notebook import describe_path  # noqa: E402
 from core.registry import load_registry  # noqa: E402
 from core.store import file_digest  # noqa: E402
 from core.synth import SynthConfig, generate_store  # noqa: E402
-from core.validate import run_validation  # noqa: E402
+from core.validate.pipeline import run_validation  # noqa: E402
 
 
 def main() -> None:

@@ -86,12 +86,13 @@ def per_model(home: Path, resamples: int, formats: str) -> None:
 def aut_with_and_without_drift(episodes: int, resamples: int) -> None:
     """Two labs of the same seed, still and drifting, each split by time and
     scored by gbt: AUT and each slice's macro-F1."""
-    from core.extract import ExtractConfig, run_extract
+    from core.extract import ExtractConfig
+    from core.extract.pipeline import run_extract
     from core.registry import load_registry
     from core.split import SplitConfig, make_split
     from core.synth import SynthConfig, generate_store
     from core.train import train_one
-    from core.validate import run_validation
+    from core.validate.pipeline import run_validation
     reg = load_registry()
     print(f"\nAUT under the time recipe ({episodes} episodes over 60 days, 7-day slices, gbt):")
     for drift in (0.0, 1.5):

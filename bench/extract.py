@@ -22,7 +22,7 @@ VALIDATE = """
 import json
 from pathlib import Path
 from core.registry import load_registry
-from core.validate import run_validation
+from core.validate.pipeline import run_validation
 s = run_validation(Path({store!r}), Path({proc!r}) / "validation_v1.parquet", load_registry(), workers={workers})
 print(json.dumps({{"seconds": s.seconds}}))
 """
@@ -30,7 +30,7 @@ EXTRACT = """
 import json
 from pathlib import Path
 from core.registry import load_registry
-from core.extract import run_extract
+from core.extract.pipeline import run_extract
 p = Path({proc!r})
 s = run_extract(p, p / "validation_v1.parquet", Path({store!r}), load_registry(), workers={workers})
 print(json.dumps({{"seconds": s.seconds, "episodes": s.episodes - len(s.failed), "windows": s.windows,

@@ -29,7 +29,7 @@ VALIDATE = """
 import json
 from pathlib import Path
 from core.registry import load_registry
-from core.validate import run_validation
+from core.validate.pipeline import run_validation
 s = run_validation(Path({store!r}), Path({proc!r}) / "validation_v1.parquet", load_registry(), workers={workers})
 print(json.dumps({{"seconds": s.seconds, "counts": s.counts}}))
 """
@@ -38,7 +38,7 @@ import json
 from pathlib import Path
 import polars as pl
 from core.registry import load_registry
-from core.extract import run_extract
+from core.extract.pipeline import run_extract
 p = Path({proc!r})
 s = run_extract(p, p / "validation_v1.parquet", Path({store!r}), load_registry(), workers={workers})
 eps = pl.read_parquet(p / "extract_episodes_v1.parquet")

@@ -26,6 +26,11 @@ split and its extracted episodes in the store (e.g. the demo lab: `cis490
 demo`, then `--home <home>/demo --models gbt,cnn`). Goals on one core of a
 workstation, for the bundles: cold start < 2 s, RSS < 150 MB, p99 < 20 ms per
 window.
+
+Then the watch (`serve --watch`): for each model and engine, bench/watch.py
+on one core lands `--landings` episodes in the store one at a time and times
+each from its manifest appearing to its first prediction event. Goal: under
+1 s for a bundle.
 """
 from __future__ import annotations
 
@@ -93,6 +98,19 @@ def one_thread(home: Path, model: str, split: str, engine: str, python: str, pyt
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def watch_delays(home: Path, model: str, split: str, engine: str, python: str, pythonpath: str,
+                 landings: int) -> dict:
+    """bench/watch.py pinned to one core: manifest appearing -> first prediction event."""
+    import json
+    run, env = one_core(python, pythonpath)
+    done = subprocess.run([*run, str(ROOT / "bench" / "watch.py"), "--home", str(home), "--model", model,
+                           "--engine", engine, "--split", split, "--landings", str(landings)],
+                          capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"bench/watch.py failed for {model} ({engine}): {done.stderr.strip()[-400:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--home", type=Path, required=True)
@@ -101,6 +119,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=12.0, help="replay this long before reading perf")
     ap.add_argument("--speed", type=float, default=10.0,
                     help="replay speed of the latency run (higher: more windows, so a p99 that is not the maximum)")
+    ap.add_argument("--landings", type=int, default=10, help="episodes the watch measure lands, one at a time")
     ap.add_argument("--base-python", help="python of a venv with only the base install (default: this one, with "
                                           "the lab's packages made unimportable)")
     a = ap.parse_args()
@@ -133,9 +152,20 @@ def main() -> None:
               f"{bp.get('latency_p50_ms', nan) / np_.get('latency_p50_ms', nan):>8.2f}"
               f"{bp.get('latency_p99_ms', nan) / np_.get('latency_p99_ms', nan):>8.2f}"
               f"{b['one']['p50_ms'] / n['one']['p50_ms']:>8.2f}{b['one']['p99_ms'] / n['one']['p99_ms']:>8.2f}")
-    shutil.rmtree(blocked, ignore_errors=True)
     print("ratio: bundle / checkpoint. Goals for the bundles (one core): cold start < 2 s, RSS < 150 MB, "
           "p99 < 20 ms per window")
+    print()
+    print(f"watch: an episode landing in the store -> its first prediction event, {a.landings} landings, one core")
+    print(f"{'model':<12}{'engine':<11}{'median ms':>10}{'max ms':>8}")
+    for model in a.models.split(","):
+        rows = {engine: watch_delays(a.home, model, a.split, engine, python, path, a.landings)
+                for engine, (python, path) in (("checkpoint", (sys.executable, str(ROOT))), ("bundle", base))}
+        for engine, r in rows.items():
+            print(f"{model:<12}{engine:<11}{r['median_ms']:>10.0f}{r['max_ms']:>8.0f}")
+        print(f"{model:<12}{'ratio':<11}{rows['bundle']['median_ms'] / rows['checkpoint']['median_ms']:>10.2f}"
+              f"{rows['bundle']['max_ms'] / rows['checkpoint']['max_ms']:>8.2f}")
+    shutil.rmtree(blocked, ignore_errors=True)
+    print("ratio: bundle / checkpoint. Goal for the bundles: median and max < 1000 ms")
 
 
 if __name__ == "__main__":

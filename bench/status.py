@@ -29,7 +29,7 @@ from core.registry import load_registry  # noqa: E402
 from core.status import lab_status  # noqa: E402
 from core.store import store_digest  # noqa: E402
 from core.synth import SynthConfig, generate_store  # noqa: E402
-from core.validate import run_validation  # noqa: E402
+from core.validate.pipeline import run_validation  # noqa: E402
 
 
 def replicate(src: Path, dst: Path) -> None:

@@ -21,14 +21,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.extract import run_extract  # noqa: E402
+from core.extract.pipeline import run_extract  # noqa: E402
 from core.models import MODELS  # noqa: E402
 from core.paths import LabPaths  # noqa: E402
 from core.registry import load_registry  # noqa: E402
 from core.split import SplitConfig, make_split  # noqa: E402
 from core.synth import SynthConfig, generate_store  # noqa: E402
 from core.train import load_checkpoint, load_split_data, resolve_device, train_one  # noqa: E402
-from core.validate import run_validation  # noqa: E402
+from core.validate.pipeline import run_validation  # noqa: E402
 
 
 def latency_ms(model, one, n: int = 300, warmup: int = 30) -> tuple[float, float]:

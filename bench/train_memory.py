@@ -26,12 +26,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._measure import ROOT, run_child_peaks  # noqa: E402
-from core.extract import FEATURES, run_extract  # noqa: E402
+from core.extract import FEATURES  # noqa: E402
+from core.extract.pipeline import run_extract  # noqa: E402
 from core.paths import LabPaths  # noqa: E402
 from core.registry import load_registry  # noqa: E402
 from core.split import SplitConfig, make_split  # noqa: E402
 from core.synth import SynthConfig, generate_store  # noqa: E402
-from core.validate import run_validation  # noqa: E402
+from core.validate.pipeline import run_validation  # noqa: E402
 
 TRAIN = """
 import json, time

@@ -22,7 +22,7 @@ VALIDATE = """
 import json, time
 from pathlib import Path
 from core.registry import load_registry
-from core.validate import run_validation
+from core.validate.pipeline import run_validation
 s = run_validation(Path({store!r}), Path({out!r}), load_registry(), workers={workers})
 again = run_validation(Path({store!r}), Path({out!r}), load_registry(), workers={workers}, since_last=True)
 print(json.dumps({{"seconds": s.seconds, "episodes": s.episodes, "bytes": s.bytes,

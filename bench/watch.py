@@ -7,9 +7,13 @@ one thread for numpy and ONNX Runtime, as on the Pi; episodes of the lab's
 store land one at a time under new ids (files first, the manifest last, as
 the receiver writes them), and the dashboard's event ring is polled every
 5 ms for the first prediction of each. Goal: under 1 s for a bundle.
+bench/live.py runs it for each model and engine as the Pi would (the base
+install's python); alone:
 
     cis490 demo --home /tmp/cis-demo && cis490 --home /tmp/cis-demo/demo export gbt
     .venv/bin/python bench/watch.py --home /tmp/cis-demo/demo [--model gbt] [--engine bundle] [--landings 10]
+
+Its last line is the figures as JSON, for bench/live.py.
 """
 from __future__ import annotations
 
@@ -91,6 +95,8 @@ def main() -> None:
     print(f"{a.model} ({a.mode}, {eng.kind}) on one core, store {store}: manifest appears -> first prediction "
           f"event, {len(delays)} landings: median {med * 1000:.0f} ms, max {delays[-1] * 1000:.0f} ms "
           f"(polling every {POLL_S * 1000:.0f} ms: {POLL_S * 500:.0f} ms of it on average); goal < 1000 ms")
+    print(json.dumps({"engine": eng.kind, "landings": len(delays), "median_ms": med * 1000,
+                      "max_ms": delays[-1] * 1000}))
 
 
 if __name__ == "__main__":

@@ -181,11 +181,12 @@ def archive_lab(parts: dict[str, TsSet], home: Path, workers: int = 1) -> Archiv
     first part as train, so `train_one` and `evaluate_model` run on it as on
     any lab. Validation keeps every case: the row gate is off (a case is as
     long as it is) and nulls are allowed (the archive's missing values)."""
-    from core.extract import ExtractConfig, run_extract
+    from core.extract import ExtractConfig
+    from core.extract.pipeline import run_extract
     from core.extract.episode import WindowSpec
     from core.registry import load_registry
     from core.split import SplitConfig, make_split
-    from core.validate import run_validation
+    from core.validate.pipeline import run_validation
     from core.validate.checks import ValidateConfig
     home = Path(home)
     store, processed, registry_path = home / "data" / "store", home / "data" / "processed", home / "channels.toml"

@@ -190,6 +190,17 @@ class Lab:
     def comparisons(self) -> list[Path]:
         return sorted((self.artifacts / "compare").glob("*/*.json"))
 
+    def rotation_reports(self) -> Iterator[tuple[Ref, str, Path]]:
+        """(rotation and model, settings, path) of every report across a rotation's folds."""
+        for r in sorted((self.artifacts / "eval").glob("*/*/rotation-*.json")):
+            yield Ref.of_dir(r.parent), r.stem.removeprefix("rotation-"), r
+
+    def rotation_comparisons(self) -> Iterator[tuple[str, str, Path]]:
+        """(rotation, settings, path) of every comparison across a rotation's
+        folds (named `A_vs_B-<settings>`: model names hold no dash)."""
+        for c in sorted((self.artifacts / "compare").glob("*/rotation/*.json")):
+            yield c.parent.parent.name, c.stem.partition("-")[2], c
+
     # artifacts/deploy
     def bundle(self, ref: Ref) -> Path:
         return self.artifacts / "deploy" / ref.split / ref.dirname
@@ -325,11 +336,12 @@ def eval_identity(report: dict) -> dict:
             "eval_run_id": report.get("eval_run_id")}
 
 
-def comparison_problems(report: dict, evals: dict[str, dict | None]) -> list[str]:
-    """Reasons a comparison is stale, given the current report of each of its
-    evaluations by shown name (None: gone). By content: an eval re-run with
-    the same predictions leaves it fresh. Comparisons written before the
-    content was recorded fall back to the run ids they recorded."""
+def comparison_problems(report: dict, evals: dict[str, dict | None], what: str = "comparison") -> list[str]:
+    """Reasons a comparison (or a rotation's report: `what`) is stale, given
+    the current report of each of its evaluations by recorded name (None:
+    gone). By content: an eval re-run with the same predictions leaves it
+    fresh. Comparisons written before the content was recorded fall back to
+    the run ids they recorded."""
     recorded = report.get("evals")
     if recorded is None:
         recorded = [{"name": n, "eval_run_id": r} for n, r in zip(report["models"], report.get("eval_runs", []))]
@@ -340,9 +352,9 @@ def comparison_problems(report: dict, evals: dict[str, dict | None]) -> list[str
             reasons.append(f"eval of {shown} is gone")
         elif "predictions_sha256" in rec:
             if now.get("predictions_sha256") != rec["predictions_sha256"]:
-                reasons.append(f"eval of {shown} changed since this comparison")
+                reasons.append(f"eval of {shown} changed since this {what}")
         elif now.get("eval_run_id") != rec.get("eval_run_id"):
-            reasons.append(f"eval of {shown} re-run since this comparison")
+            reasons.append(f"eval of {shown} re-run since this {what}")
     return reasons
 
 

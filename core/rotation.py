@@ -86,7 +86,7 @@ def rotation_report(artifacts: Path, processed: Path, name: str, reports: list[d
     folds' test parts are disjoint), and each resample's mean over the
     folds gives the interval."""
     from core.evaluate.bootstrap import bootstrap_scores, percentile_ci
-    from core.lab import Ref, settings_of
+    from core.lab import Ref, eval_identity, settings_of
     rng = np.random.default_rng(seed)
     code = {p: i for i, p in enumerate(phases)}
     k = len(phases)
@@ -108,6 +108,9 @@ def rotation_report(artifacts: Path, processed: Path, name: str, reports: list[d
     f1 = [f["macro_f1"] for f in per_fold]
     worst = min(per_fold, key=lambda f: f["macro_f1"])
     return {"rotation": name, "model": reports[0]["model"], "mode": reports[0]["mode"], "folds": per_fold,
+            # What status checks it against: each fold's evaluation, by the content of its predictions.
+            "evals": [{**eval_identity(rep), "name": Ref(split, rep["model"], rep["mode"]).key}
+                      for rep, split in zip(reports, folds(processed, name))],
             "mean_macro_f1": float(np.mean(f1)), "mean_macro_f1_ci": percentile_ci(mean_draws),
             "worst": {"host": worst["host"], "macro_f1": worst["macro_f1"]},
             "method": "mean over the held-out hosts of each fold's macro-F1; CI: percentile interval of the mean "
@@ -170,7 +173,10 @@ def rotation_compare(artifacts: Path, processed: Path, name: str, fold_reports: 
     for pair in pairs:
         for h in pair["per_host"]:
             h["host"] = hosts[h["split"]]
-    return {"rotation": name, "models": models, "pairs": pairs, "unit": cfg.unit, "resamples": cfg.resamples,
+    evals = [{**e, "name": Ref.of_shown(split, e["name"]).key}
+             for split, rep in zip(fold_names, fold_reports) for e in rep.get("evals", [])]
+    return {"rotation": name, "models": models, "pairs": pairs, "evals": evals, "unit": cfg.unit,
+            "resamples": cfg.resamples,
             "seed": cfg.seed, "method": "mean over the held-out hosts of each fold's paired macro-F1 gap; CI and "
                                         "p from resamples drawn within each fold's test episodes, the same draws "
                                         "for both models; Holm over pairs"}

@@ -53,7 +53,8 @@ def synth_stage(session: Session, cfg: SynthConfig, out: Path, workers: int, for
 
 def validate_stage(session: Session, registry: Registry, store: Path, out: Path, workers: int,
                    since_last: bool = False) -> ValidationSummary:
-    from core.validate import run_validation, sidecar_path
+    from core.validate import sidecar_path
+    from core.validate.pipeline import run_validation
     from core.validate.checks import ValidateConfig
     cfg = ValidateConfig()
     with session.record("validate", {"store": str(store), "out": str(out), "since_last": since_last,
@@ -77,7 +78,7 @@ def validate_stage(session: Session, registry: Registry, store: Path, out: Path,
 
 def extract_stage(session: Session, registry: Registry, store: Path, index: Path, cfg: ExtractConfig,
                   workers: int) -> ExtractSummary:
-    from core.extract import run_extract
+    from core.extract.pipeline import run_extract
     paths = session.paths
     config = {"store": str(store), "index": str(index), "window": cfg.spec.__dict__, "workers": workers,
               "part_windows": cfg.part_windows, "channels": registry.path, "registry_hash": registry.schema_hash}

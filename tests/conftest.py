@@ -7,6 +7,9 @@ from pathlib import Path
 # Worker pools cost a second of CPU each to start; the tests' stores are small
 # enough that one process is faster. Tests of parallel behaviour pass workers.
 os.environ.setdefault("CIS490_WORKERS", "1")
+# One thread per library: the tests' batches are tiny, and a second OpenMP
+# thread (torch) spins for its share of work it is never given.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 # Figures as SVG only (the text tests read): a PNG at 300 dpi and a PDF cost
 # two thirds of each figure's time. Tests of the formats set all three.
 os.environ.setdefault("CIS490_FIGURE_FORMATS", "svg")
@@ -86,9 +89,10 @@ LAB = SynthConfig(episodes=100, hosts=4, duration_s=60.0, seed=5, fault_rate=0.0
 @pytest.fixture(scope="session")
 def extracted_lab(tmp_path_factory):
     """A validated and extracted lab (small tensor parts, so several of them)."""
-    from core.extract import ExtractConfig, run_extract
+    from core.extract import ExtractConfig
+    from core.extract.pipeline import run_extract
     from core.registry import load_registry
-    from core.validate import run_validation
+    from core.validate.pipeline import run_validation
 
     root = tmp_path_factory.mktemp("xlab")
     paths = LabPaths(root)

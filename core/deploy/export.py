@@ -165,14 +165,3 @@ def _versions() -> dict:
         except PackageNotFoundError:
             continue
     return out
-
-
-def export_all(processed: Path, artifacts: Path, registry, pairs: list[tuple[str, str]], split: str,
-               progress=None) -> list[ExportResult]:
-    out = []
-    for i, (model, mode) in enumerate(pairs):
-        out.append(export_model(processed, artifacts, registry, model, mode, split))
-        if progress:
-            progress(i + 1, len(pairs))
-    return out
-

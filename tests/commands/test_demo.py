@@ -34,7 +34,7 @@ def test_demo_runs_in_its_own_lab_leaves_the_home_byte_identical_and_speaks_json
     demo = next(r for r in runs if r["command"] == "demo")
     assert all(r["parent_run"] == demo["run_id"] for r in runs if r["command"] != "demo")
     # A second demo replaces its own lab; with --json its output is one document.
-    result = cli("--json", "demo", "--episodes", "60", "--duration", "60", "-j", "2")
+    result = cli("--json", "demo", "--episodes", "60", "--duration", "60", "-j", "1")
     assert result.exit_code == 0, result.output
     assert _snapshot(lab_home.home, demo_dir) == before
     payload = json.loads(result.stdout)

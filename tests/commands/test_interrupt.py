@@ -10,7 +10,7 @@ from pathlib import Path
 
 from core.synth import SynthConfig, generate_store
 from core.registry import load_registry
-from core.validate import run_validation
+from core.validate.pipeline import run_validation
 
 # Trains models or runs whole stages: left out of `pytest -m "not slow"`.
 pytestmark = pytest.mark.slow

@@ -100,7 +100,27 @@ def test_leave_one_host_out_makes_a_split_per_host_and_a_report_across_them(cli,
     table = cli("compare", "gbt", "knn", "--split", "host-rotation", "--resamples", "50").output
     assert "paired gaps, mean over held-out hosts" in table and "Gap per held-out host" in table
     assert max(len(x) for x in table.splitlines()) <= 80
-    assert cli("--json", "status").exit_code == 0                    # the rotation's report is no fold's comparison
+    # status lists the reports across the folds, fresh while every fold's eval is the same.
+    rows = _rows(cli)
+    settings = "test-episode-b50-s0"
+    across = {"eval": f"eval host-rotation/gbt_realistic/rotation-{settings}",
+              "compare": f"compare host-rotation/rotation/gbt_vs_knn-{settings}"}
+    for artifact in across.values():
+        assert rows[artifact]["state"] == "fresh", rows[artifact]
+    # A fold's model retrained: its eval, the report across the folds and the comparison are stale, and say why.
+    assert cli("train", "gbt", "--split", "host-out-lab-nuc", "--mode", "realistic", "--set",
+               "n_estimators=5").exit_code == 0
+    rows = _rows(cli)
+    fold_eval = f"eval host-out-lab-nuc/gbt_realistic/{settings}"
+    assert rows[fold_eval]["state"] == "stale"
+    for artifact in across.values():
+        assert rows[artifact]["state"] == "stale" and fold_eval in rows[artifact]["reason"], rows[artifact]
+    assert rows[across["eval"]]["command"] == ("cis490 eval gbt --mode realistic --split host-rotation --part test "
+                                               "--unit episode --resamples 50 --seed 0")
+    assert rows[across["compare"]]["command"].startswith("cis490 compare gbt knn --split host-rotation --part test")
+    # Once the rotation is evaluated again, the report is fresh again.
+    assert cli("eval", "gbt", "--split", "host-rotation", "--resamples", "50").exit_code == 0
+    assert _rows(cli)[across["eval"]]["state"] == "fresh"
     refused = cli("export", "gbt", "--split", "host-rotation")
     assert refused.exit_code == 1
     bad = cli("split", "--recipe", "host", "--rotate", "--train-hosts", "lab-nuc")

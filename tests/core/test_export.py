@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 REG = load_registry()
 QUICK = {"gbt": {"n_estimators": 15}, "mlp": {"epochs": 2}, "cnn": {"epochs": 2}, "gru": {"epochs": 1},
          "lstm": {"epochs": 1}, "transformer": {"epochs": 1}, "knn": {}, "knn_semi": {"max_unlabeled": 300},
-         "minirocket": {"n_features": 2000}, "mrhydra": {"n_kernels": 200, "hydra_groups": 8}}
+         "minirocket": {"n_features": 2000}, "mrhydra": {"n_kernels": 84, "hydra_groups": 4}}
 # One per runtime family: trees, numpy kNN, a recurrent graph, and the two
 # ROCKET fronts (counted by binary search in torch, by comparisons in ONNX).
 REPLAYED = ("gbt", "knn_semi", "gru", "minirocket", "mrhydra")

@@ -7,7 +7,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from core.extract import (EPISODES, FEATURES, SCHEMA, TENSORS, ExtractConfig, load_feature_schema, run_extract)
+from core.extract import EPISODES, FEATURES, SCHEMA, TENSORS, ExtractConfig, load_feature_schema
+from core.extract.pipeline import run_extract
 from core.extract.episode import (ExtractError, WindowSpec, _carry_one, _sample_grids, extract_episode,
                                   feature_names, summary_features)
 from core.extract.tensors import TensorStore
@@ -257,7 +258,7 @@ def test_extraction_code_version_is_part_of_the_reuse_key(extracted_lab, tmp_pat
 
 
 def test_tensor_digests_are_taken_once_while_writing(extracted_lab):
-    from core.extract import tensor_dir_digest
+    from core.extract.pipeline import tensor_dir_digest
     from core.notebook import describe_path
     paths, _ = extracted_lab
     meta = json.loads((paths.processed / TENSORS / "meta.json").read_text())
@@ -268,3 +269,24 @@ def test_tensor_digests_are_taken_once_while_writing(extracted_lab):
     assert load_feature_schema(paths.processed)["tensors_sha256"] == describe_path(paths.processed / TENSORS)["sha256"]
     assert tensor_dir_digest({**meta["files"], "x": {"sha256": "0"}}) != load_feature_schema(paths.processed)[
         "tensors_sha256"]
+
+
+def test_readers_of_a_lab_and_the_window_cut_need_no_lab_extra(tmp_path):
+    """What the Pi's base install imports (the readers of an index and of an
+    extract, the one window cut, the watch and predict) never loads pyarrow;
+    the writing sweeps need it and say so."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.serving import without_lab_modules
+    root = Path(__file__).resolve().parents[2]
+    blocked = without_lab_modules(tmp_path / "blocked")
+    code = ("import sys, core.extract, core.validate, core.extract.episode, core.validate.checks, core.live.watch, "
+            "core.predict, core.status; assert 'pyarrow' not in sys.modules, 'pyarrow loaded'\n"
+            "for mod in ('core.extract.pipeline', 'core.validate.pipeline'):\n"
+            "    try:\n        __import__(mod)\n    except ModuleNotFoundError as e:\n        print(mod, e.name)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{blocked}:{root}"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["core.extract.pipeline pyarrow", "core.validate.pipeline pyarrow"]

@@ -14,10 +14,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from core.extract import ExtractConfig, read_extracted_episodes, run_extract
+from core.extract import ExtractConfig, read_extracted_episodes
+from core.extract.pipeline import run_extract
 from core.registry import load_registry, parse_registry
 from core.storescan import store_digest
-from core.validate import run_validation
+from core.validate.pipeline import run_validation
 from core.validate.checks import ValidateConfig, validate_episode
 from tests.hostile import build_hostile_store, slow_and_long
 
@@ -198,7 +199,7 @@ def test_kill_9_mid_extract_leaves_no_worker_and_no_temporary(tmp_path):
     index = processed / "validation_v1.parquet"
     run_validation(store, index, REG, workers=2)
     code = ("from pathlib import Path; from core.registry import load_registry; "
-            "from core.extract import run_extract, ExtractConfig; "
+            "from core.extract import ExtractConfig; from core.extract.pipeline import run_extract; "
             f"run_extract(Path({str(processed)!r}), Path({str(index)!r}), Path({str(store)!r}), load_registry(), "
             "ExtractConfig(), workers=2)")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})

@@ -80,7 +80,7 @@ def test_gbt_through_the_batch_iterator_equals_in_memory_training():
     train, val, test = _blobs(3000, 0), _blobs(600, 1), _blobs(2000, 2)
     preds, accs = [], []
     for batch_rows, budget in ((10**9, 1024), (128, 1024), (128, 0)):   # one batch; many; paged to disk
-        m = GBTModel(PHASES, {"n_estimators": 60, "memory_budget_mb": budget}, seed=0)
+        m = GBTModel(PHASES, {"n_estimators": 30, "memory_budget_mb": budget}, seed=0)
         m.batch_rows = batch_rows
         m.fit(train, val, np.arange(12))
         assert m.training["data"]["external_memory"] is (budget == 0)

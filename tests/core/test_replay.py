@@ -209,7 +209,8 @@ def test_a_replay_warms_its_model_up_on_a_full_width_empty_window(lab):
 def test_a_lab_extracted_with_other_windows_replays_the_windows_eval_scored(extracted_lab, tmp_path):
     """`cis490 extract --window 6 --hop 3`: the replay cuts the windows the
     model was trained on (the checkpoint's window spec), not extract's default."""
-    from core.extract import ExtractConfig, run_extract
+    from core.extract import ExtractConfig
+    from core.extract.pipeline import run_extract
     from core.extract.episode import WindowSpec
     from core.live.producers import prepare_replay
     from core.split import SplitConfig, make_split

@@ -136,7 +136,7 @@ def _fit(name, data, config=None):
 
 @pytest.mark.parametrize("name", ["minirocket", "mrhydra"])
 def test_both_heads_learn_and_the_budget_chooses_between_them(name):
-    small = {"n_features": 1000} if name == "minirocket" else {"n_kernels": 300, "hydra_groups": 16}
+    small = {"n_features": 1000} if name == "minirocket" else {"n_kernels": 168, "hydra_groups": 8}
     data = _tiny_tensors({"train": 20, "val": 15, "test": 20})
     ridge, acc_ridge = _fit(name, data, small)
     t = ridge.training

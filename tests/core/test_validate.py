@@ -8,7 +8,7 @@ import pytest
 
 import core.validate.checks as checks
 from core.registry import load_registry
-from core.validate import index_schema, run_validation
+from core.validate.pipeline import index_schema, run_validation
 from core.validate.checks import ValidateConfig, status_of, validate_episode
 from core.validate.truth import check_against_truth
 
