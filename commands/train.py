@@ -55,15 +55,15 @@ def train(
     from core.train import model_settings, resolve_device
     state = get_state(ctx)
     names = list(MODELS) if models == ["all"] else models
-    overrides = model_settings(names, {"epochs": epochs, "batch_size": batch_size, "lr": lr, "patience": patience,
-                                       "weight_decay": weight_decay}, settings)
+    chosen = model_settings(names, {"epochs": epochs, "batch_size": batch_size, "lr": lr, "patience": patience,
+                                     "weight_decay": weight_decay}, settings)
     modes = modes_of(mode.value)
     registry = features_registry(state.paths.processed, channels)
     from core.rotation import folds
     from core.stages import train_stage
     # A rotation's name trains every fold (one split per held-out host).
     results = [r for fold in folds(state.paths.processed, split)
-               for r in train_stage(state, registry, names, modes, fold, overrides, resolve_device(device), seed)]
+               for r in train_stage(state, registry, names, modes, fold, chosen, resolve_device(device), seed)]
     render_train(state, results)
 
 

@@ -109,8 +109,11 @@ def split_stage(session: Session, registry: Registry, cfg: SplitConfig, name: st
 
 
 def train_stage(session: Session, registry: Registry, names: list[str], modes: list[str], recipe: str,
-                overrides: dict[str, dict], device: str, seed: int) -> list[TrainResult]:
+                settings_of: dict[str, object], device: str, seed: int) -> list[TrainResult]:
+    """`settings_of`: each model's settings object (core.train.model_settings),
+    its defaults when absent."""
     from core.lab import HEADER, Lab
+    from core.models.settings import given
     from core.train import load_split_data, model_class, train_one
     paths = session.paths
     lab = Lab.of(paths)
@@ -118,17 +121,17 @@ def train_stage(session: Session, registry: Registry, names: list[str], modes: l
     cache: dict[str, object] = {}
     for name in names:
         cls = model_class(name)
-        settings = overrides.get(name, {})
+        settings = settings_of.get(name) or cls.settings()
         for mode in modes:
             config = {"model": name, "mode": mode, "split": recipe, "seed": seed, "device": device,
-                      "overrides": settings, "registry_hash": registry.schema_hash}
+                      "overrides": given(settings), "registry_hash": registry.schema_hash}
             with session.record("train", config) as run:
                 if cls.input_kind not in cache:
                     cache[cls.input_kind] = load_split_data(paths.processed, recipe, cls.input_kind)
                 run.add_input(lab.split_parquet(recipe), "split")
                 run.add_input(lab.split_meta(recipe), "split_meta")
                 run.add_input(lab.feature_schema, "feature_schema")
-                total = cls.progress_total({**cls.default_config, **settings})
+                total = cls.progress_total(settings)
                 with session.progress(f"{name} {mode}", total=total, unit=cls.progress_unit) as bar:
                     r = train_one(paths.processed, paths.artifacts, registry, name, mode, recipe, settings, seed,
                                   device, run.run_id, bar, cache[cls.input_kind])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +18,11 @@ import numpy as np
 from core.errors import Cis490Error
 from core.models.data import (ArrayTable, SummaryData, TensorData, concat_parts, in_memory, slog, slog32,
                               slog_inplace)
-from core.models.settings import build, defaults
+from core.models.settings import defaults, make
 from core.models.small_validation import choose_small, too_small
-from core.paths import atomic_dir, atomic_path, atomic_write_text
+from core.paths import atomic_path
 
 FORMAT_VERSION = 3
-from core.lab import HEADER  # noqa: E402 (re-exported)
 PCA_SAMPLE = 4000
 STATS_SAMPLE = 2048
 MEDIAN_SAMPLE = 65536
@@ -179,12 +178,16 @@ class BaseModel:
             cls.default_config = defaults(cls.settings)
 
     @classmethod
-    def progress_total(cls, config: dict) -> int:
+    def progress_total(cls, cfg) -> int:
         return 1
 
-    def __init__(self, classes: list[str], config: dict | None = None, seed: int = 0, device: str = "cpu"):
+    def __init__(self, classes: list[str], settings=None, seed: int = 0, device: str = "cpu"):
+        """`settings`: an instance of the model's settings class, made (and so
+        validated) by `core.models.settings.make`, used as it is; or a dict
+        of them (a checkpoint's header, a test), made here."""
         self.classes = list(classes)
-        self.config = build(self.settings, self.name, config, allow_derived=True)
+        self.cfg = (settings if type(settings) is self.settings
+                    else make(self.settings, self.name, settings, allow_derived=True))
         self.seed = seed
         self.device = device
         self.pre: Preprocessor | None = None
@@ -195,6 +198,11 @@ class BaseModel:
         # Temperature scaling (core.calibrate): 1 until `calibrate` fits it on val.
         self.temperature = 1.0
         self.calibration: dict | None = None
+
+    @property
+    def config(self) -> dict:
+        """Every setting, chosen or default or derived: what the header records."""
+        return asdict(self.cfg)
 
     # -- the shared part ---------------------------------------------------------
     def fit(self, train: SummaryData | TensorData, val: SummaryData | TensorData, keep: np.ndarray,
@@ -350,32 +358,6 @@ def schema_hash(feature_schema: dict, input_kind: str) -> str:
     blob = json.dumps({"registry": feature_schema["registry_hash"], "spec": feature_schema["spec_hash"],
                        "inputs": names}, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()
-
-
-def save_checkpoint(model: BaseModel, directory: Path, header_extra: dict) -> Path:
-    """Write weights, then the header (it vouches for the weights), into a new
-    directory that replaces the old checkpoint whole only once both are written:
-    a failure leaves the previous checkpoint exactly as it was."""
-    from core.store import file_digest
-    with atomic_dir(directory) as tmp:
-        wname = model._save_weights(tmp)
-        header = {
-            "format_version": FORMAT_VERSION, "model": model.name, "input_kind": model.input_kind,
-            "classes": model.classes, "config": model.config, "seed": model.seed,
-            "preprocessing": model.pre.to_json(), "pca": model.pca, "training": model.training,
-            "weights": dict(zip(("sha256", "bytes"), file_digest(tmp / wname)), file=wname),
-            **({"calibration": model.calibration} if model.calibration else {}), **header_extra,
-        }
-        atomic_write_text(tmp / HEADER, json.dumps(header, indent=1, default=_json_default) + "\n")
-    return directory / HEADER
-
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(type(o).__name__)
 
 
 def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:

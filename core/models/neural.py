@@ -4,34 +4,31 @@ Small on purpose: live inference runs on a Raspberry Pi's CPU."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from core.models.base import BaseModel, class_weights, save_npz
 from core.models.loop import train_loop
-from core.models.settings import (LoopSettings, MLPSettings, RecurrentSettings, SequenceSettings,
-                                  TransformerSettings)
-
-LOOP_KEYS = tuple(f for f in LoopSettings.__dataclass_fields__)
-
+from core.models.settings import MLPSettings, RecurrentSettings, SequenceSettings, TransformerSettings
 
 SEQUENCE_NETS = ("gru", "lstm", "transformer")
 
 
-def build_net(name: str, in_dim: int, steps: int, k: int, cfg: dict):
+def build_net(name: str, in_dim: int, steps: int, k: int, cfg: MLPSettings):
     import torch
     from torch import nn
 
-    h = cfg["hidden"]
+    h = cfg.hidden
     if name == "mlp":
-        return nn.Sequential(nn.Linear(in_dim, h), nn.ReLU(), nn.Dropout(cfg["dropout"]),
+        return nn.Sequential(nn.Linear(in_dim, h), nn.ReLU(), nn.Dropout(cfg.dropout),
                              nn.Linear(h, h // 2), nn.ReLU(), nn.Linear(h // 2, k))
     if name == "cnn":
         def block(i, o, kernel):
             return [nn.Conv1d(i, o, kernel, padding=kernel // 2), nn.BatchNorm1d(o), nn.ReLU()]
         return nn.Sequential(*block(in_dim, h // 2, 5), *block(h // 2, h, 5), *block(h, h, 3),
-                             nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Dropout(cfg["dropout"]), nn.Linear(h, k))
+                             nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Dropout(cfg.dropout), nn.Linear(h, k))
 
     # Long windows become at most `max_tokens` tokens of p consecutive steps
     # each: a recurrent net or attention over hundreds of noisy steps learns
@@ -39,9 +36,9 @@ def build_net(name: str, in_dim: int, steps: int, k: int, cfg: dict):
     # convolution reads the window at full resolution first and a strided one
     # makes each token from its p steps; `patch` flattens p raw steps into a
     # token (what format 2 did: on 200-step windows it left lstm near chance).
-    p = max(1, math.ceil(steps / cfg["max_tokens"])) if name in SEQUENCE_NETS else 1
+    p = max(1, math.ceil(steps / cfg.max_tokens)) if name in SEQUENCE_NETS else 1
     tokens = math.ceil(steps / p)
-    conv_stem = p > 1 and cfg.get("stem") == "conv"
+    conv_stem = p > 1 and getattr(cfg, "stem", None) == "conv"
     token_dim = h if conv_stem else in_dim * p
 
     class Stem(nn.Module):
@@ -73,7 +70,7 @@ def build_net(name: str, in_dim: int, steps: int, k: int, cfg: dict):
                 # Forget-gate bias 1 (Jozefowicz et al., 2015): remember by default early in training.
                 with torch.no_grad():
                     self.rnn.bias_ih_l0[h:2 * h].fill_(1.0)
-            self.head = nn.Sequential(nn.Dropout(cfg["dropout"]), nn.Linear(2 * h, k))
+            self.head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(2 * h, k))
 
         def forward(self, x):                      # (B, D, T)
             out, _ = self.rnn(patch(x))
@@ -85,7 +82,7 @@ def build_net(name: str, in_dim: int, steps: int, k: int, cfg: dict):
     class Transformer(nn.Module):
         def __init__(self):
             super().__init__()
-            d = cfg["d_model"]
+            d = cfg.d_model
             self.stem = stem
             self.proj = nn.Linear(token_dim, d)
             pos = torch.arange(tokens).unsqueeze(1)
@@ -94,8 +91,8 @@ def build_net(name: str, in_dim: int, steps: int, k: int, cfg: dict):
             pe[:, 0::2] = torch.sin(pos * div)
             pe[:, 1::2] = torch.cos(pos * div)
             self.register_buffer("pe", pe.unsqueeze(0), persistent=False)
-            layer = nn.TransformerEncoderLayer(d, cfg["heads"], 2 * d, cfg["dropout"], batch_first=True)
-            self.encoder = nn.TransformerEncoder(layer, cfg["layers"], enable_nested_tensor=False)
+            layer = nn.TransformerEncoderLayer(d, cfg.heads, 2 * d, cfg.dropout, batch_first=True)
+            self.encoder = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
             self.head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, k))
 
         def forward(self, x):
@@ -116,21 +113,20 @@ class NeuralModel(BaseModel):
     option_keys = {k: k for k in ("epochs", "batch_size", "lr", "weight_decay", "patience")}
 
     @classmethod
-    def progress_total(cls, config: dict) -> int:
-        return int(config["epochs"])
+    def progress_total(cls, cfg) -> int:
+        return cfg.epochs
 
     def _dims(self) -> tuple[int, int]:
         kept = len(self.pre.keep)
-        return (kept, 1) if self.input_kind == "summary" else (2 * kept, self.config["steps"])
+        return (kept, 1) if self.input_kind == "summary" else (2 * kept, self.cfg.steps)
 
     def _fit(self, train, val, progress) -> dict:
         if self.input_kind == "tensor":
-            self.config["steps"] = int(train.store.shape[1])
+            self.cfg = replace(self.cfg, steps=int(train.store.shape[1]))
         import torch
         in_dim, steps = self._dims()
         torch.manual_seed(self.seed)  # the initial weights are part of what the seed fixes
-        self.net = build_net(self.name, in_dim, steps, len(self.classes), self.config)
-        loop = LoopSettings(**{k: self.config[k] for k in LOOP_KEYS})
+        self.net = build_net(self.name, in_dim, steps, len(self.classes), self.cfg)
 
         def train_batches(rng, size):
             return self.prepared_batches(train, size, rng)
@@ -138,7 +134,7 @@ class NeuralModel(BaseModel):
         def val_batches():
             return self.prepared_batches(val, 2048)
         info = train_loop(self.net, train_batches, len(train), val_batches if val is not None else None,
-                          class_weights(train.y, len(self.classes)), loop, self.device, self.seed, progress,
+                          class_weights(train.y, len(self.classes)), self.cfg, self.device, self.seed, progress,
                           stop_epoch=self.fixed.get("epochs"))
         self.net.to("cpu")
         self.device = "cpu"
@@ -187,7 +183,7 @@ class NeuralModel(BaseModel):
     def _load_weights(self, path: Path) -> None:
         import torch
         in_dim, steps = self._dims()
-        self.net = build_net(self.name, in_dim, steps, len(self.classes), self.config)
+        self.net = build_net(self.name, in_dim, steps, len(self.classes), self.cfg)
         with np.load(path, allow_pickle=False) as z:
             self.net.load_state_dict({k: torch.from_numpy(z[k]) for k in z.files})
         self.net.eval()

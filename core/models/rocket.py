@@ -15,6 +15,7 @@ memory-mapped store, so no feature matrix of the whole part exists.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 import time
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from core.models.neural import NeuralModel
 from core.models.rocket_fronts import (MIN_STEPS, N_KERNELS, HydraFront, MiniRocketFront, MultiRocketFront,
                                        fit_dilations, fit_hydra_params, fit_minirocket_params, hydra_channels,
                                        hydra_dilations)
-from core.models.settings import LoopSettings, MiniRocketSettings, MRHydraSettings
+from core.models.settings import MiniRocketSettings, MRHydraSettings
 
 # Train windows the biases and channel choices are drawn from.
 BIAS_SAMPLE = 2048
@@ -120,14 +121,14 @@ class RocketModel(NeuralModel):
     progress_unit = "batch"
 
     @classmethod
-    def progress_total(cls, config: dict) -> int | None:
+    def progress_total(cls, cfg) -> int | None:
         return None            # batches: known once the data is
 
     def _fronts(self, channels: int, steps: int, sample: np.ndarray | None, rng) -> tuple[list, list, list]:
         raise NotImplementedError
 
     def _structure(self, sample=None, rng=None):
-        values, steps = len(self.pre.keep), self.config["steps"]
+        values, steps = len(self.pre.keep), self.cfg.steps
         fronts, widths, sparse = self._fronts(values, steps, sample, rng)
         return build_rocket_net(fronts, widths, sparse, values, len(self.classes))
 
@@ -135,7 +136,7 @@ class RocketModel(NeuralModel):
         """Windows per forward pass: FORWARD_ELEMENTS floats of a front's
         intermediates (per step) and the features (per window)."""
         width = sum(s.mean.numel() for s in self.net.scales)
-        per_window = max(f.working_elements() for f in self.net.fronts) * self.config["steps"] + width
+        per_window = max(f.working_elements() for f in self.net.fronts) * self.cfg.steps + width
         return max(2, FORWARD_ELEMENTS // per_window)
 
     # -- fit -------------------------------------------------------------------
@@ -145,7 +146,7 @@ class RocketModel(NeuralModel):
         if steps < MIN_STEPS:
             raise TrainError(f"{self.name} needs windows of at least {MIN_STEPS} steps (its kernels are 9 long); "
                              f"these have {steps}: extract with a longer --window")
-        self.config["steps"] = steps
+        self.cfg = replace(self.cfg, steps=steps)
         rng = np.random.default_rng(self.seed)
         torch.manual_seed(self.seed)
         vals, masks = train.sample_rows(BIAS_SAMPLE, rng)
@@ -154,11 +155,11 @@ class RocketModel(NeuralModel):
             self.net = self._structure(sample, rng)
         width = sum(s.mean.numel() for s in self.net.scales)
         ridge_mb = self.ridge_mb(len(train) + (len(val) if val is not None else 0), width)
-        head = self.config["head"]
+        head = self.cfg.head
         if head == "auto":
-            head = "ridge" if ridge_mb <= self.config["memory_budget_mb"] else "softmax"
+            head = "ridge" if ridge_mb <= self.cfg.memory_budget_mb else "softmax"
         info = {"head": head, "features": int(width), "ridge_memory_mb": round(ridge_mb, 1),
-                "memory_budget_mb": self.config["memory_budget_mb"], "fronts": self._describe()}
+                "memory_budget_mb": self.cfg.memory_budget_mb, "fronts": self._describe()}
         t0 = time.perf_counter()
         if head == "ridge":
             # The ridge chooses its penalty by leave-one-out and needs no
@@ -178,7 +179,7 @@ class RocketModel(NeuralModel):
         info = self._fit(pool, None, progress)
         info["fit_part"] = "train + val"
         rule = ("fitted on train + val, the ridge penalty by leave-one-out" if info["head"] == "ridge"
-                else f"fitted on train + val for the configured {self.config['epochs']} epochs")
+                else f"fitted on train + val for the configured {self.cfg.epochs} epochs")
         info["small_validation"] = {"reason": reason, "rule": rule}
         info["choice_rule"] = rule
         return info
@@ -252,8 +253,7 @@ class RocketModel(NeuralModel):
         self._fit_scales(self._raw_features(fit.take(np.sort(rng.choice(len(fit), min(SCALE_SAMPLE, len(fit)),
                                                                           replace=False))), 256))
         cap = self._rows_per_batch()
-        loop = LoopSettings(**{k: self.config[k] for k in LoopSettings.__dataclass_fields__})
-        loop = LoopSettings(**{**loop.__dict__, "batch_size": max(2, min(loop.batch_size, cap))})
+        loop = replace(self.cfg, batch_size=max(2, min(self.cfg.batch_size, cap)))
         steps = math.ceil(len(fit) / loop.batch_size)
 
         def bar(epoch, epochs, **fields):
@@ -303,9 +303,9 @@ class MiniRocketModel(RocketModel):
     name, settings = "minirocket", MiniRocketSettings
 
     def _fronts(self, channels, steps, sample, rng):
-        cfg = self.config
-        params = (fit_minirocket_params(sample, cfg["n_features"], cfg["max_dilations"], rng) if sample is not None
-                  else _blank_minirocket(channels, steps, cfg["n_features"], cfg["max_dilations"]))
+        cfg = self.cfg
+        params = (fit_minirocket_params(sample, cfg.n_features, cfg.max_dilations, rng) if sample is not None
+                  else _blank_minirocket(channels, steps, cfg.n_features, cfg.max_dilations))
         front = MiniRocketFront(params, channels, steps)
         return [front], [N_KERNELS * int(np.sum(params["features_per_dilation"]))], [False]
 
@@ -320,19 +320,19 @@ class MRHydraModel(RocketModel):
     name, settings = "mrhydra", MRHydraSettings
 
     def _fronts(self, channels, steps, sample, rng):
-        cfg = self.config
-        n, dmax = cfg["n_kernels"], cfg["max_dilations"]
+        cfg = self.cfg
+        n, dmax = cfg.n_kernels, cfg.max_dilations
         if sample is not None:
-            hydra = fit_hydra_params(channels, steps, cfg["hydra_kernels"], cfg["hydra_groups"],
-                                     cfg["hydra_channels"], rng)
+            hydra = fit_hydra_params(channels, steps, cfg.hydra_kernels, cfg.hydra_groups,
+                                     cfg.hydra_channels, rng)
             base = fit_minirocket_params(sample, n, dmax, rng)
             diff = fit_minirocket_params(np.diff(sample, axis=2), n, dmax, rng)
         else:
             dil = hydra_dilations(steps)
-            g, k = cfg["hydra_groups"], cfg["hydra_kernels"]
+            g, k = cfg.hydra_groups, cfg.hydra_kernels
             hydra = {"dilations": dil, "k": k, "g": g,
                      "weights": np.zeros((len(dil), 2, k * g // 2, 1, 9), np.float32),
-                     "channels": np.zeros((len(dil), 2, g // 2, hydra_channels(channels, cfg["hydra_channels"])),
+                     "channels": np.zeros((len(dil), 2, g // 2, hydra_channels(channels, cfg.hydra_channels)),
                                           np.int64)}
             base = _blank_minirocket(channels, steps, n, dmax)
             diff = _blank_minirocket(channels, steps - 1, n, dmax)

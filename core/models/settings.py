@@ -211,9 +211,12 @@ def defaults(settings_cls) -> dict:
     return asdict(settings_cls())
 
 
-def build(settings_cls, model: str, values: dict | None, allow_derived: bool = False) -> dict:
-    """The full settings dict for `values` over the defaults; one line naming the
-    valid keys for an unknown one, and the rule for a value out of range."""
+def make(settings_cls, model: str, values: dict | None, allow_derived: bool = False):
+    """The settings `values` set over the defaults, validated: the one place a
+    settings object is made from what a user (or a header) gave, so a value is
+    checked once and then travels typed to the code that uses it. One line
+    naming the valid keys for an unknown one, and the rule for a value out of
+    range."""
     values = dict(values or {})
     names = {f.name for f in fields(settings_cls)} if allow_derived else set(settable(settings_cls))
     unknown = [k for k in values if k not in names]
@@ -221,7 +224,14 @@ def build(settings_cls, model: str, values: dict | None, allow_derived: bool = F
         raise ConfigError(f"{model} has no setting '{unknown[0]}' (its settings: {', '.join(settable(settings_cls))})")
     s = settings_cls(**values)
     s._validate(model)
-    return asdict(s)
+    return s
+
+
+def given(settings) -> dict:
+    """The settings that differ from the defaults (what a run records as asked)."""
+    default = type(settings)()
+    return {f.name: getattr(settings, f.name) for f in fields(settings)
+            if not f.metadata.get("derived") and getattr(settings, f.name) != getattr(default, f.name)}
 
 
 def parse_value(settings_cls, model: str, key: str, raw: str):

@@ -75,8 +75,7 @@ def cross_validate(model, pool, reason: str, progress) -> dict | None:
     then fit it on the whole pool with them; None when no fold can be made."""
     summaries = []
     for tr, te in folds(pool, model.seed):
-        config = {**_user_config(model), **getattr(model, "cv_overrides", {})}
-        clone = type(model)(model.classes, config, seed=model.seed, device=model.device)
+        clone = type(model)(model.classes, _clone_settings(model), seed=model.seed, device=model.device)
         clone.pre, clone.scratch = model.pre, getattr(model, "scratch", None)
         if getattr(model, "unlabeled", None) is not None:
             clone.unlabeled, clone.unlabeled_source = model.unlabeled, model.unlabeled_source
@@ -95,8 +94,10 @@ def cross_validate(model, pool, reason: str, progress) -> dict | None:
     return info
 
 
-def _user_config(model) -> dict:
-    """The settings without the ones a model derives from its data (a copy re-derives them)."""
-    from dataclasses import fields
-    derived = {f.name for f in fields(model.settings) if f.metadata.get("derived")}
-    return {k: v for k, v in model.config.items() if k not in derived}
+def _clone_settings(model):
+    """The model's settings for a copy fitted on a fold: the ones it derives
+    from its data back at their defaults (the copy derives them again), and
+    its `cv_overrides`."""
+    from dataclasses import fields, replace
+    derived = {f.name: f.default for f in fields(model.settings) if f.metadata.get("derived")}
+    return replace(model.cfg, **derived, **getattr(model, "cv_overrides", {}))

@@ -73,7 +73,7 @@ def _matrix(model: "GBTModel", data, weights: np.ndarray | None, ref, pages: Pat
             input_data(data=x, label=y, **({"weight": weights[y]} if weights is not None else {}))
             return True
 
-    kw = {"max_bin": int(model.config["max_bin"]), "nthread": int(model.config["n_jobs"])}
+    kw = {"max_bin": int(model.cfg.max_bin), "nthread": int(model.cfg.n_jobs)}
     if ref is not None:
         kw["ref"] = ref
     if pages is not None:
@@ -96,21 +96,21 @@ class GBTModel(BaseModel):
     scratch: Path | None = None     # where external-memory pages go (the trainer sets the features' folder)
 
     @classmethod
-    def progress_total(cls, config: dict) -> int:
-        return int(config["n_estimators"])
+    def progress_total(cls, cfg) -> int:
+        return cfg.n_estimators
 
     def _fit(self, train, val, progress) -> dict:
         import xgboost as xgb
-        cfg = self.config
+        cfg = self.cfg
         k = len(self.classes)
         bins_mb = len(train) * len(self.pre.keep) / 1e6
-        external = bins_mb > cfg["memory_budget_mb"]
+        external = bins_mb > cfg.memory_budget_mb
         # The CPU-only build has no CUDA; a lab with a GPU installs the `xgboost` wheel instead.
         device = "cuda" if self.device == "cuda" and xgb.build_info().get("USE_CUDA") else "cpu"
         params = {"objective": "multi:softprob", "num_class": k, "tree_method": "hist", "eval_metric": "mlogloss",
-                  "max_depth": cfg["max_depth"], "eta": cfg["learning_rate"], "subsample": cfg["subsample"],
-                  "colsample_bytree": cfg["colsample_bytree"], "lambda": cfg["reg_lambda"],
-                  "max_bin": cfg["max_bin"], "seed": self.seed, "nthread": cfg["n_jobs"], "device": device}
+                  "max_depth": cfg.max_depth, "eta": cfg.learning_rate, "subsample": cfg.subsample,
+                  "colsample_bytree": cfg.colsample_bytree, "lambda": cfg.reg_lambda,
+                  "max_bin": cfg.max_bin, "seed": self.seed, "nthread": cfg.n_jobs, "device": device}
         if external:
             from core.paths import remove_dead_temps, temp_prefix
             remove_dead_temps(Path(self.scratch or tempfile.gettempdir()), "gbt-pages")
@@ -118,7 +118,7 @@ class GBTModel(BaseModel):
               else contextlib.nullcontext()) as tmp:
             pages = Path(tmp) if external else None
             dtrain = _matrix(self, train, class_weights(train.y, k), None, pages)
-            callbacks = [_RoundProgress(progress, cfg["n_estimators"])] if progress else None
+            callbacks = [_RoundProgress(progress, cfg.n_estimators)] if progress else None
             history: list[dict] = []
             if val is None:
                 # Rounds chosen by cross-validation (a validation part too small to stop on).
@@ -130,9 +130,9 @@ class GBTModel(BaseModel):
             else:
                 dval = _matrix(self, val, None, dtrain, pages)
                 curve: dict = {}
-                self.booster = xgb.train(params, dtrain, num_boost_round=cfg["n_estimators"],
+                self.booster = xgb.train(params, dtrain, num_boost_round=cfg.n_estimators,
                                          evals=[(dval, "validation_0")], evals_result=curve,
-                                         early_stopping_rounds=cfg["early_stopping_rounds"],
+                                         early_stopping_rounds=cfg.early_stopping_rounds,
                                          verbose_eval=False, callbacks=callbacks)
                 # The validation loss of every round: eval draws it (training.png) as it draws a neural model's.
                 history = [{"round": i + 1, "val_loss": float(v)} for i, v in
@@ -146,7 +146,7 @@ class GBTModel(BaseModel):
                 del dtrain, dval
         rounds = int(self.booster.num_boosted_rounds())
         if progress:
-            progress(rounds, cfg["n_estimators"], f1=f"{f1:.2f}")
+            progress(rounds, cfg.n_estimators, f1=f"{f1:.2f}")
         return {"best_epoch": self.best_iteration + 1, "val_macro_f1": f1, "rounds_run": rounds,
                 "val_mlogloss": best_score, "device": device,
                 "early_stopping": "validation mlogloss" if val is not None else "none (rounds by cross-validation)",
@@ -217,7 +217,7 @@ class KNNModel(BaseModel):
 
     def _fit(self, train, val, progress) -> dict:
         rng = np.random.default_rng(self.seed)
-        idx, ref = self._reference(train, self.config["max_train"], rng)
+        idx, ref = self._reference(train, self.cfg.max_train, rng)
         self.X_fit = self.pre.transform_kept(train.gather(idx, cols=self.pre.keep))
         self.dist_fit = np.eye(len(self.classes), dtype=np.float32)[train.y[idx]]
         info = self._choose_k(val, progress)
@@ -232,7 +232,7 @@ class KNNModel(BaseModel):
             self.k, self._nn = min(self.fixed["k"], n_ref), None
             return {"best_epoch": 1, "k": self.k, "k_choice": "cross-validation"}
         x_val, y_val = _choice_sample(self, val, np.random.default_rng(self.seed + 1))
-        grid = [self.config["k"]] if self.config["k"] else [k for k in K_GRID if k <= n_ref] or [n_ref]
+        grid = [self.cfg.k] if self.cfg.k else [k for k in K_GRID if k <= n_ref] or [n_ref]
         self.k, self._nn = min(max(grid), n_ref), None
         dist, idx = self._index().kneighbors(x_val)
         scores = {}
@@ -244,7 +244,7 @@ class KNNModel(BaseModel):
         if progress:
             progress(1, 1, k=str(self.k), val_f1=f"{scores[best]:.3f}")
         return {"best_epoch": 1, "val_macro_f1": scores[best], "val_windows_scored": int(len(y_val)), "k": self.k,
-                "k_choice": "set" if self.config["k"] else f"validation macro-F1 over {grid}",
+                "k_choice": "set" if self.cfg.k else f"validation macro-F1 over {grid}",
                 "k_scores": {str(k): round(v, 4) for k, v in scores.items()}}
 
     def _cv_summary(self, info: dict) -> dict:
@@ -281,7 +281,7 @@ class KNNModel(BaseModel):
         with np.load(path, allow_pickle=False) as z:
             self.X_fit, self.dist_fit = z["X_fit"], z["dist_fit"]
         # Checkpoints from before k was chosen on validation recorded it in the config only.
-        self.k = int(self.training.get("k") or self.config["k"] or 15)
+        self.k = int(self.training.get("k") or self.cfg.k or 15)
         self._nn = None
 
 
@@ -323,7 +323,7 @@ class KNNSemiModel(KNNModel):
     def _spread(self, X: np.ndarray, y: np.ndarray, k: int, neighbours: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.semi_supervised import LabelSpreading
-        ls = LabelSpreading(kernel=symmetric_knn_kernel(k, neighbours), alpha=self.config["alpha"], max_iter=50)
+        ls = LabelSpreading(kernel=symmetric_knn_kernel(k, neighbours), alpha=self.cfg.alpha, max_iter=50)
         with warnings.catch_warnings():
             # Spreading stops at max_iter on large graphs; the distributions are still usable.
             warnings.simplefilter("ignore", ConvergenceWarning)
@@ -337,18 +337,18 @@ class KNNSemiModel(KNNModel):
 
     def _fit(self, train, val, progress) -> dict:
         rng = np.random.default_rng(self.seed)
-        lab, ref = self._reference(train, self.config["max_labeled"], rng)
+        lab, ref = self._reference(train, self.cfg.max_labeled, rng)
         xs, ys = [self.pre.transform_kept(train.gather(lab, cols=self.pre.keep))], [train.y[lab]]
         n_unl = 0
-        if self.unlabeled is not None and len(self.unlabeled) and self.config["max_unlabeled"]:
-            x_unl, _ = self.unlabeled.sample(self.config["max_unlabeled"], rng, cols=self.pre.keep)
+        if self.unlabeled is not None and len(self.unlabeled) and self.cfg.max_unlabeled:
+            x_unl, _ = self.unlabeled.sample(self.cfg.max_unlabeled, rng, cols=self.pre.keep)
             xs.append(self.pre.transform_kept(x_unl))
             ys.append(np.full(len(x_unl), -1))
             n_unl = len(x_unl)
         X, y = np.concatenate(xs), np.concatenate(ys)
         if val is not None:
             x_val, y_val = _choice_sample(self, val, rng)
-            grid = ([self.config["k"]] if self.config["k"] else [k for k in K_GRID if 3 <= k < len(X)]
+            grid = ([self.cfg.k] if self.cfg.k else [k for k in K_GRID if 3 <= k < len(X)]
                     or [max(1, len(X) - 1)])
         else:
             x_val, y_val, grid = None, None, [self.fixed["k"]]
@@ -368,11 +368,11 @@ class KNNSemiModel(KNNModel):
         self.k, self._nn = min(best, len(self.X_fit)), None
         if progress:
             progress(len(grid), len(grid), k=str(self.k), val_f1=f"{scores[best]:.3f}")
-        choice = ("cross-validation" if val is None else "set" if self.config["k"]
+        choice = ("cross-validation" if val is None else "set" if self.cfg.k
                   else f"validation macro-F1 over {grid}")
         return {"best_epoch": 1, "val_macro_f1": scores[best], "val_windows_scored": int(len(y_val)) if val is not None else 0,
                 "k": self.k, "labeled_windows": int(len(lab)), "k_choice": choice,
                 "k_scores": {str(k): round(v, 4) for k, v in scores.items()}, "reference": ref,
-                "unlabeled_pool": {"source": self.unlabeled_source or "none", "part": self.config["unlabeled_part"],
+                "unlabeled_pool": {"source": self.unlabeled_source or "none", "part": self.cfg.unlabeled_part,
                                    "windows_used": int(n_unl), "windows_unreached": unreached,
                                    "labels_used": False}}

@@ -1,8 +1,6 @@
 """`cis490 train`: assemble a split's data, fit a model in one mode, checkpoint it."""
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,21 +8,18 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from core.calibrate import temperature_of
 from core.errors import ConfigError
 from core.extract import FEATURES, TENSORS, load_feature_schema, read_features, read_tensor_index
 from core.extract.tensors import TensorStore
-from core.loading import read_json
 from core.models import MODELS
-from core.models.base import (FORMAT_VERSION, HEADER, BaseModel, CheckpointError, TrainError, save_checkpoint,
-                              schema_hash)
+from core.models.base import BaseModel, CheckpointError, TrainError, schema_hash
+from core.models.checkpoint import load_checkpoint, save_checkpoint, schema_record  # noqa: F401 (re-exported)
 from core.models.data import ParquetTable, SummaryData, TensorData
-from core.models.settings import build, parse_pairs, parse_value, settable
+from core.models.settings import make, parse_pairs, parse_value, settable
 from core.registry import Registry, registry_ref
 from core.split import describe_params, load_split, split_identity
-from core.store import file_digest
 
-from core.lab import MODES, Lab, Ref, train_command  # noqa: E402 (MODES re-exported)
+from core.lab import HEADER, MODES, Lab, Ref, train_command  # noqa: E402 (MODES re-exported)
 
 
 def resolve_device(device: str) -> str:
@@ -64,11 +59,13 @@ def check_registry(registry: Registry, schema: dict) -> None:
 OPTIONS = ("epochs", "batch_size", "lr", "weight_decay", "patience")
 
 
-def model_settings(names: list[str], options: dict, pairs: list[str]) -> dict[str, dict]:
-    """Each model's explicit settings from train's options and `--set key=value`
-    pairs: an option goes to every chosen model that takes it, a `--set` key to
-    every chosen model that has it; one that no chosen model takes is an error
-    naming the valid keys, as is a value out of range."""
+def model_settings(names: list[str], options: dict, pairs: list[str]) -> dict[str, object]:
+    """Each model's settings (an instance of its settings class, validated
+    once here, before any data is read, and used as it is from here to the
+    loop) from train's options and `--set key=value` pairs: an option goes to
+    every chosen model that takes it, a `--set` key to every chosen model that
+    has it; one that no chosen model takes is an error naming the valid keys,
+    as is a value out of range."""
     classes = {n: model_class(n) for n in names}
     given = {k: v for k, v in options.items() if v is not None}
     for opt in given:
@@ -87,8 +84,7 @@ def model_settings(names: list[str], options: dict, pairs: list[str]) -> dict[st
     for n, c in classes.items():
         values = {c.option_keys[k]: v for k, v in given.items() if k in c.option_keys}
         values.update({k: parse_value(c.settings, n, k, v) for k, v in raw.items() if k in settable(c.settings)})
-        build(c.settings, n, values)       # validated now, before any data is read
-        out[n] = values
+        out[n] = make(c.settings, n, values)
     return out
 
 
@@ -137,17 +133,8 @@ class TrainResult:
     seconds: float
 
 
-def _schema_record(schema: dict, input_kind: str) -> dict:
-    """The parts of the feature schema a checkpoint's schema hash covers, kept
-    so that a mismatch can say which part changed."""
-    names = schema["features"] if input_kind == "summary" else schema["channels"]
-    return {"registry_hash": schema["registry_hash"], "spec_hash": schema["spec_hash"], "window": schema["window"],
-            "extract_version": schema.get("extract_version"), "inputs": len(names),
-            "inputs_sha256": hashlib.sha256("\n".join(names).encode()).hexdigest()}
-
-
 def train_one(processed: Path, artifacts: Path, registry: Registry, model: str, mode: str, recipe: str = "host",
-              overrides: dict | None = None, seed: int = 0, device: str = "cpu", run_id: str | None = None,
+              overrides=None, seed: int = 0, device: str = "cpu", run_id: str | None = None,
               progress=None, data: SplitData | None = None) -> TrainResult:
     t0 = time.perf_counter()
     cls = model_class(model)
@@ -158,7 +145,7 @@ def train_one(processed: Path, artifacts: Path, registry: Registry, model: str, 
     m = cls(list(registry.phases), overrides, seed=seed, device=device)
     m.scratch = processed        # external-memory pages, if any, go beside the features
     if getattr(cls, "needs_unlabeled", False):
-        part = m.config["unlabeled_part"]
+        part = m.cfg.unlabeled_part
         m.unlabeled = data.parts[part]
         m.unlabeled_source = f"{recipe} split, part '{part}' (inputs only; labels never read)"
     m.fit(data.parts["train"], data.parts["val"], keep, progress)
@@ -172,86 +159,12 @@ def train_one(processed: Path, artifacts: Path, registry: Registry, model: str, 
     # One checkpoint per split, model and mode (core.lab): training on another
     # split never replaces the one a report of this split was made with.
     out = Lab(processed, artifacts).checkpoint(Ref(recipe, model, mode))
-    save_checkpoint(m, out, {"mode": mode, "schema_hash": schema_hash(schema, cls.input_kind),
+    header = save_checkpoint(m, out, {"mode": mode, "schema_hash": schema_hash(schema, cls.input_kind),
                              "registry_hash": registry.schema_hash, "registry": registry_ref(registry),
-                             "window": schema["window"], "schema": _schema_record(schema, cls.input_kind),
+                             "window": schema["window"], "schema": schema_record(schema, cls.input_kind),
                              "split": split_identity(data.meta), "features_sha256": schema["features_sha256"],
                              "tensors_sha256": schema["tensors_sha256"], "keep_names": [names[i] for i in keep]})
-    header = json.loads((out / HEADER).read_text())
     return TrainResult(model, mode, out, header, seconds)
-
-
-HEADER_KEYS = ("format_version", "model", "mode", "input_kind", "classes", "config", "preprocessing", "weights",
-               "registry_hash", "schema_hash", "split")
-
-
-def read_header(directory: Path) -> dict:
-    """A checkpoint's header through the loading layer: a truncated or key-less
-    one is one line naming the command that retrains it."""
-    directory = Path(directory)
-    remake = train_command(Ref.of_dir(directory))
-    hpath = directory / HEADER
-    if not hpath.exists():
-        raise CheckpointError(f"{directory}: no checkpoint here (train it with `{remake}`)")
-    return read_json(hpath, remake, HEADER_KEYS)
-
-
-def _schema_difference(header: dict, schema: dict) -> str:
-    """What differs between the schema a checkpoint was trained on and the current extract."""
-    old = header.get("schema") or {}
-    new = _schema_record(schema, header["input_kind"])
-    if old.get("registry_hash") != new["registry_hash"]:
-        return (f"channel registry {str(old.get('registry_hash'))[:12]} then, "
-                f"{new['registry_hash'][:12]} in the current extract")
-    if old.get("window") != new["window"]:
-        return f"window spec {old.get('window')} then, {new['window']} now"
-    if old.get("extract_version") != new["extract_version"]:
-        return f"extraction code version {old.get('extract_version')} then, {new['extract_version']} now"
-    if old.get("inputs_sha256") != new["inputs_sha256"]:
-        return f"{old.get('inputs')} inputs then, {new['inputs']} inputs now (another feature/channel list)"
-    return f"schema hash {header['schema_hash'][:12]} then, {schema_hash(schema, header['input_kind'])[:12]} now"
-
-
-def load_checkpoint(directory: Path, processed: Path, registry: Registry, schema: dict | None = None) -> BaseModel:
-    """A fitted model; refuses another format, schema or registry with what to do."""
-    directory = Path(directory)
-    header = read_header(directory)
-    hpath = directory / HEADER
-    name, mode = header["model"], header["mode"]
-    retrain = f"retrain with `{train_command(Ref(directory.parent.name, name, mode))}`"
-    if header.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{hpath}: checkpoint format {header.get('format_version')}, this cis490 reads "
-                              f"{FORMAT_VERSION}: {retrain}")
-    if name not in MODELS:
-        raise CheckpointError(f"{hpath}: unknown model '{name}': {retrain}")
-    schema = schema or load_feature_schema(processed)
-    if header["registry_hash"] != registry.schema_hash:
-        raise CheckpointError(f"{hpath}: trained with channel registry {header['registry_hash'][:12]}, the current "
-                              f"one is {registry.schema_hash[:12]}: {retrain}, or pass --channels with the registry "
-                              "it was trained on")
-    if header["schema_hash"] != schema_hash(schema, header["input_kind"]):
-        raise CheckpointError(f"{hpath}: trained on other inputs than the current extract "
-                              f"({_schema_difference(header, schema)}): {retrain}, or re-extract as it was")
-    wpath = directory / header["weights"]["file"]
-    if not wpath.exists() or file_digest(wpath)[0] != header["weights"]["sha256"]:
-        raise CheckpointError(f"{wpath}: weights missing or not the ones the header vouches for: {retrain}")
-    from core.models.base import Preprocessor
-    m = model_class(name)(header["classes"], header["config"], seed=header.get("seed", 0))
-    m.pre = Preprocessor.from_json(header["preprocessing"])
-    m.pca, m.training = header.get("pca"), header.get("training", {})
-    m.calibration = header.get("calibration")
-    m.temperature = temperature_of(header)
-    m.mode = mode
-    m.header = header
-    try:
-        m._load_weights(wpath)
-    except (RuntimeError, ValueError, KeyError) as exc:
-        # The weights the header vouches for, but not of the structure its
-        # config describes (a header edited by hand, or code changed under it).
-        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{wpath}: the weights do not fit the model the header describes ({first}): "
-                              f"{retrain}") from None
-    return m
 
 
 def trained_names(artifacts: Path, split: str) -> list[str]:

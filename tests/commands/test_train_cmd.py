@@ -139,3 +139,29 @@ def test_minirocket_heads_through_the_command(cli, ready_home):
         header = json.loads((ready_home.artifacts / "models" / "host" / "minirocket_realistic" / "header.json")
                             .read_text())
         assert header["training"]["head"] == head and header["config"]["head"] == head
+
+
+def test_a_setting_is_checked_once_and_reaches_the_loop_as_the_model_s_own_settings(cli, ready_home, monkeypatch):
+    """Regression (issue 23): --batch-size changed form three times (an option,
+    a dict, the model's settings, the loop's settings) and was validated twice
+    on its way to the loop."""
+    import core.models.neural as neural
+    from core.models.settings import MLPSettings
+    checks, seen = [], []
+    check = MLPSettings._validate
+
+    def counted(self, model):
+        checks.append(model)
+        check(self, model)
+    real_loop = neural.train_loop
+
+    def spy(net, batches, n, val, weights, cfg, *a, **k):
+        seen.append(cfg)
+        return real_loop(net, batches, n, val, weights, cfg, *a, **k)
+    monkeypatch.setattr(MLPSettings, "_validate", counted)
+    monkeypatch.setattr(neural, "train_loop", spy)
+    result = cli("train", "mlp", "--mode", "realistic", "--batch-size", "64", "--epochs", "1")
+    assert result.exit_code == 0, result.output
+    assert checks == ["mlp"]
+    (cfg,) = seen
+    assert type(cfg) is MLPSettings and cfg.batch_size == 64 and cfg.epochs == 1

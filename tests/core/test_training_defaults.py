@@ -87,8 +87,10 @@ def test_long_windows_get_a_convolution_stem_not_wide_raw_tokens(name):
     steps with a strided one, so the sequence net sees `hidden`-wide tokens,
     not 92 x channels raw values laid side by side."""
     import torch
+    from dataclasses import replace
+
     from core.models.neural import build_net
-    cfg = dict(MODELS[name](list(CLASSES), None).config)
+    cfg = MODELS[name](list(CLASSES), None).cfg
     in_dim, steps = 8, 1460
     net = build_net(name, in_dim, steps, 4, cfg)
     assert net.stem is not None and net.stem.stride.stride == (92,) and net.stem.stride.kernel_size == (92,)
@@ -96,8 +98,8 @@ def test_long_windows_get_a_convolution_stem_not_wide_raw_tokens(name):
     net.eval()
     net(x).sum().backward()
     assert (x.grad.abs().sum(dim=(0, 1)) > 0).all()            # every step reaches the output
-    assert net.stem(x).shape == (3, 16, cfg["hidden"])
-    patched = build_net(name, in_dim, steps, 4, {**cfg, "stem": "patch"})
+    assert net.stem(x).shape == (3, 16, cfg.hidden)
+    patched = build_net(name, in_dim, steps, 4, replace(cfg, stem="patch"))
     assert patched.stem is None
     first = patched.rnn.input_size if name != "transformer" else patched.proj.in_features
     assert first == in_dim * 92
