@@ -195,11 +195,12 @@ class Lab:
         for r in sorted((self.artifacts / "eval").glob("*/*/rotation-*.json")):
             yield Ref.of_dir(r.parent), r.stem.removeprefix("rotation-"), r
 
-    def rotation_comparisons(self) -> Iterator[tuple[str, str, Path]]:
-        """(rotation, settings, path) of every comparison across a rotation's
-        folds (named `A_vs_B-<settings>`: model names hold no dash)."""
+    def rotation_comparisons(self) -> Iterator[tuple[str, list[str], str, Path]]:
+        """(rotation, models shown, settings, path) of every comparison across a
+        rotation's folds (named `A_vs_B-<settings>`: model names hold no dash)."""
         for c in sorted((self.artifacts / "compare").glob("*/rotation/*.json")):
-            yield c.parent.parent.name, c.stem.partition("-")[2], c
+            shown, _, settings = c.stem.partition("-")
+            yield c.parent.parent.name, shown.split("_vs_"), settings, c
 
     # artifacts/deploy
     def bundle(self, ref: Ref) -> Path:

@@ -23,9 +23,9 @@ import numpy as np
 import polars as pl
 
 from core.errors import Cis490Error
+from core.validate import READABLE
 
 FIGURES = 20          # timeline figures per run: one per episode, the first twenty
-READABLE = ("accepted", "degraded", "unlabelled")
 
 
 class PredictError(Cis490Error):

@@ -24,8 +24,15 @@ class RotationError(Cis490Error):
     """A rotation cannot be made or read as asked."""
 
 
+FOLD_PREFIX = "host-out-"
+
+
 def fold_name(host: str) -> str:
-    return f"host-out-{host}"
+    return f"{FOLD_PREFIX}{host}"
+
+
+def held_out_host(fold: str) -> str:
+    return fold.removeprefix(FOLD_PREFIX)
 
 
 def rotation_path(processed: Path, name: str = ROTATION) -> Path:
@@ -92,7 +99,8 @@ def rotation_report(artifacts: Path, processed: Path, name: str, reports: list[d
     k = len(phases)
     per_fold, draws = [], []
     lab = Lab(processed, artifacts)
-    for rep, split in zip(reports, folds(processed, name)):
+    fold_names = folds(processed, name)
+    for rep, split in zip(reports, fold_names):
         preds = pl.read_parquet(lab.predictions(Ref(split, rep["model"], rep["mode"]), settings_of(rep)),
                                 columns=["episode_id", "truth", "predicted"])
         _, groups = np.unique(preds["episode_id"].to_numpy(), return_inverse=True)
@@ -110,7 +118,7 @@ def rotation_report(artifacts: Path, processed: Path, name: str, reports: list[d
     return {"rotation": name, "model": reports[0]["model"], "mode": reports[0]["mode"], "folds": per_fold,
             # What status checks it against: each fold's evaluation, by the content of its predictions.
             "evals": [{**eval_identity(rep), "name": Ref(split, rep["model"], rep["mode"]).key}
-                      for rep, split in zip(reports, folds(processed, name))],
+                      for rep, split in zip(reports, fold_names)],
             "mean_macro_f1": float(np.mean(f1)), "mean_macro_f1_ci": percentile_ci(mean_draws),
             "worst": {"host": worst["host"], "macro_f1": worst["macro_f1"]},
             "method": "mean over the held-out hosts of each fold's macro-F1; CI: percentile interval of the mean "
@@ -169,10 +177,9 @@ def rotation_compare(artifacts: Path, processed: Path, name: str, fold_reports: 
     for pair in pairs:
         p = pair.get("p_holm", pair["p_value"])
         pair["winner"] = (pair["a"] if pair["mean_gap"] > 0 else pair["b"]) if p < 0.05 else "n.s."
-    hosts = {split: split.removeprefix("host-out-") for split in fold_names}
     for pair in pairs:
         for h in pair["per_host"]:
-            h["host"] = hosts[h["split"]]
+            h["host"] = held_out_host(h["split"])
     evals = [{**e, "name": Ref.of_shown(split, e["name"]).key}
              for split, rep in zip(fold_names, fold_reports) for e in rep.get("evals", [])]
     return {"rotation": name, "models": models, "pairs": pairs, "evals": evals, "unit": cfg.unit,

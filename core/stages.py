@@ -109,8 +109,8 @@ def split_stage(session: Session, registry: Registry, cfg: SplitConfig, name: st
 
 
 def train_stage(session: Session, registry: Registry, names: list[str], modes: list[str], recipe: str,
-                settings_of: dict[str, object], device: str, seed: int) -> list[TrainResult]:
-    """`settings_of`: each model's settings object (core.train.model_settings),
+                chosen: dict[str, object], device: str, seed: int) -> list[TrainResult]:
+    """`chosen`: each model's settings object (core.train.model_settings),
     its defaults when absent."""
     from core.lab import HEADER, Lab
     from core.models.settings import given
@@ -121,7 +121,7 @@ def train_stage(session: Session, registry: Registry, names: list[str], modes: l
     cache: dict[str, object] = {}
     for name in names:
         cls = model_class(name)
-        settings = settings_of.get(name) or cls.settings()
+        settings = chosen.get(name) or cls.settings()
         for mode in modes:
             config = {"model": name, "mode": mode, "split": recipe, "seed": seed, "device": device,
                       "overrides": given(settings), "registry_hash": registry.schema_hash}

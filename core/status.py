@@ -268,12 +268,11 @@ def lab_status(paths: LabPaths) -> list[Row]:
                 [f"eval {key}" for key in keys.values()])
 
     # Across a rotation's folds (core.rotation): fresh while every fold's eval is the same, by content.
-    across = [(f"eval {r.key}/rotation-{settings}", eval_command(r, settings), settings, path)
+    across = [(f"eval {r.key}/rotation-{settings}", "report", eval_command(r, settings), settings, path)
               for r, settings, path in cat.rotation_reports()]
-    across += [(f"compare {rotation}/rotation/{path.stem}",
-                compare_command(rotation, path.stem.partition("-")[0].split("_vs_"), settings), settings, path)
-               for rotation, settings, path in cat.rotation_comparisons()]
-    for artifact, command, settings, path in across:
+    across += [(f"compare {rotation}/rotation/{path.stem}", "comparison", compare_command(rotation, shown, settings),
+                settings, path) for rotation, shown, settings, path in cat.rotation_comparisons()]
+    for artifact, what, command, settings, path in across:
         rep = _json(path)
         if rep is None:
             lab.missing(artifact, "the report is damaged", command)
@@ -282,7 +281,6 @@ def lab_status(paths: LabPaths) -> list[Row]:
             lab.add(artifact, ["made before its folds' evals were recorded in it"], command)
             continue
         names = [rec.get("name") for rec in rep["evals"]]
-        reasons = comparison_problems(rep, {n: evals.get(f"{n}/{settings}") for n in names},
-                                      "report" if artifact.startswith("eval") else "comparison")
+        reasons = comparison_problems(rep, {n: evals.get(f"{n}/{settings}") for n in names}, what)
         lab.add(artifact, reasons, command, [f"eval {n}/{settings}" for n in names])
     return lab.rows

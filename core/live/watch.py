@@ -16,9 +16,9 @@ import os
 from pathlib import Path
 
 from core.live.publish import ProducerThread, Publisher
+from core.validate import READABLE
 
 POLL_S = 0.2           # how often the store is looked at
-READABLE = ("accepted", "degraded", "unlabelled")
 
 
 class StoreWatch:

@@ -46,8 +46,9 @@ def save_checkpoint(model: BaseModel, directory: Path, header_extra: dict) -> di
             "weights": dict(zip(("sha256", "bytes"), file_digest(tmp / wname)), file=wname),
             **({"calibration": model.calibration} if model.calibration else {}), **header_extra,
         }
-        atomic_write_text(tmp / HEADER, json.dumps(header, indent=1, default=_json_default) + "\n")
-    return json.loads(json.dumps(header, default=_json_default))
+        text = json.dumps(header, indent=1, default=_json_default)
+        atomic_write_text(tmp / HEADER, text + "\n")
+    return json.loads(text)
 
 
 def _json_default(o):

@@ -19,6 +19,8 @@ from core.registry import Registry
 from core.validate.checks import VALIDATOR_VERSION, ValidateConfig
 
 STATUSES = ("accepted", "degraded", "unlabelled", "rejected", "errored")
+# Episodes whose data can be read as they claim: what predict and the watch read.
+READABLE = STATUSES[:3]
 DUPLICATE = "duplicate_episode_id"
 class GateFailed(Cis490Error):
     """--fail-on found episodes at or above the given status."""
