@@ -124,6 +124,6 @@ def compare_reports(artifacts: Path, phases: list[str], reports: list[dict], cfg
     out = lab.comparison(cfg.split, names, cfg.settings)
     ensure_dir(out.parent)
     atomic_write_text(out, json.dumps(report, indent=1) + "\n")
-    from core.evaluate.figures import forest_figure
-    figures = forest_figure(report, out.with_suffix(""))
+    from core.evaluate.figures import forest_figure, formats
+    figures = forest_figure(report, out.with_suffix("")) if formats() else []
     return CompareResult(out, report, figures)

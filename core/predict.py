@@ -259,9 +259,13 @@ def predict_episode_schema(engine: Engine) -> pl.DataFrame:
 
 def _figures(windows: pl.DataFrame, timeline: pl.DataFrame, engine: Engine, ref, directory: Path) -> list[Path]:
     """A timeline figure per episode (the first FIGURES); none on the base
-    install, which has no matplotlib (the tables say the same)."""
+    install, which has no matplotlib (the tables say the same), or under
+    CIS490_FIGURE_FORMATS=none."""
     import importlib.util
     if importlib.util.find_spec("matplotlib") is None:
+        return []
+    from core.evaluate.figures import formats
+    if not formats():
         return []
     from core.predict_figures import timeline_figure
     out = []

@@ -10,9 +10,37 @@ os.environ.setdefault("CIS490_WORKERS", "1")
 # One thread per library: the tests' batches are tiny, and a second OpenMP
 # thread (torch) spins for its share of work it is never given.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-# Figures as SVG only (the text tests read): a PNG at 300 dpi and a PDF cost
-# two thirds of each figure's time. Tests of the formats set all three.
-os.environ.setdefault("CIS490_FIGURE_FORMATS", "svg")
+# aeon (the dev extra's reference implementations, tests/core/test_rocket.py)
+# compiles its numba kernels on first use: 70 CPU-seconds on every fresh venv,
+# as CI's is, against a few seconds to run them as Python on a dozen series.
+os.environ.setdefault("NUMBA_DISABLE_JIT", "1")
+# No figures: drawing them was half of every eval's time in the suite. The
+# tests that read figures ask for them (the `figures` fixture: SVG, the text
+# they read); tests of the formats set all three.
+os.environ.setdefault("CIS490_FIGURE_FORMATS", "none")
+
+
+def _keep_freed_memory() -> None:
+    """glibc hands a large freed block back to the kernel and faults it in
+    again, page by page, at the next allocation of its size: the suite's
+    tensors and frames made a sixth of its CPU time system time that way.
+    Kept instead (blocks up to 32 MiB from the heap, the heap never trimmed),
+    in this process (mallopt) and in the ones it starts (the environment)."""
+    import ctypes
+    import ctypes.util
+    settings = {"MALLOC_MMAP_THRESHOLD_": (-3, 32 << 20), "MALLOC_TRIM_THRESHOLD_": (-1, (1 << 31) - 1),
+                "MALLOC_TOP_PAD_": (-2, 256 << 20)}
+    for name, (_, value) in settings.items():
+        os.environ.setdefault(name, str(value))
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c")).mallopt
+    except (OSError, AttributeError, TypeError):       # not glibc: nothing to tune
+        return
+    for option, value in settings.values():
+        mallopt(option, value)
+
+
+_keep_freed_memory()
 
 import pytest  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
@@ -64,6 +92,12 @@ def lab_home(tmp_path, monkeypatch) -> LabPaths:
     monkeypatch.setenv("COLUMNS", "80")
     monkeypatch.setenv("NO_COLOR", "1")
     return LabPaths(home)
+
+
+@pytest.fixture
+def figures(monkeypatch):
+    """Figures drawn, as SVG, for the tests that read them."""
+    monkeypatch.setenv("CIS490_FIGURE_FORMATS", "svg")
 
 
 @pytest.fixture

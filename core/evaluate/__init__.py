@@ -19,6 +19,7 @@ from core.errors import Cis490Error, ConfigError
 from core.calibrate import scale
 from core.evaluate.bootstrap import bootstrap_scores, defined_ci, percentile_ci
 from core.evaluate.detection import DetectRule
+from core.evaluate.figures import formats
 from core.evaluate.pitfalls import parse_slice
 from core.extract import load_feature_schema, read_features
 from core.metrics import confusion, macro_f1_from_confusion, per_class_prf
@@ -63,7 +64,6 @@ class EvalConfig:
             raise ConfigError(f"--alpha must be between 0 and 1, got {self.alpha}")
         if self.slice is not None:
             parse_slice(self.slice)
-        from core.evaluate.figures import formats
         formats()                       # a mistyped $CIS490_FIGURE_FORMATS before any work
 
     @property
@@ -245,20 +245,25 @@ def evaluate_model(processed: Path, artifacts: Path, registry: Registry, model: 
         "split_membership_sha256": split_meta["membership_sha256"], "eval_run_id": run_id,
         "report_version": REPORT_VERSION, **extra,
     }
+    figures = _figures(report, header, delays, out_dir) if formats() else []
+    report["figures"] = [f.name for f in figures]       # part of the report: status checks they are there
+    atomic_write_text(out_dir / REPORT, json.dumps(report, indent=1) + "\n")
+    return EvalResult(model, mode, out_dir, report, figures)
+
+
+def _figures(report: dict, header: dict, delays, out_dir: Path) -> list[Path]:
     from core.evaluate.figures import confusion_figure, per_host_figure, per_profile_figure, training_figure
+    from core.evaluate.figures_sections import calibration_figure, detection_figure, over_time_figure
     figures = (confusion_figure(report, out_dir / "confusion") + per_profile_figure(report, out_dir / "per_profile")
                + per_host_figure(report, out_dir / "per_host")
                + (training_figure(report, header, out_dir / "training") or []))
-    from core.evaluate.figures_sections import calibration_figure, detection_figure, over_time_figure
     if report["detection"]["per_phase"]:
         figures += detection_figure(report, delays, out_dir / "detection")
     if report["calibration"]["val_windows"]:
         figures += calibration_figure(report, out_dir / "calibration")
     if report["over_time"]:
         figures += over_time_figure(report, out_dir / "over_time")
-    report["figures"] = [f.name for f in figures]       # part of the report: status checks they are there
-    atomic_write_text(out_dir / REPORT, json.dumps(report, indent=1) + "\n")
-    return EvalResult(model, mode, out_dir, report, figures)
+    return figures
 
 
 def _sections(processed, schema, every, idx, groups, truth, pred, raw, proba, m, val, cfg: EvalConfig, phases,

@@ -18,18 +18,22 @@ FORMATS_ENV = "CIS490_FIGURE_FORMATS"
 
 def formats() -> tuple[str, ...]:
     """The formats figures are written in: $CIS490_FIGURE_FORMATS (e.g. `svg`
-    or `png,svg`), else all three. A PNG at 300 dpi and a PDF each cost about
-    a third of a second a figure; a sweep that reads SVG can skip them."""
+    or `png,svg`), else all three; `none` draws no figure. A PNG at 300 dpi
+    and a PDF each cost about a third of a second a figure; a sweep that reads
+    SVG can skip them, and one that reads only the numbers (a rotation's
+    folds, a bench) can skip drawing too."""
     import os
 
     from core.errors import ConfigError
     raw = os.environ.get(FORMATS_ENV, "").strip()
     if not raw:
         return FORMATS
+    if raw.lower() == "none":
+        return ()
     chosen = tuple(dict.fromkeys(x.strip().lower() for x in raw.split(",") if x.strip()))
     bad = [x for x in chosen if x not in FORMATS]
     if bad or not chosen:
-        raise ConfigError(f"{FORMATS_ENV}={raw!r}: formats are {', '.join(FORMATS)} (comma-separated)")
+        raise ConfigError(f"{FORMATS_ENV}={raw!r}: formats are {', '.join(FORMATS)} (comma-separated), or none")
     return chosen
 BASE_PT = 9          # tick labels, and the smallest text anywhere
 
@@ -87,7 +91,10 @@ def confusion_figure(report: dict, stem: Path) -> list[Path]:
     lo, hi = report["macro_f1_ci"]
     ax.set_title(f"{_title(report)}\nmacro-F1 {report['macro_f1']:.3f} [{lo:.3f}, {hi:.3f}], "
                  f"{report['windows']:,} windows")
-    fig.colorbar(im, ax=ax, fraction=0.046, label="share of the true phase (log scale); blank: none")
+    bar = fig.colorbar(im, ax=ax, fraction=0.046, label="share of the true phase (log scale); blank: none")
+    # Plain percentages: the log axis's own 10^k labels are mathtext, a third of the figure's time to lay out.
+    bar.set_ticks([floor, 0.01, 0.1, 1.0], labels=["0.1%", "1%", "10%", "100%"])
+    bar.minorticks_off()
     fig.tight_layout()
     return _save(fig, plt, stem)
 

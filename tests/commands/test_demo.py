@@ -1,5 +1,6 @@
 import hashlib
 import json
+import shutil
 
 import pytest
 
@@ -14,7 +15,7 @@ def _snapshot(root, skip):
 
 
 @pytest.mark.slow
-def test_demo_runs_in_its_own_lab_leaves_the_home_byte_identical_and_speaks_json(cli, lab_home):
+def test_demo_runs_in_its_own_lab_leaves_the_home_byte_identical_and_speaks_json(cli, lab_home, extracted_lab):
     # An existing lab: a store, an index, a notebook of its own.
     ep = lab_home.default_store / "lab-x" / "ep1"
     ep.mkdir(parents=True)
@@ -25,18 +26,26 @@ def test_demo_runs_in_its_own_lab_leaves_the_home_byte_identical_and_speaks_json
     (lab_home.artifacts / "notebook.jsonl").write_text('{"run_id": "x"}\n')
     demo_dir = lab_home.home / "demo"
     before = _snapshot(lab_home.home, demo_dir)
+    # An earlier demo's lab, with another store, index and features (a whole
+    # second demo run cost as much as the rest of the test): the demo replaces
+    # its own lab.
+    paths, _ = extracted_lab
+    shutil.copytree(paths.data, demo_dir / "data")
+    (demo_dir / ".cis490-demo").write_text("made by an earlier demo\n")
+    (demo_dir / "artifacts").mkdir()
+    (demo_dir / "artifacts" / "notebook.jsonl").write_text('{"run_id": "an earlier demo", "command": "demo"}\n')
+    earlier = {p.parent.name for p in (demo_dir / "data" / "raw" / "store").rglob("manifest.json")}
 
-    result = cli("demo", "--episodes", "60", "--duration", "60", "-j", "2")
+    result = cli("--json", "demo", "--episodes", "60", "--duration", "60", "-j", "2")
     assert result.exit_code == 0, result.output
     assert _snapshot(lab_home.home, demo_dir) == before
     assert (demo_dir / "data" / "raw" / "store").is_dir()
+    episodes = {p.parent.name for p in (demo_dir / "data" / "raw" / "store").rglob("manifest.json")}
+    assert len(earlier) >= 100 and len(episodes) >= 60 and not episodes & earlier
     runs = [json.loads(x) for x in (demo_dir / "artifacts" / "notebook.jsonl").read_text().splitlines()]
-    demo = next(r for r in runs if r["command"] == "demo")
+    demo = next(r for r in runs if r["command"] == "demo" and r["run_id"] != "an earlier demo")
     assert all(r["parent_run"] == demo["run_id"] for r in runs if r["command"] != "demo")
-    # A second demo replaces its own lab; with --json its output is one document.
-    result = cli("--json", "demo", "--episodes", "60", "--duration", "60", "-j", "1")
-    assert result.exit_code == 0, result.output
-    assert _snapshot(lab_home.home, demo_dir) == before
+    # With --json its output is one document.
     payload = json.loads(result.stdout)
     assert set(payload["test_macro_f1"]) == {"minirocket", "minirocket_oracle", "gbt", "gbt_oracle", "cnn",
                                              "cnn_oracle"}

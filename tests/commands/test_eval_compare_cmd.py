@@ -21,7 +21,7 @@ def home(trained, lab_home):
 
 
 def test_eval_writes_report_predictions_and_figures(cli, home, monkeypatch):
-    monkeypatch.setenv("CIS490_FIGURE_FORMATS", "png,pdf,svg")      # the default; the suite writes SVG only
+    monkeypatch.setenv("CIS490_FIGURE_FORMATS", "png,pdf,svg")      # the default; the suite draws none
     result = cli("eval", "gbt", "--resamples", "200")
     assert result.exit_code == 0, result.output
     assert "macro-F1" in result.output and "Untested profiles" in result.output
@@ -109,6 +109,9 @@ def test_eval_all_and_compare_all(cli, home):
 
 
 def test_figures_for_a_paper(cli, home, monkeypatch):
+    # The kNN evals beforehand, without figures (compare reuses them): the
+    # figures read below are gbt's and the comparison's.
+    assert cli("eval", "knn", "knn_oracle", "--resamples", "50").exit_code == 0
     monkeypatch.delenv("CIS490_FIGURE_FORMATS")                         # the default: PNG, PDF and SVG
     assert cli("compare", "gbt", "knn", "knn_oracle", "--resamples", "50").exit_code == 0
     out = home.artifacts / "eval" / "host" / "gbt_realistic" / "test-episode-b50-s0"
@@ -166,7 +169,7 @@ def test_compare_says_when_p_values_sit_at_the_resamples_floor(cli, home):
     assert "more --resamples would" in text
 
 
-def test_eval_reports_detection_trust_and_pitfalls(cli, home):
+def test_eval_reports_detection_trust_and_pitfalls(cli, home, figures):
     result = cli("eval", "knn", "--resamples", "100")
     assert result.exit_code == 0, result.output
     out = result.output
@@ -229,7 +232,7 @@ def test_compare_gives_the_paired_gap_of_median_delays(cli, home):
     assert "Median time to detect" in table and "missed A / B" in table
 
 
-def test_a_deleted_figure_or_an_older_report_makes_the_eval_stale(cli, home):
+def test_a_deleted_figure_or_an_older_report_makes_the_eval_stale(cli, home, figures):
     assert cli("eval", "knn", "--resamples", "50").exit_code == 0
     d = home.artifacts / "eval" / "host" / "knn_realistic" / "test-episode-b50-s0"
     (d / "detection.svg").unlink()
@@ -247,7 +250,7 @@ def _status_row(cli, artifact: str) -> dict:
     return next(r for r in json.loads(cli("--json", "status").stdout) if r["artifact"] == artifact)
 
 
-def test_eval_draws_training_curves_per_host_bars_and_a_log_scaled_confusion(cli, home):
+def test_eval_draws_training_curves_per_host_bars_and_a_log_scaled_confusion(cli, home, figures):
     """Regression (issue 22): the training history in every checkpoint header
     was never drawn, hosts had no figure, and a linear colour scale left every
     off-diagonal cell of the confusion white."""
@@ -275,4 +278,5 @@ def test_figure_formats_follow_the_environment_and_a_bad_one_is_one_line(cli, ho
     result = cli("eval", "knn", "--resamples", "20")
     assert result.exit_code == 1
     assert result.stderr.strip() == ("Error: CIS490_FIGURE_FORMATS='png,jpeg': formats are png, pdf, svg "
-                                     "(comma-separated)")
+                                     "(comma-separated), or none")
+

@@ -94,10 +94,10 @@ def test_split_with_a_read_only_artifacts_folder_changes_nothing(cli, lab_home, 
 def test_a_validate_that_changes_nothing_leaves_the_lineage_fresh(cli, validated_home):
     """Regression: a no-change `validate` marked everything downstream stale until `extract` ran again."""
     home = validated_home
-    assert cli("extract", "-j", "2").exit_code == 0
+    assert cli("extract", "-j", "1").exit_code == 0
     index = home.processed / "validation_v1.parquet"
     before = index.read_bytes()
-    assert cli("validate", "-j", "2").exit_code == 0
+    assert cli("validate", "-j", "1").exit_code == 0
     assert index.read_bytes() == before
     rows = {r["artifact"]: r["state"] for r in json.loads(cli("--json", "status").stdout)}
     assert rows["acceptance index"] == rows["features and tensors"] == "fresh"

@@ -47,8 +47,8 @@ def test_listing_works_on_a_read_only_home(cli, lab_home, monkeypatch):
 
 
 def test_notebook_diff_shows_only_what_differs(cli, lab_home, tmp_path):
-    assert cli("synth", "-n", "24", "--duration", "60", "-j", "2", "--seed", "1").exit_code == 0
-    assert cli("synth", "-n", "24", "--duration", "90", "-j", "2", "--seed", "1", "--force").exit_code == 0
+    assert cli("synth", "-n", "24", "--duration", "60", "-j", "1", "--seed", "1").exit_code == 0
+    assert cli("synth", "-n", "24", "--duration", "90", "-j", "1", "--seed", "1", "--force").exit_code == 0
     runs = json.loads(cli("--json", "notebook", "list").stdout)
     a, b = runs[0]["run_id"], runs[1]["run_id"]
     diff = json.loads(cli("--json", "notebook", "diff", a, b).stdout)

@@ -50,7 +50,7 @@ def _same_as_eval(home, windows: pl.DataFrame, episode: str) -> None:
     np.testing.assert_allclose(both["trust"].to_numpy(), both["trust_eval"].to_numpy(), atol=1e-5)
 
 
-def test_a_labelled_episode_gets_evals_predictions_and_a_timeline(cli, home):
+def test_a_labelled_episode_gets_evals_predictions_and_a_timeline(cli, home, figures):
     assert cli("eval", "gbt", "--resamples", "20").exit_code == 0
     episode = _test_episode(home)
     result = cli("predict", "gbt", episode)
@@ -207,7 +207,7 @@ def test_serve_watch_takes_a_store_and_a_model(cli, home):
     assert result.exit_code == 2 and "--replay or --watch, not both" in result.output
 
 
-def test_windows_go_out_in_parts_so_memory_stays_bounded(cli, home, monkeypatch):
+def test_windows_go_out_in_parts_so_memory_stays_bounded(cli, home, monkeypatch, figures):
     import core.predict
     monkeypatch.setattr(core.predict, "PART_WINDOWS", 50)
     monkeypatch.setattr(core.predict, "FIGURES", 3)

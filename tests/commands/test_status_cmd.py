@@ -239,3 +239,24 @@ def test_features_depend_on_the_rows_extract_reads_not_on_the_whole_index(tmp_pa
     changed = {**rows, "manifest_sha256": ["1", "3"]}
     pl.DataFrame(changed).write_parquet(index)
     assert extractable_digest(index) != before
+
+
+def test_an_eval_drawn_without_figures_is_complete_and_fresh(cli, home, monkeypatch):
+    """CIS490_FIGURE_FORMATS=none: a sweep that reads only the numbers draws
+    nothing (drawing was half an eval's time); what was written is complete."""
+    monkeypatch.setenv("CIS490_FIGURE_FORMATS", "none")
+    assert cli("compare", "gbt", "knn", "--resamples", "20").exit_code == 0
+    d = home.artifacts / "eval" / "host" / "knn_realistic" / "test-episode-b20-s0"
+    assert sorted(p.name for p in d.iterdir()) == ["predictions.parquet", "report.json"]
+    assert json.loads((d / "report.json").read_text())["figures"] == []
+    drawn = [p.name for p in (home.artifacts / "compare" / "host").glob("*-b20-s0.*")]
+    assert drawn == ["gbt_vs_knn-test-episode-b20-s0.json"]
+    _, rows = _status(cli)
+    assert rows["eval host/knn_realistic/test-episode-b20-s0"]["state"] == "fresh"
+    assert rows["compare host/gbt_vs_knn-test-episode-b20-s0"]["state"] == "fresh"
+    # Drawn later, by a re-run: the same numbers, now with figures.
+    monkeypatch.setenv("CIS490_FIGURE_FORMATS", "svg")
+    assert cli("eval", "knn", "--resamples", "20").exit_code == 0
+    assert "confusion.svg" in json.loads((d / "report.json").read_text())["figures"]
+    assert (d / "confusion.svg").exists()
+    assert _status(cli)[1]["eval host/knn_realistic/test-episode-b20-s0"]["state"] == "fresh"

@@ -193,11 +193,11 @@ def test_kill_9_mid_extract_leaves_no_worker_and_no_temporary(tmp_path):
     and `.extract-NNNN/` behind for good."""
     from core.synth import SynthConfig, generate_store
     store = tmp_path / "store"
-    generate_store(SynthConfig(episodes=40, hosts=2, duration_s=900.0, seed=3, fault_rate=0.0, in_flight=0),
-                   store, workers=2)
+    generate_store(SynthConfig(episodes=24, hosts=2, duration_s=900.0, seed=3, fault_rate=0.0, in_flight=0),
+                   store, workers=1)
     processed = tmp_path / "processed"
     index = processed / "validation_v1.parquet"
-    run_validation(store, index, REG, workers=2)
+    run_validation(store, index, REG, workers=1)
     code = ("from pathlib import Path; from core.registry import load_registry; "
             "from core.extract import ExtractConfig; from core.extract.pipeline import run_extract; "
             f"run_extract(Path({str(processed)!r}), Path({str(index)!r}), Path({str(store)!r}), load_registry(), "
