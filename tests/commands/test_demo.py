@@ -4,6 +4,8 @@ import shutil
 
 import pytest
 
+from core.synth import DEMO_MARKER
+
 # Trains models or runs whole stages: left out of `pytest -m "not slow"`.
 pytestmark = pytest.mark.slow
 
@@ -31,7 +33,7 @@ def test_demo_runs_in_its_own_lab_leaves_the_home_byte_identical_and_speaks_json
     # its own lab.
     paths, _ = extracted_lab
     shutil.copytree(paths.data, demo_dir / "data")
-    (demo_dir / ".cis490-demo").write_text("made by an earlier demo\n")
+    (demo_dir / DEMO_MARKER).write_text("made by an earlier demo\n")
     (demo_dir / "artifacts").mkdir()
     (demo_dir / "artifacts" / "notebook.jsonl").write_text('{"run_id": "an earlier demo", "command": "demo"}\n')
     earlier = {p.parent.name for p in (demo_dir / "data" / "raw" / "store").rglob("manifest.json")}
