@@ -14,7 +14,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 # compiles its numba kernels on first use: 70 CPU-seconds on every fresh venv,
 # as CI's is, against a few seconds to run them as Python on a dozen series.
 os.environ.setdefault("NUMBA_DISABLE_JIT", "1")
-# No figures: drawing them was half of every eval's time in the suite. The
+# No figures: drawing them is two thirds of an eval's time in SVG
+# (bench/evaluation.py), and eval runs in most slow modules. The
 # tests that read figures ask for them (the `figures` fixture: SVG, the text
 # they read); tests of the formats set all three.
 os.environ.setdefault("CIS490_FIGURE_FORMATS", "none")
@@ -22,10 +23,11 @@ os.environ.setdefault("CIS490_FIGURE_FORMATS", "none")
 
 def _keep_freed_memory() -> None:
     """glibc hands a large freed block back to the kernel and faults it in
-    again, page by page, at the next allocation of its size: the suite's
-    tensors and frames made a sixth of its CPU time system time that way.
-    Kept instead (blocks up to 32 MiB from the heap, the heap never trimmed),
-    in this process (mallopt) and in the ones it starts (the environment)."""
+    again, page by page, at the next allocation of its size (test_models: 1.3
+    million page faults, 0.3 million with this; system time is a sixth of the
+    suite's CPU time). Kept instead (blocks up to 32 MiB from the heap, the
+    heap never trimmed), in this process (mallopt) and in the ones it starts
+    (the environment)."""
     import ctypes
     import ctypes.util
     settings = {"MALLOC_MMAP_THRESHOLD_": (-3, 32 << 20), "MALLOC_TRIM_THRESHOLD_": (-1, (1 << 31) - 1),
