@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rich.markup import escape
+
 from cis490cli.render_sections import render_delay_gaps, render_sections
 from cis490cli.state import AppState
 from cis490cli.terminal import shown_path
+from core.safenames import shown
 
 if TYPE_CHECKING:
     from core.compare import CompareResult
@@ -54,17 +57,17 @@ def render_validate(state: AppState, s: ValidationSummary) -> None:
     if s.top_reasons:
         term.table("Top reasons", ["reason", "episodes"], s.top_reasons, justify_right=[1])
     if s.refused:
-        shown = s.refused[:REFUSED_SHOWN]
-        more = f" (the first {len(shown)} of {len(s.refused):,}; every one with --json)" \
-            if len(s.refused) > len(shown) else ""
+        first = s.refused[:REFUSED_SHOWN]
+        more = f" (the first {len(first)} of {len(s.refused):,}; every one with --json)" \
+            if len(s.refused) > len(first) else ""
         term.table(f"Rejected and errored episodes{more}", ["episode", "status", "reasons"],
-                   [(r["rel_path"], r["status"], ", ".join(r["reasons"])) for r in shown])
+                   [(shown(r["rel_path"]), r["status"], shown(", ".join(r["reasons"]), 240)) for r in first])
     if s.in_flight:
-        shown = ", ".join(s.in_flight[:5]) + (" ..." if len(s.in_flight) > 5 else "")
-        term.print(f"{len(s.in_flight)} upload(s) in flight, skipped: {shown}")
+        flight = ", ".join(shown(f) for f in s.in_flight[:5]) + (" ..." if len(s.in_flight) > 5 else "")
+        term.print(f"{len(s.in_flight)} upload(s) in flight, skipped: {escape(flight)}")
     if s.duplicates:
         term.print(f"[yellow]{len(s.duplicates)} duplicated episode id(s), the first-received copy kept:[/] "
-                   + ", ".join(s.duplicates[:5]))
+                   + escape(", ".join(shown(d) for d in s.duplicates[:5])))
     term.print(f"Index: {s.index}")
 
 
@@ -84,7 +87,7 @@ def render_extract(state: AppState, s: ExtractSummary) -> None:
     term.table("Coverage per source (fraction of channel-steps present)", ["source", "coverage"],
                [(src, f"{c:.1%}") for src, c in s.coverage.items()], justify_right=[1])
     for rel, err in s.failed[:10]:
-        term.print(f"[red]failed[/] {rel}: {err}")
+        term.print(f"[red]failed[/] {escape(shown(rel))}: {escape(err)}")
     if len(s.failed) > 10:
         term.print(f"... and {len(s.failed) - 10} more failed episodes (see --json)")
     term.print(f"Features: {s.outputs.get('features')}\nTensors: {s.outputs.get('tensors')}")
@@ -104,14 +107,33 @@ def render_split(state: AppState, r: SplitResult) -> None:
     rows.append(("total", *[f"{m['totals'][p]['episodes']} ({m['totals'][p]['windows']:,})" for p in PARTS]))
     term.table(f"Split '{r.recipe}': episodes (windows)", ["profile", *PARTS], rows)
     for p in PARTS:
-        term.print(f"{p} hosts: {', '.join(m['hosts'][p])}")
+        term.print(escape(f"{p} hosts: {', '.join(shown(h, 40) for h in m['hosts'][p])}"))
     if m["untested_profiles"]:
         term.print(f"[yellow]untested profiles (absent from test, never averaged away):[/] "
                    f"{', '.join(m['untested_profiles'])}")
+    render_episode_shares(term, m)
     if m.get("unlabelled_left_out"):
         term.print(f"{m['unlabelled_left_out']:,} unlabelled episode(s) left out: never split, trained or scored "
                    "on (`cis490 predict --unlabelled` reads them).")
     term.print(f"Split: {r.parquet}")
+
+
+def render_episode_shares(term, m: dict) -> None:
+    """Each part's largest episode, and a warning for one over the split's
+    bound (the windows models fit and choose on leave the rest of it out)."""
+    shares, bound = m.get("episode_shares"), m["params"].get("max_episode_share")
+    if not shares:
+        return
+    for p, s in shares.items():
+        if not s["largest"]:
+            continue
+        top = s["largest"][0]
+        line = f"{p}: largest episode {shown(top['episode_id'], 40)} holds {top['share']:.1%} of {s['windows']:,} windows"
+        term.print(escape(line))
+        if s["cap"] is not None:
+            term.warn(f"{p}: {s['episodes_capped']:,} episode(s) over the {bound:.0%} "
+                      f"bound (--max-episode-share): models fit on at most {s['cap']:,} windows of each, "
+                      f"{s['windows'] - s['windows_kept']:,} windows left out")
 
 
 def render_rotation(state: AppState, r: dict) -> None:
@@ -137,7 +159,7 @@ def render_rotation_eval(state: AppState, reports: list[dict]) -> None:
                    [(f["host"], _ci(f["macro_f1"], f["macro_f1_ci"]), f["windows"], f["episodes"])
                     for f in r["folds"]] + [("mean over hosts", _ci(r["mean_macro_f1"], r["mean_macro_f1_ci"]), "", "")],
                    justify_right=[2, 3])
-        term.print(f"Worst held-out host: {r['worst']['host']} at {r['worst']['macro_f1']:.3f}. The mean's interval "
+        term.print(f"Worst held-out host: {escape(shown(r['worst']['host']))} at {r['worst']['macro_f1']:.3f}. The mean's interval "
                    "resamples each fold's test episodes; every device counts once. Report: "
                    f"{shown_path(r['path'])}")
 
@@ -153,10 +175,10 @@ def render_rotation_compare(state: AppState, r: dict) -> None:
                [(f"{p['a']} - {p['b']}", f"{p['mean_gap']:+.3f} [{p['mean_gap_ci'][0]:+.3f}, {p['mean_gap_ci'][1]:+.3f}]",
                  f"{p['p_holm'] if holm else p['p_value']:.3g}", p["winner"]) for p in r["pairs"]], justify_right=[1, 2])
     hosts = [h["host"] for h in r["pairs"][0]["per_host"]]
-    shown = r["pairs"][:3]
-    term.table("Gap per held-out host", ["host", *[f"{p['a']} - {p['b']}" for p in shown]],
-               [(host, *[f"{p['per_host'][n]['gap']:+.3f}" for p in shown]) for n, host in enumerate(hosts)],
-               justify_right=list(range(1, len(shown) + 1)))
+    first = r["pairs"][:3]
+    term.table("Gap per held-out host", ["host", *[f"{p['a']} - {p['b']}" for p in first]],
+               [(shown(host), *[f"{p['per_host'][n]['gap']:+.3f}" for p in first]) for n, host in enumerate(hosts)],
+               justify_right=list(range(1, len(first) + 1)))
     term.print(f"{r['method']}; {r['unit']} unit, {r['resamples']} resamples. Report: {shown_path(r['path'])}")
 
 

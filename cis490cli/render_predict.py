@@ -2,8 +2,11 @@
 table (the first SHOWN episodes), the files written, or `--json`."""
 from __future__ import annotations
 
+from rich.markup import escape
+
 from cis490cli.state import AppState
 from cis490cli.terminal import shown_path
+from core.safenames import shown
 
 SHOWN = 10
 
@@ -21,9 +24,9 @@ def render_predict(state: AppState, r) -> None:
     by_episode = {e: g for (e,), g in r.segments.group_by("episode_id", maintain_order=True)}
     for ep in m["episodes"][:SHOWN]:
         segs = by_episode.get(ep["episode_id"])
-        title = f"{ep['episode_id']} ({ep['status']}): {ep['windows']} windows"
+        title = f"{shown(ep['episode_id'])} ({ep['status']}): {ep['windows']} windows"
         if segs is None:
-            term.print(f"{title}: no window with data")
+            term.print(f"{escape(title)}: no window with data")
             continue
         term.table(title, ["from s", "to s", "phase", "windows", "mean trust"],
                    [(f"{s['start_s']:.1f}", f"{s['end_s']:.1f}", s["phase"], s["windows"], f"{s['mean_trust']:.2f}")
@@ -31,7 +34,7 @@ def render_predict(state: AppState, r) -> None:
     if len(m["episodes"]) > SHOWN:
         term.print(f"... and {len(m['episodes']) - SHOWN:,} more episode(s): segments.csv has every one.")
     for f in m["failed"]:
-        term.warn(f"{f['episode_id']}: not predicted: {f['error']}")
+        term.warn(f"{shown(f['episode_id'])}: not predicted: {f['error']}")
     figures = f"; {len(r.figures) // max(1, len({p.suffix for p in r.figures}))} timeline figure(s)" if r.figures \
-        else "; no figures (this install has no matplotlib)"
+        else f"; no figures ({m['figures_note']})" if m.get("figures_note") else ""
     term.print(f"Written to {shown_path(r.directory)}: windows and segments (parquet, CSV){figures}.")

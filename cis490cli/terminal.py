@@ -145,21 +145,25 @@ class Terminal:
 
     def table(self, title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]],
               justify_right: Sequence[int] = (), no_wrap: Sequence[int] = (), min_width: int | None = None,
-              listing: bool = False) -> None:
+              listing: bool = False, markup: bool = False) -> None:
         """A Rich table; `min_width` renders it at least that wide (a `--wide`
         view asked for), instead of squeezing it to the terminal. A `listing`
         (one row per record, as `notebook list`) has no box, so a row keeps
-        to one line at 80 columns."""
+        to one line at 80 columns. Cells are plain text unless `markup` (whose
+        caller escapes what it did not write): a host named `[/x]` from a
+        store is shown, not parsed."""
         if not self.human:
             return
-        t = Table(title=title, title_justify="left", header_style="bold underline",
+        t = Table(title=title if markup or title is None else Text(title), title_justify="left",
+                  header_style="bold underline",
                   **({"box": None, "pad_edge": False} if listing else {}))
         for i, c in enumerate(columns):
             # Fold, never an ellipsis: a table must not hide part of a name or a number.
-            t.add_column(c, justify="right" if i in justify_right else "left", no_wrap=i in no_wrap,
+            t.add_column(c if markup else Text(c), justify="right" if i in justify_right else "left", no_wrap=i in no_wrap,
                          overflow="fold")
         for r in rows:
-            t.add_row(*[with_home(_cell(v), self.home) for v in r])
+            cells = [with_home(_cell(v), self.home) for v in r]
+            t.add_row(*(cells if markup else [Text(c) for c in cells]))
         out = self.out
         if min_width is not None and out.width < min_width:
             out = Console(file=sys.stdout, highlight=False, width=min_width)

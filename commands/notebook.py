@@ -71,7 +71,7 @@ def list_runs(
                ["run", "command", "what", "result (macro-F1)", "s", "from"],
                [(short_id(r["run_id"]), r["command"], escape(run_subject(r)), result(r),
                  _seconds(r.get("timings", {}).get("total_s", 0)), short_id(r.get("parent_run"))[-4:])
-                for r in records], justify_right=[4], no_wrap=[0], listing=True)
+                for r in records], justify_right=[4], no_wrap=[0], listing=True, markup=True)
 
 
 @app.command("show")

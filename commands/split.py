@@ -22,6 +22,9 @@ def split(
     test_frac: Optional[float] = typer.Option(None, "--test-frac", metavar="FRACTION", callback=opt.open_fraction,
                                               help="Fraction held out for test (sample, time) [default: 0.2]."),
     seed: int = typer.Option(0, "--seed", metavar="N", help="Random seed."),
+    max_share: float = typer.Option(0.1, "--max-episode-share", metavar="FRACTION", min=0.001, max=1.0,
+                                    help="No episode weighs more than this share of the windows models fit and "
+                                         "choose on (train, val): the rest of a longer one is left out."),
     name: Optional[str] = typer.Option(None, "--name", metavar="NAME", callback=opt.split_name,
                                        help="Keep it under this name, beside the others [default: the recipe's]; "
                                             "commands take it as --split NAME."),
@@ -55,10 +58,10 @@ def split(
                                      "no --train-hosts or --name.", param_hint="'--rotate'")
         from core.stages import rotation_stage
         render_rotation(state, rotation_stage(state, features_registry(state.paths.processed, channels), val_frac,
-                                              seed))
+                                              seed, max_share))
         return
     from core.split import SplitConfig
-    cfg = SplitConfig(recipe.value, hosts, val_frac, 0.2 if test_frac is None else test_frac, seed)
+    cfg = SplitConfig(recipe.value, hosts, val_frac, 0.2 if test_frac is None else test_frac, seed, max_share)
     cfg.check()
     from core.stages import split_stage
     render_split(state, split_stage(state, features_registry(state.paths.processed, channels), cfg, name))

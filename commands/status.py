@@ -39,7 +39,8 @@ def status(
         term.table(f"Lab {state.read_paths.home}", ["state", "artifact: why, and the command that updates it"],
                    [(f"[{style[r.state]}]{r.state}[/]",
                      "\n".join([f"[bold]{escape(r.artifact)}[/]" + (f": {escape(r.reason)}" if r.reason else "")]
-                               + ([f"[dim]$ {escape(r.command)}[/]"] if r.command else []))) for r in rows])
+                               + ([f"[dim]$ {escape(r.command)}[/]"] if r.command else []))) for r in rows],
+                   markup=True)
         term.print(f"{len(rows) - len(bad)} fresh, {sum(r.state == 'stale' for r in rows)} stale, "
                    f"{sum(r.state == 'missing' for r in rows)} missing.")
     if fail_on_stale and bad:

@@ -23,6 +23,7 @@ import numpy as np
 import polars as pl
 
 from core.errors import Cis490Error
+from core.safenames import csv_safe
 from core.validate import READABLE
 
 FIGURES = 20          # timeline figures per run: one per episode, the first twenty
@@ -201,14 +202,14 @@ def run_predict(paths, store: Path, engine: Engine, ref, episodes: list[dict], h
                                "--store names the store they are in")
         timeline = pl.concat(seg_frames, how="vertical") if seg_frames else segments(parts.empty)
         timeline.write_parquet(tmp / "segments.parquet")
-        timeline.write_csv(tmp / "segments.csv")
-        figures = _figures(pl.concat(drawn) if drawn else parts.empty, timeline, engine, ref, tmp)
+        csv_safe(timeline).write_csv(tmp / "segments.csv")
+        figures, figures_note = _figures(pl.concat(drawn) if drawn else parts.empty, timeline, engine, ref, tmp)
         manifest = {
             "run_id": run_id, "model": ref.model, "mode": ref.mode, "split": ref.split, "engine": engine.kind,
             "source": str(engine.source), "model_sha256": engine.identity, "chosen": how, "asked": asked,
             "episodes": [{**ep, "windows": counts.get(ep["episode_id"], 0)} for ep in episodes],
             "failed": failed, "windows": total, "window_parts": parts.count, "classes": list(engine.model.classes),
-            "figures": [f.name for f in figures], "seconds": round(time.perf_counter() - t0, 3),
+            "figures": [f.name for f in figures], "figures_note": figures_note, "seconds": round(time.perf_counter() - t0, 3),
         }
         (tmp / PREDICT_RUN).write_text(json.dumps(manifest, indent=1) + "\n")
     return PredictResult(out, manifest, timeline, [out / f.name for f in figures], time.perf_counter() - t0)
@@ -237,7 +238,7 @@ class _PartWriter:
             return
         frame = pl.concat(self.buffer, how="vertical") if self.buffer else self.empty
         frame.write_parquet(self.dir / f"part-{self.count:05d}.parquet")
-        frame.write_csv(self.csv, include_header=self.count == 0)
+        csv_safe(frame).write_csv(self.csv, include_header=self.count == 0)
         self.buffer, self.rows, self.count = [], 0, self.count + 1
 
     def close(self) -> None:
@@ -257,20 +258,24 @@ def predict_episode_schema(engine: Engine) -> pl.DataFrame:
                                 **{f"p_{c}": pl.Float32 for c in classes}, "trust": pl.Float32, "truth": pl.Utf8})
 
 
-def _figures(windows: pl.DataFrame, timeline: pl.DataFrame, engine: Engine, ref, directory: Path) -> list[Path]:
-    """A timeline figure per episode (the first FIGURES); none on the base
-    install, which has no matplotlib (the tables say the same), or under
-    CIS490_FIGURE_FORMATS=none."""
+def _figures(windows: pl.DataFrame, timeline: pl.DataFrame, engine: Engine, ref,
+             directory: Path) -> tuple[list[Path], str | None]:
+    """A timeline figure per episode with windows (the first FIGURES), and
+    when there is none, why: no window had data, the base install has no
+    matplotlib, or CIS490_FIGURE_FORMATS=none."""
     import importlib.util
+    if windows.height == 0:
+        return [], "no window with data to draw"
     if importlib.util.find_spec("matplotlib") is None:
-        return []
-    from core.evaluate.figures import formats
+        return [], "this install has no matplotlib"
+    from core.evaluate.figures import FORMATS_ENV, formats
     if not formats():
-        return []
+        return [], f"{FORMATS_ENV}=none"
     from core.predict_figures import timeline_figure
+    from core.safenames import file_component
     out = []
     for episode_id in list(dict.fromkeys(windows["episode_id"].to_list()))[:FIGURES]:
         out += timeline_figure(windows.filter(pl.col("episode_id") == episode_id),
                                timeline.filter(pl.col("episode_id") == episode_id), ref,
-                               list(engine.model.classes), directory / f"timeline-{episode_id}")
-    return out
+                               list(engine.model.classes), directory / f"timeline-{file_component(episode_id)}")
+    return out, None

@@ -8,6 +8,7 @@ from pathlib import Path
 import polars as pl
 
 from core.evaluate.figures import _plt, _save
+from core.safenames import shown
 
 PHASE_COLORS = {"idle": "#9aa5b1", "execute": "#e67e22", "persist": "#8e44ad", "beacon": "#2e86c1",
                 "act": "#c0392b", "dormant": "#27ae60"}     # as the dashboard colours them
@@ -40,7 +41,7 @@ def timeline_figure(windows: pl.DataFrame, timeline: pl.DataFrame, ref, classes:
     lines.set_xlabel("seconds from the episode start (each window at its centre)")
     lines.legend(ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.35), frameon=False)
     name = ref.model if ref.mode == "realistic" else f"{ref.model}_{ref.mode}"
-    bands.set_title(f"{episode} ({windows['host_id'][0]}): phases by {name} (trained on the {ref.split} split)"
+    bands.set_title(f"{shown(episode, 40)} ({shown(windows['host_id'][0], 30)}): phases by {name} (trained on the {ref.split} split)"
                     + ("" if labelled else ", unlabelled"))
     fig.tight_layout()
     return _save(fig, plt, stem)

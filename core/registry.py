@@ -39,11 +39,22 @@ class Channel:
     agg: str | None = None
     field: str | None = None
     where: str | None = None
+    # The values a sample (a gauge's level, a counter's reading) can plausibly
+    # take, when the registry declares them; None: any within Limits.max_abs_value.
+    range: tuple[float, float] | None = None
 
     @property
     def row_field(self) -> str:
         """The field of a source row this channel reads (samples only)."""
         return self.name.split(".", 1)[1]
+
+    def bounds(self, limits: "Limits") -> tuple[float, float]:
+        """The values this channel's samples (and a counter's rates) may take:
+        its declared range within +-Limits.max_abs_value. Anything else (an
+        infinity, NaN, 1e39 in a gauge, a counter whose rate overflows) is
+        out of range: missing in every window, and a reason in the index."""
+        lo, hi = self.range or (-limits.max_abs_value, limits.max_abs_value)
+        return max(lo, -limits.max_abs_value), min(hi, limits.max_abs_value)
 
 
 @dataclass(frozen=True)
@@ -70,6 +81,10 @@ class Limits:
     max_row_bytes: int = 4096         # a file may expand to rows x this (its manifest's rows) ...
     min_file_mb: float = 16.0         # ... or to this many MiB (a few long lines are no crime) ...
     max_file_mb: float = 256.0        # ... and never beyond this many MiB, whatever it claims
+    # Any value or rate beyond +-this is out of range: float32 (the features'
+    # and tensors' type) ends at 3.4e38, and a std or a last-first of values
+    # near it overflows; 1e15 is a petabyte, or a petabyte a second.
+    max_abs_value: float = 1e15
 
     @property
     def max_file_bytes(self) -> int:
@@ -115,12 +130,17 @@ class Registry:
 def schema_hash(reg: Registry) -> str:
     """sha256 of the registry's canonical JSON (order of channels included:
     it is the column order of every tensor). Comments and layout do not count."""
+    # A channel without a declared range, and the default value bound, leave
+    # the hash as it was before either existed: labs made then stay fresh.
     body = {
-        "channels": [asdict(c) for c in reg.channels],
+        "channels": [{k: v for k, v in asdict(c).items() if not (k == "range" and v is None)}
+                     for c in reg.channels],
         "sources": [asdict(s) for s in reg.sources],
         "phases": list(reg.phases),
         "profiles": list(reg.profiles),
     }
+    if reg.limits.max_abs_value != Limits.max_abs_value:
+        body["max_abs_value"] = reg.limits.max_abs_value        # it changes which values are missing
     blob = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()
 
@@ -222,13 +242,26 @@ def parse_registry(raw: dict, path: str = "<registry>") -> Registry:
             unit=_need(where, entry, "unit", str),
             deployable=_need(where, entry, "deployable", bool),
             description=str(entry.get("description", "")),
-            agg=agg, field=fld, where=whr,
+            agg=agg, field=fld, where=whr, range=_range(where, entry, kind),
         ))
     for s in sources:
         if not any(c.source == s.name for c in channels):
             raise RegistryError(f"{path}: source '{s.name}' has no channel")
     return Registry(tuple(channels), tuple(sources), tuple(phases), tuple(profiles), path,
                     _parse_limits(raw.get("limits", {}), path))
+
+
+def _range(where: str, entry: dict, kind: str) -> tuple[float, float] | None:
+    if "range" not in entry:
+        return None
+    val = entry["range"]
+    ok = (isinstance(val, list) and len(val) == 2
+          and all(isinstance(x, (int, float)) and not isinstance(x, bool) and x == x for x in val))
+    if not ok or not val[0] < val[1]:
+        raise RegistryError(f"{where}: 'range' must be [low, high] with low < high, got {val!r}")
+    if kind == "flow":
+        raise RegistryError(f"{where}: 'range' is for gauges and counters (a flow channel is counted, not sampled)")
+    return float(val[0]), float(val[1])
 
 
 def _parse_limits(raw: object, path: str) -> Limits:

@@ -28,11 +28,13 @@ FOLD_PREFIX = "host-out-"
 
 
 def fold_name(host: str) -> str:
-    return f"{FOLD_PREFIX}{host}"
-
-
-def held_out_host(fold: str) -> str:
-    return fold.removeprefix(FOLD_PREFIX)
+    """The split holding out `host`: a split name whatever the store called
+    the host (core.safenames.file_component: `../../evil` cannot name a path,
+    and distinct hosts give distinct folds). The rotation's manifest keeps
+    the host as the store gave it."""
+    from core.safenames import file_component
+    from core.splitparams import SPLIT_NAME_MAX
+    return f"{FOLD_PREFIX}{file_component(host, SPLIT_NAME_MAX - len(FOLD_PREFIX))}"
 
 
 def rotation_path(processed: Path, name: str = ROTATION) -> Path:
@@ -41,11 +43,17 @@ def rotation_path(processed: Path, name: str = ROTATION) -> Path:
 
 def folds(processed: Path, name: str) -> list[str]:
     """The split names a --split NAME stands for: a rotation's folds, or the split itself."""
+    return list(fold_hosts(processed, name)) or [name]
+
+
+def fold_hosts(processed: Path, name: str) -> dict[str, str]:
+    """A rotation's folds and the host each holds out, in order; empty when
+    `name` is no rotation."""
     path = rotation_path(processed, name)
     if not path.exists():
-        return [name]
+        return {}
     try:
-        return [f["split"] for f in json.loads(path.read_text())["folds"]]
+        return {f["split"]: f["host"] for f in json.loads(path.read_text())["folds"]}
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise RotationError(f"{path}: damaged ({exc}); re-run `cis490 split --recipe host --rotate`") from None
 
@@ -59,7 +67,7 @@ def single(processed: Path, name: str, command: str) -> str:
     return name
 
 
-def make_rotation(processed: Path, registry, val_frac: float, seed: int, make) -> dict:
+def make_rotation(processed: Path, registry, val_frac: float, seed: int, max_share: float, make) -> dict:
     """One host split per host (`make(cfg, name)` makes and saves one), and
     the rotation's manifest: which split holds out which host."""
     from core.extract import read_extracted_episodes
@@ -70,7 +78,7 @@ def make_rotation(processed: Path, registry, val_frac: float, seed: int, make) -
         raise RotationError(f"a rotation needs at least two hosts; the extracted episodes have {len(hosts)}")
     out = []
     for host in hosts:
-        cfg = SplitConfig("host", tuple(h for h in hosts if h != host), val_frac, 0.2, seed)
+        cfg = SplitConfig("host", tuple(h for h in hosts if h != host), val_frac, 0.2, seed, max_share)
         try:
             result = make(cfg, fold_name(host))
         except SplitError as exc:
@@ -177,9 +185,10 @@ def rotation_compare(artifacts: Path, processed: Path, name: str, fold_reports: 
     for pair in pairs:
         p = pair.get("p_holm", pair["p_value"])
         pair["winner"] = (pair["a"] if pair["mean_gap"] > 0 else pair["b"]) if p < 0.05 else "n.s."
+    hosts = fold_hosts(processed, name)
     for pair in pairs:
         for h in pair["per_host"]:
-            h["host"] = held_out_host(h["split"])
+            h["host"] = hosts[h["split"]]
     evals = [{**e, "name": Ref.of_shown(split, e["name"]).key}
              for split, rep in zip(fold_names, fold_reports) for e in rep.get("evals", [])]
     return {"rotation": name, "models": models, "pairs": pairs, "evals": evals, "unit": cfg.unit,

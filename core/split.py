@@ -20,11 +20,15 @@ from core.lab import Lab
 from core.paths import atomic_path, atomic_write_text, ensure_dir
 from core.registry import Registry
 from core.store import parse_received_at
-from core.splitparams import describe_params  # noqa: F401 (re-exported)
+from core.splitparams import MAX_EPISODE_SHARE, describe_params  # noqa: F401 (re-exported)
 
 RECIPES = ("host", "sample", "time")
 PARTS = ("train", "val", "test")
 STRATIFY_TOLERANCE = 0.15
+# No episode weighs more than MAX_EPISODE_SHARE of the windows a model is
+# fitted and chosen on (these parts): the rest of a longer one is left out,
+# evenly spaced over it (docs/methods.md, "One episode never dominates").
+CAPPED_PARTS = ("train", "val")
 
 
 class SplitError(Cis490Error):
@@ -38,8 +42,11 @@ class SplitConfig:
     val_frac: float = 0.2
     test_frac: float = 0.2
     seed: int = 0
+    max_episode_share: float = MAX_EPISODE_SHARE
 
     def check(self) -> None:
+        if not 0 < self.max_episode_share <= 1:
+            raise ConfigError(f"--max-episode-share must be in (0, 1], got {self.max_episode_share}")
         if self.recipe not in RECIPES:
             raise ConfigError(f"unknown recipe '{self.recipe}' (choose from {', '.join(RECIPES)})")
         if not 0 < self.val_frac < 1 or not 0 < self.test_frac < 1 or self.val_frac + self.test_frac >= 1:
@@ -57,6 +64,58 @@ class SplitResult:
     parquet: Path
     meta_path: Path
     meta: dict = field(default_factory=dict)
+
+
+def episode_cap(sizes: np.ndarray, share: float) -> int | None:
+    """The most windows of one episode a part keeps so that none holds more
+    than `share` of the part's windows (an equal share, 1/episodes, where the
+    part has fewer than 1/share episodes); None when no episode is over it."""
+    sizes = np.asarray(sizes, np.int64)
+    if len(sizes) == 0:
+        return None
+    target = max(share, 1 / len(sizes))
+
+    def biggest_share(cap: int) -> float:        # grows with cap
+        return cap / np.minimum(sizes, cap).sum()
+    if biggest_share(int(sizes.max())) <= target + 1e-12:
+        return None
+    lo, hi = int(sizes.min()), int(sizes.max())  # lo: within the target (1/episodes), hi: over it
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if biggest_share(mid) <= target + 1e-12 else (lo, mid)
+    return lo
+
+
+def capped_rows(groups: np.ndarray, share: float) -> tuple[np.ndarray, int | None]:
+    """Which windows of a part (by their episode codes `groups`) it keeps:
+    every window of an episode within episode_cap, and that many of a longer
+    one, evenly spaced over it (its phases stay represented). And the cap."""
+    _, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    cap = episode_cap(counts, share)
+    if cap is None:
+        return np.arange(len(groups)), None
+    keep = np.ones(len(groups), bool)
+    for e in np.flatnonzero(counts > cap):
+        idx = np.flatnonzero(inverse == e)
+        keep[idx] = False
+        keep[idx[np.round(np.linspace(0, len(idx) - 1, cap)).astype(np.int64)]] = True
+    return np.flatnonzero(keep), cap
+
+
+def episode_shares(df: pl.DataFrame, share: float, top: int = 3) -> dict[str, dict]:
+    """Per part, its largest episodes' shares of its windows, and for the parts
+    models fit and choose on, the cap that keeps any one within `share`."""
+    out = {}
+    for p in PARTS:
+        sub = df.filter(pl.col("part") == p).sort(["n_windows", "episode_id"], descending=[True, False])
+        total = int(sub["n_windows"].sum())
+        cap = episode_cap(sub["n_windows"].to_numpy(), share) if p in CAPPED_PARTS else None
+        n = sub["n_windows"].to_numpy()
+        out[p] = {"largest": [{"episode_id": e, "windows": int(k), "share": k / max(total, 1)}
+                              for e, k in sub.head(top).select("episode_id", "n_windows").iter_rows()],
+                  "cap": cap, "episodes_capped": int((n > cap).sum()) if cap is not None else 0,
+                  "windows_kept": int(np.minimum(n, cap).sum()) if cap is not None else total, "windows": total}
+    return out
 
 
 def _stratified_val(eps: pl.DataFrame, frac: float, rng: np.random.Generator) -> set[str]:
@@ -201,7 +260,8 @@ def make_split(processed: Path, cfg: SplitConfig, registry: Registry, name: str 
             "episodes_sha256": schema["episodes_sha256"], "registry_hash": schema["registry_hash"],
             "counts": dict(sorted(counts.items())), "hosts": hosts, "untested_profiles": untested,
             "totals": {p: {"episodes": df.filter(pl.col("part") == p).height,
-                           "windows": int(df.filter(pl.col("part") == p)["n_windows"].sum())} for p in PARTS}}
+                           "windows": int(df.filter(pl.col("part") == p)["n_windows"].sum())} for p in PARTS},
+            "episode_shares": episode_shares(df, cfg.max_episode_share)}
     lab = Lab(processed, Path())
     # Runs nobody labelled are never split, trained or scored on: said, not silently dropped.
     meta["unlabelled_left_out"] = (pl.scan_parquet(lab.index).filter(pl.col("status") == "unlabelled")

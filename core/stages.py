@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Callable, Protocol
 
 from core.notebook import Run
 from core.paths import LabPaths
+from core.splitparams import MAX_EPISODE_SHARE
 
 if TYPE_CHECKING:
     from core.compare import CompareResult
@@ -244,16 +245,17 @@ def predict_stage(session: Session, model: str, mode: str, split: str, store: Pa
     return result
 
 
-def rotation_stage(session: Session, registry: Registry, val_frac: float, seed: int) -> dict:
+def rotation_stage(session: Session, registry: Registry, val_frac: float, seed: int,
+                   max_share: float = MAX_EPISODE_SHARE) -> dict:
     """`cis490 split --recipe host --rotate`: one split per host, recorded as one run."""
     from core.lab import Lab
     from core.rotation import make_rotation, rotation_path
     from core.split import make_split
     paths = session.paths
     with session.record("split", {"recipe": "host", "rotate": True, "val_frac": val_frac, "seed": seed,
-                                  "registry_hash": registry.schema_hash}) as run:
+                                  "max_episode_share": max_share, "registry_hash": registry.schema_hash}) as run:
         run.add_input(Lab.of(paths).extracted_episodes, "extracted_episodes")
-        result = make_rotation(paths.processed, registry, val_frac, seed,
+        result = make_rotation(paths.processed, registry, val_frac, seed, max_share,
                                lambda cfg, name: make_split(paths.processed, cfg, registry, name))
         run.add_output(rotation_path(paths.processed), "rotation")
         run.metrics.update(folds=[f["split"] for f in result["folds"]])

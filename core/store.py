@@ -20,7 +20,7 @@ from pathlib import Path
 import polars as pl
 
 from core.errors import ManifestError, StoreError
-from core.storescan import MANIFEST, StoreEntry, file_digest, scan_store, store_digest  # noqa: F401 (re-exported)
+from core.storescan import MANIFEST, StoreEntry, file_digest, read_capped, scan_store, store_digest  # noqa: F401
 from core.registry import Registry
 
 FORMAT_TAG = "cis490-episode/v1"
@@ -149,9 +149,9 @@ class Episode:
     def open(cls, path: Path, rel: str = "") -> "Episode":
         mpath = Path(path) / MANIFEST
         try:
-            blob = mpath.read_bytes()
+            blob = read_capped(mpath)
         except OSError as exc:
-            raise ManifestError(f"{mpath}: cannot read ({exc.strerror})") from exc
+            raise ManifestError(f"{mpath}: cannot read ({exc.strerror or exc})") from exc
         try:
             manifest = json.loads(blob)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -13,6 +14,47 @@ from core.errors import StoreError
 
 MANIFEST = "manifest.json"
 HASH_CHUNK = 1 << 20
+# A manifest lists a handful of files: a few kB. One beyond this is no manifest.
+MANIFEST_MAX_BYTES = 1 << 20
+
+
+class NotAFile(OSError):
+    """What a store names as a file is a FIFO, a device, a directory ...: never read."""
+
+
+class FileTooLarge(OSError):
+    """A file beyond the size it may have: never read whole."""
+
+
+def read_capped(path: Path, cap: int = MANIFEST_MAX_BYTES) -> bytes:
+    """A regular file's bytes, at most `cap` of them: opened without
+    blocking (a FIFO named manifest.json would hang a sweep, a link to
+    /dev/zero fill its memory), refused when it is not a regular file or
+    is larger than `cap`."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotAFile("not a regular file")
+        if st.st_size > cap:
+            raise FileTooLarge(f"{st.st_size:,} bytes, more than the {cap:,} it may have")
+        chunks, size = [], 0
+        while chunk := os.read(fd, min(HASH_CHUNK, cap + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > cap:            # it grew while being read
+                raise FileTooLarge(f"more than the {cap:,} bytes it may have")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def manifest_sha256(episode: Path) -> str:
+    """sha256 of an episode's manifest, read as read_capped reads it ("unreadable" when it cannot be)."""
+    try:
+        return hashlib.sha256(read_capped(Path(episode) / MANIFEST)).hexdigest()
+    except OSError:
+        return "unreadable"
 
 
 @dataclass(frozen=True)
@@ -117,9 +159,6 @@ def store_digest(root: Path) -> tuple[str, int, int]:
             n_flight += 1
             continue
         n_ep += 1
-        try:
-            msha = hashlib.sha256((entry.path / MANIFEST).read_bytes()).hexdigest()
-        except OSError:
-            msha = "unreadable"
+        msha = manifest_sha256(entry.path)
         h.update(f"{entry.rel}\t{msha}\t{episode_fingerprint(entry.path)}\n".encode("utf-8", "surrogateescape"))
     return h.hexdigest(), n_ep, n_flight

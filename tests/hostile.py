@@ -68,6 +68,38 @@ def slow_and_long(ep: Path, hours: float = 2.0) -> None:
     _write_manifest(ep, m)
 
 
+def limit_episode(ep: Path, hours: float = 24.0, hz: float = 0.01) -> None:
+    """An episode at the plausibility limits that its rows really fill: proc
+    and qmp sampled at `hz` (the lowest rate Limits allows) over `hours` (up
+    to a day), their rows the episode's own repeated, labels as recorded (the
+    last phase holds to the end); guest and netflow dropped (optional).
+    Degraded, not rejected: every claim is within the limits. It makes a
+    window wherever its rows are, hundreds more than a normal episode."""
+    m = _manifest(ep)
+    start = m["started_at_ns"]
+    step = int(1e9 / hz)
+    n = int(hours * 3600 * hz)
+    m["ended_at_ns"] = start + n * step
+    for src in ("proc", "qmp"):
+        name = f"{src}.jsonl.gz"
+        rows = [json.loads(x) for x in gzip.decompress((ep / name).read_bytes()).splitlines()]
+        out = []
+        for i in range(n):
+            r = dict(rows[i % len(rows)])
+            r["t_wall_ns"] = start + i * step + step // 2
+            out.append(json.dumps(r))
+        (ep / name).write_bytes(gzip.compress(("\n".join(out) + "\n").encode(), mtime=0))
+        _relist(ep, m, name, rows=n)
+        m["sampling_hz"][src] = hz
+    for src in ("guest", "netflow"):
+        name = f"{src}.jsonl.gz"
+        m["files"].pop(name, None)
+        m["sampling_hz"].pop(src, None)
+        m["clocks"].pop(src, None)
+        (ep / name).unlink(missing_ok=True)
+    _write_manifest(ep, m)
+
+
 def gzip_bomb(ep: Path, expanded_bytes: int) -> None:
     """proc.jsonl.gz swapped for a bomb, the manifest rehashed to match (the
     agent writing the manifest is as hostile as the data)."""

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from core.paths import atomic_path
+from core.safenames import shown
 
 FORMATS = ("png", "pdf", "svg")
 FORMATS_ENV = "CIS490_FIGURE_FORMATS"
@@ -44,7 +45,9 @@ def _plt():
     import matplotlib.pyplot as plt
     plt.rcParams.update({"font.size": BASE_PT, "axes.titlesize": BASE_PT + 1, "axes.labelsize": BASE_PT,
                          "xtick.labelsize": BASE_PT, "ytick.labelsize": BASE_PT, "legend.fontsize": BASE_PT,
-                         "figure.titlesize": BASE_PT + 1, "svg.fonttype": "none", "pdf.fonttype": 42})
+                         "figure.titlesize": BASE_PT + 1, "svg.fonttype": "none", "pdf.fonttype": 42,
+                         # Host and episode names come from the store: a `$` in one is text, never mathtext.
+                         "text.parse_math": False})
     return plt
 
 
@@ -58,11 +61,11 @@ def _title(report: dict) -> str:
     params = ident.get("params") or {}
     trained = f"{ident.get('recipe', report['split'])} split"
     if params.get("train_hosts"):
-        trained += f" [{', '.join(params['train_hosts'])}]"
+        trained += f" [{', '.join(shown(h, 40) for h in params['train_hosts'])}]"
     tested = f"{report['split']}/{report['part']}"
     hosts = [h["host"] for h in report.get("per_host", [])]
     if hosts and ident.get("recipe") == "host":
-        tested += f" [{', '.join(hosts)}]"
+        tested += f" [{', '.join(shown(h, 40) for h in hosts)}]"
     return f"{report['model']} ({report['mode']}): trained on {trained},\ntested on {tested}"
 
 
@@ -130,7 +133,7 @@ def per_host_figure(report: dict, stem: Path) -> list[Path]:
     for y, r in enumerate(rows):
         ax.annotate(f"{r['macro_f1']:.3f}  ({r['episodes']} episodes)", (r["macro_f1_ci"][1], y), xytext=(4, 0),
                     textcoords="offset points", va="center")
-    ax.set_yticks(range(len(rows)), [r["host"] for r in rows])
+    ax.set_yticks(range(len(rows)), [shown(r["host"], 40) for r in rows])
     ax.set_xlim(0, 1.25)
     ax.set_xticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
     ax.invert_yaxis()
@@ -202,7 +205,7 @@ def forest_figure(report: dict, stem: Path) -> list[Path]:
     ident = report.get("split_identity") or {}
     hosts = ident.get("params", {}).get("train_hosts")
     ax.set_title(f"Pairwise comparison on {report['split']}/{report['part']}"
-                 + (f", trained on [{', '.join(hosts)}]" if hosts else "") + f"\n{report['windows']:,} windows, "
+                 + (f", trained on [{', '.join(shown(h, 40) for h in hosts)}]" if hosts else "") + f"\n{report['windows']:,} windows, "
                  f"{report['episodes']:,} episodes; red: significant at alpha {report['alpha']}")
     xmin, xmax = ax.get_xlim()
     ax.set_xlim(xmin, xmax + 0.25 * (xmax - xmin))          # room for the p-values

@@ -27,7 +27,8 @@ STATS = ("mean", "std", "min", "max", "delta", "present")
 # reuse key includes it, so rows made by older code are recomputed, not copied.
 # 2: exact duplicate flows dropped; null flow fields skipped, not zero-filled.
 # 3: no window without a value from any required source.
-EXTRACT_VERSION = "4"
+# 5: values and rates out of range (core.registry.Channel.bounds) are missing.
+EXTRACT_VERSION = "5"
 
 
 class ExtractError(Cis490Error):
@@ -135,6 +136,15 @@ def _carry_one(x: np.ndarray, sampled: np.ndarray) -> np.ndarray:
     return y
 
 
+def _within(a: np.ndarray, lo, hi) -> np.ndarray:
+    """`a` with every value outside [lo, hi] (NaN and infinities included)
+    missing: 1e39 in a gauge, or a counter whose rate overflows, would be
+    infinite in float32 features and stop every model that reads them."""
+    with np.errstate(invalid="ignore"):
+        ok = (a >= lo) & (a <= hi)
+    return a if ok.all() else np.where(ok, a, np.nan)
+
+
 def _sample_grids(values: np.ndarray, counter: np.ndarray, step: np.ndarray, t: np.ndarray,
                   n: int) -> np.ndarray:
     """The (k, n) grids of a source's k channels from its samples `values`
@@ -161,7 +171,7 @@ class _Flows:
     extraction). A null in a predicate's field fails the predicate; a null
     value is NaN (a code, -1)."""
 
-    def __init__(self, df: pl.DataFrame, chans: list[Channel]):
+    def __init__(self, df: pl.DataFrame, chans: list[Channel], bound: float):
         proto = pl.col("proto").fill_null("")
         exprs = [(proto == "tcp").alias("is_tcp"), (proto == "udp").alias("is_udp"),
                  pl.col("tcp_flags").fill_null(0).alias("flags"), pl.col("dst_port").fill_null(-1).alias("port")]
@@ -170,7 +180,9 @@ class _Flows:
                 exprs.append((pl.col(ch.field).rank("dense").cast(pl.Int64).fill_null(0) - 1)
                              .alias(f"codes:{ch.field}"))
             elif ch.agg in ("sum", "mean"):
-                exprs.append(pl.col(ch.field).cast(pl.Float64).fill_null(np.nan).alias(f"values:{ch.field}"))
+                # A value out of range is unknown, as a null is (validate names it).
+                v = pl.col(ch.field).cast(pl.Float64)
+                exprs.append(pl.when(v.abs() <= bound).then(v).otherwise(np.nan).alias(f"values:{ch.field}"))
         cols = df.select(exprs)
         self.arrays = {name: cols[name].to_numpy() for name in cols.columns}
         tcp, udp = self.arrays["is_tcp"], self.arrays["is_udp"]
@@ -242,7 +254,7 @@ def align_episode(ep: Episode, registry: Registry, spec: WindowSpec) -> tuple[np
         on_grid[src] = int(inside.sum()) if len(t) else -1
         chans = registry.channels_of(src)
         if registry.source(src).kind == "flow":
-            flows, s_in = _Flows(df.filter(pl.Series(inside)), chans), step[inside]
+            flows, s_in = _Flows(df.filter(pl.Series(inside)), chans, registry.limits.max_abs_value), step[inside]
             for ch in chans:
                 grid[row_of[ch.name]] = _flow_grid(flows, ch, s_in, n)
         else:
@@ -255,7 +267,11 @@ def align_episode(ep: Episode, registry: Registry, spec: WindowSpec) -> tuple[np
             # columns convert without a query, which would cost more than the maths.
             values = np.column_stack([df[f].to_numpy() for f in fields]) if fields else np.zeros((len(t), 0))
             counter = np.array([ch.kind == "counter" for ch in chans], dtype=bool)
-            grid[[row_of[ch.name] for ch in chans]] = _sample_grids(values, counter, padded, t, n + 2)[:, 1:n + 1]
+            lo, hi = np.array([ch.bounds(registry.limits) for ch in chans]).reshape(-1, 2).T
+            values = _within(values, lo, hi)
+            bound = registry.limits.max_abs_value
+            grids = _within(_sample_grids(values, counter, padded, t, n + 2)[:, 1:n + 1], -bound, bound)
+            grid[[row_of[ch.name] for ch in chans]] = grids
     return grid, on_grid
 
 

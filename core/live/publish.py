@@ -19,6 +19,10 @@ BACKOFF_S = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)     # then 5 s between tries
 class PublishError(Cis490Error):
     """The dashboard refused the events (a bad token or an event off its schema)."""
 
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status      # the HTTP status of a refusal; None: gave up retrying
+
 
 class Publisher:
     """Sends batches one at a time and returns only once a batch is delivered,
@@ -56,8 +60,8 @@ class Publisher:
                 return True
             except urllib.error.HTTPError as exc:
                 if 400 <= exc.code < 500:
-                    detail = exc.read().decode(errors="replace").strip()
-                    raise PublishError(f"{self.url} refused the events ({exc.code}): {detail}") from None
+                    detail = exc.read(512).decode(errors="replace").strip()[:300]
+                    raise PublishError(f"{self.url} refused the events ({exc.code}): {detail}", exc.code) from None
                 error = f"HTTP {exc.code}"
             except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
                 error = str(getattr(exc, "reason", None) or exc)

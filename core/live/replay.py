@@ -16,6 +16,7 @@ import numpy as np
 
 from core.extract.episode import EpisodeGrid, window_id
 from core.live.trust import TrustMeter
+from core.safenames import bounded
 
 TICK_S = 1.0        # telemetry every second of episode time
 CHARTED = 8         # channels in each telemetry tick (what the page charts)
@@ -72,9 +73,11 @@ def episode_events(grid: EpisodeGrid, predict, info: ModelInfo, channel_names: l
 
     `predict(inputs) -> (1, K) probabilities` takes one window's raw inputs:
     its summary features (1, F), or (values, masks) of shape (1, C, T)."""
-    base = {"episode_id": grid.episode_id}
-    head = {**base, "host_id": grid.host_id, "profile": grid.profile, "sample_name": grid.sample_name,
-            "model": info.name, "mode": info.mode, "source": source}
+    # Names from the store, bounded: one event is at most 32 KiB (core.dashboard.hub).
+    episode_id = bounded(grid.episode_id)
+    base = {"episode_id": episode_id}
+    head = {**base, "host_id": bounded(grid.host_id), "profile": bounded(grid.profile),
+            "sample_name": bounded(grid.sample_name), "model": info.name, "mode": info.mode, "source": source}
     yield 0.0, {"type": "episode", "event": "start", **head}
     step_s = grid.spec.step_s
     steps = grid.grid.shape[1]
@@ -102,7 +105,7 @@ def episode_events(grid: EpisodeGrid, predict, info: ModelInfo, channel_names: l
         if truth is not None:
             onset = grid.onsets.onset_of(truth, centre) if grid.onsets else None
             seen.append((t, np.nan if onset is None else onset, truth, predicted == truth))
-        yield t, {"type": "prediction", **base, "window_id": window_id(grid.episode_id, centre),
+        yield t, {"type": "prediction", **base, "window_id": window_id(episode_id, centre),
                   "t_center_s": centre, "predicted": predicted,
                   "probabilities": {c: float(p) for c, p in zip(info.classes, proba)},
                   "truth": truth, "trust": round(meter.update(proba), 4), "model": info.name, "mode": info.mode}

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,7 @@ from core.models.checkpoint import load_checkpoint, save_checkpoint, schema_reco
 from core.models.data import ParquetTable, SummaryData, TensorData
 from core.models.settings import make, parse_pairs, parse_value, settable
 from core.registry import Registry, registry_ref
-from core.split import describe_params, load_split, split_identity
+from core.split import CAPPED_PARTS, MAX_EPISODE_SHARE, capped_rows, describe_params, load_split, split_identity
 
 from core.lab import HEADER, MODES, Lab, Ref, train_command  # noqa: E402 (MODES re-exported)
 
@@ -93,6 +93,9 @@ class SplitData:
     recipe: str
     meta: dict
     parts: dict[str, SummaryData | TensorData]
+    # Per part models fit or choose on, the windows it left out of episodes
+    # over the split's max_episode_share, and the cap (core.split.capped_rows).
+    capped: dict[str, dict] = field(default_factory=dict)
 
 
 def load_split_data(processed: Path, recipe: str, input_kind: str, view: tuple | None = None,
@@ -112,16 +115,22 @@ def load_split_data(processed: Path, recipe: str, input_kind: str, view: tuple |
     frame = frame.join(split, on="episode_id", how="inner", maintain_order="left")
     # Episodes as integer codes: cross-validation folds keep an episode whole.
     episodes = np.unique(frame["episode_id"].to_numpy(), return_inverse=True)[1].astype(np.int64)
-    parts = {}
+    parts, capped = {}, {}
+    share = meta["params"].get("max_episode_share", MAX_EPISODE_SHARE)
     for part in ("train", "val", "test"):
         sel = frame["part"] == part
         sub = frame.filter(sel)
         y = sub["label_id"].to_numpy().astype(np.int64)
         rows = sub["row"].to_numpy().astype(np.int64)
         groups = episodes[sel.to_numpy()]
+        if part in CAPPED_PARTS:
+            keep, cap = capped_rows(groups, share)
+            if cap is not None:
+                capped[part] = {"cap": cap, "share": share, "windows_left_out": len(rows) - len(keep)}
+                y, rows, groups = y[keep], rows[keep], groups[keep]
         parts[part] = (SummaryData(table, rows, y, groups) if input_kind == "summary"
                        else TensorData(store, rows, y, groups))
-    return SplitData(recipe, meta, parts)
+    return SplitData(recipe, meta, parts, capped)
 
 
 @dataclass
@@ -155,6 +164,7 @@ def train_one(processed: Path, artifacts: Path, registry: Registry, model: str, 
     m.training.update({
         "split": recipe, "seed": seed, "run_id": run_id,
         "device": device, "windows": {p: len(d) for p, d in data.parts.items()}, "seconds": round(seconds, 3),
+        "episode_share_cap": data.capped,
         "train_windows_per_s": round(len(data.parts["train"]) * m.training.get("epochs_run", 1) / seconds, 1)})
     # One checkpoint per split, model and mode (core.lab): training on another
     # split never replaces the one a report of this split was made with.

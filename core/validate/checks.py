@@ -18,17 +18,18 @@ import polars as pl
 
 from core.registry import Registry
 from core.store import LABEL_SCHEMA, LABELS, MANIFEST, Episode, manifest_problems, parse_jsonl
-from core.storescan import episode_fingerprint
+from core.storescan import FileTooLarge, NotAFile, episode_fingerprint, read_capped
 from core.validate.reading import Damaged, TooLarge, read_once, safe_name
 
 # 1.1: received_at must parse as a time; 1.2: only text and integers an index
 # can hold, and the first-received copy of a duplicated id kept; 1.3: plausible
-# claims (Limits), bounded decompression, files confined to their episode.
-VALIDATOR_VERSION = "1.3.0"
+# claims (Limits), bounded decompression, files confined to their episode;
+# 1.4: values out of range (NaN, infinite, beyond a channel's bounds) named.
+VALIDATOR_VERSION = "1.4.0"
 
 ERRORED = ("manifest_unparseable", "read_error", "exception")
 DEGRADED = ("optional_source_missing", "rows_out_of_order", "rows_duplicated", "source_gap", "null_values",
-            "clock_corrected", "rows_outside_episode")
+            "clock_corrected", "rows_outside_episode", "values_out_of_range")
 # Everything else is a rejection: integrity, schema, labels, required data.
 SEVERITY_ORDER = ("accepted", "degraded", "unlabelled", "rejected", "errored")
 # An episode without labels.jsonl that passes every other check: never trained
@@ -141,8 +142,19 @@ def _storable(row: dict) -> None:
 
 def _check(path: Path, row: dict, registry: Registry, cfg: ValidateConfig, root: Path | None) -> None:
     reasons: list[str] = row["reasons"]
+    mpath = path / MANIFEST
+    if root is not None and not _inside(mpath, root):
+        reasons.append(f"file_outside_store:{MANIFEST}")
+        return
     try:
-        blob = (path / MANIFEST).read_bytes()
+        blob = read_capped(mpath)
+    except NotAFile:
+        reasons.append(f"file_not_regular:{MANIFEST}")
+        return
+    except FileTooLarge as exc:
+        reasons.append(f"file_too_large:{MANIFEST}")
+        row["error"] = f"{MANIFEST}: {exc}"
+        return
     except OSError as exc:
         raise _ReadError(MANIFEST, exc) from exc
     row["manifest_sha256"] = hashlib.sha256(blob).hexdigest()
@@ -319,11 +331,16 @@ def _check_rows(df: pl.DataFrame, src: str, registry: Registry, m: dict, cfg: Va
         [c.row_field for c in registry.channels_of(src)]
     if df.height:
         counts = [df[f].null_count() for f in fields]      # kept with each column: no pass over the rows
-        nulls = sum(counts)
-        frac = nulls / (df.height * len(fields))
         for f, n in zip(fields, counts):
             if n == df.height:
                 reasons.append(f"field_missing:{src}.{f}")
+        # A value out of range is missing in every window (core.extract): it
+        # counts with the nulls towards too_many_nulls.
+        beyond = _out_of_range(df, src, registry)
+        for f, n in beyond.items():
+            reasons.append(f"values_out_of_range:{src}.{f}:{n}")
+        nulls = sum(counts)
+        frac = (nulls + sum(beyond.values())) / (df.height * len(fields))
         if frac > cfg.max_null_frac:
             reasons.append(f"too_many_nulls:{src}:{frac:.3f}")
         elif nulls:
@@ -353,6 +370,24 @@ def _check_rows(df: pl.DataFrame, src: str, registry: Registry, m: dict, cfg: Va
     gap = np.diff(edges).max() / 1e9
     if gap > max(cfg.gap_s, 5 / hz):
         reasons.append(f"source_gap:{src}:{gap:.1f}s")
+
+
+def _out_of_range(df: pl.DataFrame, src: str, registry: Registry) -> dict[str, int]:
+    """Per field, how many of its values are NaN, infinite or beyond the
+    channel's bounds (core.registry.Channel.bounds): a sample source's
+    channels, and a flow source's fields its channels sum or average."""
+    limits = registry.limits
+    if registry.source(src).kind == "flow":
+        fields = {c.field for c in registry.channels_of(src) if c.agg in ("sum", "mean")}
+        bounds = {f: (-limits.max_abs_value, limits.max_abs_value) for f in sorted(fields)}
+    else:
+        bounds = {c.row_field: c.bounds(limits) for c in registry.channels_of(src)}
+    exprs = []
+    for f, (lo, hi) in bounds.items():
+        col = pl.col(f).cast(pl.Float64)
+        exprs.append((col.is_nan() | (col < lo) | (col > hi)).sum().alias(f))
+    counts = df.select(exprs).row(0) if exprs else ()
+    return {f: int(n) for f, n in zip(bounds, counts) if n}
 
 
 def _check_labels(labels: pl.DataFrame, registry: Registry, m: dict, reasons: list[str]) -> None:

@@ -6,7 +6,6 @@ are a property of the whole store, settled in a final streaming pass.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -26,7 +25,7 @@ from core.parallel import pool_map, process_pool
 from core.paths import atomic_path, atomic_write_text, ensure_dir, lab_home_of, portable
 from core.registry import Registry, registry_ref
 from core.store import MANIFEST, StoreEntry, scan_store, store_digest
-from core.storescan import episode_fingerprint
+from core.storescan import episode_fingerprint, manifest_sha256
 from core.validate import (DUPLICATE, STATUSES, ValidationSummary, config_hash, sidecar_path, stat_path,
                            validated_fingerprints)
 from core.validate.checks import VALIDATOR_VERSION, ValidateConfig, status_of, validate_episode
@@ -56,12 +55,8 @@ def _job(args: tuple[str, str, str | None, str | None]) -> dict | None:
     the same manifest, and its files of the same sizes and times as then."""
     path, rel, prev_sha, prev_fingerprint = args
     if prev_sha is not None and prev_fingerprint is not None:
-        try:
-            if (hashlib.sha256((Path(path) / MANIFEST).read_bytes()).hexdigest() == prev_sha
-                    and episode_fingerprint(Path(path)) == prev_fingerprint):
-                return None
-        except OSError:
-            pass
+        if manifest_sha256(Path(path)) == prev_sha and episode_fingerprint(Path(path)) == prev_fingerprint:
+            return None
     return validate_episode(Path(path), rel, _WORKER["registry"], _WORKER["cfg"], _WORKER["root"])
 
 
