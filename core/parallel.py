@@ -85,7 +85,28 @@ def process_pool(workers: int, initializer=None, initargs: tuple = ()) -> Iterat
     try:
         yield pool
     except BaseException:
-        # Jobs not yet started are dropped, not run to completion after an error or Ctrl-C.
-        pool.shutdown(wait=True, cancel_futures=True)
+        stop_workers(pool)
         raise
     pool.shutdown(wait=True)
+
+
+STOP_GRACE_S = 2.0     # a worker told to stop has this long before it is killed
+
+
+def stop_workers(pool: ProcessPoolExecutor) -> None:
+    """After an error, Ctrl-C or SIGTERM: jobs not started are dropped and the
+    running ones stopped where they are, not waited for. A worker busy for
+    minutes on one episode, or blocked in a read that never returns, kept the
+    parent from exiting (SIGTERM took 100 s, past systemd's 90 s stop timeout).
+    Each gets SIGTERM, then SIGKILL after STOP_GRACE_S."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    deadline = time.monotonic() + STOP_GRACE_S
+    for p in procs:
+        p.join(max(0.0, deadline - time.monotonic()))
+        if p.is_alive():
+            p.kill()
+            p.join(1.0)

@@ -61,6 +61,14 @@ def resolve_home(home: str | os.PathLike | None = None, writable: bool = True, c
     """
     raw = home if home not in (None, "") else os.environ.get(HOME_ENV) or os.getcwd()
     path = Path(raw).expanduser()
+    try:
+        str(path.resolve()).encode("utf-8")
+    except UnicodeEncodeError:
+        # Arrow and polars take paths as UTF-8 text: every parquet of the lab
+        # would fail to open. Said once, here, before anything is written.
+        from core.safenames import utf8_text
+        raise HomeError(f"lab home {utf8_text(str(path.resolve()))}: its path is not UTF-8, which the parquet "
+                        "libraries cannot open; use a home whose path is (rename or move it)") from None
     if path.is_file():
         raise HomeError(f"lab home {path} is a file, not a directory")
     if not create and not (path / "data").is_dir() and not (path / "artifacts").is_dir():

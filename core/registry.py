@@ -85,6 +85,15 @@ class Limits:
     # and tensors' type) ends at 3.4e38, and a std or a last-first of values
     # near it overflows; 1e15 is a petabyte, or a petabyte a second.
     max_abs_value: float = 1e15
+    max_flows_per_s: float = 2000.0   # a flow source's rows: at most this many a second of the episode
+
+    def max_rows(self, duration_s: float, per_s: float) -> int:
+        """The rows a file may hold for an episode of `duration_s` whose rows
+        come at `per_s` a second (a sample source: four times its rate, two
+        at least; a flow source: max_flows_per_s; labels: one), plus 100.
+        Beyond this a file is not parsed: a 0.5 MB gzip claiming 65,536
+        rows of a one-minute episode took 2.5 GB to parse."""
+        return int(duration_s * per_s) + 100
 
     @property
     def max_file_bytes(self) -> int:

@@ -79,3 +79,15 @@ def bounded(name: str, limit: int = 200) -> str:
         return name
     digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
     return name[:limit - 17] + "…" + digest
+
+
+def utf8_text(name: str) -> str:
+    """A name the filesystem gave (os.fsdecode: bytes that are not UTF-8
+    become lone surrogates) as text any file can hold: those bytes written
+    `\\xff`. Only such a name changes; it is how an index names a folder
+    whose name is not UTF-8 (the episode is rejected, `path_not_utf8`)."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

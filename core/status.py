@@ -20,6 +20,7 @@ from core.lab import (BUNDLE, EXTRACT_COMMAND, extractable_digest, Inputs, Lab, 
                       comparison_problems, settings_of, eval_command, predict_command, eval_problems, export_command, split_command, train_command,
                       validate_command)
 from core.models.base import FORMAT_VERSION as CHECKPOINT_FORMAT
+from core.deploy.bundle import header_problem
 from core.paths import LabPaths, unportable
 
 FRESH, STALE, MISSING = "fresh", "stale", "missing"
@@ -194,6 +195,10 @@ def lab_status(paths: LabPaths) -> list[Row]:
         bundle = _json(cat.bundle(b) / BUNDLE)
         if bundle is None or "checkpoint" not in bundle:
             lab.missing(artifact, f"its {BUNDLE} is damaged", command)
+            continue
+        edited = header_problem(cat.bundle(b))
+        if edited:
+            lab.add(artifact, [f"its {BUNDLE} {edited}"], command)
             continue
         # Every file the bundle vouches for (a few MB: hashed each time), so a
         # deleted, truncated or bit-flipped model.onnx is never called fresh.

@@ -8,7 +8,6 @@ See docs/store-format.md.
 """
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import json
@@ -21,7 +20,7 @@ import polars as pl
 
 from core.errors import ManifestError, StoreError
 from core.storescan import MANIFEST, StoreEntry, file_digest, read_capped, scan_store, store_digest  # noqa: F401
-from core.registry import Registry
+from core.registry import Limits, Registry
 
 FORMAT_TAG = "cis490-episode/v1"
 LABELS = "labels.jsonl"
@@ -87,7 +86,10 @@ def parse_received_at(value: object) -> int | None:
         hours, minutes = int(digits[:2]), int(digits[2:] or 0)
         if hours > 23 or minutes > 59:
             return None
-        t -= sign * timedelta(hours=hours, minutes=minutes)
+        try:
+            t -= sign * timedelta(hours=hours, minutes=minutes)
+        except OverflowError:         # 0001-01-01T00:00:00+23:00: before the first representable time
+            return None
     ns = int((frac or "").ljust(9, "0")) if frac else 0
     return int(t.timestamp()) * 1_000_000_000 + ns
 
@@ -128,12 +130,8 @@ def _is(value: object, typ: type | tuple[type, ...]) -> bool:
     return isinstance(value, typ)
 
 
-def read_maybe_gzip(path: Path) -> bytes:
-    """The decompressed bytes of a `.gz` file, or the file's bytes."""
-    if path.name.endswith(".gz"):
-        with gzip.open(path, "rb") as f:
-            return f.read()
-    return path.read_bytes()
+class ChangedSinceValidation(StoreError):
+    """A file read for windows is not the one its manifest (and so validate) vouched for."""
 
 
 class Episode:
@@ -197,10 +195,28 @@ class Episode:
         name = self.source_file(source)
         if name is None:
             raise StoreError(f"{self.path}: source '{source}' is not listed in the manifest")
-        return parse_jsonl(read_maybe_gzip(self.path / name), self.row_schema(source, registry))
+        return parse_jsonl(self.read_verified(name, registry.limits), self.row_schema(source, registry))
+
+    def read_verified(self, name: str, limits: Limits = Limits()) -> bytes:
+        """A listed file's rows' bytes (decompressed), read once while hashed
+        and bounded as validate reads it (core.validate.reading), and only if
+        its sha256 is the manifest's: a file changed after validation, even
+        with its size and times restored, is never made into windows."""
+        from core.validate.reading import Damaged, TooLarge, read_once
+        entry = self.files.get(name)
+        entry = entry if isinstance(entry, dict) else {}
+        try:
+            sha, _, data = read_once(self.path / name, limits.expand_cap(entry.get("rows")))
+        except (TooLarge, Damaged) as exc:
+            raise ChangedSinceValidation(f"{name}: {exc}: re-run `cis490 validate`") from None
+        except OSError as exc:
+            raise StoreError(f"{self.path / name}: cannot read ({exc.strerror or exc})") from None
+        if sha != entry.get("sha256"):
+            raise ChangedSinceValidation(f"{name} changed since validation: re-run `cis490 validate`")
+        return data
 
     def read_labels(self) -> pl.DataFrame:
-        data = (self.path / LABELS).read_bytes()
+        data = self.read_verified(LABELS)
         # A label file is a few lines: the json module reads it in microseconds
         # where polars' reader costs a millisecond (extract reads one per
         # episode). Anything unusual goes through polars, which says what is wrong.
@@ -215,8 +231,24 @@ class Episode:
         return parse_jsonl(data, LABEL_SCHEMA)
 
 
+PARSE_CHUNK = 8 << 20      # bytes of JSON lines parsed at once
+
+
 def parse_jsonl(data: bytes, schema: dict[str, pl.DataType]) -> pl.DataFrame:
-    """Parse JSON lines into a frame of exactly `schema` (absent fields -> null)."""
+    """Parse JSON lines into a frame of exactly `schema` (absent fields ->
+    null), PARSE_CHUNK bytes of whole lines at a time: the parser's working
+    memory follows the chunk, not the file (a file of long lines took ten
+    times its size to parse at once)."""
     if not data.strip():
         return pl.DataFrame(schema=schema)
-    return pl.read_ndjson(io.BytesIO(data), schema=schema)
+    if len(data) <= PARSE_CHUNK:
+        return pl.read_ndjson(io.BytesIO(data), schema=schema)
+    frames, start = [], 0
+    while start < len(data):
+        end = data.find(b"\n", start + PARSE_CHUNK)
+        end = len(data) if end < 0 else end + 1
+        piece = data[start:end]
+        if piece.strip():
+            frames.append(pl.read_ndjson(io.BytesIO(piece), schema=schema))
+        start = end
+    return pl.concat(frames, how="vertical") if frames else pl.DataFrame(schema=schema)

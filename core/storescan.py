@@ -123,25 +123,37 @@ def file_digest(path: Path) -> tuple[str, int]:
 
 
 def episode_fingerprint(path: Path) -> str:
-    """The name, size and modification time of every file in an episode
-    directory, digested: what git's index and DVC keep to notice that a file
-    changed without reading it. A data file rewritten after validation while
-    its manifest stayed the same changes this, so `status`, `validate
-    --since-last` and `extract` treat the episode as changed (and re-hash it)."""
-    h = hashlib.sha256()
+    """Two digests of an episode directory's files, `LIGHT:STRICT`, as git's
+    index keeps them to notice a changed file without reading it. LIGHT
+    covers every file's name, size and modification time: it survives a
+    copy of the store, and `status` and `extract` compare it. STRICT adds
+    each file's change time and inode, which no one can put back: a file
+    rewritten with its size and modification time restored changes it, and
+    `validate --since-last` re-hashes such an episode (a copied store is
+    re-hashed once). Whatever the fingerprints say, extract reads only bytes
+    whose sha256 is the manifest's (core.store.Episode.read_verified)."""
+    light, strict = hashlib.sha256(), hashlib.sha256()
     try:
         entries = sorted(os.scandir(path), key=lambda e: e.name)
     except OSError:
-        return "unreadable"
+        return "unreadable:unreadable"
     for e in entries:
+        name = e.name.encode("utf-8", "surrogateescape")
         try:
             st = e.stat()
         except OSError:
-            h.update(f"{e.name}\t?\n".encode("utf-8", "surrogateescape"))
+            light.update(name + b"\t?\n")
+            strict.update(name + b"\t?\n")
             continue
         if not e.is_dir():
-            h.update(f"{e.name}\t{st.st_size}\t{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
-    return h.hexdigest()[:32]
+            light.update(name + f"\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+            strict.update(name + f"\t{st.st_size}\t{st.st_mtime_ns}\t{st.st_ctime_ns}\t{st.st_ino}\n".encode())
+    return f"{light.hexdigest()[:32]}:{strict.hexdigest()[:32]}"
+
+
+def light_fingerprint(fingerprint: str | None) -> str | None:
+    """The copy-stable half of an episode_fingerprint (its name, size and mtime part)."""
+    return fingerprint.split(":", 1)[0] if fingerprint else fingerprint
 
 
 def store_digest(root: Path) -> tuple[str, int, int]:
@@ -149,8 +161,9 @@ def store_digest(root: Path) -> tuple[str, int, int]:
     (sha256, episodes, in-flight).
 
     Manifests carry every file's sha256, so this changes whenever a manifest
-    changes; the fingerprints, whenever a file is rewritten under an
-    unchanged manifest. Nothing but the manifests is read.
+    changes; the (light) fingerprints, whenever a file is rewritten under an
+    unchanged manifest with another size or time. Nothing but the manifests
+    is read, and a copy of the store has the same digest.
     """
     h = hashlib.sha256()
     n_ep = n_flight = 0
@@ -160,5 +173,6 @@ def store_digest(root: Path) -> tuple[str, int, int]:
             continue
         n_ep += 1
         msha = manifest_sha256(entry.path)
-        h.update(f"{entry.rel}\t{msha}\t{episode_fingerprint(entry.path)}\n".encode("utf-8", "surrogateescape"))
+        h.update(f"{entry.rel}\t{msha}\t{light_fingerprint(episode_fingerprint(entry.path))}\n"
+                 .encode("utf-8", "surrogateescape"))
     return h.hexdigest(), n_ep, n_flight

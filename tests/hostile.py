@@ -28,6 +28,13 @@ def _write_manifest(ep: Path, m: dict) -> None:
     (ep / "manifest.json").write_text(json.dumps(m))
 
 
+def _received_after_end(m: dict) -> None:
+    """The receipt time a manifest claiming a later end needs to stay plausible
+    (validate rejects one received before the episode ended)."""
+    from datetime import datetime, timezone
+    m["received_at"] = datetime.fromtimestamp(m["ended_at_ns"] / 1e9 + 30, timezone.utc).isoformat()
+
+
 def _relist(ep: Path, m: dict, name: str, rows: int | None = None) -> None:
     blob = (ep / name).read_bytes()
     entry = m["files"][name]
@@ -55,6 +62,7 @@ def crafted_four_days(ep: Path) -> None:
     m = _manifest(ep)
     m["sampling_hz"] = {src: 1e-9 for src in m["sampling_hz"]}
     m["ended_at_ns"] = m["started_at_ns"] + 4 * DAY_NS
+    _received_after_end(m)
     _write_manifest(ep, m)
 
 
@@ -65,6 +73,7 @@ def slow_and_long(ep: Path, hours: float = 2.0) -> None:
     m = _manifest(ep)
     m["sampling_hz"] = {src: 0.01 for src in m["sampling_hz"]}
     m["ended_at_ns"] = m["started_at_ns"] + int(hours * 3600 * 10 ** 9)
+    _received_after_end(m)
     _write_manifest(ep, m)
 
 
@@ -80,6 +89,7 @@ def limit_episode(ep: Path, hours: float = 24.0, hz: float = 0.01) -> None:
     step = int(1e9 / hz)
     n = int(hours * 3600 * hz)
     m["ended_at_ns"] = start + n * step
+    _received_after_end(m)
     for src in ("proc", "qmp"):
         name = f"{src}.jsonl.gz"
         rows = [json.loads(x) for x in gzip.decompress((ep / name).read_bytes()).splitlines()]
@@ -97,6 +107,23 @@ def limit_episode(ep: Path, hours: float = 24.0, hz: float = 0.01) -> None:
         m["sampling_hz"].pop(src, None)
         m["clocks"].pop(src, None)
         (ep / name).unlink(missing_ok=True)
+    _write_manifest(ep, m)
+
+
+def row_bomb(ep: Path, rows: int = 65_536, claim: int | None = None, line_bytes: int = 4000) -> None:
+    """proc.jsonl.gz swapped for `rows` rows of about `line_bytes` each (a
+    long unknown field), compressed to little, its manifest rehashed and
+    claiming `claim` rows (default: as many as it holds)."""
+    m = _manifest(ep)
+    start = m["started_at_ns"]
+    pad = "x" * line_bytes
+    c = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    with open(ep / "proc.jsonl.gz", "wb") as f:
+        for i in range(rows):
+            f.write(c.compress(json.dumps({"t_wall_ns": start + i * 1000, "cpu_user_s": 1.0, "pad": pad})
+                               .encode() + b"\n"))
+        f.write(c.flush())
+    _relist(ep, m, "proc.jsonl.gz", rows=rows if claim is None else claim)
     _write_manifest(ep, m)
 
 

@@ -18,8 +18,11 @@ from core.errors import ArtifactError
 from core.lab import BUNDLE, GRAPH, REFERENCE, Ref, export_command  # noqa: F401 (re-exported)
 from core.loading import read_json
 
-BUNDLE_FORMAT = 1
+# 2: bundle.sha256 vouches for bundle.json (which vouches for every other file).
+BUNDLE_FORMAT = 2
 REGISTRY = "channels.toml"
+# `sha256sum -c bundle.sha256` in the folder checks it too.
+HEADER_DIGEST = "bundle.sha256"
 KNN_CHUNK = 256     # windows per kNN search: bounds its (windows x reference) working arrays
 KNN_SPARE = 16      # candidates beyond k re-ranked exactly
 BUNDLE_KEYS = ("bundle_format", "model", "mode", "input_kind", "classes", "runtime", "files", "preprocessing",
@@ -116,11 +119,37 @@ def _session(path: Path):
 
 
 def read_bundle_header(directory: Path) -> dict:
+    """bundle.json, once its digest in bundle.sha256 vouches for it: an
+    edited header (classes swapped, another temperature) is refused here,
+    before anything reads it."""
     directory = Path(directory)
     remake = export_command(Ref.of_dir(directory))
     if not (directory / BUNDLE).exists():
         raise ArtifactError(f"{directory}: no exported bundle here (export it with `{remake}`)")
+    problem = header_problem(directory)
+    if problem:
+        raise ArtifactError(f"{directory / BUNDLE}: {problem}: re-export with `{remake}` (copy the whole folder)")
     return read_json(directory / BUNDLE, remake, BUNDLE_KEYS)
+
+
+def header_digest_line(header_bytes: bytes) -> str:
+    import hashlib
+    return f"{hashlib.sha256(header_bytes).hexdigest()}  {BUNDLE}\n"
+
+
+def header_problem(directory: Path) -> str | None:
+    """Why bundle.json is not the one the export wrote, or None."""
+    try:
+        vouched = (Path(directory) / HEADER_DIGEST).read_text()
+    except (OSError, UnicodeDecodeError):
+        return f"no {HEADER_DIGEST} vouches for it (exported by an earlier cis490, or copied in part)"
+    try:
+        actual = header_digest_line((Path(directory) / BUNDLE).read_bytes())
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    if vouched.split()[:1] != actual.split()[:1]:
+        return f"changed since the export (its sha256 is not the one {HEADER_DIGEST} holds)"
+    return None
 
 
 def load_bundle(directory: Path) -> BundleModel:
@@ -153,7 +182,9 @@ def bundle_registry(directory: Path, header: dict):
 
 def write_header(directory: Path, header: dict) -> None:
     from core.paths import atomic_write_text
-    atomic_write_text(Path(directory) / BUNDLE, json.dumps(header, indent=1) + "\n")
+    text = json.dumps(header, indent=1) + "\n"
+    atomic_write_text(Path(directory) / BUNDLE, text)
+    atomic_write_text(Path(directory) / HEADER_DIGEST, header_digest_line(text.encode()))
 
 
 def chosen_bundle(lab, ref, engine: str, error: type[Exception], named: str) -> Path | None:

@@ -167,7 +167,7 @@ def evaluate_model(processed: Path, artifacts: Path, registry: Registry, model: 
     schema = load_feature_schema(processed)
     view = load_split(processed, cfg.split, schema)
     m, _, ck = load_split_checkpoint(processed, artifacts, registry, model, mode, cfg.split, EvalError, view, schema)
-    split_data = load_split_data(processed, cfg.split, m.input_kind, view, schema)
+    split_data = load_split_data(processed, cfg.split, m.input_kind, view, schema, capped=False)
     split_meta, data = split_data.meta, split_data.parts[cfg.part]
     every = window_index(processed, cfg.split, view)
     idx = every.filter(pl.col("part") == cfg.part)

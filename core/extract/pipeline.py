@@ -35,7 +35,7 @@ from core.parallel import pool_map, process_pool
 from core.paths import remove_dead_temps, temp_prefix
 from core.registry import Registry, registry_ref
 from core.store import Episode, file_digest
-from core.storescan import episode_fingerprint
+from core.storescan import episode_fingerprint, light_fingerprint
 from core.validate import validated_fingerprints
 
 FEATURE_BATCH = 4096
@@ -55,16 +55,13 @@ def _init(registry: Registry, spec: WindowSpec) -> None:
     _W["registry"], _W["spec"] = registry, spec
 
 
-def _job(args: tuple[str, str, str, bool]) -> dict:
-    path, rel, expected_sha, verify = args
+def _job(args: tuple[str, str, str]) -> dict:
+    path, rel, expected_sha = args
     try:
         ep = Episode.open(Path(path), rel)
         if ep.manifest_sha256 != expected_sha:
             return {"error": "manifest changed since validation: re-run `cis490 validate`"}
-        if verify:
-            changed = _changed_files(ep)
-            if changed:
-                return {"error": f"{changed} changed since validation: re-run `cis490 validate`"}
+        # Every file it reads is checked against the manifest's sha256 as it is read (Episode.read_verified).
         return {"windows": extract_episode(ep, _W["registry"], _W["spec"])}
     except ExtractError as exc:
         return {"error": str(exc).split(": ", 1)[-1]}
@@ -72,20 +69,6 @@ def _job(args: tuple[str, str, str, bool]) -> dict:
         return {"error": str(exc)}
     except Exception as exc:  # noqa: BLE001 - one bad episode is reported, never fatal
         return {"error": f"{type(exc).__name__}: {exc}"}
-
-
-def _changed_files(ep: Episode) -> str | None:
-    """The first listed file whose content is not what the manifest (and so
-    validation) vouched for: re-hashed only for an episode whose files'
-    sizes or times changed since validation, as git re-hashes a touched file."""
-    for name, entry in sorted(ep.files.items()):
-        try:
-            sha = file_digest(ep.path / name)[0]
-        except OSError:
-            return name
-        if not isinstance(entry, dict) or entry.get("sha256") != sha:
-            return name
-    return None
 
 
 class _Previous:
@@ -165,14 +148,16 @@ def _results(index: pl.DataFrame, store: Path, registry: Registry, cfg: ExtractC
              workers: int, fingerprints: dict[str, str]) -> Iterator[tuple[dict, str, object]]:
     """(index row, 'reuse'|'new', payload) in index order."""
     rows = index.select("rel_path", "manifest_sha256", "received_at", "episode_id").to_dicts()
-    # An episode whose files changed size or time since validation is re-hashed
-    # (and never copied from the last extract); with no fingerprints recorded
-    # (an index older than them), every episode is.
+    # An episode whose files changed size or time (the light half of
+    # core.storescan.episode_fingerprint) since validation is extracted again,
+    # never copied from the last extract; every file an extraction reads is
+    # verified against the manifest's sha256 as it is read. With no
+    # fingerprints recorded (an index older than them), every episode is.
     for r in rows:
-        was = fingerprints.get(r["rel_path"])
-        r["verify"] = was is None or episode_fingerprint(store / r["rel_path"]) != was
+        was = light_fingerprint(fingerprints.get(r["rel_path"]))
+        r["verify"] = was is None or light_fingerprint(episode_fingerprint(store / r["rel_path"])) != was
     todo = [r for r in rows if r["verify"] or prev.reusable(r["rel_path"], r["manifest_sha256"]) is None]
-    jobs = [(str(store / r["rel_path"]), r["rel_path"], r["manifest_sha256"], r["verify"]) for r in todo]
+    jobs = [(str(store / r["rel_path"]), r["rel_path"], r["manifest_sha256"]) for r in todo]
     if workers <= 1 or len(jobs) < 8:
         _init(registry, cfg.spec)
         fresh = map(_job, jobs)

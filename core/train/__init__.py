@@ -99,10 +99,12 @@ class SplitData:
 
 
 def load_split_data(processed: Path, recipe: str, input_kind: str, view: tuple | None = None,
-                    schema: dict | None = None) -> SplitData:
+                    schema: dict | None = None, capped: bool = True) -> SplitData:
     """Windows of each part: rows of the features parquet (read later, in
     batches and only the columns a model keeps) or of the tensor store.
-    `view` (the split's frame and metadata) and `schema`: when read already."""
+    `view` (the split's frame and metadata) and `schema`: when read already.
+    `capped`: train and val hold at most the split's max_episode_share of
+    any one episode (what models fit and choose on); eval scores every window."""
     split, meta = view or load_split(processed, recipe)
     if input_kind == "summary":
         schema = schema or load_feature_schema(processed)
@@ -115,7 +117,7 @@ def load_split_data(processed: Path, recipe: str, input_kind: str, view: tuple |
     frame = frame.join(split, on="episode_id", how="inner", maintain_order="left")
     # Episodes as integer codes: cross-validation folds keep an episode whole.
     episodes = np.unique(frame["episode_id"].to_numpy(), return_inverse=True)[1].astype(np.int64)
-    parts, capped = {}, {}
+    parts, left_out = {}, {}
     share = meta["params"].get("max_episode_share", MAX_EPISODE_SHARE)
     for part in ("train", "val", "test"):
         sel = frame["part"] == part
@@ -123,14 +125,14 @@ def load_split_data(processed: Path, recipe: str, input_kind: str, view: tuple |
         y = sub["label_id"].to_numpy().astype(np.int64)
         rows = sub["row"].to_numpy().astype(np.int64)
         groups = episodes[sel.to_numpy()]
-        if part in CAPPED_PARTS:
+        if capped and part in CAPPED_PARTS:
             keep, cap = capped_rows(groups, share)
             if cap is not None:
-                capped[part] = {"cap": cap, "share": share, "windows_left_out": len(rows) - len(keep)}
+                left_out[part] = {"cap": cap, "share": share, "windows_left_out": len(rows) - len(keep)}
                 y, rows, groups = y[keep], rows[keep], groups[keep]
         parts[part] = (SummaryData(table, rows, y, groups) if input_kind == "summary"
                        else TensorData(store, rows, y, groups))
-    return SplitData(recipe, meta, parts, capped)
+    return SplitData(recipe, meta, parts, left_out)
 
 
 @dataclass

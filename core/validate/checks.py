@@ -17,14 +17,16 @@ import numpy as np
 import polars as pl
 
 from core.registry import Registry
+from core.safenames import utf8_text
 from core.store import LABEL_SCHEMA, LABELS, MANIFEST, Episode, manifest_problems, parse_jsonl
-from core.storescan import FileTooLarge, NotAFile, episode_fingerprint, read_capped
+from core.storescan import FileTooLarge, NotAFile, episode_fingerprint, file_digest, read_capped
 from core.validate.reading import Damaged, TooLarge, read_once, safe_name
 
 # 1.1: received_at must parse as a time; 1.2: only text and integers an index
 # can hold, and the first-received copy of a duplicated id kept; 1.3: plausible
 # claims (Limits), bounded decompression, files confined to their episode;
-# 1.4: values out of range (NaN, infinite, beyond a channel's bounds) named.
+# 1.4: values out of range (NaN, infinite, beyond a channel's bounds) named;
+# no rows parsed beyond what the duration and rate allow (Limits.max_rows).
 VALIDATOR_VERSION = "1.4.0"
 
 ERRORED = ("manifest_unparseable", "read_error", "exception")
@@ -114,6 +116,8 @@ def validate_episode(path: Path, rel: str, registry: Registry, cfg: ValidateConf
 
 
 INT64 = (-2 ** 63, 2 ** 63 - 1)
+EARLIEST_RECEIVED_NS = 946_684_800 * 10 ** 9      # 2000-01-01T00:00:00Z
+RECEIPT_SKEW_NS = 3600 * 10 ** 9                  # the receiver's clock may be an hour behind the sensors
 
 
 def _storable(row: dict) -> None:
@@ -129,6 +133,9 @@ def _storable(row: dict) -> None:
             try:
                 value.encode("utf-8")
             except UnicodeEncodeError:
+                if key == "rel_path":          # a folder name the filesystem holds as bytes, not UTF-8
+                    bad.add("path_not_utf8")
+                    return utf8_text(value)
                 bad.add(f"manifest_not_utf8:{key}")
                 return value.encode("utf-8", "backslashreplace").decode("utf-8")
         elif isinstance(value, int) and not isinstance(value, bool) and not INT64[0] <= value <= INT64[1]:
@@ -188,6 +195,7 @@ def _check(path: Path, row: dict, registry: Registry, cfg: ValidateConfig, root:
     roles.pop(None, None)
     roles[LABELS] = "labels"
 
+    allowed = _row_bounds(m, row["duration_s"], roles, registry) if ok_interval else {}
     intact: set[str] = set()
     frames: dict[str, pl.DataFrame | None] = {}
     for fname, entry in files.items():
@@ -205,25 +213,43 @@ def _check(path: Path, row: dict, registry: Registry, cfg: ValidateConfig, root:
             continue
         claimed = entry.get("bytes")
         try:
-            size_ok = fpath.stat().st_size == claimed
-            # Rows are decoded only from a file of the claimed size, and only
-            # as far as its claimed rows can take them (Limits.expand_cap).
-            cap = registry.limits.expand_cap(entry.get("rows")) if size_ok and fname in roles else None
-            sha, size, data = read_once(fpath, cap)
-        except TooLarge as exc:
-            row["bytes"] += fpath.stat().st_size
+            size = fpath.stat().st_size
+        except OSError as exc:
+            raise _ReadError(fname, exc) from exc
+        row["bytes"] += size
+        if size != claimed:
+            # Not the file the manifest lists (its digest cannot match), and
+            # never read (a 64 GiB sparse file would be hashed for minutes).
+            reasons += [f"size_mismatch:{fname}", f"sha256_mismatch:{fname}"]
+            continue
+        claimed_rows = entry.get("rows")
+        if isinstance(claimed_rows, int) and fname in allowed and claimed_rows > allowed[fname]:
+            reasons.append(f"manifest_implausible:rows.{fname}={claimed_rows}>{allowed[fname]}")
+            continue
+        try:
+            # Rows are decoded only as far as its claimed rows can take them (Limits.expand_cap).
+            cap = registry.limits.expand_cap(claimed_rows) if fname in roles else None
+            sha, _, data = read_once(fpath, cap)
+        except (TooLarge, Damaged) as exc:
+            # Whatever else is wrong, a file that is not the manifest's is named so (rejected).
+            if _digest(fpath, fname) != entry.get("sha256"):
+                reasons.append(f"sha256_mismatch:{fname}")
+                continue
+            if isinstance(exc, Damaged):
+                raise _ReadError(fname, exc) from exc
             reasons.append(f"decompressed_too_large:{fname}")
             row["error"] = row["error"] or f"{fname}: {exc}"
             continue
-        except (OSError, Damaged) as exc:
+        except OSError as exc:
             raise _ReadError(fname, exc) from exc
-        row["bytes"] += size
-        if not size_ok:
-            reasons.append(f"size_mismatch:{fname}")
         if entry.get("sha256") != sha:
             reasons.append(f"sha256_mismatch:{fname}")
             continue
         intact.add(fname)
+        lines = data.count(b"\n") + (not data.endswith(b"\n")) if data else 0
+        if fname in allowed and lines > allowed[fname]:
+            reasons.append(f"too_many_rows:{fname}:{lines}>{allowed[fname]}")
+            continue
         if data is not None:
             schema = LABEL_SCHEMA if fname == LABELS else ep.row_schema(roles[fname], registry)
             frames[fname] = _parse(data, fname, schema, reasons)
@@ -259,9 +285,38 @@ def _check(path: Path, row: dict, registry: Registry, cfg: ValidateConfig, root:
             _check_labels(labels, registry, m, reasons)
 
 
+def _digest(fpath: Path, fname: str) -> str:
+    try:
+        return file_digest(fpath)[0]
+    except OSError as exc:
+        raise _ReadError(fname, exc) from exc
+
+
 def _inside(fpath: Path, root: Path) -> bool:
     """Whether a link resolves inside the store (realpath: a loop never raises)."""
     return Path(os.path.realpath(fpath)).is_relative_to(os.path.realpath(root))
+
+
+def _row_bounds(m: dict, duration_s: float, roles: dict[str, str], registry: Registry) -> dict[str, int]:
+    """Per listed file, the rows an episode of this duration can hold
+    (Limits.max_rows): what its rows are never parsed beyond."""
+    lim = registry.limits
+    rates = m.get("sampling_hz") if isinstance(m.get("sampling_hz"), dict) else {}
+    out = {}
+    for fname, role in roles.items():
+        if role == "labels":
+            per_s = 1.0                    # a phase change a second, at most
+        elif registry.source(role).kind == "flow":
+            per_s = lim.max_flows_per_s
+        else:
+            hz = rates.get(role)
+            ok = isinstance(hz, (int, float)) and not isinstance(hz, bool) and lim.min_hz <= hz <= lim.max_hz
+            # Four times the claimed rate (duplicates, resends, a clock that
+            # runs fast), and two a second at least (a rate claimed too low
+            # is for the row gate to judge, not this bound).
+            per_s = max(4 * (hz if ok else registry.source(role).default_hz), 2.0)
+        out[fname] = lim.max_rows(max(duration_s, 0.0), per_s)
+    return out
 
 
 def _check_plausible(m: dict, duration_s: float, registry: Registry, reasons: list[str]) -> None:
@@ -271,6 +326,13 @@ def _check_plausible(m: dict, duration_s: float, registry: Registry, reasons: li
     lim = registry.limits
     if duration_s > lim.max_duration_s:
         reasons.append(f"manifest_implausible:duration_s={duration_s:.0f}>{lim.max_duration_s:.0f}")
+    from core.store import parse_received_at
+    received = parse_received_at(m.get("received_at"))
+    # A receipt time before the lab could have received anything, or before
+    # the episode ended: forged or broken, and never what decides which copy
+    # of a duplicated id is kept (core.validate.pipeline._mark_duplicates).
+    if received is not None and (received < EARLIEST_RECEIVED_NS or received < m["ended_at_ns"] - RECEIPT_SKEW_NS):
+        reasons.append(f"received_at_implausible:{m['received_at'][:40]}")
     rates = m.get("sampling_hz") if isinstance(m.get("sampling_hz"), dict) else {}
     for src in registry.source_names():
         if src not in rates or registry.source(src).kind != "sample":

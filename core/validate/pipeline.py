@@ -11,6 +11,7 @@ import os
 import shutil
 import time
 from collections import Counter
+from contextlib import ExitStack
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,8 +23,9 @@ import pyarrow.parquet as pq
 
 from core.errors import StoreError
 from core.parallel import pool_map, process_pool
-from core.paths import atomic_path, atomic_write_text, ensure_dir, lab_home_of, portable
+from core.paths import atomic_path, ensure_dir, lab_home_of, portable
 from core.registry import Registry, registry_ref
+from core.safenames import utf8_text
 from core.store import MANIFEST, StoreEntry, scan_store, store_digest
 from core.storescan import episode_fingerprint, manifest_sha256
 from core.validate import (DUPLICATE, STATUSES, ValidationSummary, config_hash, sidecar_path, stat_path,
@@ -82,7 +84,7 @@ def run_validation(store: Path, out: Path, registry: Registry, cfg: ValidateConf
     store = Path(store)
     entries = list(scan_store(store))
     episodes = [e for e in entries if not e.in_flight]
-    in_flight = [e.rel for e in entries if e.in_flight]
+    in_flight = [utf8_text(e.rel) for e in entries if e.in_flight]
     if not episodes:
         # An empty index would replace a good one and let later stages run on nothing.
         flight = f" ({len(in_flight)} upload(s) in flight, without a manifest yet)" if in_flight else ""
@@ -95,7 +97,14 @@ def run_validation(store: Path, out: Path, registry: Registry, cfg: ValidateConf
     ids: Counter[str] = Counter()
     fingerprints: dict[str, str] = {}
     reused = total_bytes = 0
-    with atomic_path(out, ".part.parquet") as part:
+    # The index, its stat file and its sidecar are written to temporaries and
+    # replaced together once all three are whole, or none is: a failure
+    # half-way never leaves an index the others do not describe. (The index
+    # is entered last, so a full disk while writing it names it.)
+    with ExitStack() as together:
+        side_part = together.enter_context(atomic_path(sidecar_path(out)))
+        stat_part = together.enter_context(atomic_path(stat_path(out), ".part.parquet"))
+        part = together.enter_context(atomic_path(out, ".part.parquet"))
         writer = pq.ParquetWriter(part, schema)
         try:
             batch: list[dict] = []
@@ -108,7 +117,7 @@ def run_validation(store: Path, out: Path, registry: Registry, cfg: ValidateConf
                 else:
                     row.update(validator_version=VALIDATOR_VERSION, registry_hash=registry.schema_hash,
                                config_hash=chash, validated_at=_now())
-                fingerprints[entry.rel] = row.pop("stat_fingerprint", None)
+                fingerprints[row["rel_path"]] = row.pop("stat_fingerprint", None)
                 total_bytes += row.get("bytes") or 0
                 if row.get("episode_id"):
                     ids[row["episode_id"]] += 1
@@ -124,29 +133,30 @@ def run_validation(store: Path, out: Path, registry: Registry, cfg: ValidateConf
             writer.close()
         dup_ids = sorted(i for i, n in ids.items() if n > 1)
         if dup_ids:
-            _mark_duplicates(part, dup_ids)
+            _mark_duplicates(part, dup_ids, _kept_before(out, dup_ids))
         if _same_rows(out, part):
             # Nothing changed but the time of the checks: the index keeps its
             # bytes, so nothing made from it (features, splits, models) goes stale.
             shutil.copyfile(out, part)
-    with atomic_path(stat_path(out), ".part.parquet") as part:
         pl.DataFrame({"rel_path": list(fingerprints), "stat_fingerprint": list(fingerprints.values())},
-                     schema={"rel_path": pl.Utf8, "stat_fingerprint": pl.Utf8}).write_parquet(part)
-    summary = _summarise(out, store, in_flight, dup_ids, reused, total_bytes, time.perf_counter() - t0, workers)
-    summary.config = {**asdict(cfg), "validator_version": VALIDATOR_VERSION, "registry_hash": registry.schema_hash}
-    # Later stages read the store this index describes from here, so that
-    # `validate --store /srv/receiver` followed by a bare `extract` just works.
-    # The registry is part of the lab's identity, like the store: later stages
-    # default to it and refuse another (core.registry.resolve_registry).
-    # The store's manifest digest lets `cis490 status` tell that the store
-    # changed since (a manifests-only pass: seconds, next to the sweep).
-    sha, eps, flight = store_digest(store)
-    summary.store_digest = {"kind": "store", "sha256": sha, "episodes": eps, "in_flight": flight}
-    home = lab_home_of(out.parent)
-    ref = registry_ref(registry, out.parent)
-    atomic_write_text(sidecar_path(out), json.dumps({**summary.to_json(), "store": portable(store, out.parent, home),
-                                                    "registry": ref, "store_sha256": sha,
-                                                    "store_episodes": eps}, indent=1) + "\n")
+                     schema={"rel_path": pl.Utf8, "stat_fingerprint": pl.Utf8}).write_parquet(stat_part)
+        summary = _summarise(part, out, store, in_flight, dup_ids, reused, total_bytes,
+                             time.perf_counter() - t0, workers)
+        summary.config = {**asdict(cfg), "validator_version": VALIDATOR_VERSION,
+                          "registry_hash": registry.schema_hash}
+        # Later stages read the store this index describes from here, so that
+        # `validate --store /srv/receiver` followed by a bare `extract` just works.
+        # The registry is part of the lab's identity, like the store: later stages
+        # default to it and refuse another (core.registry.resolve_registry).
+        # The store's manifest digest lets `cis490 status` tell that the store
+        # changed since (a manifests-only pass: seconds, next to the sweep).
+        sha, eps, flight = store_digest(store)
+        summary.store_digest = {"kind": "store", "sha256": sha, "episodes": eps, "in_flight": flight}
+        home = lab_home_of(out.parent)
+        ref = registry_ref(registry, out.parent)
+        side_part.write_text(json.dumps({**summary.to_json(), "store": portable(store, out.parent, home),
+                                         "registry": ref, "store_sha256": sha, "store_episodes": eps},
+                                        indent=1) + "\n")
     return summary
 
 
@@ -183,22 +193,36 @@ def _same_rows(old: Path, new: Path) -> bool:
     return a.columns == b.columns and a.drop("validated_at").equals(b.drop("validated_at"))
 
 
-def _mark_duplicates(part: Path, dup_ids: list[str]) -> None:
-    """Of the copies of a duplicated id, the one the receiver received first
-    (its `received_at`; a tie, or a time that does not parse, goes by path)
-    keeps its own status and every later copy is rejected, so an upload that
-    reuses a good episode's id cannot get that episode rejected. The part
-    file is rewritten, streaming."""
+def _kept_before(index: Path, dup_ids: list[str]) -> dict[str, str]:
+    """Of the duplicated ids, which copy (rel_path) the previous index kept."""
+    try:
+        prev = (pl.scan_parquet(index).filter(pl.col("episode_id").is_in(dup_ids))
+                .select("episode_id", "rel_path", "reasons").collect())
+    except Exception:  # noqa: BLE001 - no previous index (or an unreadable one): no history to follow
+        return {}
+    return {eid: rel for eid, rel, reasons in prev.iter_rows() if DUPLICATE not in (reasons or [])}
+
+
+def _mark_duplicates(part: Path, dup_ids: list[str], kept_before: dict[str, str]) -> None:
+    """Of the copies of a duplicated id, one keeps its own status and every
+    other is rejected (`duplicate_episode_id`), by a rule no copy's own
+    fields decide alone (docs/store-format.md, "Duplicate episode ids"):
+    the copy the previous index kept, when it is still there; else the one
+    received first by its `received_at` among those whose receipt time is
+    plausible (validate rejects an implausible one, `received_at_implausible`,
+    so a copy claiming 1970 cannot win); a tie goes by path. The part file
+    is rewritten, streaming."""
     from core.store import parse_received_at
     copies = (pl.scan_parquet(part).filter(pl.col("episode_id").is_in(dup_ids))
-              .select("episode_id", "rel_path", "received_at").collect())
+              .select("episode_id", "rel_path", "received_at", "reasons").collect())
     first: dict[str, tuple] = {}
-    for eid, rel, received in copies.iter_rows():
+    for eid, rel, received, reasons in copies.iter_rows():
         t = parse_received_at(received)
-        key = (t is None, t or 0, rel)
+        implausible = any(r.startswith("received_at_implausible") for r in reasons or [])
+        key = (kept_before.get(eid) != rel, t is None or implausible, t or 0, rel)
         if eid not in first or key < first[eid]:
             first[eid] = key
-    kept = [k[2] for k in first.values()]
+    kept = [k[3] for k in first.values()]
     is_dup = pl.col("episode_id").is_in(dup_ids) & ~pl.col("rel_path").is_in(kept)
     fixed = part.with_name(part.name + ".dup")
     (pl.scan_parquet(part)
@@ -211,9 +235,10 @@ def _mark_duplicates(part: Path, dup_ids: list[str]) -> None:
     os.replace(fixed, part)
 
 
-def _summarise(out: Path, store: Path, in_flight: list[str], dups: list[str], reused: int, nbytes: int,
+def _summarise(part: Path, out: Path, store: Path, in_flight: list[str], dups: list[str], reused: int, nbytes: int,
                seconds: float, workers: int) -> ValidationSummary:
-    idx = pl.read_parquet(out, columns=["host_id", "status", "reasons"])
+    """What validate says of the index written to `part` (to be `out`)."""
+    idx = pl.read_parquet(part, columns=["host_id", "status", "reasons"])
     counts = {s: 0 for s in STATUSES}
     counts.update(dict(idx.group_by("status").len().iter_rows()))
     per_host: dict[str, dict[str, int]] = {}
@@ -223,7 +248,7 @@ def _summarise(out: Path, store: Path, in_flight: list[str], dups: list[str], re
              .explode("reasons").drop_nulls().group_by("reasons").len().sort(["len", "reasons"],
                                                                             descending=[True, False]))
     top = [(r, n) for r, n in codes.head(10).iter_rows()]
-    refused = (pl.scan_parquet(out).filter(pl.col("status").is_in(["rejected", "errored"]))
+    refused = (pl.scan_parquet(part).filter(pl.col("status").is_in(["rejected", "errored"]))
                .select("rel_path", "status", "reasons").sort("rel_path").collect().to_dicts())
     return ValidationSummary(store, out, idx.height, in_flight, counts, dict(sorted(per_host.items())), top, dups,
                              reused, nbytes, seconds, workers, refused)

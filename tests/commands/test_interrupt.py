@@ -72,3 +72,42 @@ def test_sigterm_is_recorded_as_interrupted_with_exit_143(lab_home):
     assert err == "Error: terminated\n"
     [record] = [json.loads(x) for x in lab_home.notebook.read_text().splitlines()]
     assert record["command"] == "synth" and record["status"] == "interrupted" and record["error"] == "Terminated"
+
+
+STUCK = """
+import signal, sys, time
+from core.errors import Terminated
+from core.parallel import pool_map, process_pool
+
+def terminate(*_):
+    raise Terminated()
+signal.signal(signal.SIGTERM, terminate)
+try:
+    with process_pool(2) as pool:
+        print("started", flush=True)
+        list(pool_map(pool, time.sleep, [300, 300]))
+except Terminated:
+    sys.exit(143)
+"""
+
+
+def test_sigterm_stops_workers_busy_or_blocked_within_seconds(tmp_path):
+    """Regression: SIGTERM while a worker was busy (or blocked in a read)
+    took 100 s, past systemd's 90 s stop timeout, or was never answered."""
+    proc = subprocess.Popen([sys.executable, "-c", STUCK], stdout=subprocess.PIPE, text=True, cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert proc.stdout.readline() == "started\n"
+    deadline = time.monotonic() + 30
+    while len(_children(proc.pid)) < 3:          # the two workers (and the resource tracker)
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    time.sleep(0.5)                              # each is in its 300 s job
+    workers = _children(proc.pid)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)             # the parent alone, as `kill PID` sends it
+    assert proc.wait(timeout=20) == 143
+    assert time.monotonic() - t0 < 5
+    time.sleep(0.5)
+    alive = [w for w in workers if Path(f"/proc/{w}").exists()
+             and (Path(f"/proc/{w}") / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
+    assert not alive

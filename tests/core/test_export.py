@@ -169,6 +169,37 @@ def test_a_bundle_with_a_changed_file_is_refused_with_the_command_that_remakes_i
         load_bundle(copy)
 
 
+def test_an_edited_bundle_header_is_refused_and_status_calls_it_stale(lab, exported, tmp_path):
+    """Regression (issue 32): bundle.json was covered by no digest: classes
+    swapped or another temperature stayed "fresh" and predict used it."""
+    import hashlib
+
+    from core.deploy.bundle import HEADER_DIGEST
+    from core.paths import LabPaths
+    from core.status import lab_status
+    r = exported("gbt")
+    _, processed, _ = lab
+    home = LabPaths(tmp_path / "pi")          # a Pi's lab: the bundle, no checkpoint
+    copy = home.artifacts / "deploy" / "host" / "gbt_realistic"
+    shutil.copytree(r.directory, copy)
+    assert (copy / HEADER_DIGEST).read_text().split() == [hashlib.sha256((copy / BUNDLE).read_bytes()).hexdigest(),
+                                                          BUNDLE]
+
+    def row():
+        return {x.artifact: x for x in lab_status(home)}["bundle host/gbt_realistic"]
+    assert row().state == "fresh"
+    header = json.loads((copy / BUNDLE).read_text())
+    header["classes"] = header["classes"][::-1]
+    (copy / BUNDLE).write_text(json.dumps(header, indent=1) + "\n")
+    with pytest.raises(ArtifactError, match=r"bundle.json: changed since the export .*re-export with "
+                                            r"`cis490 export gbt --split host --mode realistic`"):
+        load_bundle(copy)
+    assert row().state == "stale" and "changed since the export" in row().reason
+    (copy / HEADER_DIGEST).unlink()
+    with pytest.raises(ArtifactError, match=r"no bundle.sha256 vouches for it"):
+        load_bundle(copy)
+
+
 def test_a_bundle_replays_only_held_out_episodes_the_store_holds(lab, exported, tmp_path):
     store, processed, artifacts = lab
     r = exported("gbt")

@@ -126,6 +126,16 @@ def _clean_episode(paths, tmp_path):
     return dst
 
 
+def _rewrite(ep_dir, name: str, blob: bytes) -> None:
+    """A file of the episode rewritten, and its manifest entry with it (extract
+    reads only what the manifest's sha256 vouches for)."""
+    import hashlib
+    (ep_dir / name).write_bytes(blob)
+    m = json.loads((ep_dir / "manifest.json").read_text())
+    m["files"][name].update(sha256=hashlib.sha256(blob).hexdigest(), bytes=len(blob))
+    (ep_dir / "manifest.json").write_text(json.dumps(m))
+
+
 def test_clock_base_guard_fires_on_native_netflow_stamps(extracted_lab, tmp_path):
     """Regression: the lab's first pipeline aligned netflow on the exporter's own clock."""
     paths, _ = extracted_lab
@@ -134,7 +144,7 @@ def test_clock_base_guard_fires_on_native_netflow_stamps(extracted_lab, tmp_path
     assert rows
     for r in rows:
         r["t_wall_ns"] = r["t_exporter_ms"] * 1_000_000  # aligned on the native stamp
-    (ep_dir / "netflow.jsonl.gz").write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode()))
+    _rewrite(ep_dir, "netflow.jsonl.gz", gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode()))
     with pytest.raises(ExtractError, match="source 'netflow' is present but none of its rows aligns"):
         extract_episode(Episode.open(ep_dir), REG)
 
@@ -146,8 +156,8 @@ def test_labels_at_phase_boundaries(extracted_lab, tmp_path):
     s = m["started_at_ns"]
     # Window k (10 s, hop 5 s) has its centre at 5 + 5k seconds.
     labels = [(0, "idle"), (15.0, "execute"), (25.000001, "act")]
-    (ep_dir / "labels.jsonl").write_text("".join(json.dumps({"t_wall_ns": s + int(t * 1e9), "phase": p}) + "\n"
-                                                 for t, p in labels))
+    _rewrite(ep_dir, "labels.jsonl", "".join(json.dumps({"t_wall_ns": s + int(t * 1e9), "phase": p}) + "\n"
+                                             for t, p in labels).encode())
     w = extract_episode(Episode.open(ep_dir), REG)
     centres = dict(zip(w.t_center_s.tolist(), w.labels))
     assert centres[10.0] == "idle"
@@ -224,7 +234,7 @@ def test_netflow_duplicates_and_nulls_by_hand(extracted_lab, tmp_path):
            "duration_ms": 100.0, "bytes_out": 500, "bytes_in": 0, "packets_out": 1, "packets_in": 0,
            "tcp_flags": 0x02}
     rows = [dict(web), dict(web), dns, syn]          # the first flow recorded twice
-    (ep_dir / "netflow.jsonl.gz").write_bytes(gzip.compress(_flows(start, rows).encode()))
+    _rewrite(ep_dir, "netflow.jsonl.gz", gzip.compress(_flows(start, rows).encode()))
     grid, _ = align_episode(Episode.open(ep_dir), REG, WindowSpec())
     step0 = {c.name: grid[i, 0] for i, c in enumerate(REG.channels) if c.source == "netflow"}
     assert step0["netflow.new_flows"] == 3                 # the duplicate is one flow
@@ -238,7 +248,7 @@ def test_netflow_duplicates_and_nulls_by_hand(extracted_lab, tmp_path):
     later = {c.name: grid[i, 1] for i, c in enumerate(REG.channels) if c.source == "netflow"}
     assert later["netflow.new_flows"] == 0 and np.isnan(later["netflow.mean_duration_ms"])
     # A step whose only flow lacks the field: the sum is unknown, not 0.
-    (ep_dir / "netflow.jsonl.gz").write_bytes(gzip.compress(_flows(start, [dict(dns)]).encode()))
+    _rewrite(ep_dir, "netflow.jsonl.gz", gzip.compress(_flows(start, [dict(dns)]).encode()))
     grid, _ = align_episode(Episode.open(ep_dir), REG, WindowSpec())
     names = REG.channel_names
     assert np.isnan(grid[names.index("netflow.bytes_out"), 0]) and grid[names.index("netflow.new_flows"), 0] == 1

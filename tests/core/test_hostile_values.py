@@ -99,3 +99,37 @@ def test_the_shipped_registry_keeps_its_hash():
     raw = __import__("tomllib").loads(open(REG.path, "rb").read().decode())
     raw["limits"]["max_abs_value"] = 1e12
     assert parse_registry(raw).schema_hash != REG.schema_hash          # another bound, other features
+
+
+def _copy_with_id_of(store, rel: str, folder: str, received_at: str) -> str:
+    copy = (store / rel).parent / folder
+    shutil.copytree(store / rel, copy)
+    m = json.loads((copy / "manifest.json").read_text())
+    (copy / "manifest.json").write_text(json.dumps({**m, "received_at": received_at}))
+    return copy.relative_to(store).as_posix()
+
+
+def test_a_copy_claiming_an_earlier_receipt_never_displaces_the_original(tiny_store, tmp_path):
+    """Regression: a duplicated id whose copy claimed received_at 1970 won,
+    and the original became rejected."""
+    store = tmp_path / "store"
+    shutil.copytree(tiny_store, store)
+    rel = _accepted(store, tmp_path)
+    index = tmp_path / "validation_v1.parquet"
+
+    def status(r):
+        row = pl.read_parquet(index).filter(pl.col("rel_path") == r).row(0, named=True)
+        return row["status"], row["reasons"]
+    forged = _copy_with_id_of(store, rel, "000-forged", "1970-01-01T00:00:00Z")
+    run_validation(store, index, REG)
+    assert status(rel)[0] == "accepted"
+    assert status(forged)[0] == "rejected" and "duplicate_episode_id" in status(forged)[1]
+    assert any(r.startswith("received_at_implausible") for r in status(forged)[1])
+    # A plausible earlier time, landing after the original was validated: the index's history decides.
+    m = json.loads((store / rel / "manifest.json").read_text())
+    from datetime import datetime, timezone
+    just_after_end = datetime.fromtimestamp(m["ended_at_ns"] / 1e9 + 1, timezone.utc).isoformat()
+    sneaky = _copy_with_id_of(store, rel, "000-sneaky", just_after_end)
+    run_validation(store, index, REG)
+    assert status(rel)[0] == "accepted"
+    assert status(sneaky)[0] == "rejected" and "duplicate_episode_id" in status(sneaky)[1]
