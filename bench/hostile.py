@@ -4,11 +4,15 @@ the hostile episodes: peak RSS, time, and windows per good episode.
     .venv/bin/python bench/hostile.py [--episodes 500] [--bomb-gib 1] [--workers 2]
 
 The hostile store is the clean one plus a gzip bomb (proc.jsonl.gz of one
-episode expanding to --bomb-gib GiB, its manifest rehashed to match) and the
-four-day crafted episode (every rate 1e-9 Hz), each replacing a good episode.
+episode expanding to --bomb-gib GiB, its manifest rehashed to match), the
+four-day crafted episode (every rate 1e-9 Hz), a row bomb (65,536 rows of
+4 kB claimed), the limit episode (a day at 0.01 Hz,
+its rows really there: accepted) and a --sparse-gib GiB sparse file, each
+replacing a good episode.
 Each run is a child process; RSS is the peak over it and its workers.
-Goals (issue 19): peak RSS within 1.2x of the clean store's, and every good
-episode's windows unchanged.
+Goals (issues 19 and 32): peak RSS within 1.2x of the clean store's, every
+good episode's windows unchanged, and the limit episode's share of what
+models fit on within split --max-episode-share.
 """
 from __future__ import annotations
 
@@ -23,7 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._measure import run_child  # noqa: E402
 from core.synth import SynthConfig, generate_store  # noqa: E402
-from tests.hostile import crafted_four_days, gzip_bomb  # noqa: E402
+import numpy as np  # noqa: E402
+
+from core.split import MAX_EPISODE_SHARE, episode_cap  # noqa: E402
+from tests.hostile import crafted_four_days, gzip_bomb, limit_episode, row_bomb  # noqa: E402
 
 VALIDATE = """
 import json
@@ -58,6 +65,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--episodes", type=int, default=500)
     ap.add_argument("--bomb-gib", type=float, default=1.0)
+    ap.add_argument("--sparse-gib", type=int, default=64)
     ap.add_argument("--workers", type=int, default=2)
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -68,13 +76,20 @@ def main() -> None:
         hostile = tmp / "hostile"
         shutil.copytree(clean, hostile)
         eps = sorted(p.parent for p in hostile.glob("*/*/manifest.json"))
-        bomb, crafted = eps[0], eps[1]
+        bomb, crafted, rows, limit, sparse = eps[:5]
         gzip_bomb(bomb, int(a.bomb_gib * 2 ** 30))
         crafted_four_days(crafted)
-        bad = {bomb.relative_to(hostile).as_posix(), crafted.relative_to(hostile).as_posix()}
-        print(f"{a.episodes} episodes, {a.workers} workers; the hostile store swaps two of them for a "
-              f"{a.bomb_gib:g} GiB gzip bomb ({(bomb / 'proc.jsonl.gz').stat().st_size / 1e6:.1f} MB on disk) "
-              "and the four-day 1e-9 Hz episode")
+        row_bomb(rows, rows=65_536)
+        limit_episode(limit)
+        with open(sparse / "guest.jsonl.gz", "r+b") as f:           # a sparse file of another size than listed
+            f.truncate(a.sparse_gib << 30)
+        bad = {p.relative_to(hostile).as_posix() for p in (bomb, crafted, rows, sparse)}
+        limit_rel = limit.relative_to(hostile).as_posix()
+        print(f"{a.episodes} episodes, {a.workers} workers; the hostile store swaps five of them for a "
+              f"{a.bomb_gib:g} GiB gzip bomb ({(bomb / 'proc.jsonl.gz').stat().st_size / 1e6:.1f} MB on disk), "
+              f"the four-day 1e-9 Hz episode, a row bomb (65,536 rows of 4 kB claimed, "
+              f"{(rows / 'proc.jsonl.gz').stat().st_size / 1e6:.1f} MB on disk), the day-long 0.01 Hz limit "
+              f"episode and a {a.sparse_gib} GiB sparse file")
         base = measure(clean, tmp / "p-clean", a.workers)
         hos = measure(hostile, tmp / "p-hostile", a.workers)
     for stage in ("validate", "extract"):
@@ -83,12 +98,23 @@ def main() -> None:
         print(f"  {stage:8s} clean {b:6.2f} s {rb:6.0f} MB | hostile {h:6.2f} s {rh:6.0f} MB | "
               f"time x{h / b:.2f}, peak RSS x{rh / rb:.2f} (goal <= 1.20)")
     print(f"  validate statuses, hostile store: {json.dumps(hos['validate']['counts'])}")
-    good_b = {k: v for k, v in base["extract"]["per_episode"].items() if k not in bad}
-    good_h = {k: v for k, v in hos["extract"]["per_episode"].items() if k not in bad}
+    good_b = {k: v for k, v in base["extract"]["per_episode"].items() if k not in bad and k != limit_rel}
+    good_h = {k: v for k, v in hos["extract"]["per_episode"].items() if k not in bad and k != limit_rel}
     same = sum(good_h.get(k) == v for k, v in good_b.items())
     print(f"  windows per good episode unchanged: {same:,} of {len(good_b):,} episodes "
           f"({base['extract']['windows']:,} windows clean, {hos['extract']['windows']:,} hostile); "
-          f"windows from the two hostile episodes: {sum(hos['extract']['per_episode'].get(k, 0) for k in bad)}")
+          f"windows from the four refused hostile episodes: "
+          f"{sum(hos['extract']['per_episode'].get(k, 0) for k in bad)}")
+    # The limit episode is accepted (degraded) and makes a window wherever its
+    # rows are; what it may weigh is what models fit on (core.split.capped_rows).
+    per = hos["extract"]["per_episode"]
+    sizes = np.array([n for n in per.values() if n])
+    cap = episode_cap(sizes, MAX_EPISODE_SHARE)
+    kept = np.minimum(sizes, cap) if cap is not None else sizes
+    lim = per.get(limit_rel, 0)
+    print(f"  the limit episode: {lim:,} windows, {lim / sizes.sum():.1%} of the extracted windows; as models fit "
+          f"on them (every episode in train): {min(lim, cap or lim) / kept.sum():.1%} (bound "
+          f"{MAX_EPISODE_SHARE:.0%}, split --max-episode-share)")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """Dashboard fan-out: events/s to 20 subscribers, publish-to-receive latency,
-gapless ids, server memory; then the same with one frozen subscriber.
+gapless ids, server memory; then the same with one frozen subscriber; then
+the server's memory as its ring fills, and publishing while clients loop
+on snapshots (issue 32).
 
     .venv/bin/python bench/serve.py [--subscribers 20] [--rate 2500] [--seconds 10]
 
@@ -156,6 +158,91 @@ def run(n_subs: int, rate: int, seconds: float, frozen: bool) -> dict:
             "rss_start": rss_start, "rss_end": rss_end}
 
 
+def _serve(home: str, *args: str):
+    proc = subprocess.Popen([sys.executable, "-c", "from cis490cli.app import main; main()", "--home", home,
+                             "serve", "--dashboard", "--port", "0", *args], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"})
+    url = re.search(r"(http://\S+)/", proc.stdout.readline()).group(1)
+    time.sleep(0.5)
+    return proc, url
+
+
+def ring_memory(event_kb: int = 24) -> dict:
+    """The server's RSS growth while its ring fills to RING_BYTES with
+    telemetry events of about `event_kb` (the issue-32 audit: 58 -> 868 MB
+    for a 64 MiB ring), against the ring's own bytes (/healthz)."""
+    import json
+
+    import httpx
+    values = {f"guest.c{i:04d}": 12345.678 + i for i in range(event_kb * 1024 // 26)}
+    with tempfile.TemporaryDirectory() as home:
+        proc, url = _serve(home)
+        try:
+            before = rss_mb(proc.pid)
+            with httpx.Client(timeout=30) as c:
+                for i in range(4000):
+                    c.post(url + "/publish", content=json.dumps(
+                        [{"type": "telemetry", "episode_id": "ep", "t_s": float(i), "values": values}]))
+                stats = c.get(url + "/healthz").json()
+            after = rss_mb(proc.pid)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=10)
+    ring = stats["ring_bytes"] / 2 ** 20
+    return {"rss_before": before, "rss_after": after, "ring_mb": ring, "events": stats["ring"],
+            "ratio": (after - before) / ring}
+
+
+def snapshot_load(clients: int = 4, publishes: int = 200) -> dict:
+    """Publish latency (p50, p99) and /healthz while `clients` loop on
+    /api/snapshot of a full snapshot and history, against none looping."""
+    import json
+    import threading
+
+    import httpx
+    big = {"type": "telemetry", "episode_id": "ep", "t_s": 0.0,
+           "values": {f"guest.c{i:04d}": float(i) for i in range(900)}}
+    start = {"type": "episode", "event": "start", "episode_id": "ep", "host_id": "h", "profile": "rat",
+             "sample_name": "s", "model": "gbt", "mode": "realistic"}
+    out = {}
+    with tempfile.TemporaryDirectory() as home:
+        proc, url = _serve(home)
+        try:
+            with httpx.Client(timeout=30) as c:
+                c.post(url + "/publish", content=json.dumps([start] + [{**big, "t_s": float(i)} for i in range(150)]))
+            for n in (0, clients):
+                stop = threading.Event()
+
+                def loop():
+                    with httpx.Client(timeout=30) as c:
+                        while not stop.is_set():
+                            c.get(url + "/api/snapshot")
+                threads = [threading.Thread(target=loop) for _ in range(n)]
+                for t in threads:
+                    t.start()
+                took, health = [], []
+                with httpx.Client(timeout=30) as c:
+                    for i in range(publishes):
+                        t0 = time.perf_counter()
+                        c.post(url + "/publish", content=json.dumps({"type": "perf", "latency_p50_ms": 1.0,
+                                                                     "latency_p99_ms": 2.0, "windows_per_s": 1.0,
+                                                                     "rss_mb": float(i), "cpu_percent": 1.0}))
+                        took.append(time.perf_counter() - t0)
+                        if i % 20 == 0:
+                            t0 = time.perf_counter()
+                            c.get(url + "/healthz")
+                            health.append(time.perf_counter() - t0)
+                stop.set()
+                for t in threads:
+                    t.join()
+                out[n] = {"p50_ms": float(np.percentile(took, 50)) * 1000, "p99_ms": float(np.percentile(took, 99)) * 1000,
+                          "healthz_max_ms": max(health) * 1000}
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=10)
+    return out
+
+
 def show(label: str, r: dict, n: int) -> None:
     print(f"{label}: {r['publish_rate']:,.0f} events/s published, each of {n} subscribers got "
           f"{r['delivered_min']:,}/{r['sent']:,} ({r['deliveries_per_s']:,.0f} deliveries/s in all), "
@@ -175,6 +262,15 @@ def main() -> None:
     show("with a frozen subscriber", froz, args.subscribers)
     for key in ("publish_rate", "p50_ms", "p99_ms", "rss_end"):
         print(f"  frozen/baseline {key}: {froz[key] / base[key]:.2f}x")
+    mem = ring_memory()
+    print(f"ring filled: {mem['events']:,} events, {mem['ring_mb']:.1f} MiB of frames; server RSS "
+          f"{mem['rss_before']:.0f} -> {mem['rss_after']:.0f} MB: {mem['ratio']:.2f} MB of memory per MiB of ring "
+          "(issue 32's goal: the server's memory follows the ring's bytes)")
+    load = snapshot_load()
+    quiet, busy = load[0], load[max(load)]
+    print(f"publish while {max(load)} clients loop on /api/snapshot: p50 {busy['p50_ms']:.1f} ms, p99 "
+          f"{busy['p99_ms']:.1f} ms, /healthz at most {busy['healthz_max_ms']:.0f} ms (none looping: p50 "
+          f"{quiet['p50_ms']:.1f} ms, p99 {quiet['p99_ms']:.1f} ms; p99 ratio {busy['p99_ms'] / quiet['p99_ms']:.1f}x)")
 
 
 if __name__ == "__main__":

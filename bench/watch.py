@@ -75,13 +75,13 @@ def main() -> None:
     delays = []
     try:
         with ThreadedServer(create_app(hub)) as srv, WatchThread(store, eng, a.mode, srv.url):
-            while not any(ev["type"] == "notice" for _, ev, _ in hub._ring):
+            while not any(ev["type"] == "notice" for ev in hub.events()):
                 time.sleep(0.01)
             for i, rel in enumerate(index["rel_path"].head(a.landings).to_list()):
                 new_id = f"ep7{i:05d}-watched"
                 folder, t0 = land(store, rel, new_id)
                 landed.append(folder)
-                while not any(ev["type"] == "prediction" and ev["episode_id"] == new_id for _, ev, _ in hub._ring):
+                while not any(ev["type"] == "prediction" and ev["episode_id"] == new_id for ev in hub.events()):
                     if time.perf_counter() - t0 > 30:
                         raise SystemExit(f"no prediction for {new_id} within 30 s")
                     time.sleep(0.005)

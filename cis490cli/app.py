@@ -10,7 +10,7 @@ from cis490cli.terminal import Terminal
 from core.errors import Cis490Error
 
 
-GLOBAL_FLAGS = ("--json", "--quiet", "-q", "--verbose", "-v")
+GLOBAL_FLAGS = ("--json", "--quiet", "-q", "--verbose", "-v", "--wait")
 # Import name -> package of the `lab` extra (pyproject.toml): what training,
 # evaluation and export need and the Pi's base install leaves out.
 LAB_PACKAGES = {"torch": "torch", "sklearn": "scikit-learn", "scipy": "scipy", "matplotlib": "matplotlib",
@@ -125,7 +125,7 @@ app = typer.Typer(
     cls=BoundaryGroup,
     name="cis490",
     help="Lab notebook and engine: malware life-cycle phases from QEMU VM telemetry.\n\n"
-         "Global options (--home, --json, --quiet, --verbose) go before or after the command.",
+         "Global options (--home, --json, --quiet, --verbose, --wait) go before or after the command.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -152,11 +152,13 @@ def root(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or status output."),
     json_out: bool = typer.Option(False, "--json", help="Print machine-readable JSON only."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show tracebacks of unexpected errors."),
+    wait: bool = typer.Option(False, "--wait", envvar="CIS490_WAIT",
+                              help="When another command is writing the lab, wait for it instead of stopping."),
     version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
                                  help="Print the version and exit."),
 ) -> None:
     ctx.obj = AppState(home, Terminal(quiet=quiet, json_mode=json_out, verbose=verbose, home=_hint_home(home)),
-                       command=ctx.invoked_subcommand)
+                       command=ctx.invoked_subcommand, wait=wait)
 
 
 def _hint_home(home: str | None) -> str | None:

@@ -16,6 +16,9 @@ from core.paths import LabPaths, resolve_home
 # Commands that make a lab, and so may create its home; every other command
 # needs a lab there already (a mistyped --home is named, not created).
 MAKES_LAB = ("synth", "validate", "demo", "serve")
+# Commands that write the lab: one at a time (core.lablock); the others only
+# read it (status, notebook) or only record their run (serve, publish).
+WRITES_LAB = ("synth", "validate", "extract", "split", "train", "eval", "compare", "export", "predict", "demo")
 
 
 @dataclass
@@ -24,6 +27,7 @@ class AppState:
     terminal: Terminal
     _paths: LabPaths | None = field(default=None, repr=False)
     command: str | None = None
+    wait: bool = False            # --wait: wait for the command writing the lab instead of stopping
 
     @property
     def paths(self) -> LabPaths:
@@ -43,8 +47,16 @@ class AppState:
     @contextmanager
     def record(self, command: str, config: dict, parent: str | None = None) -> Iterator[Run]:
         argv = pasteable_argv(["cis490", *sys.argv[1:]], self.paths.home)
-        with record_run(self.paths, command, config, argv=argv, parent=parent) as run:
-            yield run
+        from core.notebook import current_run
+        if command not in WRITES_LAB or current_run() is not None:      # a nested run: under its parent's lock
+            with record_run(self.paths, command, config, argv=argv, parent=parent) as run:
+                yield run
+            return
+        from core.lablock import lab_lock
+        with lab_lock(self.paths.artifacts, command, " ".join(argv), self.wait,
+                      lambda who: self.terminal.warn(f"waiting for {who} to finish writing this lab")):
+            with record_run(self.paths, command, config, argv=argv, parent=parent) as run:
+                yield run
 
     def progress(self, description: str, total: int | None = None, unit: str = ""):
         """A progress bar (core.stages.Session): the terminal's."""

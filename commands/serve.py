@@ -55,6 +55,10 @@ def serve(
                                  param_hint="'--dashboard'")
     if replay is not None and watch is not None:
         raise typer.BadParameter("--replay or --watch, not both.", param_hint="'--watch'")
+    if token is not None and not token.strip():
+        # The server would take only 'Bearer ' and print no token: nobody could publish.
+        raise typer.BadParameter("an empty token lets nobody publish; leave --token out (one is generated "
+                                 "off loopback) or give one.", param_hint="'--token'")
     if (replay is None and watch is None) != (model is None):
         raise typer.BadParameter("--replay and --model go together (e.g. --replay all --model gru), as do --watch "
                                  "and --model.",
@@ -89,7 +93,8 @@ def serve(
     url = f"http://{shown}:{sock.getsockname()[1]}/"
     from core.dashboard.app import LOOPBACK_HOSTS
     # On loopback, only loopback names (DNS rebinding); on the lab network the token guards publishing.
-    hosts = LOOPBACK_HOSTS if is_loopback(host) else None
+    # The loopback address it listens on is one of them (127.0.0.2 answers its own URL).
+    hosts = tuple(dict.fromkeys((*LOOPBACK_HOSTS, host, shown))) if is_loopback(host) else None
     config = {"host": host, "port": sock.getsockname()[1], "ring": ring, "token": token is not None}
     if prepared is not None:
         config["replay"] = {"model": model, "mode": mode.value, "split": split, "speed": speed,

@@ -221,8 +221,12 @@ class Lab:
 
 # -- the commands that remake each artefact --------------------------------------
 
-def validate_command(registry_path: Path | str | None = None) -> str:
-    return "cis490 validate" + (f" --channels {registry_path}" if registry_path else "")
+def validate_command(registry_path: Path | str | None = None, store: Path | str | None = None) -> str:
+    """`cis490 validate`, naming the store when it is not the lab's own
+    (data/raw/store): the bare command would look for the store there."""
+    import shlex
+    return ("cis490 validate" + (f" --store {shlex.quote(str(store))}" if store else "")
+            + (f" --channels {shlex.quote(str(registry_path))}" if registry_path else ""))
 
 
 EXTRACT_COMMAND = "cis490 extract"

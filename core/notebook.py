@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -24,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-from core.errors import NotebookError
+from core.errors import Cis490Error, NotebookError
 from core.paths import LabPaths, atomic_write_text, ensure_dir
 
 # What a run may use, and the distributions that can provide each: the lab
@@ -35,6 +36,11 @@ LIBRARIES: dict[str, tuple[str, ...]] = {
     "scikit-learn": ("scikit-learn",), "matplotlib": ("matplotlib",), "onnx": ("onnx",),
     "onnxruntime": ("onnxruntime", "onnxruntime-gpu"), "onnxmltools": ("onnxmltools",)}
 _CURRENT: contextvars.ContextVar["Run | None"] = contextvars.ContextVar("cis490_run", default=None)
+
+
+def current_run() -> "Run | None":
+    """The run being recorded in this context, if any (a demo's stages run inside it)."""
+    return _CURRENT.get()
 
 
 def config_hash(config: dict) -> str:
@@ -180,14 +186,14 @@ def record_run(paths: LabPaths, command: str, config: dict, argv: list[str] | No
               parent or (outer.run_id if outer else None))
     started, t0 = _now(), time.perf_counter()
     token = _CURRENT.set(run)
-    status, error = "ok", None
+    status, error, raised = "ok", None, None
     try:
         yield run
     except KeyboardInterrupt as exc:            # Ctrl-C, or SIGTERM (core.errors.Terminated)
-        status, error = "interrupted", type(exc).__name__
+        status, error, raised = "interrupted", type(exc).__name__, exc
         raise
     except BaseException as exc:
-        status, error = "failed", f"{type(exc).__name__}: {exc}"
+        status, error, raised = "failed", f"{type(exc).__name__}: {exc}", exc
         raise
     finally:
         _CURRENT.reset(token)
@@ -202,7 +208,13 @@ def record_run(paths: LabPaths, command: str, config: dict, argv: list[str] | No
             "platform": {"python": platform.python_version(), "system": platform.platform(),
                          "machine": platform.machine(), "cpus": os.cpu_count()},
         }, paths.home)
-        append_record(paths, record)
+        try:
+            append_record(paths, record)
+        except NotebookError:
+            # A run that failed (a full disk, most likely the same one) is
+            # reported by its own error: the notebook's must not hide it.
+            if raised is None:
+                raise
 
 
 def relative_to_home(value: Any, home: Path) -> Any:
@@ -243,7 +255,37 @@ def append_record(paths: LabPaths, record: dict) -> None:
                                 "the notebook is as it was") from None
     finally:
         os.close(fd)            # closing releases the lock
-    atomic_write_text(paths.runs / record["run_id"] / "record.json", json.dumps(record, indent=2, default=str) + "\n")
+    run_dir = paths.runs / record["run_id"]
+    try:
+        atomic_write_text(run_dir / "record.json", json.dumps(record, indent=2, default=str) + "\n")
+    except Cis490Error as exc:
+        shutil.rmtree(run_dir, ignore_errors=True)         # no empty run folder left behind
+        raise NotebookError(f"{exc} (the run's record is in {paths.notebook.name}; runs/{record['run_id']}/ "
+                            "could not be written)") from None
+
+
+# What every reader of a record may count on: a field of another type (an
+# edited or foreign notebook line) reads as its empty value, never as an
+# "unexpected KeyError" in `notebook list`.
+_FIELDS: dict[str, tuple[type, Any]] = {
+    "status": (str, "?"), "error": (str, None), "started_at": (str, ""), "ended_at": (str, ""),
+    "argv": (list, []), "config": (dict, {}), "config_hash": (str, ""), "inputs": (list, []), "outputs": (list, []),
+    "metrics": (dict, {}), "timings": (dict, {}), "parent_run": (str, None), "parent_runs": (list, []),
+    "libraries": (dict, {}), "platform": (dict, {}),
+}
+
+
+def sane_record(rec: dict) -> dict:
+    """A record whose known fields have their types (others kept as read)."""
+    out = dict(rec)
+    for key, (typ, empty) in _FIELDS.items():
+        if not isinstance(out.get(key), typ):
+            out[key] = empty
+    for key in ("inputs", "outputs"):
+        out[key] = [x for x in out[key] if isinstance(x, dict)]
+    out["argv"] = [str(a) for a in out["argv"]]
+    out["parent_runs"] = [p for p in out["parent_runs"] if isinstance(p, str)]
+    return out
 
 
 def is_record(value: Any) -> bool:
@@ -268,11 +310,12 @@ def read_notebook(paths: LabPaths, command: str | None = None) -> NotebookListin
                 continue
             try:
                 rec = json.loads(line)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):         # cut short, not JSON, or nested beyond reading
                 rec = None
             if not is_record(rec):          # a line cut short, or JSON that is not a run record
                 skipped.append(i)
                 continue
+            rec = sane_record(rec)
             if command is None or rec.get("command") == command:
                 records.append(rec)
     return NotebookListing(records, skipped)
@@ -322,9 +365,10 @@ def run_subject(rec: dict) -> str:
         mode = c.get("mode")
         return f"{c.get('model')}{'' if mode in ('realistic', None) else '_' + str(mode)} @{c.get('split')}"
     if cmd == "compare":
-        return f"{' vs '.join(m.removesuffix('_realistic') for m in c.get('models', []))} @{c.get('split')}"
+        models = c.get("models") if isinstance(c.get("models"), list) else []
+        return f"{' vs '.join(str(m).removesuffix('_realistic') for m in models)} @{c.get('split')}"
     if cmd == "split":
-        return c.get("recipe", "")
+        return str(c.get("recipe") or "")
     return ""
 
 

@@ -96,6 +96,18 @@ def resolve_home(home: str | os.PathLike | None = None, writable: bool = True, c
     return paths
 
 
+def require_writable(target: Path, what: str) -> None:
+    """That `target` (a file or folder to be made) can be written: its
+    nearest existing folder is writable. Checked before the work that ends
+    in it, so a read-only artifacts/models stops `train` at once, not after
+    an hour of training."""
+    p = Path(target).parent
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise HomeError(f"{p}: not writable ({what} writes {target}); nothing was changed")
+
+
 def ensure_dir(path: Path) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -166,7 +178,10 @@ def remove_dead_temps(directory: Path, what: str) -> int:
 
 
 _FULL = (errno.ENOSPC, errno.EDQUOT)
-_FULL_WORDS = ("No space left on device", "Disk quota exceeded")
+# XGBoost's own writes (external-memory pages) fail as "FileStream.Write
+# incomplete" with no errno: on a lab machine, a full disk (the line that
+# reports it gives the free space, so a reader can tell).
+_FULL_WORDS = ("No space left on device", "Disk quota exceeded", "FileStream.Write incomplete")
 
 
 def is_disk_full(exc: BaseException) -> bool:
@@ -178,7 +193,7 @@ def is_disk_full(exc: BaseException) -> bool:
 
 
 def _mb(n: int) -> str:
-    return f"{n / 1e6:,.1f} MB"
+    return f"{n / 1e6:,.1f} MB" if n >= 100_000 else f"{n / 1e3:,.1f} kB"
 
 
 def free_bytes(path: Path) -> int | None:
@@ -202,7 +217,7 @@ def disk_full(target: Path, written: int | None = None) -> DiskFullError:
                          "(nothing was replaced)")
 
 
-def _size_of(path: Path) -> int:
+def size_of(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
@@ -225,7 +240,7 @@ def atomic_path(target: Path, suffix: str = "") -> Iterator[Path]:
         os.replace(tmp_path, target)
     except BaseException as exc:
         full = is_disk_full(exc)
-        written = _size_of(tmp_path) if full and tmp_path.exists() else None
+        written = size_of(tmp_path) if full and tmp_path.exists() else None
         tmp_path.unlink(missing_ok=True)
         if full:
             raise disk_full(target, written) from None
@@ -246,6 +261,7 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     """Yield a fresh temporary sibling directory of `target`; on success it
     replaces `target` whole (the old one is removed only after the swap), so a
     failure never leaves a mix of old and new files, nor loses the old ones."""
+    made = _missing_parents(target)
     ensure_dir(target.parent)
     remove_dead_temps(target.parent, target.name)
     tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(target.name), dir=target.parent))
@@ -260,12 +276,28 @@ def atomic_dir(target: Path) -> Iterator[Path]:
         if trash is not None:
             shutil.rmtree(trash, ignore_errors=True)
     except BaseException as exc:
-        full = is_disk_full(exc)
-        written = _size_of(tmp) if full and tmp.exists() else None
+        # A file written inside (a figure's own atomic_path) names a temporary
+        # path: the folder that would have been replaced is the one to name.
+        full = is_disk_full(exc) or isinstance(exc, DiskFullError)
+        written = size_of(tmp) if full and tmp.exists() else None
         shutil.rmtree(tmp, ignore_errors=True)
+        for d in made:                       # the folders made for it, left empty: no orphan folder
+            try:
+                d.rmdir()
+            except OSError:
+                break
         if full:
             raise disk_full(target, written) from None
         raise
+
+
+def _missing_parents(target: Path) -> list[Path]:
+    """The folders above `target` that do not exist yet, deepest first."""
+    out, p = [], Path(target).parent
+    while not p.exists() and p != p.parent:
+        out.append(p)
+        p = p.parent
+    return out
 
 
 def lab_home_of(processed: Path) -> Path | None:

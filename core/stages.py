@@ -116,8 +116,13 @@ def train_stage(session: Session, registry: Registry, names: list[str], modes: l
     from core.lab import HEADER, Lab
     from core.models.settings import given
     from core.train import load_split_data, model_class, train_one
+    from core.lab import Ref
+    from core.paths import require_writable
     paths = session.paths
     lab = Lab.of(paths)
+    for name in names:                   # every checkpoint's folder, before any training
+        for mode in modes:
+            require_writable(lab.checkpoint(Ref(recipe, name, mode)), "train")
     results = []
     cache: dict[str, object] = {}
     for name in names:
@@ -158,7 +163,10 @@ def train_stage(session: Session, registry: Registry, names: list[str], modes: l
 def eval_stage(session: Session, registry: Registry, model: str, mode: str, cfg: EvalConfig) -> EvalResult:
     from core.evaluate import evaluate_model
     from core.lab import HEADER, PREDICTIONS, REPORT
+    from core.lab import Lab, Ref
+    from core.paths import require_writable
     paths = session.paths
+    require_writable(Lab.of(paths).eval_dir(Ref(cfg.split, model, mode), cfg.settings), "eval")
     with session.record("eval", {"model": model, "mode": mode, **cfg.__dict__}) as run:
         with session.progress(f"Evaluating {model} ({mode})", total=1) as bar:
             r = evaluate_model(paths.processed, paths.artifacts, registry, model, mode, cfg, run.run_id)
@@ -221,7 +229,10 @@ def predict_stage(session: Session, model: str, mode: str, split: str, store: Pa
     from core.lab import Ref
     from core.live.producers import default_store
     from core.predict import load_engine, run_predict, select_episodes
+    from core.lab import Lab
+    from core.paths import require_writable
     paths = session.paths
+    require_writable(Lab.of(paths).prediction_run(Ref(split, model, mode), "RUN"), "predict")
     eng = load_engine(paths, model, mode, split, engine)
     store = default_store(paths, store)
     episodes, how = select_episodes(paths, store, eng.registry, ids, unlabelled, every)

@@ -123,8 +123,9 @@ def lab_status(paths: LabPaths) -> list[Row]:
                 now = None
             if now != ref["hash"]:
                 reasons.append(f"registry {'gone' if now is None else 'changed'} since validate ({lab.rel(Path(path))})")
-        lab.add(index_name, reasons, validate_command(unportable(ref["path"], processed) if ref.get("path") else None),
-                [store_name])
+        elsewhere = store if store != paths.default_store else None
+        lab.add(index_name, reasons, validate_command(unportable(ref["path"], processed) if ref.get("path") else None,
+                                                      elsewhere), [store_name])
         counts = side.get("counts") or {}
         if counts.get("unlabelled") and lab.rows[-1].state == FRESH:
             # Kept on purpose: never trained or scored on; `cis490 predict --unlabelled` reads them.

@@ -17,7 +17,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import anyio
 from sse_starlette import EventSourceResponse
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -26,10 +25,11 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from core.dashboard.events import EventError, validate
-from core.dashboard.hub import DROPPED, MAX_EVENT_BYTES, EventHub, sse_frame
+from core.dashboard.hub import DROPPED, MAX_EVENT_BYTES, EventHub
 
 STATIC = Path(__file__).with_name("static")
 MAX_BODY = 256 * 1024
+BODY_TIMEOUT_S = 10.0
 BATCH_FRAMES = 256
 # The page is our own files only: no inline script, no other origin (the Pi
 # may be offline, and a page on the lab network must not be a way in).
@@ -77,7 +77,10 @@ def create_app(hub: EventHub | None = None, token: str | None = None, ping_s: fl
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
     async def events(request: Request):
-        after = _after(request)
+        try:
+            after = _after(request)
+        except ValueError as exc:
+            return _error(400, str(exc))
         sub, replay = hub.subscribe(after)
 
         async def stream():
@@ -85,22 +88,23 @@ def create_app(hub: EventHub | None = None, token: str | None = None, ping_s: fl
                 # Browsers reconnect after 1 s (instead of ~3 s) when a stream ends.
                 yield b"retry: 1000\n\n"
                 if replay.reset is not None:
-                    yield sse_frame(replay.reset["last_id"], "reset", replay.reset)
-                for _, _, frame in replay.events:
-                    yield frame
+                    body = await hub.state_bytes(replay.reset)
+                    yield b"id: %d\nevent: reset\ndata: %s\n\n" % (replay.reset.last_id, body)
+                for item in replay.events:
+                    yield item.frame
                     # A long backlog to a client that has gone must not starve the loop.
                     await asyncio.sleep(0)
                 while True:
                     item = await sub.queue.get()
                     if item is DROPPED:
                         return
-                    frames = [item[2]]
+                    frames = [item.frame]
                     while len(frames) < BATCH_FRAMES and not sub.queue.empty():
                         item = sub.queue.get_nowait()
                         if item is DROPPED:
                             yield b"".join(frames)
                             return
-                        frames.append(item[2])
+                        frames.append(item.frame)
                     yield b"".join(frames)
             finally:
                 hub.unsubscribe(sub)
@@ -123,10 +127,15 @@ def create_app(hub: EventHub | None = None, token: str | None = None, ping_s: fl
         if declared is not None and declared.isdigit() and int(declared) > max_body:
             return _error(413, f"body over {max_body:,} bytes")
         body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > max_body:
-                return _error(413, f"body over {max_body:,} bytes")
+        try:
+            # A body dripped a byte at a time would hold its connection for good.
+            async with asyncio.timeout(BODY_TIMEOUT_S):
+                async for chunk in request.stream():
+                    body += chunk
+                    if len(body) > max_body:
+                        return _error(413, f"body over {max_body:,} bytes")
+        except TimeoutError:
+            return _error(408, f"body not received whole within {BODY_TIMEOUT_S:g} s")
         try:
             doc = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -151,12 +160,9 @@ def create_app(hub: EventHub | None = None, token: str | None = None, ping_s: fl
         return JSONResponse({"ids": hub.publish(checked)})
 
     async def snapshot(request: Request):
-        # The state is gathered on the loop (references only, bounded by
-        # SNAPSHOT_SLOTS and HISTORY_BYTES); its encoding, up to a few MiB,
-        # runs in a thread so that no other request waits for it.
-        state = hub.state()
-        body = await anyio.to_thread.run_sync(_encode, state)
-        return Response(body, media_type="application/json")
+        # Gathered on the loop (references only, bounded by SNAPSHOT_SLOTS and
+        # HISTORY_BYTES), joined in a thread once per ring version.
+        return Response(await hub.state_bytes(), media_type="application/json")
 
     async def no_icon(request: Request):
         return Response(status_code=204)
@@ -183,14 +189,21 @@ def create_app(hub: EventHub | None = None, token: str | None = None, ping_s: fl
     return app
 
 
-def _encode(doc: dict) -> bytes:
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+MAX_ID_DIGITS = 18       # an event id is an int64; anything longer is not one
 
 
 def _after(request: Request) -> int | None:
     """The last id the client holds: the browser's Last-Event-ID on a
-    reconnect, else `?after=` (the page passes its snapshot's last_id)."""
-    for raw in (request.headers.get("last-event-id"), request.query_params.get("after")):
-        if raw is not None and raw.strip().isdigit():
-            return int(raw.strip())
+    reconnect, else `?after=` (the page passes its snapshot's last_id).
+    ValueError (a 400) for one that is no id: `?after=²` is a digit to
+    Python's isdigit and no integer to int()."""
+    for name, raw in (("Last-Event-ID", request.headers.get("last-event-id")),
+                      ("after", request.query_params.get("after"))):
+        if raw is None or raw.strip() == "":
+            continue
+        text = raw.strip()
+        if not (text.isascii() and text.isdigit() and len(text) <= MAX_ID_DIGITS):
+            raise ValueError(f"{name}: not an event id ({text[:20]!r}): a whole number of at most "
+                             f"{MAX_ID_DIGITS} digits")
+        return int(text)
     return None

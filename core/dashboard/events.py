@@ -13,11 +13,20 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
+def _finite(v: Any) -> bool:
+    """A JSON number a float can hold: math.isfinite of a 401-digit integer
+    raises OverflowError (a 500 where a 400 belongs)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    return -FLOAT_MAX <= v <= FLOAT_MAX if isinstance(v, int) else math.isfinite(v)
+
+
+FLOAT_MAX = 1.7976931348623157e308
 # What the validator accepts for each kind of field.
 _KINDS: dict[str, Callable[[Any], bool]] = {
     "string": lambda v: isinstance(v, str) and v != "",
-    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
-    "count": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+    "number": _finite,
+    "count": lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2 ** 53,   # exact in JS too
     "unit": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0,
     "interval": lambda v: (isinstance(v, list) and len(v) == 2 and all(_KINDS["unit"](x) for x in v)
                            and v[0] <= v[1]),
@@ -34,7 +43,7 @@ _KINDS: dict[str, Callable[[Any], bool]] = {
                          and all(isinstance(x, str) for x in v.values())),
 }
 _KIND_TEXT = {
-    "string": "a non-empty string", "number": "a finite number", "count": "a whole number >= 0",
+    "string": "a non-empty string", "number": "a finite number", "count": "a whole number >= 0 (below 2**53)",
     "unit": "a number in [0, 1]", "interval": "[low, high] with 0 <= low <= high <= 1",
     "probabilities": "an object phase -> probability in [0, 1], summing to 1",
     "values": "an object channel -> number or null", "names": "a list of names",

@@ -67,6 +67,60 @@ def _close_streams(app) -> None:
         loop.call_soon_threadsafe(app.state.hub.close)
 
 
+# A connection must send a whole request head within this; and no more than
+# MAX_CONNECTIONS are held at once (a Pi has 1,024 open files): slow or idle
+# clients were never closed, and 1,100 of them left the server no file to open.
+HEADER_TIMEOUT_S = 10.0
+MAX_CONNECTIONS = 512
+
+
+def guarded_protocol():
+    """uvicorn's h11 protocol with a request-head timeout and a connection
+    cap, which uvicorn does not have (its keep-alive timeout starts only
+    after a first response). Beyond the cap a new connection is closed at once."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class Guarded(H11Protocol):
+        _head_timer = None
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            if len(self.connections) > MAX_CONNECTIONS:
+                transport.close()
+                return
+            self._arm()
+
+        def _arm(self) -> None:
+            if self._head_timer is None:
+                self._head_timer = self.loop.call_later(HEADER_TIMEOUT_S, self._too_slow)
+
+        def _disarm(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _too_slow(self) -> None:
+            self._head_timer = None
+            if self.conn.their_state in (h11.IDLE, h11.SEND_BODY) and (self.cycle is None
+                                                                      or self.cycle.response_complete):
+                self.transport.close()
+
+        def data_received(self, data: bytes) -> None:
+            if self.cycle is None or self.cycle.response_complete:
+                self._arm()                     # a new request head begins: it has HEADER_TIMEOUT_S
+            before = self.cycle
+            super().data_received(data)
+            if self.cycle is not before:
+                self._disarm()                  # its head is whole
+
+        def connection_lost(self, exc) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+    return Guarded
+
+
 def _server(app, sock: socket.socket):
     import uvicorn
 
@@ -78,7 +132,8 @@ def _server(app, sock: socket.socket):
 
     host, port = sock.getsockname()[:2]
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on",
-                            timeout_graceful_shutdown=GRACEFUL_S, timeout_keep_alive=5)
+                            timeout_graceful_shutdown=GRACEFUL_S, timeout_keep_alive=5,
+                            http=guarded_protocol(), limit_concurrency=MAX_CONNECTIONS)
     server = Server(config)
     server.cut_filter = _ShutdownCut(server)
     logging.getLogger("uvicorn.error").addFilter(server.cut_filter)

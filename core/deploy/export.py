@@ -46,6 +46,8 @@ def export_model(processed: Path, artifacts: Path, registry, model: str, mode: s
     from core.paths import atomic_dir
     from core.store import file_digest
     from core.train import load_split_checkpoint, load_split_data
+    from core.paths import require_writable
+    require_writable(Lab(processed, artifacts).bundle(Ref(split, model, mode)), "export")
     t0 = time.perf_counter()
     native, split_frame, ck = load_split_checkpoint(processed, artifacts, registry, model, mode, split, ExportError)
     test = load_split_data(processed, split, native.input_kind).parts["test"]

@@ -24,7 +24,7 @@ from core.evaluate.pitfalls import parse_slice
 from core.extract import load_feature_schema, read_features
 from core.metrics import confusion, macro_f1_from_confusion, per_class_prf
 from core.models import MODELS
-from core.paths import atomic_path, atomic_write_text, ensure_dir, eval_settings
+from core.paths import atomic_dir, eval_settings
 from core.registry import Registry
 from core.split import load_split
 from core.store import file_digest
@@ -211,44 +211,47 @@ def evaluate_model(processed: Path, artifacts: Path, registry: Registry, model: 
 
     extra = _sections(processed, schema, every, idx, groups, truth, pred, raw, proba, m, split_data.parts.get("val"),
                       cfg, phases, rng, split_meta["recipe"])
-    out_dir = ensure_dir(Lab(processed, artifacts).eval_dir(Ref(cfg.split, model, mode), cfg.settings))
+    out_dir = Lab(processed, artifacts).eval_dir(Ref(cfg.split, model, mode), cfg.settings)
     preds = pl.DataFrame({"window_id": idx["window_id"], "episode_id": idx["episode_id"], "host_id": idx["host_id"],
                           "profile": idx["profile"], "truth": [phases[i] for i in truth],
                           "predicted": [phases[i] for i in pred],
                           **{f"p_{p}": proba[:, i].astype(np.float32) for i, p in enumerate(phases)},
                           "t_end_s": extra.pop("t_end_s"), "onset_s": extra.pop("onset_s"),
                           "trust": extra.pop("trust").astype(np.float32)})
-    with atomic_path(out_dir / PREDICTIONS, ".parquet") as tmp:
-        preds.write_parquet(tmp)
-    delays = extra.pop("_delays")
-    header = m.header
-    pool = header["training"].get("unlabeled_pool")
-    report = {
-        "model": model, "mode": mode, "name": model if mode == "realistic" else f"{model}_{mode}",
-        "split": cfg.split, "part": cfg.part, "windows": int(len(truth)), "episodes": int(len(episodes)),
-        "method": METHOD, "unit": cfg.unit, "resamples": cfg.resamples, "seed": cfg.seed,
-        "confirm": cfg.confirm, "min_trust": cfg.min_trust, "conformal_alpha": cfg.alpha, "slice": cfg.slice,
-        "macro_f1": overall["macro_f1"], "macro_f1_ci": overall["macro_f1_ci"],
-        "accuracy": overall["accuracy"], "accuracy_ci": overall["accuracy_ci"],
-        "per_class": per_class, "per_profile": breakdown("profile"), "per_host": breakdown("host_id"),
-        "untested_profiles": split_meta.get("untested_profiles", []),
-        "confusion": confusion_over_seen(overall["cm"], phases),
-        "predictions_sha256": file_digest(out_dir / PREDICTIONS)[0],
-        "predictions_bytes": (out_dir / PREDICTIONS).stat().st_size,
-        "checkpoint": {"path": str(ck), "header_sha256": file_digest(ck / HEADER)[0],
-                       "weights_sha256": header["weights"]["sha256"],
-                       "val_macro_f1": header["training"].get("val_macro_f1"),
-                       "train_run_id": header["training"].get("run_id"), "unlabeled_pool": pool},
-        # Transductive: the model learned from the inputs (never the labels) of the windows it is scored on.
-        "transductive": bool(pool and pool.get("windows_used") and pool.get("part") == cfg.part),
-        "split_identity": header["split"], "features_sha256": schema["features_sha256"],
-        "split_membership_sha256": split_meta["membership_sha256"], "eval_run_id": run_id,
-        "report_version": REPORT_VERSION, **extra,
-    }
-    figures = _figures(report, header, delays, out_dir) if formats() else []
-    report["figures"] = [f.name for f in figures]       # part of the report: status checks they are there
-    atomic_write_text(out_dir / REPORT, json.dumps(report, indent=1) + "\n")
-    return EvalResult(model, mode, out_dir, report, figures)
+    # The report's folder is written whole in a temporary one and replaces the
+    # old one only once every file is there: a full disk half-way leaves the
+    # last report and its predictions exactly as they were, and no orphan folder.
+    with atomic_dir(out_dir) as tmp:
+        preds.write_parquet(tmp / PREDICTIONS)
+        delays = extra.pop("_delays")
+        header = m.header
+        pool = header["training"].get("unlabeled_pool")
+        report = {
+            "model": model, "mode": mode, "name": model if mode == "realistic" else f"{model}_{mode}",
+            "split": cfg.split, "part": cfg.part, "windows": int(len(truth)), "episodes": int(len(episodes)),
+            "method": METHOD, "unit": cfg.unit, "resamples": cfg.resamples, "seed": cfg.seed,
+            "confirm": cfg.confirm, "min_trust": cfg.min_trust, "conformal_alpha": cfg.alpha, "slice": cfg.slice,
+            "macro_f1": overall["macro_f1"], "macro_f1_ci": overall["macro_f1_ci"],
+            "accuracy": overall["accuracy"], "accuracy_ci": overall["accuracy_ci"],
+            "per_class": per_class, "per_profile": breakdown("profile"), "per_host": breakdown("host_id"),
+            "untested_profiles": split_meta.get("untested_profiles", []),
+            "confusion": confusion_over_seen(overall["cm"], phases),
+            "predictions_sha256": file_digest(tmp / PREDICTIONS)[0],
+            "predictions_bytes": (tmp / PREDICTIONS).stat().st_size,
+            "checkpoint": {"path": str(ck), "header_sha256": file_digest(ck / HEADER)[0],
+                           "weights_sha256": header["weights"]["sha256"],
+                           "val_macro_f1": header["training"].get("val_macro_f1"),
+                           "train_run_id": header["training"].get("run_id"), "unlabeled_pool": pool},
+            # Transductive: the model learned from the inputs (never the labels) of the windows it is scored on.
+            "transductive": bool(pool and pool.get("windows_used") and pool.get("part") == cfg.part),
+            "split_identity": header["split"], "features_sha256": schema["features_sha256"],
+            "split_membership_sha256": split_meta["membership_sha256"], "eval_run_id": run_id,
+            "report_version": REPORT_VERSION, **extra,
+        }
+        figures = _figures(report, header, delays, tmp) if formats() else []
+        report["figures"] = [f.name for f in figures]       # part of the report: status checks they are there
+        (tmp / REPORT).write_text(json.dumps(report, indent=1) + "\n")
+    return EvalResult(model, mode, out_dir, report, [out_dir / f.name for f in figures])
 
 
 def _figures(report: dict, header: dict, delays, out_dir: Path) -> list[Path]:

@@ -32,7 +32,7 @@ from core.extract.tensors import META, TensorPartWriter, TensorStore
 from core.lab import EXTRACTED_STATUSES, extractable_digest
 from core.loading import read_parquet, require
 from core.parallel import pool_map, process_pool
-from core.paths import remove_dead_temps, temp_prefix
+from core.paths import disk_full, is_disk_full, remove_dead_temps, size_of, temp_prefix
 from core.registry import Registry, registry_ref
 from core.store import Episode, file_digest
 from core.storescan import episode_fingerprint, light_fingerprint
@@ -138,6 +138,12 @@ def run_extract(processed: Path, index_path: Path, store: Path, registry: Regist
     try:
         summary = _write_outputs(tmp, index, Path(store), registry, cfg, prev, workers, progress, t0, index_path)
         _commit(tmp, processed, registry, cfg, index_path, summary)
+    except Exception as exc:
+        # pyarrow's writers say "[Errno 28] Error writing bytes to file" and
+        # name no file: the folder being written, and its filesystem's room.
+        if is_disk_full(exc):
+            raise disk_full(processed / FEATURES, size_of(tmp)) from None
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     summary.seconds = time.perf_counter() - t0

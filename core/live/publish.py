@@ -3,13 +3,14 @@ backoff while the server is down or starting: what every producer uses,
 whether it runs beside the server or on another machine."""
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import socket
 import threading
 import time
-import urllib.error
-import urllib.request
 from typing import Callable
+from urllib.parse import urlsplit
 
 from core.errors import Cis490Error
 
@@ -52,19 +53,22 @@ class Publisher:
         attempt = 0
         started = time.monotonic()
         while not self.stop.is_set():
-            request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+            # One deadline for the whole attempt (connect, send, the response
+            # read to its end), within what is left of --retry-for: a server
+            # dripping its answer a byte at a time never holds a send longer.
+            limit = self.timeout_s
+            if self.retry_for_s is not None:
+                limit = max(0.1, min(limit, self.retry_for_s - (time.monotonic() - started)))
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                    response.read()
-                self.sent += len(events)
-                return True
-            except urllib.error.HTTPError as exc:
-                if 400 <= exc.code < 500:
-                    detail = exc.read(512).decode(errors="replace").strip()[:300]
-                    raise PublishError(f"{self.url} refused the events ({exc.code}): {detail}", exc.code) from None
-                error = f"HTTP {exc.code}"
-            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
-                error = str(getattr(exc, "reason", None) or exc)
+                status, detail = post(self.url, body, headers, limit)
+                if status < 300:
+                    self.sent += len(events)
+                    return True
+                if 400 <= status < 500:
+                    raise PublishError(f"{self.url} refused the events ({status}): {detail}", status)
+                error = f"HTTP {status}"
+            except (ConnectionError, TimeoutError, OSError, http.client.HTTPException) as exc:
+                error = str(exc) or type(exc).__name__
             wait = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
             waited = time.monotonic() - started
             if self.retry_for_s is not None and waited + wait > self.retry_for_s:
@@ -80,6 +84,44 @@ class Publisher:
     def wait_s(self, seconds: float) -> bool:
         """Sleep, unless stopped first (True when stopped)."""
         return self.stop.wait(max(0.0, seconds))
+
+
+def post(url: str, body: bytes, headers: dict, deadline_s: float) -> tuple[int, str]:
+    """POST and read the response whole within `deadline_s` in all: (status,
+    the start of its body). A socket timeout bounds each read, not their sum;
+    here the request runs in a thread and its socket is shut when the
+    deadline passes, whatever the server does (TimeoutError)."""
+    parts = urlsplit(url)
+    cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    conn = cls(parts.hostname, parts.port, timeout=deadline_s)
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    result: dict = {}
+
+    def run() -> None:
+        try:
+            conn.request("POST", target, body=body, headers=headers)
+            response = conn.getresponse()
+            result["status"] = response.status
+            result["detail"] = response.read(64 * 1024).decode(errors="replace").strip()[:300]
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            result["error"] = exc
+    worker = threading.Thread(target=run, daemon=True, name="cis490-post")
+    worker.start()
+    worker.join(deadline_s)
+    if worker.is_alive():
+        sock = conn.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        conn.close()
+        worker.join(1.0)
+        raise TimeoutError(f"no whole response within {deadline_s:.1f} s")
+    conn.close()
+    if "error" in result:
+        raise result["error"]
+    return result["status"], result["detail"]
 
 
 def paced(publisher: Publisher, events, speed: float, clock=time.monotonic):

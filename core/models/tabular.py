@@ -184,7 +184,9 @@ class GBTModel(BaseModel):
         return splits
 
     def _save_weights(self, directory: Path) -> str:
-        self.booster.save_model(str(directory / "weights.json"))
+        # Written by Python, not by XGBoost: a full disk is then an OSError that
+        # names the file, not a C++ "FileStream.Write incomplete" and its backtrace.
+        (directory / "weights.json").write_bytes(bytes(self.booster.save_raw("json")))
         self.training["best_iteration"] = self.best_iteration
         return "weights.json"
 

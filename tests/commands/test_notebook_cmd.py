@@ -113,3 +113,29 @@ def test_list_rows_keep_to_one_line_at_80_columns(cli, lab_home):
     shown = cli("notebook", "show", "d4ea").stdout
     assert "117.2" in shown and "117.200" not in shown                 # seconds read as seconds
     assert "cnn_oracle @sample" in rows[1] and "76,660 (15 unusable)" in rows[2] and " 930" in rows[2]
+
+
+def test_records_missing_fields_of_other_types_or_nested_beyond_reading_never_stop_the_notebook(cli, lab_home):
+    """Regression (issue 32): `notebook list/show` died with "unexpected
+    KeyError/AttributeError/RecursionError" on such records."""
+    import json as _json
+    recs = [{"run_id": "20261208-000000-aaaa", "command": "train"},
+            {"run_id": "20261208-000001-bbbb", "command": "eval", "status": 5, "metrics": "x", "timings": [],
+             "config": None, "inputs": "q", "outputs": [1, {"path": "a"}], "started_at": 7, "argv": "cis490"},
+            {"run_id": "20261208-000002-cccc", "command": "split", "config": {"recipe": ["x"]},
+             "metrics": {"totals": "z"}, "status": "ok"},
+            {"run_id": "20261208-000003-dddd", "command": "compare", "config": {"models": [1, None]}}]
+    lines = [_json.dumps(r) for r in recs]
+    lines.append('{"run_id": "20261208-000004-eeee", "command": "x", "deep": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    lab_home.artifacts.mkdir(parents=True, exist_ok=True)
+    lab_home.notebook.write_text("\n".join(lines) + "\n")
+    result = cli("notebook", "list")
+    assert result.exit_code == 0, result.output
+    assert "skipped 1 line(s)" in result.stderr and "(line 5)" in result.stderr
+    for run in ("aaaa", "bbbb", "cccc", "dddd"):
+        shown = cli("notebook", "show", f"20261208-00000{'abcd'.index(run[0])}-{run}")
+        assert shown.exit_code == 0, shown.output
+    for a, b in (("aaaa", "bbbb"), ("bbbb", "cccc"), ("cccc", "dddd")):
+        diff = cli("notebook", "diff", f"20261208-00000{'abcd'.index(a[0])}-{a}", f"20261208-00000{'abcd'.index(b[0])}-{b}")
+        assert diff.exit_code == 0, diff.output
+    assert "unexpected" not in result.output

@@ -115,7 +115,7 @@ def test_publish_takes_its_token_from_the_environment(cli, lab_home, monkeypatch
         monkeypatch.setenv("CIS490_TOKEN", "s3cret")
         result = cli("publish", "metrics", "--to", srv.url)
         assert result.exit_code == 0, result.output
-        assert {ev["type"] for _, ev, _ in hub._ring} == {"model_metric", "profile_stats"}
+        assert {ev["type"] for ev in hub.events()} == {"model_metric", "profile_stats"}
     assert "s3cret" not in lab_home.notebook.read_text()
 
 
@@ -127,3 +127,22 @@ def test_serve_on_loopback_refuses_other_host_names(lab_home):
     finally:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=10)
+
+
+def test_serve_on_another_loopback_address_answers_its_own_url(lab_home):
+    """Regression: `serve --host 127.0.0.2` answered its own printed URL with 400."""
+    proc, url, _ = _start(lab_home, "--dashboard", "--host", "127.0.0.2", "--port", "0")
+    try:
+        assert url.startswith("http://127.0.0.2:")
+        assert httpx.get(url + "/healthz").status_code == 200
+        assert httpx.get(url + "/healthz", headers={"host": "evil.example"}).status_code == 400
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=10)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "127.0.0.1"])
+def test_an_empty_token_is_a_usage_error(cli, lab_home, host):
+    """Regression: `--host 0.0.0.0 --token ""` started a server nobody could publish to, and printed no token."""
+    result = cli("serve", "--dashboard", "--host", host, "--port", "0", "--token", "")
+    assert result.exit_code == 2 and "an empty token lets nobody publish" in result.stderr

@@ -260,3 +260,37 @@ def test_an_eval_drawn_without_figures_is_complete_and_fresh(cli, home, monkeypa
     assert "confusion.svg" in json.loads((d / "report.json").read_text())["figures"]
     assert (d / "confusion.svg").exists()
     assert _status(cli)[1]["eval host/knn_realistic/test-episode-b20-s0"]["state"] == "fresh"
+
+
+def test_the_validate_status_asks_for_names_a_store_that_lives_elsewhere(cli, home, tmp_path):
+    """Regression (issue 32): for a lab whose store lives elsewhere, the
+    command status suggested (`cis490 validate`) looked in data/raw/store and failed."""
+    elsewhere = tmp_path / "receiver"
+    shutil.move(str(home.default_store), elsewhere)
+    side = home.processed / "validation_v1.json"
+    doc = json.loads(side.read_text())
+    doc["store"] = str(elsewhere)
+    side.write_text(json.dumps(doc))
+    shutil.rmtree(next(p for p in (elsewhere / "lab-nuc").iterdir() if p.is_dir()))    # the store changed
+    _, rows = _status(cli)
+    row = rows["acceptance index"]
+    assert row["state"] == "stale" and row["command"] == f"cis490 validate --store {elsewhere}"
+    result = cli(*row["command"].split()[1:])
+    assert result.exit_code == 0, result.output
+    assert _status(cli)[1]["acceptance index"]["state"] == "fresh"
+
+
+def test_a_read_only_checkpoint_folder_stops_train_before_it_trains(cli, home, monkeypatch):
+    """Regression (issue 32): a read-only artifacts/models was found only after training finished."""
+    import os
+    import core.train
+    models = home.artifacts / "models"
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if mode & os.W_OK and str(p) == str(models / "host")
+                        else real(p, mode))
+    trained_at_all = []
+    monkeypatch.setattr(core.train, "train_one", lambda *a, **k: trained_at_all.append(1))
+    result = cli("train", "gbt", "--mode", "realistic")
+    assert result.exit_code == 1 and not trained_at_all
+    assert result.stderr.strip() == (f"Error: {models / 'host'}: not writable (train writes "
+                                     f"{models / 'host' / 'gbt_realistic'}); nothing was changed")

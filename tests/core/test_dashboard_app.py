@@ -243,13 +243,13 @@ def test_the_snapshot_is_bounded_whatever_keys_are_published():
 def test_a_slow_snapshot_never_stalls_other_requests(monkeypatch):
     """Regression: `GET /api/snapshot` of a full ring took 6-9 s on the event
     loop, and a `/healthz` waited 4.4 s behind it."""
-    import core.dashboard.app as dashboard_app
-    real = dashboard_app._encode
+    import core.dashboard.hub as hub_mod
+    real = hub_mod.encode_state
 
-    def slow(doc):
+    def slow(parts):
         time.sleep(1.5)
-        return real(doc)
-    monkeypatch.setattr(dashboard_app, "_encode", slow)
+        return real(parts)
+    monkeypatch.setattr(hub_mod, "encode_state", slow)
     with ThreadedServer(create_app(EventHub())) as srv:
         httpx.post(srv.url + "/publish", json=[EXAMPLES["perf"]])
         done = {}

@@ -86,7 +86,10 @@ def test_every_scene_renders_published_events_and_a_dropped_connection_catches_u
 
 def _lab_events() -> list[dict]:
     start = {k: v for k, v in EXAMPLES["episode"].items() if k not in ("accuracy", "windows", "detection")}
-    return [{**start, "event": "start"}, EXAMPLES["telemetry"], EXAMPLES["prediction"], EXAMPLES["model_metric"],
+    # Channels named like Object's own properties, with no unit given.
+    odd = {**EXAMPLES["telemetry"], "values": {**EXAMPLES["telemetry"]["values"], "constructor": 2.0,
+                                               "toString": 3.0}}
+    return [{**start, "event": "start"}, odd, EXAMPLES["prediction"], EXAMPLES["model_metric"],
             {**EXAMPLES["model_metric"], "model": "knn_semi", "macro_f1": 0.991, "macro_f1_ci": [0.97, 0.999],
              "transductive": True},
             EXAMPLES["profile_stats"], {**EXAMPLES["profile_stats"], "model": "knn_semi"}, EXAMPLES["perf"],
@@ -109,6 +112,9 @@ def test_the_snapshot_view_shows_units_marks_scales_and_folds(tmp_path):
             assert page.get_attribute("#conn", "data-state") == "snapshot"
             telemetry = page.inner_text("#scene-telemetry")
             assert "guest.cpu_percent (%)" in telemetry and "87.5 %" in telemetry
+            # Regression (issue 32): a channel named `constructor` showed Object's constructor as its unit.
+            assert "constructor" in telemetry and "toString" in telemetry
+            assert "function" not in telemetry and "native code" not in telemetry
             metrics = page.inner_text("#scene-metrics")
             assert "knn_semi* @host" in metrics and "transductive" in metrics and "bars from 0.8 to 1.0" in metrics
             # On the 0.8-1.0 scale 0.905 fills about half the track, 0.991 nearly all of it.

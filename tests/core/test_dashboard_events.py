@@ -33,7 +33,10 @@ def test_every_required_field_is_required(kind):
     ({**EXAMPLES["perf"], "cpu_percent": True}, "event.cpu_percent: must be a finite number, got True"),
     ({**EXAMPLES["model_metric"], "macro_f1_ci": [0.9, 0.8]}, r"event.macro_f1_ci: must be \[low, high\]"),
     ({**EXAMPLES["model_metric"], "mode": "both"}, "event.mode: must be one of realistic, oracle, got 'both'"),
-    ({**EXAMPLES["model_metric"], "windows": -1}, "event.windows: must be a whole number >= 0"),
+    ({**EXAMPLES["model_metric"], "windows": -1}, r"event.windows: must be a whole number >= 0 \(below 2\*\*53\)"),
+    # Regression (issue 32): a 401-digit integer raised OverflowError (a 500), not this.
+    ({**EXAMPLES["perf"], "rss_mb": 10 ** 400}, "event.rss_mb: must be a finite number"),
+    ({**EXAMPLES["model_metric"], "windows": 10 ** 400}, "event.windows: must be a whole number"),
     ({**EXAMPLES["prediction"], "trust": 1.5}, r"event.trust: must be a number in \[0, 1\]"),
     ({**EXAMPLES["prediction"], "probabilities": {"idle": 0.5, "act": 0.4}}, "summing to 1"),
     ({**EXAMPLES["prediction"], "predicted": "persist", "probabilities": {"idle": 0.5, "execute": 0.5}},

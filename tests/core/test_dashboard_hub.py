@@ -44,8 +44,8 @@ def test_an_id_older_than_the_ring_gets_a_reset_with_the_snapshot():
         hub.publish([EXAMPLES["model_metric"], {**EXAMPLES["model_metric"], "model": "gbt"}])
         hub.publish([_perf(i) for i in range(5)])
         _, replay = hub.subscribe(after=1)
-        assert replay.events == [] and replay.reset["last_id"] == 7
-        snap = replay.reset["snapshot"]
+        assert replay.events == [] and replay.reset.last_id == 7
+        snap = __import__("json").loads(await hub.state_bytes(replay.reset))["snapshot"]
         assert [m["model"] for m in snap["model_metric"]] == ["gru", "gbt"]    # one per checkpoint
         assert [p["id"] for p in snap["perf"]] == [7] and snap["perf"][0]["latency_p50_ms"] == 4.0
         # An id from another run of the server (ahead of this one) is reset too.
@@ -123,3 +123,41 @@ def test_a_late_browsers_history_is_bounded_in_bytes(monkeypatch):
     history = hub.history()
     assert 0 < len(history) < 10 and history[-1]["t_s"] == 99.0
     assert [e["t_s"] for e in history] == sorted(e["t_s"] for e in history)
+
+
+def test_the_server_s_memory_follows_the_ring_s_bytes():
+    """Regression: a 64 MiB ring held about 13 times that (58 -> 868 MB RSS):
+    each event was kept parsed (a dict of floats and strings) beside its frame.
+    Now only the frame is kept; measured in bench/serve.py."""
+    import sys
+    hub = EventHub(ring_size=10_000)
+    for i in range(2_000):
+        hub.publish([_telemetry(i, 40)])
+    frames = sum(len(item.frame) for item in hub._ring)
+    held = sum(sys.getsizeof(item) + sys.getsizeof(item.frame) + sys.getsizeof(item.type) for item in hub._ring)
+    assert held < 1.2 * frames
+    assert all(isinstance(item.frame, bytes) and not any(isinstance(x, dict) for x in item) for item in hub._ring)
+
+
+def test_the_state_is_spliced_from_the_frames_and_encoded_once_per_version(monkeypatch):
+    import json
+
+    import core.dashboard.hub as hub_mod
+    calls = []
+    real = hub_mod.encode_state
+    monkeypatch.setattr(hub_mod, "encode_state", lambda parts: calls.append(parts.last_id) or real(parts))
+
+    async def go():
+        hub = EventHub()
+        hub.publish([EXAMPLES[t] for t in EXAMPLES])
+        bodies = await asyncio.gather(*[hub.state_bytes() for _ in range(8)])
+        assert len(set(bodies)) == 1 and calls == [hub.last_id]          # eight asked, one encoding
+        state = json.loads(bodies[0])
+        assert state["last_id"] == hub.last_id
+        for kind, example in EXAMPLES.items():
+            (got,) = state["snapshot"][kind]
+            assert got == {"id": got["id"], **json.loads(json.dumps(example))}
+        hub.publish([_perf(1)])
+        assert json.loads(await hub.state_bytes())["snapshot"]["perf"][0]["latency_p50_ms"] == 1.0
+        assert calls == [hub.last_id - 1, hub.last_id]
+    run(go())

@@ -68,7 +68,6 @@ def test_a_file_changed_with_its_size_and_time_put_back_is_noticed_and_never_ext
     index = processed / "validation_v1.parquet"
     run_validation(store, index, REG)
     run_extract(processed, index, store, REG, ExtractConfig(), workers=1)
-    digest = store_digest(store)
     f = store / rel / "proc.jsonl.gz"
     st = f.stat()
     blob = bytearray(f.read_bytes())

@@ -91,7 +91,7 @@ def _published(replay) -> list[dict]:
         with ReplayThread(replay, srv.url) as rt:
             rt.thread.join(timeout=60)
         assert rt.error is None
-    return [ev for _, ev, _ in hub._ring]
+    return hub.events()
 
 
 def test_a_replay_publishes_metrics_episodes_predictions_and_perf(lab, monkeypatch):
@@ -149,7 +149,7 @@ def test_publish_commands_post_metrics_and_a_replay_to_a_remote_dashboard(lab, c
         result = cli("--json", "publish", "replay", one, "--model", "cnn", "--to", srv.url, "--token", "t0k",
                      "--speed", "100000", "--once", "--store", str(store))
         assert result.exit_code == 0, result.output
-    events = [ev for _, ev, _ in hub._ring]
+    events = hub.events()
     assert [ev["type"] for ev in events[:4]] == ["model_metric", "profile_stats"] * 2
     replayed = [ev for ev in events[4:] if ev["type"] == "episode"]
     assert [(ev["episode_id"], ev["event"]) for ev in replayed] == [(one, "start"), (one, "end")]

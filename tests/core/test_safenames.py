@@ -54,3 +54,10 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised():
 def test_a_name_shown_is_one_bounded_line():
     assert shown("a\nb\0c") == "a\\nb\\x00c"
     assert len(shown("x" * 4000)) == 80 and shown("x" * 4000).endswith("…")
+
+
+def test_predict_with_no_window_says_why_it_drew_no_figure(tmp_path):
+    """Regression (issue 32): predict with 0 windows blamed a missing matplotlib."""
+    from core.predict import _figures
+    figures, note = _figures(pl.DataFrame(), pl.DataFrame(), None, None, tmp_path)
+    assert figures == [] and note == "no window with data to draw"

@@ -23,7 +23,8 @@ const state = {
   metrics: new Map(),             // model_mode@split -> model_metric
   profiles: new Map(),            // model_mode@split -> profile_stats
   perf: null,
-  units: {},                      // channel -> unit, as telemetry events give them
+  units: new Map(),               // channel -> unit, as telemetry events give them (a Map: a channel
+                                  // named "constructor" is a name, not Object's own property)
   notices: [],                    // the latest notice events, newest first
 };
 // `?snapshot`: the state as it is now, drawn once, with no event stream left
@@ -36,7 +37,7 @@ const charts = {};
 function $(id) { return document.getElementById(id); }
 function fmt(x, d = 3) { return (x === null || x === undefined) ? "–" : Number(x).toFixed(d); }
 function phaseColor(p) {
-  if (PHASE_COLORS[p]) return PHASE_COLORS[p];
+  if (Object.hasOwn(PHASE_COLORS, p)) return PHASE_COLORS[p];
   let h = 0;
   for (const c of p) h = (h * 31 + c.charCodeAt(0)) >>> 0;
   return EXTRA_COLORS[h % EXTRA_COLORS.length];
@@ -64,7 +65,7 @@ const apply = {
   },
   telemetry(ev) {
     if (state.telemetryEpisode !== ev.episode_id) { state.telemetry.clear(); state.telemetryEpisode = ev.episode_id; }
-    if (ev.units) Object.assign(state.units, ev.units);
+    if (ev.units) for (const [ch, unit] of Object.entries(ev.units)) state.units.set(ch, unit);
     for (const [ch, v] of Object.entries(ev.values)) {
       if (!state.telemetry.has(ch)) {
         if (state.telemetry.size >= MAX_SPARKS) continue;
@@ -178,7 +179,7 @@ const draw = {
       if (!entry) {
         const row = document.createElement("div"); row.className = "spark"; row.dataset.channel = ch;
         const name = document.createElement("span"); name.className = "name";
-        name.textContent = state.units[ch] ? `${ch} (${state.units[ch]})` : ch;
+        name.textContent = state.units.get(ch) ? `${ch} (${state.units.get(ch)})` : ch;
         const plot = document.createElement("div"); const value = document.createElement("span");
         value.className = "value"; row.append(name, plot, value); box.append(row);
         const u = new uPlot({ width: Math.max(120, box.clientWidth - 90), height: 36, legend: { show: false },
@@ -189,7 +190,7 @@ const draw = {
         entry.u.setData([s.t, s.v]);
       }
       const v = s.v[s.v.length - 1];
-      entry.value.textContent = (v === null ? "–" : COMPACT.format(v)) + (state.units[ch] ? ` ${state.units[ch]}` : "");
+      entry.value.textContent = (v === null ? "–" : COMPACT.format(v)) + (state.units.get(ch) ? ` ${state.units.get(ch)}` : "");
     }
   },
   metrics() {
