@@ -35,7 +35,7 @@ def trained_lab(extracted_lab, tmp_path_factory, name: str, models: list[tuple[s
     HOST_TRAIN, any `extra_splits` (SplitConfig) and `models` ((name, mode))
     trained on the host split. Module fixtures build one; `install_lab` copies
     it into each test's own home."""
-    from core.lab import HEADER, Lab, Ref
+    from core.lab import Lab, Ref
     from core.registry import load_registry
     from core.split import make_split
     from core.train import train_one
@@ -68,7 +68,11 @@ def host_split_copy(extracted_lab, tmp_path_factory, name: str) -> Path:
     return processed
 
 
-def install_lab(root: Path, home: LabPaths) -> LabPaths:
+def install_lab(root: Path, home: LabPaths, store_of: LabPaths | None = None) -> LabPaths:
+    """The prepared lab `root` copied into `home`, and with `store_of` that
+    lab's store too (what predict, the watch and replays read)."""
     shutil.copytree(root / "data", home.data, dirs_exist_ok=True)
     shutil.copytree(root / "artifacts", home.artifacts, dirs_exist_ok=True)
+    if store_of is not None:
+        shutil.copytree(store_of.default_store, home.default_store)
     return home

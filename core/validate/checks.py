@@ -20,6 +20,7 @@ from core.registry import Registry
 from core.safenames import utf8_text
 from core.store import LABEL_SCHEMA, LABELS, MANIFEST, Episode, manifest_problems, parse_jsonl
 from core.storescan import FileTooLarge, NotAFile, episode_fingerprint, file_digest, read_capped
+from core.validate.plausible import check_plausible, out_of_range, row_bounds
 from core.validate.reading import Damaged, TooLarge, read_once, safe_name
 
 # 1.1: received_at must parse as a time; 1.2: only text and integers an index
@@ -116,10 +117,6 @@ def validate_episode(path: Path, rel: str, registry: Registry, cfg: ValidateConf
 
 
 INT64 = (-2 ** 63, 2 ** 63 - 1)
-EARLIEST_RECEIVED_NS = 946_684_800 * 10 ** 9      # 2000-01-01T00:00:00Z
-RECEIPT_SKEW_NS = 3600 * 10 ** 9                  # the receiver's clock may be an hour behind the sensors
-
-
 def _storable(row: dict) -> None:
     """Make the row one the index can hold, whatever the manifest claimed:
     text UTF-8 cannot encode (a lone surrogate in `sample_name`) is kept
@@ -149,34 +146,10 @@ def _storable(row: dict) -> None:
 
 def _check(path: Path, row: dict, registry: Registry, cfg: ValidateConfig, root: Path | None) -> None:
     reasons: list[str] = row["reasons"]
-    mpath = path / MANIFEST
-    if root is not None and not _inside(mpath, root):
-        reasons.append(f"file_outside_store:{MANIFEST}")
+    read = _read_manifest(path, row, root)
+    if read is None:
         return
-    try:
-        blob = read_capped(mpath)
-    except NotAFile:
-        reasons.append(f"file_not_regular:{MANIFEST}")
-        return
-    except FileTooLarge as exc:
-        reasons.append(f"file_too_large:{MANIFEST}")
-        row["error"] = f"{MANIFEST}: {exc}"
-        return
-    except OSError as exc:
-        raise _ReadError(MANIFEST, exc) from exc
-    row["manifest_sha256"] = hashlib.sha256(blob).hexdigest()
-    dups: list[str] = []
-    try:
-        m = json.loads(blob, object_pairs_hook=_dup_keys_hook(dups))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        reasons.append("manifest_unparseable")
-        row["error"] = f"{MANIFEST}: {exc}"
-        return
-    reasons += [f"manifest_duplicate_key:{k}" for k in dups]
-    problems = manifest_problems(m)
-    reasons += problems
-    if not isinstance(m, dict):
-        return
+    m, blob = read
     for key in ("episode_id", "host_id", "profile", "sample_name", "received_at"):
         row[key] = m.get(key) if isinstance(m.get(key), str) else None
     ok_interval = isinstance(m.get("started_at_ns"), int) and isinstance(m.get("ended_at_ns"), int)
@@ -188,72 +161,26 @@ def _check(path: Path, row: dict, registry: Registry, cfg: ValidateConfig, root:
     if row.get("profile") is not None and row["profile"] not in registry.profiles:
         reasons.append(f"unknown_profile:{row['profile']}")
     if ok_interval:
-        _check_plausible(m, row["duration_s"], registry, reasons)
+        check_plausible(m, row["duration_s"], registry, reasons)
     files = m.get("files") if isinstance(m.get("files"), dict) else {}
     ep = Episode(path, m, blob)
     roles = {ep.source_file(src): src for src in registry.source_names()}
     roles.pop(None, None)
     roles[LABELS] = "labels"
 
-    allowed = _row_bounds(m, row["duration_s"], roles, registry) if ok_interval else {}
+    allowed = row_bounds(m, row["duration_s"], roles, registry) if ok_interval else {}
     intact: set[str] = set()
     frames: dict[str, pl.DataFrame | None] = {}
     for fname, entry in files.items():
         if not safe_name(fname):
             reasons.append(f"file_name_unsafe:{fname}")
             continue
-        fpath = path / fname
-        if fpath.is_symlink() and root is not None and not _inside(fpath, root):
-            reasons.append(f"file_outside_store:{fname}")
-            continue
-        if not fpath.is_file():
-            reasons.append(f"file_missing:{fname}")
-            continue
-        if not isinstance(entry, dict):
-            continue
-        claimed = entry.get("bytes")
-        try:
-            size = fpath.stat().st_size
-        except OSError as exc:
-            raise _ReadError(fname, exc) from exc
-        row["bytes"] += size
-        if size != claimed:
-            # Not the file the manifest lists (its digest cannot match), and
-            # never read (a 64 GiB sparse file would be hashed for minutes).
-            reasons += [f"size_mismatch:{fname}", f"sha256_mismatch:{fname}"]
-            continue
-        claimed_rows = entry.get("rows")
-        if isinstance(claimed_rows, int) and fname in allowed and claimed_rows > allowed[fname]:
-            reasons.append(f"manifest_implausible:rows.{fname}={claimed_rows}>{allowed[fname]}")
-            continue
-        try:
-            # Rows are decoded only as far as its claimed rows can take them (Limits.expand_cap).
-            cap = registry.limits.expand_cap(claimed_rows) if fname in roles else None
-            sha, _, data = read_once(fpath, cap)
-        except (TooLarge, Damaged) as exc:
-            # Whatever else is wrong, a file that is not the manifest's is named so (rejected).
-            if _digest(fpath, fname) != entry.get("sha256"):
-                reasons.append(f"sha256_mismatch:{fname}")
-                continue
-            if isinstance(exc, Damaged):
-                raise _ReadError(fname, exc) from exc
-            reasons.append(f"decompressed_too_large:{fname}")
-            row["error"] = row["error"] or f"{fname}: {exc}"
-            continue
-        except OSError as exc:
-            raise _ReadError(fname, exc) from exc
-        if entry.get("sha256") != sha:
-            reasons.append(f"sha256_mismatch:{fname}")
-            continue
-        intact.add(fname)
-        lines = data.count(b"\n") + (not data.endswith(b"\n")) if data else 0
-        if fname in allowed and lines > allowed[fname]:
-            reasons.append(f"too_many_rows:{fname}:{lines}>{allowed[fname]}")
-            continue
-        if data is not None:
-            schema = LABEL_SCHEMA if fname == LABELS else ep.row_schema(roles[fname], registry)
-            frames[fname] = _parse(data, fname, schema, reasons)
-            del data
+        read = _read_listed(path / fname, fname, entry, roles.get(fname), allowed.get(fname), ep, registry, root,
+                            row)
+        if read is not None:
+            intact.add(fname)
+            if read is not _UNPARSED:
+                frames[fname] = read
 
     clocks = m.get("clocks") if isinstance(m.get("clocks"), dict) else {}
     for src in registry.source_names():
@@ -285,6 +212,98 @@ def _check(path: Path, row: dict, registry: Registry, cfg: ValidateConfig, root:
             _check_labels(labels, registry, m, reasons)
 
 
+def _read_manifest(path: Path, row: dict, root: Path | None) -> tuple[dict, bytes] | None:
+    """The manifest, read as a data file is (a regular file inside the store,
+    size-capped, opened without blocking), and its problems as reasons; None
+    when there is no manifest object to check further."""
+    reasons: list[str] = row["reasons"]
+    mpath = path / MANIFEST
+    if root is not None and not _inside(mpath, root):
+        reasons.append(f"file_outside_store:{MANIFEST}")
+        return None
+    try:
+        blob = read_capped(mpath)
+    except NotAFile:
+        reasons.append(f"file_not_regular:{MANIFEST}")
+        return None
+    except FileTooLarge as exc:
+        reasons.append(f"file_too_large:{MANIFEST}")
+        row["error"] = f"{MANIFEST}: {exc}"
+        return None
+    except OSError as exc:
+        raise _ReadError(MANIFEST, exc) from exc
+    row["manifest_sha256"] = hashlib.sha256(blob).hexdigest()
+    dups: list[str] = []
+    try:
+        m = json.loads(blob, object_pairs_hook=_dup_keys_hook(dups))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        reasons.append("manifest_unparseable")
+        row["error"] = f"{MANIFEST}: {exc}"
+        return None
+    reasons += [f"manifest_duplicate_key:{k}" for k in dups]
+    reasons += manifest_problems(m)
+    return (m, blob) if isinstance(m, dict) else None
+
+
+_UNPARSED = object()      # a file intact but not parsed (not a source or labels: hashed only)
+
+
+def _read_listed(fpath: Path, fname: str, entry, role: str | None, allowed: int | None, ep: Episode,
+                 registry: Registry, root: Path | None, row: dict):
+    """One listed file, read once: its rows (a frame, or None when a field
+    has the wrong type), _UNPARSED for an intact file that is not parsed,
+    or None (not intact: the reason is added)."""
+    reasons: list[str] = row["reasons"]
+    if fpath.is_symlink() and root is not None and not _inside(fpath, root):
+        reasons.append(f"file_outside_store:{fname}")
+        return None
+    if not fpath.is_file():
+        reasons.append(f"file_missing:{fname}")
+        return None
+    if not isinstance(entry, dict):
+        return None
+    try:
+        size = fpath.stat().st_size
+    except OSError as exc:
+        raise _ReadError(fname, exc) from exc
+    row["bytes"] += size
+    if size != entry.get("bytes"):
+        # Not the file the manifest lists (its digest cannot match), and
+        # never read (a 64 GiB sparse file would be hashed for minutes).
+        reasons += [f"size_mismatch:{fname}", f"sha256_mismatch:{fname}"]
+        return None
+    claimed_rows = entry.get("rows")
+    if isinstance(claimed_rows, int) and allowed is not None and claimed_rows > allowed:
+        reasons.append(f"manifest_implausible:rows.{fname}={claimed_rows}>{allowed}")
+        return None
+    try:
+        # Rows are decoded only as far as its claimed rows can take them (Limits.expand_cap).
+        sha, _, data = read_once(fpath, registry.limits.expand_cap(claimed_rows) if role else None)
+    except (TooLarge, Damaged) as exc:
+        # Whatever else is wrong, a file that is not the manifest's is named so (rejected).
+        if _digest(fpath, fname) != entry.get("sha256"):
+            reasons.append(f"sha256_mismatch:{fname}")
+            return None
+        if isinstance(exc, Damaged):
+            raise _ReadError(fname, exc) from exc
+        reasons.append(f"decompressed_too_large:{fname}")
+        row["error"] = row["error"] or f"{fname}: {exc}"
+        return None
+    except OSError as exc:
+        raise _ReadError(fname, exc) from exc
+    if entry.get("sha256") != sha:
+        reasons.append(f"sha256_mismatch:{fname}")
+        return None
+    if data is None:
+        return _UNPARSED
+    lines = data.count(b"\n") + (not data.endswith(b"\n")) if data else 0
+    if allowed is not None and lines > allowed:
+        reasons.append(f"too_many_rows:{fname}:{lines}>{allowed}")
+        return _UNPARSED
+    schema = LABEL_SCHEMA if fname == LABELS else ep.row_schema(role, registry)
+    return _parse(data, fname, schema, reasons)
+
+
 def _digest(fpath: Path, fname: str) -> str:
     try:
         return file_digest(fpath)[0]
@@ -295,51 +314,6 @@ def _digest(fpath: Path, fname: str) -> str:
 def _inside(fpath: Path, root: Path) -> bool:
     """Whether a link resolves inside the store (realpath: a loop never raises)."""
     return Path(os.path.realpath(fpath)).is_relative_to(os.path.realpath(root))
-
-
-def _row_bounds(m: dict, duration_s: float, roles: dict[str, str], registry: Registry) -> dict[str, int]:
-    """Per listed file, the rows an episode of this duration can hold
-    (Limits.max_rows): what its rows are never parsed beyond."""
-    lim = registry.limits
-    rates = m.get("sampling_hz") if isinstance(m.get("sampling_hz"), dict) else {}
-    out = {}
-    for fname, role in roles.items():
-        if role == "labels":
-            per_s = 1.0                    # a phase change a second, at most
-        elif registry.source(role).kind == "flow":
-            per_s = lim.max_flows_per_s
-        else:
-            hz = rates.get(role)
-            ok = isinstance(hz, (int, float)) and not isinstance(hz, bool) and lim.min_hz <= hz <= lim.max_hz
-            # Four times the claimed rate (duplicates, resends, a clock that
-            # runs fast), and two a second at least (a rate claimed too low
-            # is for the row gate to judge, not this bound).
-            per_s = max(4 * (hz if ok else registry.source(role).default_hz), 2.0)
-        out[fname] = lim.max_rows(max(duration_s, 0.0), per_s)
-    return out
-
-
-def _check_plausible(m: dict, duration_s: float, registry: Registry, reasons: list[str]) -> None:
-    """What the manifest claims must be plausible (core.registry.Limits): the
-    row gate and the gap rule scale with rate and duration, so an implausible
-    claim would pass them and make thousands of empty windows."""
-    lim = registry.limits
-    if duration_s > lim.max_duration_s:
-        reasons.append(f"manifest_implausible:duration_s={duration_s:.0f}>{lim.max_duration_s:.0f}")
-    from core.store import parse_received_at
-    received = parse_received_at(m.get("received_at"))
-    # A receipt time before the lab could have received anything, or before
-    # the episode ended: forged or broken, and never what decides which copy
-    # of a duplicated id is kept (core.validate.pipeline._mark_duplicates).
-    if received is not None and (received < EARLIEST_RECEIVED_NS or received < m["ended_at_ns"] - RECEIPT_SKEW_NS):
-        reasons.append(f"received_at_implausible:{m['received_at'][:40]}")
-    rates = m.get("sampling_hz") if isinstance(m.get("sampling_hz"), dict) else {}
-    for src in registry.source_names():
-        if src not in rates or registry.source(src).kind != "sample":
-            continue
-        hz = rates[src]
-        if isinstance(hz, bool) or not isinstance(hz, (int, float)) or not lim.min_hz <= hz <= lim.max_hz:
-            reasons.append(f"manifest_implausible:sampling_hz.{src}={hz!r}")
 
 
 def _parse(data: bytes, fname: str, schema: dict, reasons: list[str]) -> pl.DataFrame | None:
@@ -398,7 +372,7 @@ def _check_rows(df: pl.DataFrame, src: str, registry: Registry, m: dict, cfg: Va
                 reasons.append(f"field_missing:{src}.{f}")
         # A value out of range is missing in every window (core.extract): it
         # counts with the nulls towards too_many_nulls.
-        beyond = _out_of_range(df, src, registry)
+        beyond = out_of_range(df, src, registry)
         for f, n in beyond.items():
             reasons.append(f"values_out_of_range:{src}.{f}:{n}")
         nulls = sum(counts)
@@ -432,24 +406,6 @@ def _check_rows(df: pl.DataFrame, src: str, registry: Registry, m: dict, cfg: Va
     gap = np.diff(edges).max() / 1e9
     if gap > max(cfg.gap_s, 5 / hz):
         reasons.append(f"source_gap:{src}:{gap:.1f}s")
-
-
-def _out_of_range(df: pl.DataFrame, src: str, registry: Registry) -> dict[str, int]:
-    """Per field, how many of its values are NaN, infinite or beyond the
-    channel's bounds (core.registry.Channel.bounds): a sample source's
-    channels, and a flow source's fields its channels sum or average."""
-    limits = registry.limits
-    if registry.source(src).kind == "flow":
-        fields = {c.field for c in registry.channels_of(src) if c.agg in ("sum", "mean")}
-        bounds = {f: (-limits.max_abs_value, limits.max_abs_value) for f in sorted(fields)}
-    else:
-        bounds = {c.row_field: c.bounds(limits) for c in registry.channels_of(src)}
-    exprs = []
-    for f, (lo, hi) in bounds.items():
-        col = pl.col(f).cast(pl.Float64)
-        exprs.append((col.is_nan() | (col < lo) | (col > hi)).sum().alias(f))
-    counts = df.select(exprs).row(0) if exprs else ()
-    return {f: int(n) for f, n in zip(bounds, counts) if n}
 
 
 def _check_labels(labels: pl.DataFrame, registry: Registry, m: dict, reasons: list[str]) -> None:

@@ -162,11 +162,8 @@ def test_a_full_disk_in_extract_names_what_it_wrote_and_its_filesystem(cli, lab_
                                                                         monkeypatch):
     """Regression (issue 32): pyarrow's "[Errno 28] Error writing bytes to
     file" named no file, and the line gave the current directory's free space."""
-    import shutil
-
     import pyarrow.parquet as pq
-    install_lab(trained, lab_home)
-    shutil.copytree(extracted_lab[0].default_store, lab_home.default_store)
+    install_lab(trained, lab_home, store_of=extracted_lab[0])
     before = (lab_home.processed / "features_window_v1.parquet").read_bytes()
     monkeypatch.setattr(pq.ParquetWriter, "write_table", _full)
     result = cli("extract", "--store", str(lab_home.default_store))

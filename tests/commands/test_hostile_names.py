@@ -47,9 +47,7 @@ def test_unlabelled_episodes_with_hostile_ids_write_only_inside_their_run(cli, t
     """Regression: an episode_id with ../ put its timeline figure wherever it
     pointed, a leading = reached the CSV as a formula, and a 4,000-character
     id was a file name no filesystem takes."""
-    paths, _ = extracted_lab
-    install_lab(trained, lab_home)
-    shutil.copytree(paths.default_store, lab_home.default_store)
+    install_lab(trained, lab_home, store_of=extracted_lab[0])
     index = pl.read_parquet(lab_home.processed / "validation_v1.parquet")
     rel = index.filter(pl.col("status") == "accepted")["rel_path"][0]
     _unlabelled_copy(lab_home, rel, ESCAPING_ID, "hostile-1")

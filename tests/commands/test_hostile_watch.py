@@ -4,7 +4,6 @@ manifest written in two steps; after each, the next good episode is still
 predicted."""
 import json
 import os
-import shutil
 
 import polars as pl
 import pytest
@@ -22,10 +21,7 @@ def trained(extracted_lab, tmp_path_factory):
 
 @pytest.fixture
 def home(trained, lab_home, extracted_lab):
-    paths, _ = extracted_lab
-    install_lab(trained, lab_home)
-    shutil.copytree(paths.default_store, lab_home.default_store)
-    return lab_home
+    return install_lab(trained, lab_home, store_of=extracted_lab[0])
 
 
 def _edit(ep, **fields):

@@ -215,7 +215,12 @@ def test_received_at_must_be_a_time(tiny_store, tmp_path):
         _edit_manifest(ep, received_at=bad)
         row = validate_episode(ep, "ep", REG, ValidateConfig())
         assert row["status"] == "rejected" and "manifest_field_value:received_at" in row["reasons"], bad
-    for good in ("2026-03-01T10:00:10.5Z", "2026-03-01T11:00:10+01:00", "2026-03-01T10:00:10.123456789Z"):
+    # Received a day after the episode ended (earlier is implausible: received_at_implausible).
+    from datetime import datetime, timedelta, timezone
+    end = json.loads((ep / "manifest.json").read_text())["ended_at_ns"]
+    day = datetime.fromtimestamp(end // 10 ** 9, timezone.utc) + timedelta(days=1)
+    for good in (day.strftime("%Y-%m-%dT%H:%M:%S.5Z"), (day + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S+01:00"),
+                 day.strftime("%Y-%m-%dT%H:%M:%S.123456789Z")):
         _edit_manifest(ep, received_at=good)
         assert validate_episode(ep, "ep", REG, ValidateConfig())["status"] == "accepted", good
 
