@@ -56,7 +56,7 @@ def publisher(url: str, rate: int, seconds: float, batch: int, out) -> None:
         if pause > 0:
             time.sleep(pause)
         body = json.dumps([{**ev, "sent_at": time.time()}] * batch).encode()
-        sock.sendall(b"POST /publish HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+        sock.sendall(b"POST /publish HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                      b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
         status = f.readline()
         length = 0
@@ -73,7 +73,7 @@ def publisher(url: str, rate: int, seconds: float, batch: int, out) -> None:
 
 async def subscriber(host: str, port: int, stop: asyncio.Event, stats: dict) -> None:
     reader, writer = await asyncio.open_connection(host, port)
-    writer.write(b"GET /events HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n")
+    writer.write(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n")
     await writer.drain()
     buf = b""
     last = None
@@ -110,7 +110,7 @@ def frozen_subscriber(host: str, port: int) -> socket.socket:
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     s.connect((host, port))
-    s.sendall(b"GET /events HTTP/1.1\r\nHost: bench\r\n\r\n")
+    s.sendall(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     return s
 
 
@@ -208,8 +208,16 @@ def snapshot_load(clients: int = 4, publishes: int = 200) -> dict:
     with tempfile.TemporaryDirectory() as home:
         proc, url = _serve(home)
         try:
+            pred = {"type": "prediction", "episode_id": "ep", "t_center_s": 0.0, "predicted": "idle", "trust": 0.5,
+                    "probabilities": {"idle": 0.5, "execute": 0.1, "persist": 0.1, "beacon": 0.1, "act": 0.1,
+                                      "dormant": 0.1}, "model": "gbt", "mode": "realistic"}
             with httpx.Client(timeout=30) as c:
-                c.post(url + "/publish", content=json.dumps([start] + [{**big, "t_s": float(i)} for i in range(150)]))
+                # A late browser's history at its bound: the episode's 2,000 latest
+                # predictions and telemetry (the issue-32 audit's four looping clients).
+                c.post(url + "/publish", content=json.dumps([start] + [{**big, "t_s": float(i)} for i in range(100)]))
+                for k in range(8):
+                    c.post(url + "/publish", content=json.dumps([{**pred, "t_center_s": float(k * 250 + i)}
+                                                                 for i in range(250)]))
             for n in (0, clients):
                 stop = threading.Event()
 

@@ -91,22 +91,61 @@ def select_episodes(paths, store: Path, registry, ids: list[str], unlabelled: bo
     else:
         rows, how = _checked_here(store, registry), f"checked here by validate's rules ({store})"
     if ids:
-        by_id = {r["episode_id"]: r for r in rows if r["episode_id"]}
-        missing = [e for e in ids if e not in by_id]
-        if missing:
-            raise PredictError(f"episode {missing[0]} is not in the store's {how.split(' (')[0]}: "
-                               "run `cis490 validate` after it lands (or check the id)")
-        bad = [by_id[e] for e in ids if by_id[e]["status"] not in READABLE]
+        # An id's readable copy wins: a re-sent copy rejected as a duplicate
+        # (duplicate_episode_id) must not hide the copy validate kept.
+        by_id = {r["episode_id"]: r for r in sorted(rows, key=lambda r: r["status"] in READABLE) if r["episode_id"]}
+        wanted = [_by_prefix(e, by_id, how, lambda: _landed_since(index, store)) for e in ids]
+        bad = [by_id[e] for e in wanted if by_id[e]["status"] not in READABLE]
         if bad:
             raise PredictError(f"episode {bad[0]['episode_id']} was {bad[0]['status']} by validate "
                                f"({', '.join(bad[0]['reasons'] or [])}): its data cannot be read as it claims")
-        picked = [by_id[e] for e in dict.fromkeys(ids)]
+        picked = [by_id[e] for e in dict.fromkeys(wanted)]
     else:
         want = {"unlabelled"} if unlabelled else set(READABLE)
         picked = [r for r in rows if r["status"] in want]
         if not picked:
-            raise PredictError(f"no {'unlabelled ' if unlabelled else ''}episode to predict in the {how}")
+            landed = _landed_since(index, store)
+            raise PredictError(f"no {'unlabelled ' if unlabelled else ''}episode to predict in the {how}"
+                               + (f"; {landed} since validate: run `cis490 validate` first" if landed else ""))
     return [{k: r[k] for k in ("episode_id", "rel_path", "status")} for r in picked], how
+
+
+def _by_prefix(given: str, by_id: dict[str, dict], how: str, landed) -> str:
+    """The episode id `given` names: itself, or the one id it begins (as
+    `notebook show` takes a run id's prefix). `landed()`: how the store
+    changed since validate, asked only when the id is not there."""
+    if given in by_id:
+        return given
+    matches = [e for e in by_id if e.startswith(given)]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise PredictError(f"episode {given} is the start of {len(matches)} ids ({', '.join(sorted(matches)[:3])}"
+                           f"{', ...' if len(matches) > 3 else ''}): give more of it")
+    since = landed()
+    hint = f"{since} since validate: run `cis490 validate` first" if since else \
+        "run `cis490 validate` after it lands (or check the id)"
+    raise PredictError(f"episode {given} is not in the store's {how.split(' (')[0]}: {hint}")
+
+
+def _landed_since(index: Path, store: Path) -> str | None:
+    """How the store changed since the index was made ("3 episode(s) landed"),
+    from the digest validate recorded beside it; None when it did not (or
+    there is no index to compare with)."""
+    from core.storescan import store_digest
+    from core.validate import index_sidecar
+    side = index_sidecar(index) if index.exists() else {}
+    if not side.get("store_sha256"):
+        return None
+    try:
+        sha, episodes, _ = store_digest(store)
+    except Exception:  # noqa: BLE001 - no store to compare with: nothing to say
+        return None
+    if sha == side["store_sha256"]:
+        return None
+    before = side.get("store_episodes")
+    more = episodes - before if isinstance(before, int) else 0
+    return f"{more:,} episode(s) landed" if more > 0 else "the store changed"
 
 
 def _checked_here(store: Path, registry) -> list[dict]:
