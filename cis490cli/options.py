@@ -36,6 +36,12 @@ class UnitName(str, Enum):
     window = "window"
 
 
+class DeviceName(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
 CHANNELS = typer.Option(None, "--channels", metavar="FILE",
                         help="Channel registry [default: the one the lab was validated with].")
 WORKERS = typer.Option(default_workers(), "--workers", "-j", min=1, metavar="N", help="Worker processes.")

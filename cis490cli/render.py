@@ -182,23 +182,53 @@ def render_rotation_compare(state: AppState, r: dict) -> None:
     term.print(f"{r['method']}; {r['unit']} unit, {r['resamples']} resamples. Report: {shown_path(r['path'])}")
 
 
-def render_train(state: AppState, results: list[TrainResult]) -> None:
-    term = state.terminal
-    rows = []
-    for r in results:
-        t = r.header["training"]
-        rows.append({"model": r.model, "mode": r.mode, "best_epoch": t.get("best_epoch"),
-                     "val_macro_f1": round(t["val_macro_f1"], 4), "train_windows": t["windows"]["train"],
-                     "seconds": round(r.seconds, 1), "checkpoint": str(r.checkpoint),
-                     "unlabeled_pool": t.get("unlabeled_pool"), "k": t.get("k"), "k_choice": t.get("k_choice"),
-                     "settings": r.header["config"]})
-    if term.json_mode:
-        term.json(rows)
+def _trained(r: TrainResult) -> dict:
+    from core.selection import selection_score
+    t = r.header["training"]
+    score, short, on = selection_score(t)
+    return {"model": r.model, "mode": r.mode, "split": r.header["split"]["name"], "best_epoch": t.get("best_epoch"),
+            "val_macro_f1": None if score is None or score != score else round(score, 4),
+            "score_on": t.get("score_on", "val"), "score_label": short, "score_means": on,
+            "fit_windows": t.get("fit_windows", t["windows"]["train"]), "train_windows": t["windows"]["train"],
+            "seconds": round(r.seconds, 1), "checkpoint": str(r.checkpoint), "head": t.get("head_choice"),
+            "unlabeled_pool": t.get("unlabeled_pool"), "k": t.get("k"), "k_choice": t.get("k_choice"),
+            "settings": r.header["config"]}
+
+
+def render_trained_line(state: AppState, r: TrainResult) -> None:
+    """One model finished: a line (what piped output shows as training goes)."""
+    if state.terminal.json_mode:
         return
-    term.table("Best validation scores", ["model", "mode", "best epoch", "val macro-F1", "train windows", "s"],
-               [(r["model"], r["mode"], r["best_epoch"], f"{r['val_macro_f1']:.3f}", r["train_windows"], f"{r['seconds']:.1f}")
-                for r in rows], justify_right=[2, 3, 4, 5])
+    t = _trained(r)
+    score = "no score" if t["val_macro_f1"] is None else f"{t['score_label']} macro-F1 {t['val_macro_f1']:.3f}"
+    state.terminal.print(f"trained {t['model']} ({t['mode']}) on split {t['split']}: {score}, "
+                         f"{t['fit_windows']:,} windows fitted, {t['seconds']:.1f} s", wrap=False)
+
+
+def render_train(state: AppState, results: list[TrainResult], interrupted: bool = False) -> None:
+    """The trained models: a table (a split column when they span several,
+    as a rotation's folds do), what each score was measured on, and for
+    the ROCKET heads which head and why. `interrupted`: the ones finished
+    before Ctrl-C (never under --json: stdout holds one document)."""
+    term = state.terminal
+    rows = [_trained(r) for r in results]
+    if term.json_mode:
+        if not interrupted:
+            term.json(rows)
+        return
+    splits = list(dict.fromkeys(r["split"] for r in rows))
+    cols = ["model", "mode", *(["split"] if len(splits) > 1 else []), "best", "macro-F1 (on)", "fitted", "s"]
+    title = "Finished before the interrupt" if interrupted else "Chosen checkpoints"
+    term.table(title, cols,
+               [(r["model"], r["mode"], *([r["split"]] if len(splits) > 1 else []), r["best_epoch"],
+                 "-" if r["val_macro_f1"] is None else f"{r['val_macro_f1']:.3f} ({r['score_label']})",
+                 r["fit_windows"], f"{r['seconds']:.1f}") for r in rows],
+               justify_right=list(range(len(cols) - 4, len(cols))))
+    for label, means in dict.fromkeys((r["score_label"], r["score_means"]) for r in rows):
+        term.print(f"({label}): {means}.")
     for r in rows:
+        if r["head"]:
+            term.print(f"{r['model']} ({r['mode']}): {r['head']}")
         if r["k"] is not None:
             how = "set" if r["k_choice"] == "set" else f"chosen by {r['k_choice']}"
             term.print(f"{r['model']} ({r['mode']}): k = {r['k']} ({how})")
@@ -206,7 +236,9 @@ def render_train(state: AppState, results: list[TrainResult]) -> None:
             u = r["unlabeled_pool"]
             term.print(f"{r['model']} ({r['mode']}) also learned from {u['windows_used']:,} unlabeled windows: "
                        f"{u['source']}")
-    term.print(f"Checkpoints: {shown_path(Path(rows[0]['checkpoint']).parent)}" if rows else "")
+    if rows and not interrupted:
+        where = {shown_path(Path(r["checkpoint"]).parent) for r in rows}
+        term.print(f"Checkpoints: {', '.join(sorted(where))}")
 
 
 def _ci(v: float, ci) -> str:
@@ -221,6 +253,8 @@ def render_eval(state: AppState, results: list[EvalResult]) -> None:
     for r in results:
         rep = r.report
         term.rule(f"{rep['name']} on {rep['split']}/{rep['part']}")
+        if rep.get("part_note"):
+            term.print(f"[yellow]{rep['part']} is {rep['part_note']}.[/]")
         term.print(f"macro-F1 [bold]{_ci(rep['macro_f1'], rep['macro_f1_ci'])}[/], accuracy "
                    f"{_ci(rep['accuracy'], rep['accuracy_ci'])} over {rep['windows']:,} windows of "
                    f"{rep['episodes']:,} episodes ({rep['method']}, {rep['unit']} unit, {rep['resamples']} "

@@ -9,6 +9,7 @@ from cis490cli.terminal import shown_path
 from core.safenames import shown
 
 SHOWN = 10
+_PART_ORDER = {"train": 0, "val": 1, "test": 2, "unseen": 3, "unknown": 4}
 
 
 def render_predict(state: AppState, r) -> None:
@@ -24,7 +25,7 @@ def render_predict(state: AppState, r) -> None:
     by_episode = {e: g for (e,), g in r.segments.group_by("episode_id", maintain_order=True)}
     for ep in m["episodes"][:SHOWN]:
         segs = by_episode.get(ep["episode_id"])
-        title = f"{shown(ep['episode_id'])} ({ep['status']}): {ep['windows']} windows"
+        title = f"{shown(ep['episode_id'])} ({ep['status']}, {ep.get('part', '?')}): {ep['windows']} windows"
         if segs is None:
             term.print(f"{escape(title)}: no window with data")
             continue
@@ -33,6 +34,11 @@ def render_predict(state: AppState, r) -> None:
                     for s in segs.iter_rows(named=True)], justify_right=[0, 1, 3, 4])
     if len(m["episodes"]) > SHOWN:
         term.print(f"... and {len(m['episodes']) - SHOWN:,} more episode(s): segments.csv has every one.")
+    if m.get("agreement"):
+        from core.predict import PARTS_SAID
+        term.print("Agreement with the labels, by part of the model's split (only test and unseen are held out): "
+                   + "; ".join(f"{p} {a['accuracy']:.3f} of {a['windows']:,} windows ({PARTS_SAID.get(p, p)})"
+                               for p, a in sorted(m["agreement"].items(), key=lambda kv: _PART_ORDER.get(kv[0], 9))))
     for f in m["failed"]:
         term.warn(f"{shown(f['episode_id'])}: not predicted: {f['error']}")
     figures = f"; {len(r.figures) // max(1, len({p.suffix for p in r.figures}))} timeline figure(s)" if r.figures \

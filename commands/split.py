@@ -30,6 +30,10 @@ def split(
                                             "commands take it as --split NAME."),
     rotate: bool = typer.Option(False, "--rotate", help="Leave-one-host-out (host recipe): one split per host, "
                                                         "named host-out-HOST, together the rotation host-rotation."),
+    force: bool = typer.Option(False, "--force", help="Replace a split of this name that holds other episodes "
+                                                      "even though checkpoints, evaluations or bundles were made "
+                                                      "on it (they go stale) [default: ask on a terminal, else "
+                                                      "refuse]."),
     channels: Optional[Path] = opt.CHANNELS,
 ) -> None:
     """Split extracted episodes into train/val/test, with every invariant checked.
@@ -57,13 +61,32 @@ def split(
             raise typer.BadParameter("--rotate is for --recipe host, which then holds out each host in turn: "
                                      "no --train-hosts or --name.", param_hint="'--rotate'")
         from core.stages import rotation_stage
-        render_rotation(state, rotation_stage(state, features_registry(state.paths.processed, channels), val_frac,
-                                              seed, max_share))
+        registry = features_registry(state.paths.processed, channels)
+        render_rotation(state, _confirmed(state, force, lambda f: rotation_stage(state, registry, val_frac, seed,
+                                                                                 max_share, f)))
         return
     from core.split import SplitConfig
     cfg = SplitConfig(recipe.value, hosts, val_frac, 0.2 if test_frac is None else test_frac, seed, max_share)
     cfg.check()
     from core.stages import split_stage
-    render_split(state, split_stage(state, features_registry(state.paths.processed, channels), cfg, name))
+    registry = features_registry(state.paths.processed, channels)
+    render_split(state, _confirmed(state, force, lambda f: split_stage(state, registry, cfg, name, f)))
+
+
+def _confirmed(state, force: bool, make):
+    """`make(force)`; a split in use is replaced once the user says so at a
+    terminal (never under --json or without one: there it is refused, and
+    --force decides)."""
+    import sys
+
+    from core.split import SplitInUse
+    try:
+        return make(force)
+    except SplitInUse as exc:
+        if force or state.terminal.json_mode or not sys.stdin.isatty():
+            raise
+        if not typer.confirm(f"{exc}. Replace it now?", default=False, err=True):
+            raise
+        return make(True)
 
 

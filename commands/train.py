@@ -36,7 +36,8 @@ def train(
     settings: List[str] = typer.Option([], "--set", metavar="KEY=VALUE",
                                        help="A model setting, repeatable: --set k=5, --set hidden=128, "
                                             "--set max_depth=8 (docs/models.md lists them)."),
-    device: str = typer.Option("auto", "--device", metavar="auto|cpu|cuda", help="auto, cpu or cuda (mixed precision on CUDA)."),
+    device: opt.DeviceName = typer.Option(opt.DeviceName.auto, "--device",
+                                          help="auto, cpu or cuda (mixed precision on CUDA)."),
     seed: int = typer.Option(0, "--seed", metavar="N", help="Random seed: same seed, same validation score on CPU."),
     channels: Optional[Path] = opt.CHANNELS,
 ) -> None:
@@ -53,17 +54,34 @@ def train(
     from core.extract import features_registry
     from core.lab import modes_of
     from core.train import model_settings, resolve_device
+    import sys
+
+    from cis490cli.render import render_trained_line
     state = get_state(ctx)
-    names = list(MODELS) if models == ["all"] else models
+    # `all` stands for every model, beside any named too (`train all gbt` is all of them).
+    names = list(dict.fromkeys(m for given in models for m in (MODELS if given == "all" else [given])))
     chosen = model_settings(names, {"epochs": epochs, "batch_size": batch_size, "lr": lr, "patience": patience,
                                      "weight_decay": weight_decay}, settings)
     modes = modes_of(mode.value)
     registry = features_registry(state.paths.processed, channels)
     from core.rotation import folds
     from core.stages import train_stage
-    # A rotation's name trains every fold (one split per held-out host).
-    results = [r for fold in folds(state.paths.processed, split)
-               for r in train_stage(state, registry, names, modes, fold, chosen, resolve_device(device), seed)]
-    render_train(state, results)
+    done = []
+
+    def finished(result) -> None:
+        # Piped to a file, the table would come only at the end (40 minutes of
+        # nothing): a line per model as it finishes.
+        done.append(result)
+        if not sys.stdout.isatty():
+            render_trained_line(state, result)
+    try:
+        # A rotation's name trains every fold (one split per held-out host).
+        for fold in folds(state.paths.processed, split):
+            train_stage(state, registry, names, modes, fold, chosen, resolve_device(device.value), seed, finished)
+    except KeyboardInterrupt:
+        if done:              # what finished before Ctrl-C is kept: say so before "interrupted"
+            render_train(state, done, interrupted=True)
+        raise
+    render_train(state, done)
 
 

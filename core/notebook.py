@@ -361,14 +361,18 @@ def run_subject(rec: dict) -> str:
     c = rec.get("config", {})
     cmd = rec.get("command")
     if cmd in ("train", "eval"):
-        # As models are named on the command line: a bare name is its realistic checkpoint.
+        # As models are named on the command line: a bare name is its realistic checkpoint;
+        # a part other than test is named (`@host/val`: never mistaken for a held-out score).
         mode = c.get("mode")
-        return f"{c.get('model')}{'' if mode in ('realistic', None) else '_' + str(mode)} @{c.get('split')}"
+        part = c.get("part")
+        return (f"{c.get('model')}{'' if mode in ('realistic', None) else '_' + str(mode)} @{c.get('split')}"
+                + (f"/{part}" if cmd == "eval" and part not in (None, "test") else ""))
     if cmd == "compare":
         models = c.get("models") if isinstance(c.get("models"), list) else []
         return f"{' vs '.join(str(m).removesuffix('_realistic') for m in models)} @{c.get('split')}"
     if cmd == "split":
-        return str(c.get("recipe") or "")
+        # Its name, as --split takes it (a named split, or a rotation), else its recipe.
+        return str(c.get("name") or ("host-rotation" if c.get("rotate") else c.get("recipe")) or "")
     return ""
 
 
@@ -382,7 +386,8 @@ def run_headline(rec: dict) -> str:
             lo, hi = m["macro_f1_ci"]
             return f"{m['macro_f1']:.3f} [{lo:.3f}, {hi:.3f}]"
         if cmd == "train":
-            return f"val {m['val_macro_f1']:.3f}"
+            from core.selection import SCORES
+            return f"{SCORES.get(m.get('score_on', 'val'), ('val',))[0]} {m['val_macro_f1']:.3f}"
         if cmd == "compare":
             p = m["pairs"][0]
             more = f" (+{len(m['pairs']) - 1} pairs)" if len(m["pairs"]) > 1 else ""
@@ -393,6 +398,8 @@ def run_headline(rec: dict) -> str:
             counts = m["status_counts"]
             return f"{m['episodes']:,} ({counts.get('rejected', 0) + counts.get('errored', 0):,} unusable)"
         if cmd == "split":
+            if m.get("folds"):
+                return f"{len(m['folds'])} folds"
             t = m["totals"]
             return "/".join(str(t[p]["episodes"]) for p in ("train", "val", "test")) + " episodes"
         if cmd in ("synth",):

@@ -184,20 +184,50 @@ def predict_episode(engine: Engine, store: Path, rel: str) -> pl.DataFrame:
     }, schema_overrides={"predicted": pl.Utf8})
 
 
-def segments(windows: pl.DataFrame) -> pl.DataFrame:
+# Where an episode stands to the model that predicts it, as every table, CSV
+# and figure of a predict run says it.
+PARTS_SAID = {"train": "trained on", "val": "chosen on", "test": "held out (test)",
+              "unseen": "not in the split: new to the model", "unknown": "part unknown here (no split)"}
+
+
+def split_parts(paths, engine: Engine, split: str):
+    """episode id -> its part of the model's split: train, val, test, or
+    unseen (not in the split: a run that landed since, or nobody labelled).
+    On a Pi without the lab's split, the bundle's own test episodes are
+    known and every other is "unknown"."""
+    from core.lab import Lab
+    path = Lab.of(paths).split_parquet(split)
+    if path.exists():
+        try:
+            parts = dict(pl.read_parquet(path, columns=["episode_id", "part"]).iter_rows())
+        except Exception:  # noqa: BLE001 - a split that cannot be read says nothing of parts
+            parts = None
+        if parts is not None:
+            return lambda e: parts.get(e, "unseen")
+    test = {e for e, _ in (engine.model.header.get("test_episodes") or [])}
+    return lambda e: "test" if e in test else "unknown"
+
+
+def segments(windows: pl.DataFrame, hop_s: float) -> pl.DataFrame:
     """The phase timeline of each episode: maximal runs of windows predicted
-    as one phase, with where they start and end (the first window's start,
-    the last window's end; windows overlap, so a run's end passes the next
-    run's start) and their mean trust."""
+    as one phase, with the time they stand for and their mean trust. A window
+    stands for half a hop either side of its centre (windows overlap by half,
+    so their own starts and ends would make each run overlap the next): a
+    run is from its first window's centre minus half a hop to its last's
+    plus half, and the runs of an episode tile it, as the figure draws them."""
     if windows.height == 0:
-        return pl.DataFrame(schema={"episode_id": pl.Utf8, "phase": pl.Utf8, "start_s": pl.Float64,
-                                    "end_s": pl.Float64, "windows": pl.UInt32, "mean_trust": pl.Float64})
+        return pl.DataFrame(schema={"episode_id": pl.Utf8, **({"part": pl.Utf8} if "part" in windows.columns else {}),
+                                    "phase": pl.Utf8, "start_s": pl.Float64, "end_s": pl.Float64,
+                                    "windows": pl.UInt32, "mean_trust": pl.Float64})
     run = ((pl.col("predicted") != pl.col("predicted").shift(1)) |
            (pl.col("episode_id") != pl.col("episode_id").shift(1))).fill_null(True).cum_sum()
-    return (windows.with_columns(run.alias("run"))
+    centre = (pl.col("t_start_s") + pl.col("t_end_s")) / 2
+    return (windows.with_columns(run.alias("run"), centre.alias("centre"))
             .group_by("run", maintain_order=True)
-            .agg(pl.col("episode_id").first(), pl.col("predicted").first().alias("phase"),
-                 pl.col("t_start_s").first().alias("start_s"), pl.col("t_end_s").last().alias("end_s"),
+            .agg(pl.col("episode_id").first(), *([pl.col("part").first()] if "part" in windows.columns else []),
+                 pl.col("predicted").first().alias("phase"),
+                 (pl.col("centre").first() - hop_s / 2).alias("start_s"),
+                 (pl.col("centre").last() + hop_s / 2).alias("end_s"),
                  pl.len().alias("windows"), pl.col("trust").cast(pl.Float64).mean().alias("mean_trust"))
             .drop("run"))
 
@@ -213,13 +243,17 @@ def run_predict(paths, store: Path, engine: Engine, ref, episodes: list[dict], h
     from core.paths import atomic_dir
     t0 = time.perf_counter()
     out = Lab.of(paths).prediction_run(ref, run_id)
+    part_of = split_parts(paths, engine, ref.split)
+    episodes = [{**ep, "part": part_of(ep["episode_id"])} for ep in episodes]
     failed, counts, seg_frames, drawn = [], {}, [], []
+    agree: dict[str, list[int]] = {}         # part -> [labelled windows, of them predicted as labelled]
     total = 0
     with atomic_dir(out) as tmp:
         parts = _PartWriter(tmp, predict_episode_schema(engine))
         for done, ep in enumerate(episodes, 1):
             try:
-                frame = predict_episode(engine, store, ep["rel_path"])
+                frame = predict_episode(engine, store, ep["rel_path"]).with_columns(
+                    pl.lit(ep["part"], pl.Utf8).alias("part"))
             except (Cis490Error, OSError, ValueError) as exc:
                 # One episode that cannot be aligned (a source on another clock) is named, not fatal.
                 failed.append({"episode_id": ep["episode_id"], "error": str(exc)})
@@ -227,7 +261,11 @@ def run_predict(paths, store: Path, engine: Engine, ref, episodes: list[dict], h
             if frame is not None:
                 counts[ep["episode_id"]] = frame.height
                 total += frame.height
-                seg_frames.append(segments(frame))
+                labelled = frame.filter(pl.col("truth").is_not_null())
+                seen = agree.setdefault(ep["part"], [0, 0])
+                seen[0] += labelled.height
+                seen[1] += int((labelled["predicted"] == labelled["truth"]).sum())
+                seg_frames.append(segments(frame, engine.spec.hop_s))
                 if len(drawn) < FIGURES and frame.height:
                     drawn.append(frame)
                 parts.add(frame)
@@ -239,7 +277,7 @@ def run_predict(paths, store: Path, engine: Engine, ref, episodes: list[dict], h
             more = f" (and {len(failed) - 1} more episode(s))" if len(failed) > 1 else ""
             raise PredictError(f"no episode could be read: {failed[0]['episode_id']}: {failed[0]['error']}{more}; "
                                "--store names the store they are in")
-        timeline = pl.concat(seg_frames, how="vertical") if seg_frames else segments(parts.empty)
+        timeline = pl.concat(seg_frames, how="vertical") if seg_frames else segments(parts.empty, engine.spec.hop_s)
         timeline.write_parquet(tmp / "segments.parquet")
         csv_safe(timeline).write_csv(tmp / "segments.csv")
         figures, figures_note = _figures(pl.concat(drawn) if drawn else parts.empty, timeline, engine, ref, tmp)
@@ -248,6 +286,9 @@ def run_predict(paths, store: Path, engine: Engine, ref, episodes: list[dict], h
             "source": str(engine.source), "model_sha256": engine.identity, "chosen": how, "asked": asked,
             "episodes": [{**ep, "windows": counts.get(ep["episode_id"], 0)} for ep in episodes],
             "failed": failed, "windows": total, "window_parts": parts.count, "classes": list(engine.model.classes),
+            # Agreement with the labels, per part of the model's split: only "test" and "unseen" windows
+            # are held out from the model (PARTS_SAID).
+            "agreement": {p: {"windows": n, "accuracy": right / n} for p, (n, right) in agree.items() if n},
             "figures": [f.name for f in figures], "figures_note": figures_note, "seconds": round(time.perf_counter() - t0, 3),
         }
         (tmp / PREDICT_RUN).write_text(json.dumps(manifest, indent=1) + "\n")
@@ -294,7 +335,8 @@ def predict_episode_schema(engine: Engine) -> pl.DataFrame:
     classes = list(engine.model.classes)
     return pl.DataFrame(schema={"episode_id": pl.Utf8, "window_id": pl.Utf8, "host_id": pl.Utf8,
                                 "t_start_s": pl.Float64, "t_end_s": pl.Float64, "predicted": pl.Utf8,
-                                **{f"p_{c}": pl.Float32 for c in classes}, "trust": pl.Float32, "truth": pl.Utf8})
+                                **{f"p_{c}": pl.Float32 for c in classes}, "trust": pl.Float32, "truth": pl.Utf8,
+                                "part": pl.Utf8})
 
 
 def _figures(windows: pl.DataFrame, timeline: pl.DataFrame, engine: Engine, ref,
@@ -316,5 +358,6 @@ def _figures(windows: pl.DataFrame, timeline: pl.DataFrame, engine: Engine, ref,
     for episode_id in list(dict.fromkeys(windows["episode_id"].to_list()))[:FIGURES]:
         out += timeline_figure(windows.filter(pl.col("episode_id") == episode_id),
                                timeline.filter(pl.col("episode_id") == episode_id), ref,
-                               list(engine.model.classes), directory / f"timeline-{file_component(episode_id)}")
+                               list(engine.model.classes), directory / f"timeline-{file_component(episode_id)}",
+                               engine.spec.hop_s)
     return out, None

@@ -14,7 +14,8 @@ PHASE_COLORS = {"idle": "#9aa5b1", "execute": "#e67e22", "persist": "#8e44ad", "
                 "act": "#c0392b", "dormant": "#27ae60"}     # as the dashboard colours them
 
 
-def timeline_figure(windows: pl.DataFrame, timeline: pl.DataFrame, ref, classes: list[str], stem: Path) -> list[Path]:
+def timeline_figure(windows: pl.DataFrame, timeline: pl.DataFrame, ref, classes: list[str], stem: Path,
+                    hop_s: float) -> list[Path]:
     plt = _plt()
     episode = windows["episode_id"][0]
     labelled = windows["truth"].drop_nulls().len() > 0
@@ -25,7 +26,7 @@ def timeline_figure(windows: pl.DataFrame, timeline: pl.DataFrame, ref, classes:
         truth = windows.select("t_start_s", "t_end_s", pl.col("truth").alias("predicted"), "trust",
                                "episode_id").drop_nulls("predicted")
         from core.predict import segments
-        rows.append(("labelled", segments(truth).iter_rows(named=True)))
+        rows.append(("labelled", segments(truth, hop_s).iter_rows(named=True)))
     for y, (_, segs) in enumerate(rows):
         for s in segs:
             bands.barh(y, s["end_s"] - s["start_s"], left=s["start_s"], height=0.8,
@@ -38,10 +39,14 @@ def timeline_figure(windows: pl.DataFrame, timeline: pl.DataFrame, ref, classes:
     lines.plot(centre, windows["trust"], color="#1d2330", lw=1.4, ls="--", label="trust")
     lines.set_ylim(0, 1.02)
     lines.set_ylabel("probability, trust")
-    lines.set_xlabel("seconds from the episode start (each window at its centre)")
+    lines.set_xlabel(f"seconds from the episode start (each window at its centre; a band spans its windows' "
+                     f"centres +- half a {hop_s:g} s hop)")
     lines.legend(ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.35), frameon=False)
     name = ref.model if ref.mode == "realistic" else f"{ref.model}_{ref.mode}"
-    bands.set_title(f"{shown(episode, 40)} ({shown(windows['host_id'][0], 30)}): phases by {name} (trained on the {ref.split} split)"
-                    + ("" if labelled else ", unlabelled"))
+    from core.predict import PARTS_SAID
+    part = windows["part"][0] if "part" in windows.columns else None
+    said = f"; {PARTS_SAID.get(part, part)}" if part else ""
+    bands.set_title(f"{shown(episode, 40)} ({shown(windows['host_id'][0], 30)}): phases by {name}\n"
+                    f"(split {ref.split}{said}){'' if labelled else ', unlabelled'}")
     fig.tight_layout()
     return _save(fig, plt, stem)

@@ -35,6 +35,21 @@ class SplitError(Cis490Error):
     """A split cannot be made as asked, or failed one of its checks."""
 
 
+class SplitInUse(SplitError):
+    """Making the split again would replace one that artefacts were made on."""
+
+    def __init__(self, message: str, made_on: int):
+        super().__init__(message)
+        self.made_on = made_on
+
+
+def made_on(processed: Path, artifacts: Path, name: str) -> dict[str, int]:
+    """What the lab made on split `name`: checkpoints, evaluations, bundles."""
+    lab = Lab(processed, artifacts)
+    return {"checkpoint(s)": len(lab.checkpoints(name)), "evaluation(s)": len(lab.report_paths(name)),
+            "bundle(s)": sum(r.split == name for r in lab.bundles())}
+
+
 @dataclass(frozen=True)
 class SplitConfig:
     recipe: str
@@ -230,9 +245,13 @@ def received_ns(eps: pl.DataFrame) -> pl.DataFrame:
     return eps.with_columns(pl.Series("received_ns", ns, dtype=pl.Int64))
 
 
-def make_split(processed: Path, cfg: SplitConfig, registry: Registry, name: str | None = None) -> SplitResult:
+def make_split(processed: Path, cfg: SplitConfig, registry: Registry, name: str | None = None,
+               artifacts: Path | None = None, force: bool = False) -> SplitResult:
     """Make the split and save it under `name` (default: the recipe's name),
-    so a lab keeps several side by side: making one never replaces another."""
+    so a lab keeps several side by side: making one never replaces another.
+    Replacing a split of that name with other episodes, when checkpoints,
+    evaluations or bundles were made on it (in `artifacts`), makes them stale:
+    SplitInUse says how many, unless `force`."""
     cfg.check()
     name = name or cfg.recipe
     check_split_name(name)
@@ -248,6 +267,8 @@ def make_split(processed: Path, cfg: SplitConfig, registry: Registry, name: str 
                          f"{registry.path}: pass --channels with the registry the lab was validated with")
     df = assign_parts(received_ns(eps), cfg, registry).sort("episode_id")
     untested = check_split(df, cfg, registry)
+    if artifacts is not None and not force:
+        _refuse_replacing_in_use(processed, artifacts, name, membership_hash(df))
     counts: dict[str, dict[str, dict[str, int]]] = {}
     for profile, part, n_ep, n_win in (df.group_by("profile", "part")
                                         .agg(pl.len(), pl.col("n_windows").sum()).iter_rows()):
@@ -272,6 +293,21 @@ def make_split(processed: Path, cfg: SplitConfig, registry: Registry, name: str 
         df.select("episode_id", "part").write_parquet(tmp)
     atomic_write_text(meta_path, json.dumps(meta, indent=2) + "\n")
     return SplitResult(name, pq_path, meta_path, meta)
+
+
+def _refuse_replacing_in_use(processed: Path, artifacts: Path, name: str, membership: str) -> None:
+    lab = Lab(processed, artifacts)
+    try:
+        old = json.loads(lab.split_meta(name).read_text())
+    except (OSError, ValueError):
+        return                                   # no split of that name (or none readable): nothing to replace
+    if not isinstance(old, dict) or old.get("membership_sha256") == membership:
+        return                                   # the same episodes in the same parts: nothing goes stale
+    counts = {k: n for k, n in made_on(processed, artifacts, name).items() if n}
+    if counts:
+        what = ", ".join(f"{n} {k}" for k, n in counts.items())
+        raise SplitInUse(f"split {name} holds other episodes than these; {what} were made on it and would go "
+                         f"stale: pass --force to replace it, or --name NEW to keep both", sum(counts.values()))
 
 
 SPLIT_META_KEYS = ("recipe", "params", "membership_sha256", "features_sha256", "untested_profiles")

@@ -96,13 +96,14 @@ def extract_stage(session: Session, registry: Registry, store: Path, index: Path
     return summary
 
 
-def split_stage(session: Session, registry: Registry, cfg: SplitConfig, name: str | None = None) -> SplitResult:
+def split_stage(session: Session, registry: Registry, cfg: SplitConfig, name: str | None = None,
+                force: bool = False) -> SplitResult:
     from core.lab import Lab
     from core.split import make_split
     with session.record("split", {**cfg.__dict__, "train_hosts": list(cfg.train_hosts), "name": name or cfg.recipe,
                                   "registry_hash": registry.schema_hash}) as run:
         run.add_input(Lab.of(session.paths).extracted_episodes, "extracted_episodes")
-        result = make_split(session.paths.processed, cfg, registry, name)
+        result = make_split(session.paths.processed, cfg, registry, name, session.paths.artifacts, force)
         run.add_output(result.parquet, "split")
         run.add_output(result.meta_path, "split_meta")
         run.metrics.update(totals=result.meta["totals"], untested_profiles=result.meta["untested_profiles"])
@@ -110,9 +111,10 @@ def split_stage(session: Session, registry: Registry, cfg: SplitConfig, name: st
 
 
 def train_stage(session: Session, registry: Registry, names: list[str], modes: list[str], recipe: str,
-                chosen: dict[str, object], device: str, seed: int) -> list[TrainResult]:
+                chosen: dict[str, object], device: str, seed: int,
+                on_done: Callable[[TrainResult], None] | None = None) -> list[TrainResult]:
     """`chosen`: each model's settings object (core.train.model_settings),
-    its defaults when absent."""
+    its defaults when absent. `on_done(result)` as each checkpoint is written."""
     from core.lab import HEADER, Lab
     from core.models.settings import given
     from core.train import load_split_data, model_class, train_one
@@ -149,7 +151,8 @@ def train_stage(session: Session, registry: Registry, names: list[str], modes: l
                 run.add_output(r.checkpoint / HEADER, "checkpoint_header")
                 run.add_output(r.checkpoint / r.header["weights"]["file"], "checkpoint_weights")
                 t = r.header["training"]
-                run.metrics.update(val_macro_f1=t["val_macro_f1"], best_epoch=t.get("best_epoch"),
+                run.metrics.update(val_macro_f1=t["val_macro_f1"], score_on=t.get("score_on", "val"),
+                                   best_epoch=t.get("best_epoch"),
                                    windows=t["windows"], unlabeled_pool=t.get("unlabeled_pool"))
                 # What was chosen, not only what was asked: the full settings and
                 # the choices made from data (kNN's k, the batch the schedule used).
@@ -157,6 +160,8 @@ def train_stage(session: Session, registry: Registry, names: list[str], modes: l
                 run.metrics.update({k: t[k] for k in ("k", "k_scores", "schedule") if k in t})
                 run.timings.update(train_s=round(r.seconds, 3), load_s=t.get("load_s"), compute_s=t.get("compute_s"))
             results.append(r)
+            if on_done is not None:
+                on_done(r)
     return results
 
 
@@ -257,7 +262,7 @@ def predict_stage(session: Session, model: str, mode: str, split: str, store: Pa
 
 
 def rotation_stage(session: Session, registry: Registry, val_frac: float, seed: int,
-                   max_share: float = MAX_EPISODE_SHARE) -> dict:
+                   max_share: float = MAX_EPISODE_SHARE, force: bool = False) -> dict:
     """`cis490 split --recipe host --rotate`: one split per host, recorded as one run."""
     from core.lab import Lab
     from core.rotation import make_rotation, rotation_path
@@ -267,7 +272,8 @@ def rotation_stage(session: Session, registry: Registry, val_frac: float, seed: 
                                   "max_episode_share": max_share, "registry_hash": registry.schema_hash}) as run:
         run.add_input(Lab.of(paths).extracted_episodes, "extracted_episodes")
         result = make_rotation(paths.processed, registry, val_frac, seed, max_share,
-                               lambda cfg, name: make_split(paths.processed, cfg, registry, name))
+                               lambda cfg, name: make_split(paths.processed, cfg, registry, name,
+                                                            paths.artifacts, force))
         run.add_output(rotation_path(paths.processed), "rotation")
         run.metrics.update(folds=[f["split"] for f in result["folds"]])
     return result

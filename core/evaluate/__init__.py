@@ -246,12 +246,25 @@ def evaluate_model(processed: Path, artifacts: Path, registry: Registry, model: 
             "transductive": bool(pool and pool.get("windows_used") and pool.get("part") == cfg.part),
             "split_identity": header["split"], "features_sha256": schema["features_sha256"],
             "split_membership_sha256": split_meta["membership_sha256"], "eval_run_id": run_id,
-            "report_version": REPORT_VERSION, **extra,
+            "report_version": REPORT_VERSION, **part_held_out(cfg.part, header["training"]), **extra,
         }
         figures = _figures(report, header, delays, tmp) if formats() else []
         report["figures"] = [f.name for f in figures]       # part of the report: status checks they are there
         (tmp / REPORT).write_text(json.dumps(report, indent=1) + "\n")
     return EvalResult(model, mode, out_dir, report, [out_dir / f.name for f in figures])
+
+
+def part_held_out(part: str, training: dict) -> dict:
+    """Whether the part scored was held out from the model, and if not, in
+    words every report, figure and listing carries: a val score beside a
+    test score must never read as another held-out figure."""
+    if part == "test":
+        return {"held_out": True, "part_note": None}
+    if training.get("score_on", "val") == "val":
+        return {"held_out": False, "part_note": "not held out: the model was chosen on these windows "
+                                                "(early stopping, k, rounds); test is the held-out score"}
+    return {"held_out": False, "part_note": "in-sample: the model was fitted on these windows; test is the "
+                                            "held-out score"}
 
 
 def _figures(report: dict, header: dict, delays, out_dir: Path) -> list[Path]:

@@ -66,6 +66,8 @@ def _title(report: dict) -> str:
     hosts = [h["host"] for h in report.get("per_host", [])]
     if hosts and ident.get("recipe") == "host":
         tested += f" [{', '.join(shown(h, 40) for h in hosts)}]"
+    note = report.get("part_note")
+    tested = f"{tested} ({note.split(':')[0]})" if note else tested
     return f"{report['model']} ({report['mode']}): trained on {trained},\ntested on {tested}"
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from core.errors import Cis490Error
 from core.models.data import (ArrayTable, SummaryData, TensorData, concat_parts, in_memory, slog, slog32,
                               slog_inplace)
+from core.selection import SCORES, selection_score  # noqa: F401 (re-exported)
 from core.models.settings import defaults, make
 from core.models.small_validation import choose_small, too_small
 from core.paths import atomic_path
@@ -233,6 +234,9 @@ class BaseModel:
                 else self._fit(train, val, progress)) or {}
         info.setdefault("choice_rule", "cross-validation on train + val (val too small)" if small
                         else f"the validation part ({len(val)} windows)")
+        # What the selection score (`val_macro_f1`) was measured on: held out, or not (core.models.base.SCORES).
+        info.setdefault("score_on", "cv" if str(info.get("choice_rule", "")).startswith("cross-validation") else "val")
+        info.setdefault("fit_windows", len(train) + (len(val) if info["score_on"] != "val" else 0))
         self.training.update(info)
         return info
 
@@ -287,7 +291,16 @@ class BaseModel:
         would be fitted on what the model learned: it stays 1, and says why;
         so it does when val cannot identify one (core.calibrate.fit_checked)."""
         from core.calibrate import METHOD, fit_checked, nll, scale
-        if str(self.training.get("choice_rule", "")).startswith("cross-validation"):
+        on = self.training.get("score_on", "val")
+        if on == "loo":
+            # The ridge head's temperature is in its weights already: fitted on
+            # the leave-one-out scores of train + val. Val was fitted on: no
+            # held-out part is left to fit another on.
+            self.calibration = {"temperature": 1.0, "method": METHOD,
+                                "fitted_on": "none: val was fitted on (the ridge head learns from train + val); the "
+                                             "head's own temperature, from the leave-one-out scores of train + val, "
+                                             "is in its weights"}
+        elif on != "val":
             self.calibration = {"temperature": 1.0, "method": METHOD,
                                 "fitted_on": "none: val was too small and was trained on"}
         else:

@@ -43,10 +43,10 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
 def train_loop(net, train_batches: Callable[[np.random.Generator, int], Iterator[tuple[np.ndarray, np.ndarray]]],
                n_train: int, val_batches: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]] | None,
                weights: np.ndarray, cfg: LoopSettings, device: str, seed: int, progress=None,
-               stop_epoch: int | None = None) -> dict:
+               stop_epoch: int | None = None, on_step: Callable[[int], None] | None = None) -> dict:
     """`stop_epoch` (with no validation part): end after that epoch, the
     schedule still planned for cfg.epochs, as it was when a cross-validation
-    fold found that epoch best."""
+    fold found that epoch best. `on_step(step)` after every optimiser step."""
     import torch
 
     torch.manual_seed(seed)
@@ -88,6 +88,8 @@ def train_loop(net, train_batches: Callable[[np.random.Generator, int], Iterator
             opt.step()
             sched.step()
             step += 1
+            if on_step is not None:
+                on_step(step)
             loss_sum += float(loss.detach()) * len(y)
             seen += len(y)
             compute_s += time.perf_counter() - t1

@@ -158,8 +158,14 @@ class RocketModel(NeuralModel):
         head = self.cfg.head
         if head == "auto":
             head = "ridge" if ridge_mb <= self.cfg.memory_budget_mb else "softmax"
-        info = {"head": head, "features": int(width), "ridge_memory_mb": round(ridge_mb, 1),
-                "memory_budget_mb": self.cfg.memory_budget_mb, "fronts": self._describe()}
+        budget = self.cfg.memory_budget_mb
+        why = (f"{head} head, as asked (--set head={head})" if self.cfg.head != "auto"
+               else f"ridge head: {ridge_mb:,.0f} MB, within memory_budget_mb {budget:,}" if head == "ridge"
+               else f"softmax head: the ridge head would need {ridge_mb:,.0f} MB, over memory_budget_mb {budget:,}")
+        if progress:
+            progress(0, None, rate=why)           # which head, and why, from the start of a long fit
+        info = {"head": head, "head_choice": why, "features": int(width), "ridge_memory_mb": round(ridge_mb, 1),
+                "memory_budget_mb": budget, "fronts": self._describe()}
         t0 = time.perf_counter()
         if head == "ridge":
             # The ridge chooses its penalty by leave-one-out and needs no
@@ -167,6 +173,10 @@ class RocketModel(NeuralModel):
             fit = concat_parts(train, val) if val is not None else train
             info["fit_part"] = "train + val (penalty by leave-one-out)" if val is not None else "train"
             info.update(self._fit_ridge(fit, progress))
+            if val is not None:
+                # Its score is leave-one-out on what it was fitted on, never a held-out val score.
+                info["score_on"] = "loo"
+                info["choice_rule"] = "the ridge penalty by leave-one-out on train + val (val is fitted on)"
         else:
             info["fit_part"] = "train (val for early stopping)" if val is not None else "train"
             info.update(self._fit_softmax(train, val, progress))
@@ -182,6 +192,7 @@ class RocketModel(NeuralModel):
                 else f"fitted on train + val for the configured {self.cfg.epochs} epochs")
         info["small_validation"] = {"reason": reason, "rule": rule}
         info["choice_rule"] = rule
+        info["score_on"] = "loo" if info["head"] == "ridge" else "train+val"
         return info
 
     @staticmethod
@@ -260,9 +271,15 @@ class RocketModel(NeuralModel):
             if progress:
                 progress(epoch * steps, epochs * steps, **fields)
 
+        def step_bar(step):
+            # Every batch, not every epoch: an epoch of transforms takes minutes, and its ETA shows from the first.
+            if progress:
+                progress(step, loop.epochs * steps)
+
         info = train_loop(self.net, lambda r, size: self.prepared_batches(fit, size, r), len(fit),
                           (lambda: self.prepared_batches(val, cap)) if val is not None else None,
-                          class_weights(fit.y, len(self.classes)), loop, self.device, self.seed, bar)
+                          class_weights(fit.y, len(self.classes)), loop, self.device, self.seed, bar,
+                          on_step=step_bar)
         self.net.to("cpu")
         self.device = "cpu"
         if val is None:

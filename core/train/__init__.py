@@ -217,8 +217,9 @@ def check_split_identity(header: dict, directory: Path, split_meta: dict, split_
     rec = header["split"]
     name, mode = header["model"], header["mode"]
     retrain = train_command(Ref(directory.parent.name, name, mode))
+    # The split's own name too: a bare `--recipe host` would remake (and replace) the `host` split.
     fix = (f"retrain with `{retrain}`, or re-make the split it was trained "
-           f"on with `cis490 split {describe_params(rec['params'])}`")
+           f"on with `cis490 split {describe_params(rec['params'], rec.get('name'))}`")
     if rec["membership_sha256"] != split_meta["membership_sha256"]:
         raise CheckpointError(
             f"{name}_{mode} was trained on split {rec['name']} with membership {rec['membership_sha256'][:12]} "

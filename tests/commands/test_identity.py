@@ -47,7 +47,7 @@ def test_training_on_another_split_keeps_the_host_checkpoint(cli, home):
 def test_a_resplit_with_other_hosts_is_refused_by_eval_and_compare(cli, home):
     """Regression: after `split --recipe host` with other train hosts, gbt was
     scored on a 'held-out' host it had trained on."""
-    result = cli("split", "--recipe", "host", "--train-hosts", "lab-thinkpad,lab-nuc")
+    result = cli("split", "--recipe", "host", "--train-hosts", "lab-thinkpad,lab-nuc", "--force")
     assert result.exit_code == 0, result.output
     for args in (("eval", "gbt", "--resamples", "50"), ("compare", "gbt", "knn", "--resamples", "50")):
         result = cli(*args)

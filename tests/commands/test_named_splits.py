@@ -49,10 +49,25 @@ def test_named_splits_coexist_and_one_never_makes_another_s_checkpoints_stale(cl
     assert rows["checkpoint host/gbt_realistic"]["state"] == "fresh"
     assert rows["checkpoint host-one/gbt_realistic"]["state"] == "fresh"
     # Making it again with other hosts makes only its own checkpoint stale, and says how to remake the split.
-    assert cli("split", "--recipe", "host", "--train-hosts", "lab-nuc,lab-desktop", "--name", "host-one").exit_code == 0
+    # Regression (issue 35): remaking a split models were trained on replaced it without a word.
+    refused = cli("split", "--recipe", "host", "--train-hosts", "lab-nuc,lab-desktop", "--name", "host-one")
+    assert refused.exit_code == 1
+    assert refused.stderr.strip() == ("Error: split host-one holds other episodes than these; 1 checkpoint(s), 1 evaluation(s) were "
+                                      "made on it and would go stale: pass --force to replace it, or --name NEW "
+                                      "to keep both")
+    assert rows == _rows(cli)                                    # nothing replaced, nothing stale
+    # The same split made again (same episodes) is no replacement.
+    assert cli("split", "--recipe", "host", "--train-hosts", "lab-thinkpad,lab-desktop", "--name",
+               "host-one").exit_code == 0
+    assert cli("split", "--recipe", "host", "--train-hosts", "lab-nuc,lab-desktop", "--name", "host-one",
+               "--force").exit_code == 0
     rows = _rows(cli)
     assert rows["checkpoint host/gbt_realistic"]["state"] == "fresh"
     assert rows["checkpoint host-one/gbt_realistic"]["state"] == "stale"
+    # Regression (issue 35): the "re-make the split" hint left out --name, and pasting it replaced `host`.
+    err = cli("eval", "gbt", "--split", "host-one").stderr
+    assert ("re-make the split it was trained on with `cis490 split --recipe host --name host-one --train-hosts "
+            "lab-thinkpad,lab-desktop --val-frac 0.2 --seed 0`") in err
     from core.lab import split_command
     assert split_command(meta["params"], "host-one") == ("cis490 split --recipe host --name host-one --train-hosts "
                                                          "lab-thinkpad,lab-desktop --val-frac 0.2 --seed 0")

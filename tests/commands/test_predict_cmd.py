@@ -52,7 +52,7 @@ def test_a_labelled_episode_gets_evals_predictions_and_a_timeline(cli, home, fig
     episode = _test_episode(home)
     result = cli("predict", "gbt", episode)
     assert result.exit_code == 0, result.output
-    assert f"{episode} (accepted)" in result.output and "mean trust" in result.output
+    assert f"{episode} (accepted, test)" in result.output and "mean trust" in result.output
     assert max(len(x) for x in result.output.splitlines()) <= 80
     (run,) = _run_dir(home)
     windows = read_windows(run)
@@ -61,8 +61,10 @@ def test_a_labelled_episode_gets_evals_predictions_and_a_timeline(cli, home, fig
     assert manifest["engine"] == "checkpoint" and manifest["asked"] == episode
     segs = pl.read_csv(run / "segments.csv")
     assert segs["windows"].sum() == windows.height and set(segs["phase"]) <= set(PHASES)
-    # Segments are runs of one phase: neighbours differ.
+    # Segments are runs of one phase: neighbours differ, and they tile the episode
+    # (regression, issue 35: they overlapped by the windows' overlap).
     assert (segs["phase"][1:].to_numpy() != segs["phase"][:-1].to_numpy()).all()
+    np.testing.assert_allclose(segs["start_s"][1:].to_numpy(), segs["end_s"][:-1].to_numpy())
     assert (run / f"timeline-{episode}.svg").exists()
     rec = json.loads(home.notebook.read_text().splitlines()[-1])
     assert rec["command"] == "predict" and rec["metrics"]["windows"] == windows.height
@@ -108,7 +110,7 @@ def test_an_unlabelled_run_is_validated_kept_and_predicted_and_goes_stale_with_i
 
     result = cli("predict", "gbt", "--unlabelled")
     assert result.exit_code == 0, result.output
-    assert "ep999999-unlabel (unlabelled)" in result.output
+    assert "ep999999-unlabel (unlabelled, unseen)" in result.output
     (run,) = _run_dir(home)
     windows = read_windows(run)
     assert windows["episode_id"].unique().to_list() == ["ep999999-unlabel"]
@@ -216,6 +218,15 @@ def test_windows_go_out_in_parts_so_memory_stays_bounded(cli, home, monkeypatch,
     assert out["window_parts"] == len(parts) > 3
     windows = read_windows(run)
     assert windows.height == out["windows"] == pl.read_csv(run / "windows.csv").height
+    # Regression (issue 35): --all mixed episodes the model trained on with new ones, unmarked.
+    split = dict(pl.read_parquet(home.processed / "splits" / "host.parquet").iter_rows())
+    marked = dict(windows.select("episode_id", "part").unique().iter_rows())
+    assert marked == {e: split.get(e, "unseen") for e in marked} and {"train", "val", "test"} <= set(marked.values())
+    assert set(pl.read_csv(run / "segments.csv")["part"]) == set(marked.values())
+    agreement = out["agreement"]
+    assert set(agreement) >= {"train", "val", "test"}
+    assert agreement["train"]["accuracy"] >= agreement["test"]["accuracy"] - 0.05      # in-sample is no held-out figure
+    assert all(e["part"] == marked.get(e["episode_id"], e["part"]) for e in out["episodes"])
     assert windows["window_id"].n_unique() == windows.height
     assert sum(e["windows"] for e in out["episodes"]) == out["windows"]
     assert len(list(run.glob("timeline-*.svg"))) == 3         # the first FIGURES episodes drawn
@@ -228,3 +239,36 @@ def test_episodes_missing_from_the_store_are_an_error_that_writes_nothing(cli, h
     assert result.exit_code == 1 and "no episode could be read" in result.stderr
     assert "--store names the store" in result.stderr
     assert not (home.artifacts / "predict").exists() or not any((home.artifacts / "predict").rglob("predict.json"))
+
+
+def test_an_id_names_the_copy_validate_kept_and_a_prefix_names_an_id(cli, home):
+    """Regression (issue 35): `predict gbt ID` refused an accepted episode
+    when the index also held a rejected re-sent copy of it, though `--all`
+    predicted it; and predict took no id prefix, as notebook does."""
+    episode = _test_episode(home)
+    index = pl.read_parquet(home.processed / "validation_v1.parquet")
+    rel = index.filter(pl.col("episode_id") == episode)["rel_path"][0]
+    resent = home.default_store / rel.split("/")[0] / "zz-resent"
+    shutil.copytree(home.default_store / rel, resent)
+    assert cli("validate").exit_code == 0
+    rows = pl.read_parquet(home.processed / "validation_v1.parquet").filter(pl.col("episode_id") == episode)
+    assert sorted(rows["status"].to_list()) == ["accepted", "rejected"]
+    result = cli("--json", "predict", "gbt", episode[:10])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert [e["episode_id"] for e in out["episodes"]] == [episode] and out["episodes"][0]["rel_path"] == rel
+    assert "is the start of" in cli("predict", "gbt", "ep").stderr
+
+
+def test_runs_that_landed_since_validate_are_named_when_none_is_found(cli, home):
+    """Regression (issue 35): right after runs landed, `predict --unlabelled`
+    said "no unlabelled episode" while status knew they were there."""
+    episode = _test_episode(home)
+    index = pl.read_parquet(home.processed / "validation_v1.parquet")
+    rel = index.filter(pl.col("episode_id") == episode)["rel_path"][0]
+    _land(home, rel, "ep777777-landed")
+    result = cli("predict", "gbt", "--unlabelled")
+    assert result.exit_code == 1
+    assert "1 episode(s) landed since validate: run `cis490 validate` first" in result.stderr
+    result = cli("predict", "gbt", "ep777777-landed")
+    assert result.exit_code == 1 and "landed since validate: run `cis490 validate` first" in result.stderr

@@ -92,7 +92,7 @@ def test_a_changed_registry(cli, home):
 
 
 def test_a_split_remade_with_other_hosts(cli, home):
-    assert cli("split", "--recipe", "host", "--train-hosts", "lab-thinkpad,lab-nuc").exit_code == 0
+    assert cli("split", "--recipe", "host", "--train-hosts", "lab-thinkpad,lab-nuc", "--force").exit_code == 0
     _, rows = _status(cli)
     states = _states(rows)
     assert [n for n, s in states.items() if s != "fresh"] == ["checkpoint host/gbt_realistic",

@@ -165,3 +165,62 @@ def test_a_setting_is_checked_once_and_reaches_the_loop_as_the_model_s_own_setti
     assert checks == ["mlp"]
     (cfg,) = seen
     assert type(cfg) is MLPSettings and cfg.batch_size == 64 and cfg.epochs == 1
+
+
+def test_a_ridge_head_fitted_on_val_never_shows_a_val_score(cli, ready_home):
+    """Regression (issue 35): minirocket showed "val macro-F1 0.990" though its
+    head was fitted on train + val (penalty by leave-one-out), its header said
+    `choice_rule: the validation part`, and temperature scaling said "not
+    fitted: every validation window is right"."""
+    result = cli("train", "minirocket", "--mode", "realistic", "--set", "head=ridge", "--set", "n_features=1000")
+    assert result.exit_code == 0, result.output
+    assert "(LOO)" in result.output and "(val)" not in result.output
+    assert "(LOO): leave-one-out on train + val, which the model was fitted on" in " ".join(result.output.split())
+    assert "minirocket (realistic): ridge head, as asked (--set head=ridge)" in result.output
+    t = json.loads((ready_home.artifacts / "models" / "host" / "minirocket_realistic" / "header.json").read_text())
+    tr = t["training"]
+    assert tr["score_on"] == "loo" and "val is fitted on" in tr["choice_rule"]
+    assert tr["fit_windows"] == tr["windows"]["train"] + tr["windows"]["val"]
+    assert t["calibration"]["fitted_on"].startswith("none: val was fitted on")
+    rec = json.loads(ready_home.notebook.read_text().splitlines()[-1])
+    assert rec["metrics"]["score_on"] == "loo"
+    listing = cli("notebook", "list").output
+    assert "LOO 0." in listing and "val 0." not in listing
+    # eval of val says what val is for this model, on the terminal and in the listing.
+    result = cli("eval", "minirocket", "--part", "val", "--resamples", "20")
+    assert result.exit_code == 0, result.output
+    assert "val is in-sample: the model was fitted on these windows" in " ".join(result.output.split())
+    assert "minirocket @host/val" in cli("notebook", "list").output
+
+
+def test_piped_output_says_each_model_as_it_finishes_and_all_expands_beside_names(cli, ready_home, monkeypatch):
+    """Regression (issue 35): `train ... > file` wrote nothing until the end
+    (0 bytes in 40 minutes); `train all gbt` said unknown model 'all'."""
+    import core.stages
+    import core.train
+    real = core.train.train_one
+    trained = []
+
+    def counted(*a, **k):
+        trained.append(a[3])
+        if len(trained) == 3:
+            raise KeyboardInterrupt            # Ctrl-C during the third
+        return real(*a, **k)
+    monkeypatch.setattr(core.train, "train_one", counted)
+    result = cli("train", "gbt", "knn", "mlp", "--mode", "realistic", "--epochs", "1")
+    assert result.exit_code == 130
+    out = result.stdout
+    assert out.index("trained gbt (realistic) on split host: val macro-F1") < out.index("Finished before the interrupt")
+    assert "trained knn (realistic) on split host" in out and "mlp" not in out.split("Finished before")[1]
+    assert result.stderr.strip() == "Error: interrupted"
+    monkeypatch.setattr(core.train, "train_one", lambda *a, **k: trained.append(a[3]) or real(*a, **k))
+    trained.clear()
+    from core.models import MODELS
+    monkeypatch.setattr(core.stages, "train_stage", lambda state, reg, names, *a, **k: trained.extend(names) or [])
+    assert cli("train", "all", "gbt", "--mode", "realistic").exit_code == 0
+    assert trained == list(MODELS)
+
+
+def test_an_unknown_device_is_a_usage_error(cli, ready_home):
+    result = cli("train", "gbt", "--device", "gpu")
+    assert result.exit_code == 2 and "'gpu' is not one of" in result.stderr
