@@ -112,6 +112,8 @@ def render_split(state: AppState, r: SplitResult) -> None:
         term.print(f"[yellow]untested profiles (absent from test, never averaged away):[/] "
                    f"{', '.join(m['untested_profiles'])}")
     render_episode_shares(term, m)
+    if (m.get("realised") or {}).get("note"):
+        term.warn(m["realised"]["note"])
     if m.get("unlabelled_left_out"):
         term.print(f"{m['unlabelled_left_out']:,} unlabelled episode(s) left out: never split, trained or scored "
                    "on (`cis490 predict --unlabelled` reads them).")
@@ -171,15 +173,22 @@ def render_rotation_compare(state: AppState, r: dict) -> None:
         return
     holm = "p_holm" in r["pairs"][0]
     term.table(f"{r['rotation']}: paired gaps, mean over held-out hosts",
-               ["A - B", "mean gap [95% CI]", "p Holm" if holm else "p", "winner"],
+               ["A - B", "mean gap [95% CI]", "p Holm" if holm else "p", "within hosts"],
                [(f"{p['a']} - {p['b']}", f"{p['mean_gap']:+.3f} [{p['mean_gap_ci'][0]:+.3f}, {p['mean_gap_ci'][1]:+.3f}]",
                  f"{p['p_holm'] if holm else p['p_value']:.3g}", p["winner"]) for p in r["pairs"]], justify_right=[1, 2])
     hosts = [h["host"] for h in r["pairs"][0]["per_host"]]
     first = r["pairs"][:3]
     term.table("Gap per held-out host", ["host", *[f"{p['a']} - {p['b']}" for p in first]],
-               [(shown(host), *[f"{p['per_host'][n]['gap']:+.3f}" for p in first]) for n, host in enumerate(hosts)],
+               [(shown(host), *[f"{p['per_host'][n]['gap']:+.3f}" for p in first]) for n, host in enumerate(hosts)]
+               + [("hosts won", *[" / ".join(f"{m} {k}" for m, k in p["hosts_won"].items()) for p in first]),
+                  ("host-unit 95% CI", *[f"[{p['host_interval'][0]:+.3f}, {p['host_interval'][1]:+.3f}]"
+                                         for p in first]),
+                  ("sign-flip p", *[f"{p['p_hosts']:.3f}" for p in first])],
                justify_right=list(range(1, len(first) + 1)))
-    term.print(f"{r['method']}; {r['unit']} unit, {r['resamples']} resamples. Report: {shown_path(r['path'])}")
+    for p in r["pairs"]:
+        term.print(f"{p['a']} - {p['b']}: {p['verdict']}.")
+    term.print(f"{r['method']}; {r['unit']} unit, {r['resamples']} resamples. Across hosts: "
+               f"{r['pairs'][0]['host_method']}. Report: {shown_path(r['path'])}")
 
 
 def _trained(r: TrainResult) -> dict:

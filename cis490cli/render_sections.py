@@ -98,12 +98,13 @@ def render_delay_gaps(term: Terminal, rep: dict) -> None:
     pairs = [p for p in rep["pairs"] if p.get("delay")]
     if not pairs:
         return
+    holm = any("p_holm" in p["delay"] for p in pairs)
     term.table("Median time to detect, all phases pooled (paired episode bootstrap)",
-               ["A - B", "gap in s [95% CI]", "p", "missed A / B"],
+               ["A - B", "gap in s [95% CI]", "p Holm" if holm else "p", "missed A / B"],
                [(f"{p['a']} - {p['b']}", "-" if p["delay"]["median_delay_gap_s"] is None else
                  f"{p['delay']['median_delay_gap_s']:+.1f}" + (
                      f" [{p['delay']['ci'][0]:+.1f}, {p['delay']['ci'][1]:+.1f}]" if p["delay"]["ci"] else ""),
-                 "-" if p["delay"]["p_value"] is None else f"{p['delay']['p_value']:.3g}",
+                 "-" if p["delay"]["p_value"] is None else f"{p['delay'].get('p_holm', p['delay']['p_value']):.3g}",
                  f"{p['delay']['missed_a']} / {p['delay']['missed_b']} of {p['delay']['occurrences']}")
                 for p in pairs], justify_right=[1, 2, 3])
     term.print("A negative gap: A catches phases sooner (medians over the occurrences each caught).")

@@ -98,6 +98,11 @@ def compare_reports(artifacts: Path, phases: list[str], reports: list[dict], cfg
     if len(pairs) > 1:
         for pair, adj in zip(pairs, holm([x["p_value"] for x in pairs])):
             pair["p_holm"] = adj
+        # The delay gaps are a second family of tests over the same pairs: Holm too,
+        # so the table beside the macro-F1 one reads the same way.
+        timed = [x for x in pairs if x["delay"] and x["delay"].get("p_value") is not None]
+        for pair, adj in zip(timed, holm([x["delay"]["p_value"] for x in timed])):
+            pair["delay"]["p_holm"] = adj
     floor = 2 / (cfg.resamples + 1)
     for pair in pairs:
         p = pair.get("p_holm", pair["p_value"])
@@ -112,7 +117,8 @@ def compare_reports(artifacts: Path, phases: list[str], reports: list[dict], cfg
               "episodes": int(groups.max() + 1), "unit": cfg.unit, "resamples": cfg.resamples, "seed": cfg.seed,
               "confirm": cfg.confirm, "min_trust": cfg.min_trust, "conformal_alpha": cfg.alpha, "slice": cfg.slice,
               "delay": "median time to detect of A minus B over every phase occurrence (detected ones), the "
-                       "same episode resamples for both, p as for the macro-F1 gap" if paired else None,
+                       "same episode resamples for both, p as for the macro-F1 gap (Holm over the pairs' delay "
+                       "gaps when several)" if paired else None,
               "paired": paired, "method": "paired bootstrap of the macro-F1 gap (the same resamples score both "
                                           "models)" if paired else "independent bootstraps per model",
               "ci": "95% percentile interval", "p_value": P_CONVENTION, "p_floor": floor,

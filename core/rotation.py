@@ -133,6 +133,39 @@ def rotation_report(artifacts: Path, processed: Path, name: str, reports: list[d
                       "over resamples drawn within each fold's test episodes", "resamples": resamples, "seed": seed}
 
 
+def across_hosts(pair: dict) -> dict:
+    """The spread between held-out hosts, beside the within-host resampling
+    (which holds the hosts fixed and so says nothing of another device):
+    how many hosts each model wins, a 95% t interval of the mean gap with the
+    host as the unit (wide with few hosts, as it should be), the exact
+    sign-flip p over hosts (2^n flips: with 4 hosts it cannot go below
+    0.125), and the verdict in words."""
+    from scipy import stats
+    gaps = np.array([h["gap"] for h in pair["per_host"]], dtype=float)
+    n = len(gaps)
+    wins = {pair["a"]: int((gaps > 0).sum()), pair["b"]: int((gaps < 0).sum())}
+    mean = float(gaps.mean())
+    if n >= 2 and gaps.std(ddof=1) > 0:
+        half = float(stats.t.ppf(0.975, n - 1) * gaps.std(ddof=1) / np.sqrt(n))
+        interval = [mean - half, mean + half]
+    else:
+        interval = [mean, mean] if n >= 2 else [float("-inf"), float("inf")]
+    signs = np.array(np.meshgrid(*[[-1, 1]] * n)).reshape(n, -1).T if n else np.zeros((1, 0))
+    flipped = np.abs((signs * gaps).mean(axis=1))
+    p_hosts = float((flipped >= abs(mean) - 1e-12).mean()) if n else 1.0
+    leader = pair["a"] if mean > 0 else pair["b"]
+    within = (f"{pair['winner']} is better on these {n} hosts' episodes" if pair["winner"] != "n.s."
+              else f"no difference on these {n} hosts' episodes")
+    crossed = interval[0] > 0 or interval[1] < 0
+    across = (f"across hosts, {leader} wins {wins[leader]} of {n} and the host-unit interval excludes 0"
+              if crossed else f"across hosts, {leader} wins {wins[leader]} of {n}, and with {n} hosts the "
+                              f"host-unit interval includes 0: not established for another device")
+    return {"hosts_won": wins, "host_interval": interval, "p_hosts": p_hosts,
+            "host_method": f"t interval of the mean gap over the {n} held-out hosts (host = unit); p: exact "
+                           f"sign-flip over hosts ({2 ** n} flips)",
+            "verdict": f"{within} (resampling episodes within each held-out host); {across}"}
+
+
 def write_rotation_report(artifacts: Path, report: dict, settings: str) -> Path:
     from core.lab import Ref
     out = Lab(Path(), artifacts).rotation_report(Ref(report["rotation"], report["model"], report["mode"]), settings)
@@ -189,6 +222,7 @@ def rotation_compare(artifacts: Path, processed: Path, name: str, fold_reports: 
     for pair in pairs:
         for h in pair["per_host"]:
             h["host"] = hosts[h["split"]]
+        pair.update(across_hosts(pair))
     evals = [{**e, "name": Ref.of_shown(split, e["name"]).key}
              for split, rep in zip(fold_names, fold_reports) for e in rep.get("evals", [])]
     return {"rotation": name, "models": models, "pairs": pairs, "evals": evals, "unit": cfg.unit,

@@ -245,6 +245,35 @@ def received_ns(eps: pl.DataFrame) -> pl.DataFrame:
     return eps.with_columns(pl.Series("received_ns", ns, dtype=pl.Int64))
 
 
+REALISED_TOLERANCE = 0.1     # a realised fraction further than this from the asked one is said, with why
+
+
+def realised_fractions(df: pl.DataFrame, cfg: SplitConfig) -> dict:
+    """The fractions of episodes the split's parts really hold, beside the
+    ones asked for, and in words why they differ when they do by more than
+    REALISED_TOLERANCE (the sample recipe deals whole samples: with three
+    samples in a profile, a third of them is val whatever --val-frac says)."""
+    n = {p: df.filter(pl.col("part") == p).height for p in PARTS}
+    total = max(sum(n.values()), 1)
+    if cfg.recipe == "host":
+        got = {"val": n["val"] / max(n["train"] + n["val"], 1)}
+        asked = {"val": cfg.val_frac}
+    else:
+        got = {"val": n["val"] / total, "test": n["test"] / total}
+        asked = {"val": cfg.val_frac, "test": cfg.test_frac}
+    far = {p: (got[p], asked[p]) for p in got if abs(got[p] - asked[p]) > REALISED_TOLERANCE}
+    why = {"host": "val is drawn per profile, at least one episode of each profile with two",
+           "sample": "whole samples are dealt to each part, at least one per profile to val and to test, so a "
+                     "profile with few samples gives each part a large share",
+           "time": "val is drawn per profile from the earlier episodes, at least one of each profile with two"}
+    note = None
+    if far:
+        shares = "; ".join(f"{p} holds {g:.0%} of the episodes{' of train + val' if cfg.recipe == 'host' else ''}, "
+                           f"not the {a:.0%} asked" for p, (g, a) in far.items())
+        note = f"{shares}: {why[cfg.recipe]}"
+    return {"fractions": got, "asked": asked, "note": note}
+
+
 def make_split(processed: Path, cfg: SplitConfig, registry: Registry, name: str | None = None,
                artifacts: Path | None = None, force: bool = False) -> SplitResult:
     """Make the split and save it under `name` (default: the recipe's name),
@@ -282,7 +311,8 @@ def make_split(processed: Path, cfg: SplitConfig, registry: Registry, name: str 
             "counts": dict(sorted(counts.items())), "hosts": hosts, "untested_profiles": untested,
             "totals": {p: {"episodes": df.filter(pl.col("part") == p).height,
                            "windows": int(df.filter(pl.col("part") == p)["n_windows"].sum())} for p in PARTS},
-            "episode_shares": episode_shares(df, cfg.max_episode_share)}
+            "episode_shares": episode_shares(df, cfg.max_episode_share),
+            "realised": realised_fractions(df, cfg)}
     lab = Lab(processed, Path())
     # Runs nobody labelled are never split, trained or scored on: said, not silently dropped.
     meta["unlabelled_left_out"] = (pl.scan_parquet(lab.index).filter(pl.col("status") == "unlabelled")

@@ -307,6 +307,8 @@ def rotation_compare_stage(session: Session, registry: Registry, named: list[tup
                               list(registry.phases))
     out = Lab.of(session.paths).rotation_comparison(cfg.split, report["models"], cfg.settings)
     ensure_dir(out.parent)
+    from core.evaluate.figures import formats, rotation_gap_figure
+    report["figures"] = [f.name for f in rotation_gap_figure(report, out.with_suffix(""))] if formats() else []
     atomic_write_text(out, json.dumps(report, indent=1) + "\n")
     report["path"] = str(out)
     return report

@@ -112,9 +112,11 @@ def lab_status(paths: LabPaths) -> list[Row]:
         if store_sha is not None and side.get("store_sha256") not in (None, store_sha):
             before = side.get("store_episodes")
             delta = n_eps - before if isinstance(before, int) else 0
-            reasons.append(f"store: {delta:,} episode(s) added since validate" if delta > 0 else
-                           f"store: {-delta:,} episode(s) removed since validate" if delta < 0 else
-                           "store: manifests or files changed since validate")
+            reasons.append((f"store: {delta:,} episode(s) added since validate" if delta > 0 else
+                            f"store: {-delta:,} episode(s) removed since validate" if delta < 0 else
+                            "store: manifests or files changed since validate")
+                           + "; re-validate first (what was made from the index goes stale only if that "
+                             "changes what it holds)")
         if ref.get("hash"):
             path = unportable(ref["path"], processed) if ref.get("path") else DEFAULT_REGISTRY
             try:
@@ -147,7 +149,10 @@ def lab_status(paths: LabPaths) -> list[Row]:
             reasons.append("acceptance index re-made since extract")
         if ref.get("hash") and schema.get("registry_hash") != ref.get("hash"):
             reasons.append("extracted with another registry than the index's")
-        lab.add(features_name, reasons, EXTRACT_COMMAND, [index_name])
+        # By content, not through the index's own state: a store that changed
+        # since validate makes the index stale, and what was made from it
+        # goes stale only if re-validating changes what extract reads.
+        lab.add(features_name, reasons, EXTRACT_COMMAND)
     features_sha = (schema or {}).get("features_sha256")
 
     # Splits.

@@ -186,32 +186,86 @@ def training_figure(report: dict, header: dict, stem: Path) -> list[Path] | None
     return _save(fig, plt, stem)
 
 
+def p_text(p: float) -> str:
+    """A p-value as every figure writes it: three decimals, or `< 0.001`."""
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _wrapped(text: str, width: int = 78) -> str:
+    import textwrap
+    return "\n".join(textwrap.fill(line, width, break_on_hyphens=False, break_long_words=False)
+                     for line in text.split("\n"))
+
+
+def _gap_rows(ax, rows: list[tuple[str, float, list[float], str, str]]) -> None:
+    """One row per (label, gap, [lo, hi], colour, right-hand text): its CI, its
+    point, and its text in a column right of the axes (never on the data or
+    the zero line)."""
+    for y, (_, gap, (lo, hi), colour, text) in enumerate(rows):
+        ax.plot([lo, hi], [y, y], color="#1d2330", lw=1.5)
+        ax.plot([gap], [y], "o", color=colour, ms=6)
+        ax.annotate(text, (1.02, y), xycoords=("axes fraction", "data"), va="center", ha="left",
+                    annotation_clip=False)
+    ax.axvline(0, color="#6b7385", lw=1, ls="--", zorder=0)
+    ax.set_yticks(range(len(rows)), [r[0] for r in rows])
+    ax.set_ylim(len(rows) - 0.5, -0.5)
+    lo = min(min(r[2][0], r[1]) for r in rows)
+    hi = max(max(r[2][1], r[1]) for r in rows)
+    pad = 0.08 * max(hi - lo, 0.01)
+    ax.set_xlim(min(lo, 0) - pad, max(hi, 0) + pad)
+
+
 def forest_figure(report: dict, stem: Path) -> list[Path]:
-    """The pairwise macro-F1 gaps with their 95% CIs (a forest plot), p Holm-adjusted where several."""
+    """The pairwise macro-F1 gaps with their 95% CIs (a forest plot), p Holm-adjusted where several;
+    a transductive model marked * (it learned from the inputs of the windows scored)."""
     plt = _plt()
     pairs = report["pairs"]
     holm = "p_holm" in pairs[0]
-    fig, ax = plt.subplots(figsize=(6.4, 1.6 + 0.45 * len(pairs)))
-    for y, p in enumerate(pairs):
-        lo, hi = p["gap_ci"]
-        significant = p["winner"] != "n.s."
-        ax.plot([lo, hi], [y, y], color="#1d2330", lw=1.5)
-        ax.plot([p["gap"]], [y], "o", color="#c0392b" if significant else "#7f8c8d", ms=6)
-        ax.annotate(f"p{' Holm' if holm else ''} = {p['p_holm' if holm else 'p_value']:.3g}", (hi, y),
-                    xytext=(6, 0), textcoords="offset points", va="center")
-    ax.axvline(0, color="#6b7385", lw=1, ls="--")
-    ax.set_yticks(range(len(pairs)), [f"{p['a']} - {p['b']}" for p in pairs])
-    ax.invert_yaxis()
+    marked = set(report.get("transductive") or [])
+
+    def name(m):
+        return f"{m}*" if m in marked else m
+    fig, ax = plt.subplots(figsize=(7.4, 1.9 + 0.45 * len(pairs)))
+    _gap_rows(ax, [(f"{name(p['a'])} - {name(p['b'])}", p["gap"], p["gap_ci"],
+                    "#c0392b" if p["winner"] != "n.s." else "#7f8c8d",
+                    f"p{' Holm' if holm else ''} {p_text(p['p_holm' if holm else 'p_value'])}") for p in pairs])
     ax.set_xlabel(f"macro-F1 gap (A - B), 95% CI ({report['unit']} {'paired ' if report['paired'] else ''}"
                   f"bootstrap, {report['resamples']} resamples)")
     ident = report.get("split_identity") or {}
     hosts = ident.get("params", {}).get("train_hosts")
-    ax.set_title(f"Pairwise comparison on {report['split']}/{report['part']}"
-                 + (f", trained on [{', '.join(shown(h, 40) for h in hosts)}]" if hosts else "") + f"\n{report['windows']:,} windows, "
-                 f"{report['episodes']:,} episodes; red: significant at alpha {report['alpha']}")
-    xmin, xmax = ax.get_xlim()
-    ax.set_xlim(xmin, xmax + 0.25 * (xmax - xmin))          # room for the p-values
+    title = (f"Pairwise comparison on {report['split']}/{report['part']}"
+             + (f", trained on [{', '.join(shown(h, 40) for h in hosts)}]" if hosts else "")
+             + f"\n{report['windows']:,} windows, {report['episodes']:,} episodes; red: significant at alpha "
+               f"{report['alpha']}" + ("; * transductive" if marked else ""))
+    ax.set_title(_wrapped(title, 80), loc="left")
     fig.tight_layout()
+    fig.subplots_adjust(right=0.8)                          # the p column
+    return _save(fig, plt, stem)
+
+
+def rotation_gap_figure(report: dict, stem: Path) -> list[Path]:
+    """A rotation's comparison per held-out host: each host's paired gap
+    with its CI (resampling that host's episodes), the mean over hosts with
+    the within-host interval, and the host-unit interval beside it: the
+    spread a verdict for another device has to live with."""
+    plt = _plt()
+    pairs = report["pairs"]
+    fig, axes = plt.subplots(len(pairs), 1, figsize=(7.4, 0.6 + 0.42 * sum(len(p["per_host"]) + 2 for p in pairs)),
+                             squeeze=False)
+    for ax, p in zip(axes[:, 0], pairs):
+        rows = [(shown(h["host"], 30), h["gap"], h["gap_ci"], "#4a78b5", f"{h['gap']:+.3f}") for h in p["per_host"]]
+        rows.append(("mean, within hosts", p["mean_gap"], p["mean_gap_ci"],
+                     "#c0392b" if p["winner"] != "n.s." else "#7f8c8d", f"p {p_text(p.get('p_holm', p['p_value']))}"))
+        rows.append(("mean, host = unit", p["mean_gap"], p["host_interval"], "#1d2330",
+                     f"p {p_text(p['p_hosts'])}"))
+        _gap_rows(ax, rows)
+        won = ", ".join(f"{m} {k}" for m, k in p["hosts_won"].items())
+        ax.set_title(f"{p['a']} - {p['b']}: hosts won {won}", loc="left")
+        ax.set_xlabel("macro-F1 gap (A - B), 95% CI")
+    fig.suptitle(_wrapped(f"{report['rotation']}: each device held out once ({report['unit']} unit, "
+                          f"{report['resamples']} resamples)", 80), x=0.02, ha="left")
+    fig.tight_layout()
+    fig.subplots_adjust(right=0.8)
     return _save(fig, plt, stem)
 
 

@@ -197,9 +197,16 @@ class RocketModel(NeuralModel):
 
     @staticmethod
     def ridge_mb(n: int, width: int) -> float:
-        """What the ridge head holds: the float32 features, scikit-learn's
-        float64 centred copy, and a (min(n, p))^2 decomposition twice over."""
-        return (n * width * (4 + 8) + 2 * 8 * min(n, width) ** 2) / 1e6
+        """What fitting the ridge head takes at its peak, measured
+        (bench/rocket_budget.py), not counted by hand: the float32 features
+        twice (the fronts' parts and their concatenation), and inside
+        scikit-learn's RidgeCV their float64 copy, centred copy and weighted
+        copy and the n x p factor of the decomposition (36 bytes per feature
+        value all told), and the min(n, p)^2 Gram matrix and its factors
+        (26 bytes per entry). Counting only the first two copies made the
+        estimate 2.5x short of the peak (3,861 MB recorded, 9.6 GB measured).
+        Plus 128 MB for the fronts and the preprocessing, whatever the size."""
+        return (n * width * 36 + 26 * min(n, width) ** 2) / 1e6 + 128
 
     def _raw_features(self, data, size: int, progress=None, total: int | None = None) -> list[np.ndarray]:
         """Each front's unscaled features of every window of `data`, batch by batch."""

@@ -232,6 +232,19 @@ def test_compare_gives_the_paired_gap_of_median_delays(cli, home):
     assert "Median time to detect" in table and "missed A / B" in table
 
 
+def test_delay_gaps_of_several_pairs_are_holm_adjusted_as_the_macro_f1_gaps_are(cli, home):
+    """Regression (issue 35): time-to-detect p-values were raw beside Holm-adjusted macro-F1 ones."""
+    from core.evaluate.bootstrap import holm
+    result = cli("--json", "compare", "gbt", "knn", "knn_oracle", "--resamples", "100")
+    assert result.exit_code == 0, result.output
+    pairs = [p for p in json.loads(result.stdout)["pairs"] if p["delay"] and p["delay"]["p_value"] is not None]
+    assert len(pairs) == 3
+    assert [p["delay"]["p_holm"] for p in pairs] == holm([p["delay"]["p_value"] for p in pairs])
+    table = cli("compare", "gbt", "knn", "knn_oracle", "--resamples", "100").output
+    block = table.split("Median time to detect")[1]
+    assert "p Holm" in "\n".join(block.splitlines()[:4])
+
+
 def test_a_deleted_figure_or_an_older_report_makes_the_eval_stale(cli, home, figures):
     assert cli("eval", "knn", "--resamples", "50").exit_code == 0
     d = home.artifacts / "eval" / "host" / "knn_realistic" / "test-episode-b50-s0"

@@ -112,8 +112,16 @@ def test_leave_one_host_out_makes_a_split_per_host_and_a_report_across_them(cli,
     assert [h["host"] for h in pair["per_host"]] == hosts
     assert pair["mean_gap"] == pytest.approx(sum(h["gap"] for h in pair["per_host"]) / 4)
     assert pair["mean_gap_ci"][0] <= pair["mean_gap"] <= pair["mean_gap_ci"][1] and 0 < pair["p_value"] <= 1
+    # Regression (issue 35): a verdict from within-host resampling alone, blind to host-to-host spread.
+    gaps = [h["gap"] for h in pair["per_host"]]
+    assert pair["hosts_won"] == {"gbt": sum(g > 0 for g in gaps), "knn": sum(g < 0 for g in gaps)}
+    lo, hi = pair["host_interval"]
+    assert lo <= pair["mean_gap"] <= hi and hi - lo > pair["mean_gap_ci"][1] - pair["mean_gap_ci"][0]
+    assert pair["p_hosts"] >= 2 / 16 - 1e-9                       # 4 hosts: 16 sign flips
+    assert "across hosts" in pair["verdict"] and "resampling episodes within each held-out host" in pair["verdict"]
     table = cli("compare", "gbt", "knn", "--split", "host-rotation", "--resamples", "50").output
     assert "paired gaps, mean over held-out hosts" in table and "Gap per held-out host" in table
+    assert "hosts won" in table and "host-unit 95% CI" in table and "across hosts" in table
     assert max(len(x) for x in table.splitlines()) <= 80
     # status lists the reports across the folds, fresh while every fold's eval is the same.
     rows = _rows(cli)

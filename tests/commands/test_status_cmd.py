@@ -67,13 +67,17 @@ def test_episodes_added_to_the_store(cli, home):
     result, rows = _status(cli)
     assert result.exit_code == 0
     assert rows["acceptance index"]["state"] == "stale"
-    assert rows["acceptance index"]["reason"] == "store: 1 episode(s) added since validate"
+    assert rows["acceptance index"]["reason"].startswith("store: 1 episode(s) added since validate; re-validate "
+                                                         "first")
     assert rows["acceptance index"]["command"] == "cis490 validate"
-    assert rows["features and tensors"]["reason"] == "made from acceptance index, which is stale"
-    assert _states(rows)[COMPARE] == "stale" and rows["store data/raw/store"]["state"] == "fresh"
+    # Regression (issue 35): every downstream row was listed stale with its own remake command ("1 fresh,
+    # 56 stale") though re-validating alone brought them all back: they go stale only if the index changes.
+    assert [name for name, state in _states(rows).items() if state != "fresh"] == ["acceptance index"]
     result = cli("status", "--fail-on-stale")
-    assert result.exit_code == 1 and result.stderr.startswith("Error: 8 artefact(s) stale or missing, first: "
+    assert result.exit_code == 1 and result.stderr.startswith("Error: 1 artefact(s) stale or missing, first: "
                                                               "acceptance index (store: 1 episode(s) added")
+    assert cli("validate").exit_code == 0                      # the copy's id is the original's: rejected
+    assert set(_states(_status(cli)[1]).values()) == {"fresh"}
 
 
 def test_a_changed_registry(cli, home):
@@ -188,7 +192,7 @@ def test_a_data_file_rewritten_under_its_manifest(cli, home):
     f.write_bytes(gzip.compress(gzip.decompress(f.read_bytes()).replace(b"1", b"7"), mtime=0))
     _, rows = _status(cli)
     assert rows["acceptance index"]["state"] == "stale"
-    assert rows["acceptance index"]["reason"] == "store: manifests or files changed since validate"
+    assert rows["acceptance index"]["reason"].startswith("store: manifests or files changed since validate")
 
 
 def test_an_identical_re_run_of_its_evals_leaves_a_comparison_fresh(cli, home):

@@ -153,3 +153,16 @@ def test_split_records_its_membership_and_refuses_a_tampered_parquet(extracted_l
                     .alias("part")).write_parquet(r.parquet)
     with pytest.raises(SplitError, match="its episodes are not the ones host.json records"):
         load_split(processed, "host")
+
+
+def test_a_realised_fraction_far_from_the_asked_one_is_said_with_why():
+    """Regression (issue 35): `split --recipe sample` gave val 38% of the
+    episodes for --val-frac 0.2 without a word."""
+    from core.split import realised_fractions
+    df = pl.DataFrame({"episode_id": [f"e{i}" for i in range(10)],
+                       "part": ["train"] * 4 + ["val"] * 4 + ["test"] * 2})
+    got = realised_fractions(df, SplitConfig("sample", val_frac=0.2, test_frac=0.2))
+    assert got["fractions"] == {"val": 0.4, "test": 0.2}
+    assert got["note"].startswith("val holds 40% of the episodes, not the 20% asked: whole samples are dealt")
+    even = pl.DataFrame({"episode_id": [f"e{i}" for i in range(10)], "part": ["train"] * 6 + ["val"] * 2 + ["test"] * 2})
+    assert realised_fractions(even, SplitConfig("sample", val_frac=0.2, test_frac=0.2))["note"] is None
