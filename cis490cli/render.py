@@ -35,7 +35,7 @@ def render_synth(state: AppState, r: SynthResult) -> None:
     order = ["accepted", "degraded", "rejected", "errored", "in_flight"]
     term.table("Expected validation status (ground truth)", ["status", "count"],
                [(s, r.expected.get(s, 0)) for s in order], justify_right=[1])
-    term.print(f"Ground truth: {r.truth}")
+    term.print(f"Ground truth: {shown_path(r.truth)}", wrap=False)
 
 
 REFUSED_SHOWN = 10
@@ -68,7 +68,7 @@ def render_validate(state: AppState, s: ValidationSummary) -> None:
     if s.duplicates:
         term.print(f"[yellow]{len(s.duplicates)} duplicated episode id(s), the first-received copy kept:[/] "
                    + escape(", ".join(shown(d) for d in s.duplicates[:5])))
-    term.print(f"Index: {s.index}")
+    term.print(f"Index: {shown_path(s.index)}", wrap=False)
 
 
 def render_extract(state: AppState, s: ExtractSummary) -> None:
@@ -90,7 +90,8 @@ def render_extract(state: AppState, s: ExtractSummary) -> None:
         term.print(f"[red]failed[/] {escape(shown(rel))}: {escape(err)}")
     if len(s.failed) > 10:
         term.print(f"... and {len(s.failed) - 10} more failed episodes (see --json)")
-    term.print(f"Features: {s.outputs.get('features')}\nTensors: {s.outputs.get('tensors')}")
+    term.print(f"Features: {shown_path(s.outputs.get('features'))}", wrap=False)
+    term.print(f"Tensors: {shown_path(s.outputs.get('tensors'))}", wrap=False)
 
 
 def render_split(state: AppState, r: SplitResult) -> None:
@@ -162,8 +163,8 @@ def render_rotation_eval(state: AppState, reports: list[dict]) -> None:
                     for f in r["folds"]] + [("mean over hosts", _ci(r["mean_macro_f1"], r["mean_macro_f1_ci"]), "", "")],
                    justify_right=[2, 3])
         term.print(f"Worst held-out host: {escape(shown(r['worst']['host']))} at {r['worst']['macro_f1']:.3f}. The mean's interval "
-                   "resamples each fold's test episodes; every device counts once. Report: "
-                   f"{shown_path(r['path'])}")
+                   "resamples each fold's test episodes; every device counts once.")
+        term.print(f"Report: {shown_path(r['path'])}", wrap=False)
 
 
 def render_rotation_compare(state: AppState, r: dict) -> None:
@@ -188,7 +189,8 @@ def render_rotation_compare(state: AppState, r: dict) -> None:
     for p in r["pairs"]:
         term.print(f"{p['a']} - {p['b']}: {p['verdict']}.")
     term.print(f"{r['method']}; {r['unit']} unit, {r['resamples']} resamples. Across hosts: "
-               f"{r['pairs'][0]['host_method']}. Report: {shown_path(r['path'])}")
+               f"{r['pairs'][0]['host_method']}.")
+    term.print(f"Report: {shown_path(r['path'])}", wrap=False)
 
 
 def _trained(r: TrainResult) -> dict:
@@ -246,8 +248,8 @@ def render_train(state: AppState, results: list[TrainResult], interrupted: bool 
             term.print(f"{r['model']} ({r['mode']}) also learned from {u['windows_used']:,} unlabeled windows: "
                        f"{u['source']}")
     if rows and not interrupted:
-        where = {shown_path(Path(r["checkpoint"]).parent) for r in rows}
-        term.print(f"Checkpoints: {', '.join(sorted(where))}")
+        for where in sorted({shown_path(Path(r["checkpoint"]).parent) for r in rows}):
+            term.print(f"Checkpoints: {where}", wrap=False)
 
 
 def _ci(v: float, ci) -> str:
@@ -295,7 +297,8 @@ def render_eval(state: AppState, results: list[EvalResult]) -> None:
             term.print(f"Note: this model also learned from {pool['windows_used']:,} unlabeled windows: {pool['source']}"
                        + (" - the windows scored here, so this score is transductive." if rep["transductive"] else ""))
         render_sections(term, rep)
-        term.print(f"Report: {shown_path(r.directory / 'report.json')} (figures and predictions beside it)")
+        term.print("Report (figures and predictions beside it):")
+        term.print(shown_path(r.directory / "report.json"), wrap=False)
     if len(results) > 1:
         _eval_summary(state, results)
 
@@ -358,4 +361,5 @@ def render_compare(state: AppState, r: CompareResult, wide: bool = False) -> Non
                    "--resamples would.[/]")
     if rep["transductive"]:
         term.print(f"[yellow]* transductive:[/] {', '.join(rep['transductive'])} {rep['transductive_note']}.")
-    term.print(f"Report: {shown_path(r.path)}; forest plot: {shown_path(r.path.with_suffix(''))}.{{png,pdf,svg}}")
+    term.print(f"Report: {shown_path(r.path)}", wrap=False)
+    term.print(f"Forest plot: {shown_path(r.path.with_suffix(''))}.{{png,pdf,svg}}", wrap=False)

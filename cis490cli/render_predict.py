@@ -43,4 +43,5 @@ def render_predict(state: AppState, r) -> None:
         term.warn(f"{shown(f['episode_id'])}: not predicted: {f['error']}")
     figures = f"; {len(r.figures) // max(1, len({p.suffix for p in r.figures}))} timeline figure(s)" if r.figures \
         else f"; no figures ({m['figures_note']})" if m.get("figures_note") else ""
-    term.print(f"Written to {shown_path(r.directory)}: windows and segments (parquet, CSV){figures}.")
+    term.print(f"Windows and segments (parquet, CSV){figures}, written to:")
+    term.print(shown_path(r.directory), wrap=False)

@@ -87,14 +87,11 @@ def with_home(text: str, home: str | None) -> str:
 
 
 def shown_path(path) -> str:
-    """A path as short as it can be read from here: relative to the current
-    directory when it lies under it, else as given."""
+    """A path as every line shows it: absolute, so the same file reads the
+    same wherever the command ran and can be pasted anywhere; the line that
+    holds it is printed unwrapped, never broken mid-name."""
     import os
-    try:
-        rel = os.path.relpath(path)
-    except ValueError:
-        return str(path)
-    return str(path) if rel.startswith("..") else rel
+    return os.path.abspath(path) if path is not None else ""
 
 
 class Terminal:

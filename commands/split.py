@@ -52,6 +52,10 @@ def split(
     if recipe != opt.SplitName.host and train_hosts:
         raise typer.BadParameter(f"the {recipe.value} recipe does not use it (only --recipe host does).",
                                  param_hint="'--train-hosts'")
+    if recipe == opt.SplitName.host and not hosts and not rotate:
+        raise typer.BadParameter("the host recipe trains on --train-hosts and tests on every other host: name them "
+                                 "(e.g. --train-hosts lab-thinkpad), or pass --rotate to hold out each in turn.",
+                                 param_hint="'--train-hosts'")
     if recipe == opt.SplitName.host and test_frac is not None:
         raise typer.BadParameter("the host recipe tests on every host not in --train-hosts; it takes no fraction.",
                                  param_hint="'--test-frac'")

@@ -19,7 +19,9 @@ MAX_DRIFT = 3.0      # core.synth.MAX_DRIFT, kept equal by the same test
 
 def synth(
     ctx: typer.Context,
-    episodes: int = typer.Option(200, "--episodes", "-n", min=1, metavar="N", help="Episodes to generate."),
+    episodes: int = typer.Option(200, "--episodes", "-n", min=1, metavar="N",
+                                 help="Episodes to generate; the duplicate-id fault adds a re-sent copy of one "
+                                      "(so -n 200 can write 201), and --in-flight uploads without a manifest."),
     hosts: int = typer.Option(4, "--hosts", min=1, max=64, metavar="N", help="Lab hosts (the first four are named; more are generated)."),
     duration: float = typer.Option(300.0, "--duration", metavar="SECONDS", min=MIN_DURATION_S,
                                    help="Mean episode length in seconds (each varies +-20%)."),

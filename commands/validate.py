@@ -41,6 +41,15 @@ def validate(
     from core.registry import load_registry
     from core.validate import gate
     state = get_state(ctx)
+    if store is not None:
+        # Checked before the lab is touched: a mistyped --store in an empty
+        # folder must not leave artifacts/ there, turning it into a lab.
+        given = resolve_cli_path(store, store)
+        if given.is_file():
+            raise typer.BadParameter(f"{given} is a file; a store is a folder of <host>/<episode>/ folders, each "
+                                     "with its manifest.json", param_hint="'--store'")
+        if not given.is_dir():
+            raise typer.BadParameter(f"{given}: no such folder", param_hint="'--store'")
     paths = state.paths
     registry = load_registry(channels)
     from core.stages import validate_stage

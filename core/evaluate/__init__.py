@@ -241,6 +241,7 @@ def evaluate_model(processed: Path, artifacts: Path, registry: Registry, model: 
             "checkpoint": {"path": str(ck), "header_sha256": file_digest(ck / HEADER)[0],
                            "weights_sha256": header["weights"]["sha256"],
                            "val_macro_f1": header["training"].get("val_macro_f1"),
+                           "score_on": header["training"].get("score_on", "val"),
                            "train_run_id": header["training"].get("run_id"), "unlabeled_pool": pool},
             # Transductive: the model learned from the inputs (never the labels) of the windows it is scored on.
             "transductive": bool(pool and pool.get("windows_used") and pool.get("part") == cfg.part),

@@ -104,22 +104,37 @@ def confusion_figure(report: dict, stem: Path) -> list[Path]:
     return _save(fig, plt, stem)
 
 
-def per_profile_figure(report: dict, stem: Path) -> list[Path]:
-    plt = _plt()
-    rows = report["per_profile"]
-    names = [r["profile"] for r in rows] + [f"{p} (untested)" for p in report["untested_profiles"]]
-    vals = [r["macro_f1"] for r in rows] + [np.nan] * len(report["untested_profiles"])
-    lo = [r["macro_f1"] - r["macro_f1_ci"][0] for r in rows] + [0] * len(report["untested_profiles"])
-    hi = [r["macro_f1_ci"][1] - r["macro_f1"] for r in rows] + [0] * len(report["untested_profiles"])
-    fig, ax = plt.subplots(figsize=(6.4, 3.2 + 0.25 * len(names)))
+def _score_bars(ax, fig, names: list[str], rows: list[dict | None], unit: str) -> None:
+    """Horizontal bars of macro-F1 with their 95% CIs, 0 to 1, and each bar's
+    figures in a column right of the axes: never past the axes or over a
+    bar. A None row (an untested profile) has no bar and says so."""
+    vals = [r["macro_f1"] if r else np.nan for r in rows]
+    lo = [r["macro_f1"] - r["macro_f1_ci"][0] if r else 0 for r in rows]
+    hi = [r["macro_f1_ci"][1] - r["macro_f1"] if r else 0 for r in rows]
     ax.barh(range(len(names)), vals, xerr=[lo, hi], color="#4a78b5", capsize=3)
+    for y, r in enumerate(rows):
+        text = (f"{r['macro_f1']:.3f} [{r['macro_f1_ci'][0]:.3f}, {r['macro_f1_ci'][1]:.3f}], "
+                f"{r['episodes']:,} {unit}" if r else "untested: not in any average")
+        ax.annotate(text, (1.02, y), xycoords=("axes fraction", "data"), va="center", ha="left",
+                    annotation_clip=False)
     ax.set_yticks(range(len(names)), names)
     ax.set_xlim(0, 1)
-    ax.invert_yaxis()
+    ax.set_ylim(len(names) - 0.5, -0.5)
+
+
+def per_profile_figure(report: dict, stem: Path) -> list[Path]:
+    """Macro-F1 per profile (over the phases its episodes hold) with its CI
+    and its figures beside it; untested profiles listed, never averaged."""
+    plt = _plt()
+    rows = report["per_profile"] + [None] * len(report["untested_profiles"])
+    names = [r["profile"] for r in report["per_profile"]] + [f"{p} (untested)" for p in report["untested_profiles"]]
+    fig, ax = plt.subplots(figsize=(8.0, 2.2 + 0.32 * len(names)))
+    _score_bars(ax, fig, names, rows, "episodes")
     ax.set_xlabel(f"macro-F1 over the profile's phases, 95% CI ({report['unit']} bootstrap, "
                   f"{report['resamples']} resamples)")
-    ax.set_title(f"{_title(report)}\nper profile")
+    ax.set_title(_wrapped(f"{_title(report)}\nper profile", 70), loc="left")
     fig.tight_layout()
+    fig.subplots_adjust(right=0.66)
     return _save(fig, plt, stem)
 
 
@@ -127,22 +142,13 @@ def per_host_figure(report: dict, stem: Path) -> list[Path]:
     """Macro-F1 per scored host with its CI: the cross-device finding, one bar per device."""
     plt = _plt()
     rows = report["per_host"]
-    fig, ax = plt.subplots(figsize=(6.4, 1.8 + 0.35 * len(rows)))
-    vals = [r["macro_f1"] for r in rows]
-    lo = [r["macro_f1"] - r["macro_f1_ci"][0] for r in rows]
-    hi = [r["macro_f1_ci"][1] - r["macro_f1"] for r in rows]
-    ax.barh(range(len(rows)), vals, xerr=[lo, hi], color="#4a78b5", capsize=3)
-    for y, r in enumerate(rows):
-        ax.annotate(f"{r['macro_f1']:.3f}  ({r['episodes']} episodes)", (r["macro_f1_ci"][1], y), xytext=(4, 0),
-                    textcoords="offset points", va="center")
-    ax.set_yticks(range(len(rows)), [shown(r["host"], 40) for r in rows])
-    ax.set_xlim(0, 1.25)
-    ax.set_xticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
-    ax.invert_yaxis()
+    fig, ax = plt.subplots(figsize=(8.0, 2.0 + 0.35 * len(rows)))
+    _score_bars(ax, fig, [shown(r["host"], 40) for r in rows], rows, "episodes")
     ax.set_xlabel(f"macro-F1 on the host's windows, 95% CI ({report['unit']} bootstrap, "
                   f"{report['resamples']} resamples)")
-    ax.set_title(f"{_title(report)}\nper host")
+    ax.set_title(_wrapped(f"{_title(report)}\nper host", 70), loc="left")
     fig.tight_layout()
+    fig.subplots_adjust(right=0.66)
     return _save(fig, plt, stem)
 
 

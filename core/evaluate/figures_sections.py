@@ -45,20 +45,36 @@ def calibration_figure(report: dict, stem: Path) -> list[Path]:
     Right: accuracy of the windows kept as coverage falls (risk-coverage)."""
     plt = _plt()
     c = report["calibration"]
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(8.6, 4.0))
+    fig = plt.figure(figsize=(8.6, 4.8))
+    grid = fig.add_gridspec(2, 2, height_ratios=[3, 1])
+    ax, counts, bx = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[:, 1])
     ax.plot([0, 1], [0, 1], "--", color=MUTED, lw=1, label="perfect calibration")
     fitted = not str(c.get("temperature_source", "")).startswith("not fitted")
     scaled = f"T = {c['temperature']:.2f}" + (" (fitted on val)" if fitted else " (not fitted)")
     for key, colour, name in (("before", MUTED, "as trained"), ("after", RIGHT, scaled)):
         bins = c[key]["reliability"]
-        ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o-", color=colour, ms=4,
+        # A point's area is its bin's windows: a bin of two windows must not weigh as one of thousands.
+        most = max([b["windows"] for b in bins] or [1])
+        ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o-", color=colour, lw=1.2, ms=3,
                 label=f"{name}: ECE {c[key]['ece']:.3f}")
+        ax.scatter([b["confidence"] for b in bins], [b["accuracy"] for b in bins], color=colour, zorder=3,
+                   alpha=0.55, s=[6 + 150 * b["windows"] / most for b in bins])
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
-    ax.set_xlabel(f"confidence (top probability, {c['before']['bins']} equal bins)")
     ax.set_ylabel("accuracy of the windows in the bin")
     ax.legend(loc="best")               # where it hides the fewest points
-    ax.set_title("reliability, before and after temperature scaling")
+    ax.set_title("reliability (point area: windows in the bin)")
+    after = c["after"]["reliability"]
+    counts.bar([(b["lo"] + b["hi"]) / 2 for b in after], [b["windows"] for b in after],
+               width=[b["hi"] - b["lo"] for b in after], color=RIGHT, edgecolor="white")
+    counts.set_yscale("log")
+    # Plain numbers: the log axis's own 10^k labels are mathtext, which the figures do not parse (store names).
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+    counts.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    counts.yaxis.set_minor_formatter(NullFormatter())
+    counts.set_xlim(0, 1)
+    counts.set_ylabel("windows")
+    counts.set_xlabel(f"confidence (top probability, {c['before']['bins']} equal bins; bars: after scaling)")
     for key, colour, name in (("by_confidence", RIGHT, "by confidence"), ("by_trust", WRONG, "by trust")):
         curve = c["abstention"][key]["curve"]
         bx.plot([x for x, _ in curve], [a for _, a in curve], "o-", color=colour, ms=3,

@@ -252,8 +252,11 @@ def _write_outputs(tmp: Path, index: pl.DataFrame, store: Path, registry: Regist
                  "onset_s": pl.List(pl.Float64), "onset_phase": pl.List(pl.Utf8),
                  **{f"coverage_{s}": pl.Float64 for s in sources}}
     pl.DataFrame(ep_rows, schema_overrides=ep_schema, infer_schema_length=None).write_parquet(tmp / EPISODES)
+    # Phases in the registry's order (the life-cycle's), hosts by name: an
+    # alphabetical table put `act` first and `idle` fourth.
+    order = {p: i for i, p in enumerate(registry.phases)}
     per_phase_host: dict[str, dict[str, int]] = {}
-    for (lab, host), n in sorted(per.items()):
+    for (lab, host), n in sorted(per.items(), key=lambda kv: (order.get(kv[0][0], len(order)), kv[0])):
         per_phase_host.setdefault(lab, {})[host] = n
     return ExtractSummary(index.height, extracted, reused, failed, row, per_phase_host,
                           {s: cov_sum[s] / row for s in sources}, 0.0, 0)

@@ -191,8 +191,11 @@ def publish_metrics(artifacts: Path, split: str, url: str, token: str | None = N
     reports = ReportWatch(artifacts, split)
     events = reports.changed()
     if not events and not watch:
-        raise ReplayError(f"no eval report of split {split} under {Lab(Path(), artifacts).eval_root(split)}: run `cis490 eval` "
-                          "first")
+        trained = [ref.shown for ref in Lab(Path(), artifacts).checkpoints(split)]
+        what = (f"`cis490 eval {' '.join(trained)} --split {split}`" if trained
+                else f"`cis490 train MODEL --split {split}`, then `cis490 eval MODEL --split {split}`")
+        raise ReplayError(f"no eval report of split {split} under {Lab(Path(), artifacts).eval_root(split)}: run "
+                          f"{what} first")
     sent = 0
     while True:
         if events and publisher.send(events):

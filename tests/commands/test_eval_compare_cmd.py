@@ -4,6 +4,7 @@ import pytest
 
 from core.registry import load_registry
 from tests.labs import install_lab, trained_lab
+from tests.text import lines_to_fit
 
 # Trains models or runs whole stages: left out of `pytest -m "not slow"`.
 pytestmark = pytest.mark.slow
@@ -176,7 +177,7 @@ def test_eval_reports_detection_trust_and_pitfalls(cli, home, figures):
     for words in ("Time to detect", "Calibration (15 equal-width bins)", "Conformal sets (alpha 0.1",
                   "What this split can and cannot claim", "received before the latest train episode"):
         assert words in out, words
-    assert max(len(line) for line in out.splitlines()) <= 80
+    assert max(len(line) for line in lines_to_fit(out)) <= 80
     d = home.artifacts / "eval" / "host" / "knn_realistic" / "test-episode-b100-s0"
     rep = json.loads((d / "report.json").read_text())
     det = rep["detection"]

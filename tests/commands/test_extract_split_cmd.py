@@ -19,6 +19,10 @@ def test_extract_then_split(cli, validated_home):
     assert "Windows per phase and host" in result.output
     assert (home.processed / "features_window_v1.parquet").exists()
     again = json.loads(cli("--json", "extract", "-j", "1").stdout)
+    # Regression (issue 35): the table was alphabetical (act, beacon, dormant, ...), not the life-cycle's order.
+    from core.registry import load_registry
+    phases = list(again["per_phase_host"])
+    assert phases == [p for p in load_registry().phases if p in phases]
     assert again["extracted"] == 0 and again["reused"] > 0
     split = cli("split", "--recipe", "host", "--train-hosts", "lab-thinkpad,lab-nuc", "--train-hosts", "lab-desktop")
     assert split.exit_code == 0, split.output
@@ -47,9 +51,11 @@ def test_split_before_extract_says_what_to_run(cli, lab_home):
 
 
 def test_split_host_without_train_hosts(cli, lab_home):
+    """A usage error (exit 2), as every missing option is (issue 35: it was 1)."""
     result = cli("split", "--recipe", "host")
-    assert result.exit_code == 1
-    assert result.stderr.strip() == "Error: the host recipe needs --train-hosts (e.g. --train-hosts lab-thinkpad)"
+    assert result.exit_code == 2
+    assert "the host recipe trains on --train-hosts and tests on every other host" in result.output
+    assert "--rotate" in result.output
 
 
 def test_bad_window_spec(cli, lab_home):

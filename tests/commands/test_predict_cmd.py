@@ -9,6 +9,7 @@ import pytest
 
 from core.predict import read_windows
 from tests.labs import install_lab, trained_lab
+from tests.text import lines_to_fit
 
 # Trains a model and runs whole stages: left out of `pytest -m "not slow"`.
 pytestmark = pytest.mark.slow
@@ -53,7 +54,7 @@ def test_a_labelled_episode_gets_evals_predictions_and_a_timeline(cli, home, fig
     result = cli("predict", "gbt", episode)
     assert result.exit_code == 0, result.output
     assert f"{episode} (accepted, test)" in result.output and "mean trust" in result.output
-    assert max(len(x) for x in result.output.splitlines()) <= 80
+    assert max(len(x) for x in lines_to_fit(result.output)) <= 80
     (run,) = _run_dir(home)
     windows = read_windows(run)
     _same_as_eval(home, windows, episode)

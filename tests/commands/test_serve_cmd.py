@@ -146,3 +146,15 @@ def test_an_empty_token_is_a_usage_error(cli, lab_home, host):
     """Regression: `--host 0.0.0.0 --token ""` started a server nobody could publish to, and printed no token."""
     result = cli("serve", "--dashboard", "--host", host, "--port", "0", "--token", "")
     assert result.exit_code == 2 and "an empty token lets nobody publish" in result.stderr
+
+
+def test_publish_metrics_without_reports_names_a_command_that_can_be_pasted(cli, lab_home):
+    """Regression (issue 35): "run `cis490 eval` first" names no model and no split."""
+    ck = lab_home.artifacts / "models" / "host-nuc" / "gbt_oracle"
+    ck.mkdir(parents=True)
+    (ck / "header.json").write_text("{}")
+    result = cli("publish", "metrics", "--to", "http://127.0.0.1:9", "--split", "host-nuc")
+    assert result.exit_code == 1
+    assert "run `cis490 eval gbt_oracle --split host-nuc` first" in result.stderr
+    result = cli("publish", "metrics", "--to", "http://127.0.0.1:9", "--split", "host")
+    assert "run `cis490 train MODEL --split host`, then `cis490 eval MODEL --split host` first" in result.stderr

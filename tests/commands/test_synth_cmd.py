@@ -63,3 +63,9 @@ def test_failed_run_is_recorded(cli, lab_home):
     lines = [json.loads(x) for x in lab_home.notebook.read_text().splitlines()]
     assert [r["status"] for r in lines] == ["ok", "failed"]
     assert "already exists" in lines[1]["error"]
+
+
+def test_synth_help_says_a_fault_may_add_a_re_sent_copy(cli):
+    """Regression (issue 35): `synth -n 200` wrote 201 episode folders without a word why."""
+    out = " ".join(cli("synth", "--help").output.split())
+    assert "copy of one (so -n 200 can write 201)" in out

@@ -71,3 +71,20 @@ def test_validate_names_the_episodes_it_refused(cli, lab_home, home_store):
     assert f"Rejected and errored episodes (the first 10 of {idx_refused.height}" in " ".join(table.split())
     first = idx_refused.row(0, named=True)
     assert first["rel_path"].split("/")[-1][:20] in table
+
+
+def test_a_mistyped_store_is_a_usage_error_that_makes_no_lab(cli, tmp_path, monkeypatch):
+    """Regression (issue 35): a mistyped --store in an empty folder left
+    artifacts/ behind (the folder became a lab), and a file as --store said
+    "directory not found"."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.chdir(empty)
+    monkeypatch.delenv("CIS490_HOME")
+    result = cli("validate", "--store", "recevier")
+    assert result.exit_code == 2 and "no such folder" in result.output
+    assert list(empty.iterdir()) == []
+    (empty / "notes.txt").write_text("x")
+    result = cli("validate", "--store", "notes.txt")
+    assert result.exit_code == 2 and "is a file; a store is a folder of <host>/<episode>/ folders" in result.output
+    assert [p.name for p in empty.iterdir()] == ["notes.txt"]

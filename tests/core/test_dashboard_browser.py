@@ -61,7 +61,8 @@ def test_every_scene_renders_published_events_and_a_dropped_connection_catches_u
             assert "predicted execute, true execute, trust 0.84" in text["timeline"]
             assert page.locator("#probability-chart canvas").count() >= 1
             assert "guest.cpu_percent" in text["telemetry"] and "87.5" in text["telemetry"]
-            assert "gru @host" in text["metrics"] and "0.905 [0.85, 0.95]" in text["metrics"]
+            # Regression (issue 35): the interval had fewer decimals than its estimate.
+            assert "gru @host" in text["metrics"] and "0.905 [0.854, 0.947]" in text["metrics"]
             assert "ransomware" in text["profiles"] and "scan-and-dial" in text["profiles"]
             assert "1.8 ms" in text["perf"] and "6.2 ms" in text["perf"]
             assert page.get_attribute("#conn", "data-state") == "live"
@@ -115,6 +116,7 @@ def test_the_snapshot_view_shows_units_marks_scales_and_folds(tmp_path):
             # Regression (issue 32): a channel named `constructor` showed Object's constructor as its unit.
             assert "constructor" in telemetry and "toString" in telemetry
             assert "function" not in telemetry and "native code" not in telemetry
+            assert "– MB" not in telemetry          # a missing value has no unit (it read "– %")
             metrics = page.inner_text("#scene-metrics")
             assert "knn_semi* @host" in metrics and "transductive" in metrics and "bars from 0.8 to 1.0" in metrics
             # On the 0.8-1.0 scale 0.905 fills about half the track, 0.991 nearly all of it.
@@ -126,7 +128,9 @@ def test_the_snapshot_view_shows_units_marks_scales_and_folds(tmp_path):
             folded = {d.get_attribute("data-key"): d.get_attribute("open") is not None
                       for d in page.locator("#profile-tables details").all()}
             assert folded == {"gru_realistic@host": True, "knn_semi_realistic@host": False}
-            assert "caught idle" in page.inner_text("#scene-episode")
+            episode = page.inner_text("#scene-episode")
+            assert "caught idle" in episode and "10.0 s after it began at 0.0 s" in episode
+            assert "missed (it began at 60.2 s)" in episode
         finally:
             browser.close()
 

@@ -154,3 +154,19 @@ def test_library_versions_are_of_what_is_installed(monkeypatch):
     got = library_versions()
     assert got["xgboost"] == "3.2.0 (xgboost-cpu)" and got["onnxruntime"] == "1.27.1"
     assert got["numpy"] == real("numpy")
+
+
+def test_a_listing_names_a_split_by_its_name_and_a_rotation_by_its_folds():
+    """Regression (issue 35): `notebook list` showed a named split as `split
+    host` and a rotation as `split host` with an empty result."""
+    from core.notebook import run_headline, run_subject
+    named = {"command": "split", "config": {"recipe": "host", "name": "host-nuc"},
+             "metrics": {"totals": {p: {"episodes": n} for p, n in (("train", 30), ("val", 8), ("test", 20))}}}
+    rotation = {"command": "split", "config": {"recipe": "host", "rotate": True},
+                "metrics": {"folds": ["host-out-a", "host-out-b", "host-out-c"]}}
+    assert (run_subject(named), run_headline(named)) == ("host-nuc", "30/8/20 episodes")
+    assert (run_subject(rotation), run_headline(rotation)) == ("host-rotation", "3 folds")
+    val = {"command": "eval", "config": {"model": "minirocket", "mode": "realistic", "split": "host", "part": "val"}}
+    assert run_subject(val) == "minirocket @host/val"
+    loo = {"command": "train", "metrics": {"val_macro_f1": 0.99, "score_on": "loo"}}
+    assert run_headline(loo) == "LOO 0.990"

@@ -124,8 +124,8 @@ const draw = {
                                                : "running"]];
     // Time to detect in this episode: each phase's delay from its labelled onset, or missed.
     for (const d of (e.event === "end" && e.detection) || [])
-      rows.push([`caught ${d.phase}`, d.delay_s === null ? `missed (from ${d.onset_s.toFixed(1)} s)`
-                                                         : `after ${d.delay_s.toFixed(1)} s (at ${d.onset_s.toFixed(1)} s)`]);
+      rows.push([`caught ${d.phase}`, d.delay_s === null ? `missed (it began at ${d.onset_s.toFixed(1)} s)`
+                                                         : `${d.delay_s.toFixed(1)} s after it began at ${d.onset_s.toFixed(1)} s`]);
     fields($("episode-fields"), rows);
   },
   timeline() {
@@ -151,7 +151,8 @@ const draw = {
     const x = p[p.length - 1];
     $("prediction-latest").textContent = `t = ${fmt(x.t_center_s, 1)} s: predicted ${x.predicted}` +
       (x.truth ? `, true ${x.truth}` : "") + `, trust ${fmt(x.trust, 2)}` +
-      `; ${p.filter(y => y.truth && y.truth === y.predicted).length}/${p.filter(y => y.truth).length} right`;
+      (p.some(y => y.truth) ? `; ${p.filter(y => y.truth && y.truth === y.predicted).length}/` +
+                              `${p.filter(y => y.truth).length} right` : "; unlabelled: nothing to be right against");
   },
   probabilities() {
     const p = state.predictions; if (!p.length) return;
@@ -190,7 +191,8 @@ const draw = {
         entry.u.setData([s.t, s.v]);
       }
       const v = s.v[s.v.length - 1];
-      entry.value.textContent = (v === null ? "–" : COMPACT.format(v)) + (state.units.get(ch) ? ` ${state.units.get(ch)}` : "");
+      // A missing value is a dash, with no unit after it ("– %" read as a value).
+      entry.value.textContent = v === null ? "–" : COMPACT.format(v) + (state.units.get(ch) ? ` ${state.units.get(ch)}` : "");
     }
   },
   metrics() {
@@ -212,7 +214,7 @@ const draw = {
       ci.style.width = `${(m.macro_f1_ci[1] - Math.max(lo, m.macro_f1_ci[0])) / (1 - lo) * 100}%`;
       track.append(fill, ci);
       const value = document.createElement("span"); value.className = "value";
-      value.textContent = `${fmt(m.macro_f1)} [${fmt(m.macro_f1_ci[0], 2)}, ${fmt(m.macro_f1_ci[1], 2)}]`;
+      value.textContent = `${fmt(m.macro_f1)} [${fmt(m.macro_f1_ci[0])}, ${fmt(m.macro_f1_ci[1])}]`;   // as many decimals as the estimate
       value.title = `accuracy ${fmt(m.accuracy)}, ${m.windows} windows, ${m.episodes} episodes`;
       row.append(label, track, value);
       return row;
@@ -244,7 +246,7 @@ const draw = {
       const body = t.createTBody();
       for (const r of ps.profiles) {
         const tr = body.insertRow();
-        [[r.profile, ""], [`${fmt(r.macro_f1)} [${fmt(r.macro_f1_ci[0], 2)}, ${fmt(r.macro_f1_ci[1], 2)}]`, "num"],
+        [[r.profile, ""], [`${fmt(r.macro_f1)} [${fmt(r.macro_f1_ci[0])}, ${fmt(r.macro_f1_ci[1])}]`, "num"],
          [String(r.windows), "num"], [String(r.episodes), "num"]].forEach(([v, cls]) => {
           const td = tr.insertCell(); td.textContent = v; if (cls) td.className = cls;
         });
