@@ -186,8 +186,9 @@ def predict_episode(engine: Engine, store: Path, rel: str) -> pl.DataFrame:
 
 # Where an episode stands to the model that predicts it, as every table, CSV
 # and figure of a predict run says it.
-PARTS_SAID = {"train": "trained on", "val": "chosen on", "test": "held out (test)",
-              "unseen": "not in the split: new to the model", "unknown": "part unknown here (no split)"}
+PARTS_SAID = {"train": "in train: the model was fitted on it", "val": "in val: the model was chosen on it",
+              "test": "in test: held out", "unseen": "not in the split: new to the model",
+              "unknown": "part unknown here (no split)"}
 
 
 def split_parts(paths, engine: Engine, split: str):

@@ -39,14 +39,14 @@ def timeline_figure(windows: pl.DataFrame, timeline: pl.DataFrame, ref, classes:
     lines.plot(centre, windows["trust"], color="#1d2330", lw=1.4, ls="--", label="trust")
     lines.set_ylim(0, 1.02)
     lines.set_ylabel("probability, trust")
-    lines.set_xlabel(f"seconds from the episode start (each window at its centre; a band spans its windows' "
-                     f"centres +- half a {hop_s:g} s hop)")
-    lines.legend(ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.35), frameon=False)
+    lines.set_xlabel(f"seconds from the episode start (each window at its centre;\n"
+                     f"a band spans its windows' centres +- half a {hop_s:g} s hop)")
+    lines.legend(ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.55), frameon=False)
     name = ref.model if ref.mode == "realistic" else f"{ref.model}_{ref.mode}"
     from core.predict import PARTS_SAID
     part = windows["part"][0] if "part" in windows.columns else None
-    said = f"; {PARTS_SAID.get(part, part)}" if part else ""
+    said = f", this episode {PARTS_SAID.get(part, part)}" if part else ""
     bands.set_title(f"{shown(episode, 40)} ({shown(windows['host_id'][0], 30)}): phases by {name}\n"
-                    f"(split {ref.split}{said}){'' if labelled else ', unlabelled'}")
+                    f"split {ref.split}{said}{'' if labelled else '; unlabelled'}")
     fig.tight_layout()
     return _save(fig, plt, stem)

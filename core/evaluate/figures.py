@@ -132,7 +132,7 @@ def per_profile_figure(report: dict, stem: Path) -> list[Path]:
     _score_bars(ax, fig, names, rows, "episodes")
     ax.set_xlabel(f"macro-F1 over the profile's phases, 95% CI ({report['unit']} bootstrap, "
                   f"{report['resamples']} resamples)")
-    ax.set_title(_wrapped(f"{_title(report)}\nper profile", 70), loc="left")
+    ax.set_title(_wrapped(f"{_title(report)}\nper profile", 80), loc="left")
     fig.tight_layout()
     fig.subplots_adjust(right=0.66)
     return _save(fig, plt, stem)
@@ -146,7 +146,7 @@ def per_host_figure(report: dict, stem: Path) -> list[Path]:
     _score_bars(ax, fig, [shown(r["host"], 40) for r in rows], rows, "episodes")
     ax.set_xlabel(f"macro-F1 on the host's windows, 95% CI ({report['unit']} bootstrap, "
                   f"{report['resamples']} resamples)")
-    ax.set_title(_wrapped(f"{_title(report)}\nper host", 70), loc="left")
+    ax.set_title(_wrapped(f"{_title(report)}\nper host", 80), loc="left")
     fig.tight_layout()
     fig.subplots_adjust(right=0.66)
     return _save(fig, plt, stem)

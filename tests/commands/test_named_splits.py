@@ -93,7 +93,11 @@ def test_leave_one_host_out_makes_a_split_per_host_and_a_report_across_them(cli,
         meta = json.loads((home.processed / "splits" / f"host-out-{h}.json").read_text())
         assert meta["hosts"]["test"] == [h] and h not in meta["params"]["train_hosts"]
     assert "Rotation 'host-rotation'" in made.output
-    assert cli("train", "gbt", "--split", "host-rotation", "--mode", "realistic", "--set", "n_estimators=15").exit_code == 0
+    trained = cli("train", "gbt", "--split", "host-rotation", "--mode", "realistic", "--set", "n_estimators=15")
+    assert trained.exit_code == 0
+    # Regression (issue 35): four rows without a fold column, and the closing line named only the first fold.
+    assert "split" in trained.output and all(f"host-out-{h}" in trained.output for h in hosts)
+    assert sum(line.startswith("Checkpoints: ") for line in trained.output.splitlines()) == 4
     result = cli("--json", "eval", "gbt", "--split", "host-rotation", "--resamples", "50")
     assert result.exit_code == 0, result.stderr
     (rep,) = json.loads(result.stdout)

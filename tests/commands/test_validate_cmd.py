@@ -41,8 +41,8 @@ def test_fail_on_gate(cli, lab_home, home_store):
 
 def test_missing_store(cli, lab_home):
     result = cli("validate", "--store", "nowhere")
-    assert result.exit_code == 1
-    assert result.stderr.strip() == f"Error: {lab_home.home / 'nowhere'}: store directory not found"
+    assert result.exit_code == 2
+    assert f"{lab_home.home / 'nowhere'}: no such folder" in result.output
 
 
 def test_unwritable_output(cli, lab_home, home_store):
