@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.extract import TENSORS, ExtractConfig  # noqa: E402
+from core.extract import CHUNKS, ExtractConfig  # noqa: E402
 from core.extract.pipeline import run_extract  # noqa: E402
 from core.notebook import describe_path  # noqa: E402
 from core.registry import load_registry  # noqa: E402
@@ -42,20 +42,20 @@ def main() -> None:
         s = run_extract(proc, proc / "validation_v1.parquet", store, reg, ExtractConfig(), workers=args.workers)
         extract_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        describe_path(proc / TENSORS, "tensors", s.digests["tensors"])       # what the notebook does now
+        describe_path(proc / CHUNKS, "chunks", s.digests["chunks"])          # what the notebook does now
         now_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        for p in sorted((proc / TENSORS).iterdir()):                         # the old commit pass
+        for p in sorted(q for q in (proc / CHUNKS).rglob("*") if q.is_file()):  # the old commit pass
             file_digest(p)
         old_commit_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        entry = describe_path(proc / TENSORS, "tensors")                     # the old notebook pass
+        entry = describe_path(proc / CHUNKS, "chunks")                       # the old notebook pass
         old_notebook_s = time.perf_counter() - t0
-        assert entry["sha256"] == s.digests["tensors"]["sha256"], "write-time digest differs from a fresh one"
-        gb = s.digests["tensors"]["bytes"] / 1e9
-        print(f"episodes {args.episodes:,}, windows {s.windows:,}, tensor store {gb:.2f} GB")
+        assert entry["sha256"] == s.digests["chunks"]["sha256"], "write-time digest differs from a fresh one"
+        gb = s.digests["chunks"]["bytes"] / 1e9
+        print(f"episodes {args.episodes:,}, windows {s.windows:,}, extract (features and tensors) {gb:.2f} GB")
         print(f"extract (hashing while writing): {extract_s:.2f} s")
-        print(f"notebook record of the tensor store now: {now_s * 1000:.1f} ms (digest reused)")
+        print(f"notebook record of the extract now: {now_s * 1000:.1f} ms (digest reused)")
         print(f"old extra passes: commit re-hash {old_commit_s:.2f} s + notebook re-hash {old_notebook_s:.2f} s "
               f"= {old_commit_s + old_notebook_s:.2f} s, {2 * gb:.2f} GB read "
               f"({(old_commit_s + old_notebook_s) / extract_s:.0%} of the extract itself)")

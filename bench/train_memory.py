@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._measure import ROOT, run_child_peaks  # noqa: E402
-from core.extract import FEATURES  # noqa: E402
+from core.extract import CHUNKS  # noqa: E402
 from core.extract.pipeline import run_extract  # noqa: E402
 from core.paths import LabPaths  # noqa: E402
 from core.registry import load_registry  # noqa: E402
@@ -107,7 +107,7 @@ def main() -> None:
         results = {label: {} for label in checkouts}
         for n in (a.small, a.large):
             paths = build(labs / f"lab{n}", n)
-            sizes[n] = (paths.processed / FEATURES).stat().st_size / 1e6
+            sizes[n] = sum(p.stat().st_size for p in (paths.processed / CHUNKS).glob("chunk-*/features.parquet")) / 1e6
             # The baseline first: each checkout's own checkpoint is what its eval reads.
             for label, root in reversed(list(checkouts.items())):
                 results[label][n] = measure(paths, JOBS[a.jobs], root)

@@ -90,8 +90,9 @@ def render_extract(state: AppState, s: ExtractSummary) -> None:
         term.print(f"[red]failed[/] {escape(shown(rel))}: {escape(err)}")
     if len(s.failed) > 10:
         term.print(f"... and {len(s.failed) - 10} more failed episodes (see --json)")
-    term.print(f"Features: {shown_path(s.outputs.get('features'))}", wrap=False)
-    term.print(f"Tensors: {shown_path(s.outputs.get('tensors'))}", wrap=False)
+    term.print(f"Features and tensors: {s.chunks:,} chunk{'s' * (s.chunks != 1)}, {s.new_chunks:,} written by this "
+               "run, in", wrap=False)
+    term.print(shown_path(s.outputs.get("chunks")), wrap=False)
 
 
 def render_split(state: AppState, r: SplitResult) -> None:

@@ -25,14 +25,21 @@ def extract(
                                help="Grid step in seconds (x>0)."),
     workers: int = opt.WORKERS,
     channels: Optional[Path] = opt.CHANNELS,
+    full: bool = typer.Option(False, "--full", help="Extract every episode again [default: only the ones no "
+                                                   "earlier extract holds as they are]."),
 ) -> None:
     """Turn accepted and degraded episodes into windows: summary features and channel x time tensors.
+
+    Incremental: episodes an earlier extract holds as they are (same manifest,
+    files, registry and window) are kept; new runs are added in new chunks. An
+    interrupted extract resumes where it stopped.
 
     Examples:
 
     \b
         cis490 extract
         cis490 extract --window 20 --hop 10 -j 4
+        cis490 extract --full
     """
     from core.extract import ExtractConfig
     from core.extract.episode import WindowSpec
@@ -47,7 +54,7 @@ def extract(
     registry = resolve_registry(channels, indexed_registry(index_path), f"the acceptance index {index_path}",
                                 "cis490 validate --channels FILE")
     from core.stages import extract_stage
-    summary = extract_stage(state, registry, resolve_cli_path(store, default_store), index_path, cfg, workers)
+    summary = extract_stage(state, registry, resolve_cli_path(store, default_store), index_path, cfg, workers, full)
     render_extract(state, summary)
 
 

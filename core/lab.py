@@ -33,10 +33,9 @@ def modes_of(choice: str) -> list[str]:
 
 # -- file names ----------------------------------------------------------------
 STAT = "validation_v1.stat.parquet"          # files' sizes and times at validation
-FEATURES = "features_window_v1.parquet"
-FEATURE_SCHEMA = "feature_schema_v1.json"   # vouches for the features, episodes and tensors beside it
+FEATURE_SCHEMA = "feature_schema_v1.json"   # lists the extract's chunks, vouches for them and the episodes
 EPISODES = "extract_episodes_v1.parquet"
-TENSORS = "tensors_v1"
+CHUNKS = "extract_v2"                        # the extract's chunks (core.extract.chunks)
 HEADER = "header.json"                       # a checkpoint's header
 BUNDLE = "bundle.json"                       # an exported bundle's header
 GRAPH = "model.onnx"                         # ... its ONNX graph
@@ -118,16 +117,12 @@ class Lab:
         return self.processed / FEATURE_SCHEMA
 
     @property
-    def features(self) -> Path:
-        return self.processed / FEATURES
-
-    @property
     def extracted_episodes(self) -> Path:
         return self.processed / EPISODES
 
     @property
-    def tensors(self) -> Path:
-        return self.processed / TENSORS
+    def chunks(self) -> Path:
+        return self.processed / CHUNKS
 
     @property
     def splits(self) -> Path:
@@ -363,7 +358,7 @@ def comparison_problems(report: dict, evals: dict[str, dict | None], what: str =
     return reasons
 
 
-__all__ = ["BUNDLE", "GRAPH", "REPORT_VERSION", "EXTRACTED_STATUSES", "extractable_digest", "PREDICT_RUN", "predict_command", "REFERENCE", "EPISODES", "EXTRACT_COMMAND", "FEATURES", "FEATURE_SCHEMA", "HEADER", "Inputs", "Lab", "MODES",
-           "Mode", "ModeOrBoth", "PREDICTIONS", "REPORT", "Ref", "STAT", "TENSORS", "checkpoint_problems", "compare_command",
+__all__ = ["BUNDLE", "GRAPH", "REPORT_VERSION", "EXTRACTED_STATUSES", "extractable_digest", "PREDICT_RUN", "predict_command", "REFERENCE", "EPISODES", "EXTRACT_COMMAND", "CHUNKS", "FEATURE_SCHEMA", "HEADER", "Inputs", "Lab", "MODES",
+           "Mode", "ModeOrBoth", "PREDICTIONS", "REPORT", "Ref", "STAT", "checkpoint_problems", "compare_command",
            "comparison_problems", "settings_of", "eval_command", "eval_identity", "eval_problems", "eval_settings",
            "export_command", "modes_of", "split_command", "split_dirname", "train_command", "validate_command"]

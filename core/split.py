@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 
 from core.errors import Cis490Error, ConfigError
-from core.extract import EPISODES, load_feature_schema, read_extracted_episodes
+from core.extract import EPISODES, load_feature_schema, read_extracted_episodes, split_windows_digest
 from core.loading import read_json, read_parquet
 from core.lab import Lab
 from core.paths import atomic_path, atomic_write_text, ensure_dir
@@ -285,8 +285,8 @@ def make_split(processed: Path, cfg: SplitConfig, registry: Registry, name: str 
     name = name or cfg.recipe
     check_split_name(name)
     schema = load_feature_schema(processed)
-    eps = (read_extracted_episodes(processed)
-           .filter((pl.col("status") == "ok") & (pl.col("n_windows") > 0))
+    extracted = read_extracted_episodes(processed)
+    eps = (extracted.filter((pl.col("status") == "ok") & (pl.col("n_windows") > 0))
            .select("episode_id", "host_id", "profile", "sample_name", "received_at", "n_windows"))
     if eps.height == 0:
         raise SplitError(f"{processed / EPISODES}: no extracted episode has windows")
@@ -305,8 +305,10 @@ def make_split(processed: Path, cfg: SplitConfig, registry: Registry, name: str 
         counts[profile][part]["windows"] = int(n_win)
     hosts = {p: sorted(df.filter(pl.col("part") == p)["host_id"].unique().to_list()) for p in PARTS}
     meta = {"recipe": cfg.recipe, "name": name, "params": asdict(cfg),
-            "membership_sha256": membership_hash(df), "features_sha256": schema["features_sha256"],
-            "tensors_sha256": schema["tensors_sha256"],
+            "membership_sha256": membership_hash(df),
+            # Its own episodes' windows by content (core.extract.split_windows_digest): runs extracted
+            # since leave this split, and what was trained on it, fresh.
+            "features_sha256": split_windows_digest(extracted, df["episode_id"], schema),
             "episodes_sha256": schema["episodes_sha256"], "registry_hash": schema["registry_hash"],
             "counts": dict(sorted(counts.items())), "hosts": hosts, "untested_profiles": untested,
             "totals": {p: {"episodes": df.filter(pl.col("part") == p).height,
@@ -365,21 +367,20 @@ def load_split(processed: Path, recipe: str, schema: dict | None = None) -> tupl
                          + (f" (splits here: {', '.join(others)})" if others else ""))
     meta = read_json(meta_path, remake, SPLIT_META_KEYS)
     schema = schema or load_feature_schema(processed)
-    if meta["features_sha256"] != schema["features_sha256"]:
-        raise SplitError(f"{pq_path} is stale: it was made on other features than the current extract; "
-                         f"re-run `{remake}`")
     df = read_parquet(pq_path, remake, ["episode_id", "part"])
     if membership_hash(df) != meta["membership_sha256"]:
         raise SplitError(f"{pq_path}: its episodes are not the ones {meta_path.name} records (membership "
                          f"{membership_hash(df)[:12]} vs {meta['membership_sha256'][:12]}); re-run `{remake}`")
+    if meta["features_sha256"] != split_windows_digest(read_extracted_episodes(processed), df["episode_id"], schema):
+        raise SplitError(f"{pq_path} is stale: some of its episodes were extracted again to other windows, "
+                         f"or are gone from the extract; re-run `{remake}`")
     return df, meta
 
 
 def split_identity(meta: dict) -> dict:
     """What a checkpoint records of the split it was trained on."""
     return {"name": meta.get("name", meta["recipe"]), "recipe": meta["recipe"], "params": meta["params"],
-            "membership_sha256": meta["membership_sha256"], "features_sha256": meta["features_sha256"],
-            "tensors_sha256": meta.get("tensors_sha256")}
+            "membership_sha256": meta["membership_sha256"], "features_sha256": meta["features_sha256"]}
 
 
 def held_out_episodes(processed: Path, split_frame: pl.DataFrame) -> list[tuple[str, str]]:

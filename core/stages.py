@@ -78,15 +78,16 @@ def validate_stage(session: Session, registry: Registry, store: Path, out: Path,
 
 
 def extract_stage(session: Session, registry: Registry, store: Path, index: Path, cfg: ExtractConfig,
-                  workers: int) -> ExtractSummary:
+                  workers: int, full: bool = False) -> ExtractSummary:
     from core.extract.pipeline import run_extract
     paths = session.paths
     config = {"store": str(store), "index": str(index), "window": cfg.spec.__dict__, "workers": workers,
-              "part_windows": cfg.part_windows, "channels": registry.path, "registry_hash": registry.schema_hash}
+              "part_windows": cfg.part_windows, "chunk_episodes": cfg.chunk_episodes, "full": full, "channels": registry.path, "registry_hash": registry.schema_hash}
     with session.record("extract", config) as run:
         run.add_input(index, "acceptance_index")
         with session.progress("Extracting", unit="episodes") as bar:
-            summary = run_extract(paths.processed, index, store, registry, cfg, workers=workers, progress=bar)
+            summary = run_extract(paths.processed, index, store, registry, cfg, workers=workers, progress=bar,
+                                  full=full)
         for role, p in summary.outputs.items():
             run.add_output(Path(p), role, summary.digests.get(role))
         run.metrics.update(episodes=summary.episodes, extracted=summary.extracted, reused=summary.reused,

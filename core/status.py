@@ -16,7 +16,8 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from core.lab import (BUNDLE, EXTRACT_COMMAND, extractable_digest, Inputs, Lab, Ref, checkpoint_problems, compare_command,
+from core.extract import SCHEMA_VERSION, split_windows_digest
+from core.lab import (BUNDLE, EXTRACTED_STATUSES, EXTRACT_COMMAND, extractable_digest, Inputs, Lab, Ref, checkpoint_problems, compare_command,
                       comparison_problems, settings_of, eval_command, predict_command, eval_problems, export_command, split_command, train_command,
                       validate_command)
 from core.models.base import FORMAT_VERSION as CHECKPOINT_FORMAT
@@ -80,6 +81,27 @@ class _Lab:
         self.stale.add(artifact)
 
 
+def _read_or_none(path: Path, columns: list[str]):
+    import polars as pl
+    try:
+        return pl.read_parquet(path, columns=columns)
+    except (OSError, ValueError, pl.exceptions.PolarsError):
+        return None
+
+
+def _extract_delta(index: Path, extracted: Path) -> tuple[int, int] | None:
+    """(episodes the index has for extract that the extract lacks, extracted
+    episodes the index no longer has as they were); None when unreadable."""
+    import polars as pl
+    idx = _read_or_none(index, ["rel_path", "manifest_sha256", "status"])
+    ext = _read_or_none(extracted, ["rel_path", "manifest_sha256"])
+    if idx is None or ext is None:
+        return None
+    now = dict(idx.filter(pl.col("status").is_in(list(EXTRACTED_STATUSES))).select("rel_path", "manifest_sha256").rows())
+    was = dict(ext.rows())
+    return sum(r not in was for r in now), sum(now.get(r) != m for r, m in was.items())
+
+
 def lab_status(paths: LabPaths) -> list[Row]:
     from core.registry import DEFAULT_REGISTRY, load_registry
     from core.storescan import store_digest
@@ -137,25 +159,41 @@ def lab_status(paths: LabPaths) -> list[Row]:
     # Features and tensors.
     schema = _json(cat.feature_schema)
     features_name = "features and tensors"
+    additions_only = True           # the features are stale only by runs to add (or fresh)
+    split_features: dict[str, str | None] = {}
     if schema is None or not index.exists():
         lab.missing(features_name, "never extracted" if schema is None else "no acceptance index", EXTRACT_COMMAND)
     else:
         reasons = []
         # By content: the rows extract read (an index re-made with only unlabelled or refused
         # episodes added leaves the features as they were); an older extract recorded the file.
-        same = (schema["extractable_sha256"] == extractable_digest(index) if schema.get("extractable_sha256")
+        same = (schema.get("extractable_sha256") == extractable_digest(index) if schema.get("extractable_sha256")
                 else schema.get("index_sha256") == index_sha)
         if not same:
-            reasons.append("acceptance index re-made since extract")
+            delta = _extract_delta(index, cat.extracted_episodes)
+            if delta is None:
+                reasons.append("acceptance index re-made since extract")
+            else:
+                new, other = delta
+                reasons.append(", ".join(filter(None, (
+                    f"{new:,} new episode{'s' * (new != 1)} to extract" if new else "",
+                    f"{other:,} extracted episode{'s' * (other != 1)} changed or gone" if other else "")))
+                    or "acceptance index re-made since extract")
+                additions_only = not other
         if ref.get("hash") and schema.get("registry_hash") != ref.get("hash"):
             reasons.append("extracted with another registry than the index's")
+            additions_only = False
+        if schema.get("version") != SCHEMA_VERSION:
+            reasons.append(f"made by an older cis490 (extract format {schema.get('version')})")
+            additions_only = False
         # By content, not through the index's own state: a store that changed
         # since validate makes the index stale, and what was made from it
         # goes stale only if re-validating changes what extract reads.
         lab.add(features_name, reasons, EXTRACT_COMMAND)
-    features_sha = (schema or {}).get("features_sha256")
+    extracted = _read_or_none(cat.extracted_episodes, ["episode_id", "windows_sha256"])
 
-    # Splits.
+    # Splits: each by its own episodes' windows (core.extract.split_windows_digest),
+    # so that runs to extract, or extracted since, leave it and what was made on it fresh.
     splits: dict[str, dict] = {}
     for name in cat.split_names():
         meta = _json(cat.split_meta(name))
@@ -163,8 +201,14 @@ def lab_status(paths: LabPaths) -> list[Row]:
             lab.missing(f"split {name}", "its metadata is damaged", f"cis490 split --recipe {name}")
             continue
         splits[name] = meta
-        reasons = [] if meta.get("features_sha256") == features_sha else ["features re-extracted since split"]
-        lab.add(f"split {name}", reasons, split_command(meta["params"], name), [features_name])
+        members = _read_or_none(cat.split_parquet(name), ["episode_id"])
+        now = (split_windows_digest(extracted, members["episode_id"], schema)
+               if schema is not None and extracted is not None and members is not None else None)
+        reasons = [] if meta.get("features_sha256") == now else \
+            ["some of its episodes were re-extracted to other windows, or are gone, since split"]
+        split_features[name] = meta.get("features_sha256") if not reasons else None
+        lab.add(f"split {name}", reasons, split_command(meta["params"], name),
+                [] if additions_only else [features_name])
 
     # Checkpoints.
     headers: dict[Ref, str] = {}
@@ -190,8 +234,8 @@ def lab_status(paths: LabPaths) -> list[Row]:
             reasons.append(f"split {ck.split} re-made with other train hosts" if rec.get("params", {}).get("train_hosts")
                            != meta["params"].get("train_hosts") else f"split {ck.split} re-made with other parameters"
                            if rec.get("params") != meta["params"] else f"split {ck.split} re-made (other episodes)")
-        if header.get("features_sha256") != features_sha:
-            reasons.append("features re-extracted since training")
+        if meta is not None and header.get("features_sha256") != split_features.get(ck.split):
+            reasons.append(f"split {ck.split}'s episodes re-extracted since training")
         lab.add(artifact, reasons, command, [f"split {ck.split}"])
 
     # Deployable bundles (cis490 export): on a Pi they stand without their checkpoint.
@@ -234,7 +278,7 @@ def lab_status(paths: LabPaths) -> list[Row]:
             lab.missing(artifact, "the report is damaged", command)
             continue
         meta = splits.get(ref_.split)
-        now = Inputs(headers.get(ref_), features_sha, meta.get("membership_sha256") if meta else None)
+        now = Inputs(headers.get(ref_), split_features.get(ref_.split), meta.get("membership_sha256") if meta else None)
         gone, reasons = eval_problems(rep, cat.predictions(ref_, settings), now)
         if gone:
             lab.missing(artifact, reasons[0], command)

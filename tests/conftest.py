@@ -119,12 +119,18 @@ def tiny_store(tmp_path_factory) -> Path:
     return out
 
 
+def _small_chunks():
+    from core.extract import ExtractConfig
+    return ExtractConfig(part_windows=256, chunk_episodes=32)
+
+
+SMALL_CHUNKS = _small_chunks()
 LAB = SynthConfig(episodes=100, hosts=4, duration_s=60.0, seed=5, fault_rate=0.05, in_flight=0)
 
 
 @pytest.fixture(scope="session")
 def extracted_lab(tmp_path_factory):
-    """A validated and extracted lab (small tensor parts, so several of them)."""
+    """A validated and extracted lab (small chunks and tensor parts, so several of each)."""
     from core.extract import ExtractConfig
     from core.extract.pipeline import run_extract
     from core.registry import load_registry
@@ -136,6 +142,6 @@ def extracted_lab(tmp_path_factory):
     reg = load_registry()
     index = paths.processed / "validation_v1.parquet"
     run_validation(paths.default_store, index, reg, workers=1)
-    summary = run_extract(paths.processed, index, paths.default_store, reg, ExtractConfig(part_windows=256), workers=1)
+    summary = run_extract(paths.processed, index, paths.default_store, reg, SMALL_CHUNKS, workers=1)
     return paths, summary
 

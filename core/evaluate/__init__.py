@@ -110,11 +110,11 @@ def resolve_model_names(names: list[str], artifacts: Path, split: str, mode: str
     return sorted(found, key=lambda x: (order.index(x[0]), x[1] != "realistic"))
 
 
-def window_index(processed: Path, recipe: str, view: tuple | None = None) -> pl.DataFrame:
+def window_index(processed: Path, recipe: str, view: tuple | None = None, schema: dict | None = None) -> pl.DataFrame:
     """Window metadata with its part, in the same order as the split data."""
-    split, _ = view or load_split(processed, recipe)
+    split, _ = view or load_split(processed, recipe, schema)
     meta = read_features(processed, ["window_id", "episode_id", "host_id", "profile", "sample_name", "t_center_s",
-                                     "label_id"])
+                                     "label_id"], schema)
     return meta.join(split, on="episode_id", how="inner", maintain_order="left")
 
 
@@ -169,7 +169,7 @@ def evaluate_model(processed: Path, artifacts: Path, registry: Registry, model: 
     m, _, ck = load_split_checkpoint(processed, artifacts, registry, model, mode, cfg.split, EvalError, view, schema)
     split_data = load_split_data(processed, cfg.split, m.input_kind, view, schema, capped=False)
     split_meta, data = split_data.meta, split_data.parts[cfg.part]
-    every = window_index(processed, cfg.split, view)
+    every = window_index(processed, cfg.split, view, schema)
     idx = every.filter(pl.col("part") == cfg.part)
     if len(data) == 0:
         raise EvalError(f"split '{cfg.split}' has no {cfg.part} windows")
@@ -245,7 +245,7 @@ def evaluate_model(processed: Path, artifacts: Path, registry: Registry, model: 
                            "train_run_id": header["training"].get("run_id"), "unlabeled_pool": pool},
             # Transductive: the model learned from the inputs (never the labels) of the windows it is scored on.
             "transductive": bool(pool and pool.get("windows_used") and pool.get("part") == cfg.part),
-            "split_identity": header["split"], "features_sha256": schema["features_sha256"],
+            "split_identity": header["split"], "features_sha256": split_meta["features_sha256"],
             "split_membership_sha256": split_meta["membership_sha256"], "eval_run_id": run_id,
             "report_version": REPORT_VERSION, **part_held_out(cfg.part, header["training"]), **extra,
         }
@@ -321,9 +321,10 @@ def current_report(artifacts: Path, processed: Path, model: str, mode: str, cfg:
     try:
         rep = json.loads(lab.report(ref, cfg.settings).read_text())
         schema = load_feature_schema(processed)
-        _, meta = load_split(processed, cfg.split)
+        _, meta = load_split(processed, cfg.split, schema)
         header = lab.header(ref).read_bytes()       # once: its digest and its content
-        now = Inputs(hashlib.sha256(header).hexdigest(), schema["features_sha256"], meta["membership_sha256"])
+        # load_split refused a split whose windows changed: its digest is the current one.
+        now = Inputs(hashlib.sha256(header).hexdigest(), meta["features_sha256"], meta["membership_sha256"])
         missing, reasons = eval_problems(rep, lab.predictions(ref, cfg.settings), now)
         ck_missing, ck_reasons = checkpoint_problems(json.loads(header), lab.checkpoint(ref))
         missing, reasons = missing or ck_missing, reasons + ck_reasons

@@ -1,21 +1,25 @@
 """`cis490 extract`: every accepted/degraded episode -> windows, features, tensors.
 
-Episodes are extracted in parallel (the same `extract_episode` that live
-inference uses) and streamed in index order into a features parquet and
-fixed-size tensor parts, so memory is bounded by one part and one batch.
-Incremental: an episode whose manifest, the registry, the window spec and the
-version of the extraction code are unchanged since the last extract is copied
-from the previous outputs.
+Incremental and resumable, in chunks (core.extract.chunks): the chunks a
+previous run wrote are kept while every episode in them is still in the
+acceptance index, unchanged (its manifest and files as validated) and made
+by the same registry, window spec and extraction code; a chunk some of whose
+episodes left is rewritten without them; the episodes no kept chunk holds
+are extracted in parallel (the same `extract_episode` live inference uses)
+into new chunks of `chunk_episodes`, each renamed into place as soon as it is
+whole, so an interrupted run (Ctrl-C, kill -9, a full disk) loses at most the
+chunk it was writing. The feature schema, written last, lists the chunks the
+lab uses. `--full` extracts everything again. Memory is bounded by one batch
+of features and one tensor part, whatever the corpus.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import time
 from collections import Counter
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -25,20 +29,24 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.errors import Cis490Error
-from core.extract import (EPISODES, FEATURES, SCHEMA, SCHEMA_VERSION, TENSORS, ExtractConfig, ExtractSummary,
+from core.extract import (CHUNKS, EPISODES, SCHEMA, SCHEMA_VERSION, ExtractConfig, ExtractSummary,
                           MissingStageError)
+from core.extract.chunks import (CHUNK_EPISODES, CHUNK_FEATURES, CHUNK_META, Chunk, complete_chunks, digest_files, new_chunk_dir,
+                                 next_id, remove_chunk, windows_digest, write_meta, chunk_name)
 from core.extract.episode import EXTRACT_VERSION, STATS, ExtractError, WindowSpec, extract_episode, feature_names, window_id
-from core.extract.tensors import META, TensorPartWriter, TensorStore
+from core.extract.tensors import TensorPartWriter
 from core.lab import EXTRACTED_STATUSES, extractable_digest
 from core.loading import read_parquet, require
 from core.parallel import pool_map, process_pool
-from core.paths import disk_full, is_disk_full, remove_dead_temps, size_of, temp_prefix
+from core.paths import disk_full, is_disk_full, remove_dead_temps, size_of
 from core.registry import Registry, registry_ref
 from core.store import Episode, file_digest
 from core.storescan import episode_fingerprint, light_fingerprint
 from core.validate import validated_fingerprints
 
 FEATURE_BATCH = 4096
+# Files of the extract before chunks (schema version 1): removed once a chunked one replaces them.
+OLD_OUTPUTS = ("features_window_v1.parquet", "tensors_v1")
 
 
 def _features_arrow_schema(registry: Registry) -> pa.Schema:
@@ -46,6 +54,13 @@ def _features_arrow_schema(registry: Registry) -> pa.Schema:
             ("profile", pa.string()), ("sample_name", pa.string()), ("t_center_s", pa.float64()),
             ("label", pa.string()), ("label_id", pa.int8())]
     return pa.schema(cols + [(f, pa.float32()) for f in feature_names(registry)])
+
+
+def extract_key(registry: Registry, spec: WindowSpec) -> dict:
+    """What a chunk's rows were made by: rows made by another registry, window
+    spec or version of the extraction code may hold what a fix since
+    corrected, and are recomputed, never reused."""
+    return {"registry_hash": registry.schema_hash, "spec_hash": spec.hash(), "extract_version": EXTRACT_VERSION}
 
 
 _W: dict = {}
@@ -71,53 +86,53 @@ def _job(args: tuple[str, str, str]) -> dict:
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
-class _Previous:
-    """The last extract's outputs, for copying unchanged episodes."""
+@dataclass
+class _Plan:
+    """What a run keeps, rewrites and extracts."""
+    kept: list[Chunk] = field(default_factory=list)                      # used as they are
+    rewrite: list[tuple[Chunk, pl.DataFrame]] = field(default_factory=list)   # (chunk, its episodes to keep)
+    todo: list[dict] = field(default_factory=list)                       # index rows to extract
+    dropped: list[Chunk] = field(default_factory=list)                   # no episode of them is wanted
 
-    def __init__(self, processed: Path, registry: Registry, spec: WindowSpec):
-        self.by_rel: dict[str, dict] = {}
+
+def _plan(index: pl.DataFrame, chunks: list[Chunk], key: dict, store: Path, fingerprints: dict[str, str]) -> _Plan:
+    """Which episodes the chunks there can give as they are: each chunk of the
+    same key whose every episode is wanted (in the index with the manifest it
+    was extracted from, and its files unchanged in size and time since
+    validation) is kept; one with some is rewritten with those; the rest are
+    extracted. An episode two chunks hold (a run interrupted after writing one)
+    is taken from the first."""
+    rows = {r["rel_path"]: r for r in index.iter_rows(named=True)}
+
+    def changed(rel: str) -> bool:
+        was = light_fingerprint(fingerprints.get(rel))
+        return was is None or light_fingerprint(episode_fingerprint(store / rel)) != was
+    plan, covered = _Plan(), set()
+    for chunk in chunks:
         try:
-            schema = json.loads((processed / SCHEMA).read_text())
-        except (OSError, json.JSONDecodeError):
-            return
-        # Rows made by another version of the extraction code may hold what a fix
-        # since corrected: they are recomputed, never reused.
-        if (schema.get("version") != SCHEMA_VERSION or schema.get("registry_hash") != registry.schema_hash
-                or schema.get("spec_hash") != spec.hash() or schema.get("extract_version") != EXTRACT_VERSION):
-            return
-        try:
-            eps = pl.read_parquet(processed / EPISODES)
-            self.features = pq.ParquetFile(processed / FEATURES)
-            self.tensors = TensorStore.open(processed / TENSORS)
-        except Exception:  # noqa: BLE001 - unusable previous outputs just mean no reuse
-            return
-        self.by_rel = {r["rel_path"]: r for r in eps.filter(pl.col("status") == "ok").iter_rows(named=True)}
-        sizes = [self.features.metadata.row_group(i).num_rows for i in range(self.features.num_row_groups)]
-        self._rg_start = np.concatenate([[0], np.cumsum(sizes)])
-        self._cache: tuple[int, pa.Table] | None = None
-
-    def reusable(self, rel: str, manifest_sha: str) -> dict | None:
-        old = self.by_rel.get(rel)
-        return old if old and old["manifest_sha256"] == manifest_sha else None
-
-    def feature_rows(self, first: int, n: int) -> pa.Table:
-        pieces = []
-        r = first
-        while r < first + n:
-            g = int(np.searchsorted(self._rg_start, r, side="right") - 1)
-            if self._cache is None or self._cache[0] != g:
-                self._cache = (g, self.features.read_row_group(g))
-            table = self._cache[1]
-            lo = r - int(self._rg_start[g])
-            take = min(first + n - r, table.num_rows - lo)
-            pieces.append(table.slice(lo, take))
-            r += take
-        return pa.concat_tables(pieces) if pieces else None
+            eps = chunk.episodes()
+            same = chunk.meta["key"] == key
+        except Cis490Error:
+            plan.dropped.append(chunk)           # damaged: what it held is extracted again
+            continue
+        good = [same and r["rel_path"] in rows and r["rel_path"] not in covered
+                and r["manifest_sha256"] == rows[r["rel_path"]]["manifest_sha256"] and not changed(r["rel_path"])
+                for r in eps.select("rel_path", "manifest_sha256").iter_rows(named=True)]
+        keep = eps.filter(pl.Series(good, dtype=pl.Boolean)) if eps.height else eps
+        covered.update(keep["rel_path"].to_list())
+        if keep.height == eps.height and eps.height:
+            plan.kept.append(chunk)
+        elif keep.height:
+            plan.rewrite.append((chunk, keep))
+        else:
+            plan.dropped.append(chunk)
+    plan.todo = [r for rel, r in rows.items() if rel not in covered]
+    return plan
 
 
 def run_extract(processed: Path, index_path: Path, store: Path, registry: Registry,
                 cfg: ExtractConfig = ExtractConfig(), *, workers: int = 1,
-                progress: Callable[..., None] | None = None) -> ExtractSummary:
+                progress: Callable[..., None] | None = None, full: bool = False) -> ExtractSummary:
     t0 = time.perf_counter()
     cfg.spec.check()
     require(index_path, "cis490 validate")
@@ -129,137 +144,274 @@ def run_extract(processed: Path, index_path: Path, store: Path, registry: Regist
              .sort("rel_path"))
     if index.height == 0:
         raise Cis490Error(f"{index_path}: no accepted or degraded episodes to extract")
-    prev = _Previous(processed, registry, cfg.spec)
-    for what in ("extract", TENSORS):        # what a run killed with -9 left
-        remove_dead_temps(processed, what)
-    tmp = processed / temp_prefix("extract")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    root = processed / CHUNKS
+    remove_dead_temps(root, "chunk") if root.is_dir() else None
+    key = extract_key(registry, cfg.spec)
+    listed = _listed_chunks(processed, root)
+    # Listed chunks first (the lab's order), then complete ones no schema lists (an interrupted run's).
+    chunks = [] if full else listed + [c for c in complete_chunks(root) if c.name not in {x.name for x in listed}]
+    plan = _plan(index, chunks, key, Path(store), validated_fingerprints(index_path))
+    writer = _Writer(root, registry, cfg, key)
     try:
-        summary = _write_outputs(tmp, index, Path(store), registry, cfg, prev, workers, progress, t0, index_path)
-        _commit(tmp, processed, registry, cfg, index_path, summary)
+        made = writer.rewrite(plan.rewrite)
+        made += writer.extract(plan.todo, Path(store), workers, index.height, progress, t0,
+                               done=sum(c.episodes().height for c in plan.kept) + sum(k.height for _, k in plan.rewrite))
+        final = plan.kept + made
+        summary = _commit(processed, root, final, registry, cfg, index_path, index.height)
     except Exception as exc:
         # pyarrow's writers say "[Errno 28] Error writing bytes to file" and
         # name no file: the folder being written, and its filesystem's room.
         if is_disk_full(exc):
-            raise disk_full(processed / FEATURES, size_of(tmp)) from None
+            raise disk_full(root, writer.written()) from None
         raise
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        writer.abort()
+    gone = {c.name for c in final}
+    for chunk in complete_chunks(root):
+        if chunk.name not in gone:
+            remove_chunk(chunk.path)             # dropped, rewritten, or left by an older full run
+    for old in OLD_OUTPUTS:
+        p = processed / old
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    summary.extracted = writer.extracted
+    summary.chunks, summary.new_chunks = len(final), len(made)
+    summary.reused = index.height - len(plan.todo)
     summary.seconds = time.perf_counter() - t0
     return summary
 
 
-def _results(index: pl.DataFrame, store: Path, registry: Registry, cfg: ExtractConfig, prev: _Previous,
-             workers: int, fingerprints: dict[str, str]) -> Iterator[tuple[dict, str, object]]:
-    """(index row, 'reuse'|'new', payload) in index order."""
-    rows = index.select("rel_path", "manifest_sha256", "received_at", "episode_id").to_dicts()
-    # An episode whose files changed size or time (the light half of
-    # core.storescan.episode_fingerprint) since validation is extracted again,
-    # never copied from the last extract; every file an extraction reads is
-    # verified against the manifest's sha256 as it is read. With no
-    # fingerprints recorded (an index older than them), every episode is.
-    for r in rows:
-        was = light_fingerprint(fingerprints.get(r["rel_path"]))
-        r["verify"] = was is None or light_fingerprint(episode_fingerprint(store / r["rel_path"])) != was
-    todo = [r for r in rows if r["verify"] or prev.reusable(r["rel_path"], r["manifest_sha256"]) is None]
+def _listed_chunks(processed: Path, root: Path) -> list[Chunk]:
+    """The chunks the current schema lists, in its order (none for an older schema)."""
+    try:
+        schema = json.loads((processed / SCHEMA).read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(schema, dict) or schema.get("version") != SCHEMA_VERSION:
+        return []
+    out = []
+    for c in schema.get("chunks", []):
+        path = root / str(c.get("dir", ""))
+        if (path / "chunk.json").is_file():
+            out.append(Chunk(path))
+    return out
+
+
+class _Writer:
+    """New chunks: rewritten from old ones, or extracted from the store."""
+
+    def __init__(self, root: Path, registry: Registry, cfg: ExtractConfig, key: dict):
+        self.root, self.registry, self.cfg, self.key = root, registry, cfg, key
+        self.schema = _features_arrow_schema(registry)
+        self.phase_id = {p: i for i, p in enumerate(registry.phases)}
+        self.open: _ChunkWriter | None = None
+        self.extracted = 0
+        self.made: list[Path] = []
+
+    def _start(self) -> "_ChunkWriter":
+        if self.open is None:
+            self.open = _ChunkWriter(self.root, next_id(self.root), self)
+        return self.open
+
+    def _finish(self) -> list[Chunk]:
+        if self.open is None:
+            return []
+        chunk = self.open.close()
+        self.open = None
+        return [chunk]
+
+    def rewrite(self, todo: list[tuple[Chunk, pl.DataFrame]]) -> list[Chunk]:
+        """A chunk's episodes that are still wanted, copied into a new chunk
+        (its rows as they are: no episode is extracted again)."""
+        out = []
+        for chunk, keep in todo:
+            w = self._start()
+            # One chunk's features at a time (~100 MB at 512 real episodes): read once, not once per episode.
+            features = pq.read_table(chunk.features)
+            for rec in keep.iter_rows(named=True):
+                w.add_copy(chunk, features, rec)
+            out += self._finish()
+        return out
+
+    def extract(self, todo: list[dict], store: Path, workers: int, total: int, progress, t0: float,
+                done: int) -> list[Chunk]:
+        out = []
+        for r, result in zip(todo, _results(todo, store, self.registry, self.cfg.spec, workers)):
+            w = self._start()
+            w.add_result(r, result)
+            self.extracted += "windows" in result
+            done += 1
+            if len(w.episodes) >= self.cfg.chunk_episodes:
+                out += self._finish()
+            if progress:
+                progress(done, total, rate=f"{(w.rows + sum(c.n_windows for c in out)) / max(time.perf_counter() - t0, 1e-9):,.0f} windows/s")
+        if progress and not todo:
+            progress(done, total)
+        return out + self._finish()
+
+    def written(self) -> int:
+        return size_of(self.open.tmp) if self.open is not None and self.open.tmp.exists() else 0
+
+    def abort(self) -> None:
+        if self.open is not None:
+            shutil.rmtree(self.open.tmp, ignore_errors=True)
+            self.open = None
+
+
+def _results(todo: list[dict], store: Path, registry: Registry, spec: WindowSpec, workers: int) -> Iterator[dict]:
     jobs = [(str(store / r["rel_path"]), r["rel_path"], r["manifest_sha256"]) for r in todo]
     if workers <= 1 or len(jobs) < 8:
-        _init(registry, cfg.spec)
-        fresh = map(_job, jobs)
-        yield from _merge(rows, prev, fresh)
+        _init(registry, spec)
+        yield from map(_job, jobs)
         return
-    with process_pool(workers, _init, (registry, cfg.spec)) as pool:
-        yield from _merge(rows, prev, pool_map(pool, _job, jobs, chunksize=4))
+    with process_pool(workers, _init, (registry, spec)) as pool:
+        yield from pool_map(pool, _job, jobs, chunksize=4)
 
 
-def _merge(rows, prev, fresh) -> Iterator[tuple[dict, str, object]]:
-    for r in rows:
-        old = None if r["verify"] else prev.reusable(r["rel_path"], r["manifest_sha256"])
-        yield (r, "reuse", old) if old is not None else (r, "new", next(fresh))
+class _ChunkWriter:
+    """One chunk being written in a temporary folder, renamed when whole."""
+
+    def __init__(self, root: Path, chunk_id: int, owner: _Writer):
+        self.owner, self.id = owner, chunk_id
+        self.final = root / chunk_name(chunk_id)
+        self.tmp = new_chunk_dir(root, chunk_id)
+        self.fw = pq.ParquetWriter(self.tmp / CHUNK_FEATURES, owner.schema)
+        self.tw = TensorPartWriter(self.tmp, owner.cfg.part_windows)
+        self.batch = _FeatureBatch(owner.schema, owner.phase_id)
+        self.episodes: list[dict] = []
+        self.rows = 0
+        self.per: Counter = Counter()
+
+    def _rec(self, r: dict) -> dict:
+        return {"episode_id": r["episode_id"], "rel_path": r["rel_path"], "received_at": r["received_at"],
+                "manifest_sha256": r["manifest_sha256"], "first_row": self.rows, "status": "ok", "error": None}
+
+    def add_result(self, r: dict, result: dict) -> None:
+        rec = self._rec(r)
+        if "error" in result:
+            rec.update(status="failed", error=result["error"], n_windows=0, windows_sha256=None)
+            self.episodes.append(rec)
+            return
+        w = result["windows"]
+        rec.update(host_id=w.host_id, profile=w.profile, sample_name=w.sample_name,
+                   onset_s=list(w.onsets.t_s), onset_phase=list(w.onsets.phases),
+                   windows_sha256=windows_digest(w.features, w.values, w.mask),
+                   **{f"coverage_{s}": w.coverage.get(s, 0.0) for s in self.owner.registry.source_names()})
+        if w.n:
+            self.batch.add_windows(w)
+            self.tw.append(w.values, w.mask)
+        self._count(rec, w.n, w.labels)
+
+    def add_copy(self, chunk: Chunk, features: pa.Table, old: dict) -> None:
+        rec = {**old, "first_row": self.rows}
+        n = int(old["n_windows"] or 0)
+        labels = []
+        if n:
+            table = features.slice(int(old["first_row"]), n)
+            self.batch.add_table(table)
+            labels = table.column("label").to_pylist()
+            self.tw.append(*chunk.tensor_rows(int(old["first_row"]), n))
+        if old["status"] != "ok":
+            self.episodes.append(rec)
+            return
+        self._count(rec, n, labels)
+
+    def _count(self, rec: dict, n: int, labels: list[str]) -> None:
+        rec["n_windows"] = n
+        self.episodes.append(rec)
+        for lab, k in Counter(labels).items():
+            self.per[(lab, rec["host_id"])] += k
+        self.rows += n
+        if self.batch.n >= FEATURE_BATCH:
+            _write_batch(self.fw, self.batch.take())
+
+    def close(self) -> Chunk:
+        _write_batch(self.fw, self.batch.take())
+        self.fw.close()
+        reg = self.owner.registry
+        tensors = self.tw.close()
+        sources = reg.source_names()
+        ep_schema = {"first_row": pl.Int64, "n_windows": pl.Int64, "error": pl.Utf8, "status": pl.Utf8,
+                     "windows_sha256": pl.Utf8, "host_id": pl.Utf8, "profile": pl.Utf8, "sample_name": pl.Utf8,
+                     "onset_s": pl.List(pl.Float64), "onset_phase": pl.List(pl.Utf8),
+                     **{f"coverage_{s}": pl.Float64 for s in sources}}
+        pl.DataFrame(self.episodes, schema_overrides=ep_schema, infer_schema_length=None).write_parquet(
+            self.tmp / CHUNK_EPISODES)
+        files = dict(tensors["files"])
+        for name in (CHUNK_FEATURES, CHUNK_EPISODES):
+            sha, size = file_digest(self.tmp / name)
+            files[name] = {"sha256": sha, "bytes": size}
+        write_meta(self.tmp, {"channels": reg.channel_names, "steps": self.owner.cfg.spec.steps,
+                              "parts": tensors["parts"], "part_windows": tensors["part_windows"],
+                              "n_windows": self.rows, "key": self.owner.key, "files": files,
+                              "per_phase_host": [[p, h, n] for (p, h), n in sorted(self.per.items())]})
+        os.replace(self.tmp, self.final)
+        self.owner.made.append(self.final)
+        return Chunk(self.final)
 
 
-def _write_outputs(tmp: Path, index: pl.DataFrame, store: Path, registry: Registry, cfg: ExtractConfig,
-                   prev: _Previous, workers: int, progress, t0: float, index_path: Path) -> ExtractSummary:
-    schema = _features_arrow_schema(registry)
-    phase_id = {p: i for i, p in enumerate(registry.phases)}
-    fw = pq.ParquetWriter(tmp / FEATURES, schema)
-    tw = TensorPartWriter(tmp / TENSORS, cfg.part_windows)
-    ep_rows: list[dict] = []
-    tindex: list[pa.Table] = []
-    batch = _FeatureBatch(schema, phase_id)
-    per: Counter = Counter()
-    cov_sum: Counter = Counter()
-    failed: list[tuple[str, str]] = []
-    reused = extracted = row = 0
+def _commit(processed: Path, root: Path, chunks: list[Chunk], registry: Registry, cfg: ExtractConfig,
+            index_path: Path, n_episodes: int) -> ExtractSummary:
+    """The lab's episodes table and, last, the schema that lists the chunks
+    and vouches for the rest: a run interrupted before it leaves the last
+    extract as the lab's. Every file was hashed once, as it was written."""
+    frames, offset, per, failed = [], 0, Counter(), []
     sources = registry.source_names()
-    try:
-        for done, (r, kind, payload) in enumerate(_results(index, store, registry, cfg, prev, workers,
-                                                                  validated_fingerprints(index_path)), 1):
-            rec = {"episode_id": r["episode_id"], "rel_path": r["rel_path"], "received_at": r["received_at"],
-                   "manifest_sha256": r["manifest_sha256"], "first_row": row, "status": "ok", "error": None}
-            if kind == "reuse":
-                n = payload["n_windows"]
-                labels = []
-                if n:
-                    table = prev.feature_rows(payload["first_row"], n)
-                    batch.add_table(table)
-                    labels = table.column("label").to_pylist()
-                vals, masks = prev.tensors.rows(np.arange(payload["first_row"], payload["first_row"] + n))
-                rec.update({k: payload[k] for k in ("host_id", "profile", "sample_name", "onset_s", "onset_phase")})
-                rec.update({f"coverage_{s}": payload[f"coverage_{s}"] for s in sources})
-                reused += 1
-            elif "error" in payload:
-                failed.append((r["rel_path"], payload["error"]))
-                rec.update(status="failed", error=payload["error"], n_windows=0)
-                ep_rows.append(rec)
-                continue
-            else:
-                w = payload["windows"]
-                n = w.n
-                if n:
-                    batch.add_windows(w)
-                vals, masks, labels = w.values, w.mask, w.labels
-                rec.update(host_id=w.host_id, profile=w.profile, sample_name=w.sample_name,
-                           onset_s=list(w.onsets.t_s), onset_phase=list(w.onsets.phases))
-                rec.update({f"coverage_{s}": w.coverage.get(s, 0.0) for s in sources})
-                extracted += 1
-            rec["n_windows"] = n
-            ep_rows.append(rec)
-            if n:
-                tw.append(vals, masks)
-                for lab, k in Counter(labels).items():
-                    per[(lab, rec["host_id"])] += k
-                for s in sources:
-                    cov_sum[s] += rec[f"coverage_{s}"] * n
-                row += n
-            if batch.n >= FEATURE_BATCH:
-                _write_batch(fw, batch.take(), tindex)
-            if progress:
-                progress(done, index.height, rate=f"{row / max(time.perf_counter() - t0, 1e-9):,.0f} windows/s")
-        _write_batch(fw, batch.take(), tindex)
-    finally:
-        fw.close()
-    if row == 0:
+    for c in chunks:
+        eps = c.episodes().with_columns((pl.col("first_row") + offset).alias("first_row"), pl.lit(c.name).alias("chunk"))
+        frames.append(eps)
+        offset += c.n_windows
+        for p, h, n in c.meta.get("per_phase_host", []):
+            per[(p, h)] += n
+    episodes = pl.concat(frames, how="diagonal_relaxed").sort("rel_path") if frames else pl.DataFrame()
+    ok = episodes.filter(pl.col("status") == "ok") if episodes.height else episodes
+    failed = [(r, e) for r, e in episodes.filter(pl.col("status") != "ok").select("rel_path", "error").iter_rows()] \
+        if episodes.height else []
+    if offset == 0:
         raise Cis490Error("no windows extracted: " + (failed[0][1] if failed else "episodes are too short"))
-    tw.close({"channels": registry.channel_names, "steps": cfg.spec.steps, "registry_hash": registry.schema_hash})
-    ti = pl.from_arrow(pa.concat_tables(tindex)).with_row_index("row").select("window_id", "episode_id",
-                                                                              "label_id", pl.col("row").cast(pl.Int64))
-    pq.write_table(ti.to_arrow().cast(pa.schema([("window_id", pa.string()), ("episode_id", pa.string()),
-                                                  ("label_id", pa.int8()), ("row", pa.int64())])),
-                   tmp / TENSORS / "index.parquet")
-    ep_schema = {"first_row": pl.Int64, "n_windows": pl.Int64, "error": pl.Utf8,
-                 "onset_s": pl.List(pl.Float64), "onset_phase": pl.List(pl.Utf8),
-                 **{f"coverage_{s}": pl.Float64 for s in sources}}
-    pl.DataFrame(ep_rows, schema_overrides=ep_schema, infer_schema_length=None).write_parquet(tmp / EPISODES)
-    # Phases in the registry's order (the life-cycle's), hosts by name: an
-    # alphabetical table put `act` first and `idle` fourth.
+    from core.paths import atomic_path
+    with atomic_path(processed / EPISODES, ".parquet") as tmp:
+        episodes.write_parquet(tmp)
+    features_sha = digest_files({c.name: c.meta["files"][CHUNK_FEATURES] for c in chunks})
+    tensor_files = {f"{c.name}/{n}": d for c in chunks for n, d in c.meta["files"].items()
+                    if n.startswith(("values_", "mask_"))}
+    tensors_sha = digest_files(tensor_files)
+    episodes_sha, ebytes = file_digest(processed / EPISODES)
+    fbytes = sum(c.meta["files"][CHUNK_FEATURES]["bytes"] for c in chunks)
+    tbytes = sum(d["bytes"] for d in tensor_files.values())
+    schema = {
+        "version": SCHEMA_VERSION, "extract_version": EXTRACT_VERSION, "registry_hash": registry.schema_hash,
+        "registry_path": registry_ref(registry, processed)["path"], "spec_hash": cfg.spec.hash(),
+        "window": asdict(cfg.spec), "steps": cfg.spec.steps, "stats": list(STATS),
+        "channels": registry.channel_names, "features": feature_names(registry), "phases": list(registry.phases),
+        "n_windows": offset, "index_sha256": file_digest(index_path)[0],
+        # What status compares: the rows extract read, by content (core.lab.extractable_digest).
+        "extractable_sha256": extractable_digest(index_path),
+        "features_sha256": features_sha, "tensors_sha256": tensors_sha, "episodes_sha256": episodes_sha,
+        "chunks": [{"dir": c.name, "n_windows": c.n_windows} for c in chunks],
+        "tensors": {"dir": CHUNKS, "part_windows": cfg.part_windows, "dtype": "float32", "mask_dtype": "uint8"},
+    }
+    from core.paths import atomic_write_text
+    atomic_write_text(processed / SCHEMA, json.dumps(schema, indent=2) + "\n")
     order = {p: i for i, p in enumerate(registry.phases)}
     per_phase_host: dict[str, dict[str, int]] = {}
+    # Phases in the registry's order (the life-cycle's), hosts by name: an
+    # alphabetical table put `act` first and `idle` fourth.
     for (lab, host), n in sorted(per.items(), key=lambda kv: (order.get(kv[0][0], len(order)), kv[0])):
         per_phase_host.setdefault(lab, {})[host] = n
-    return ExtractSummary(index.height, extracted, reused, failed, row, per_phase_host,
-                          {s: cov_sum[s] / row for s in sources}, 0.0, 0)
+    coverage = {s: float((ok[f"coverage_{s}"].fill_null(0) * ok["n_windows"]).sum() / offset)
+                if f"coverage_{s}" in ok.columns else 0.0 for s in sources}
+    summary = ExtractSummary(n_episodes, 0, 0, failed, offset, per_phase_host, coverage, 0.0, fbytes + tbytes)
+    summary.outputs = {"schema": str(processed / SCHEMA), "episodes": str(processed / EPISODES),
+                       "chunks": str(root)}
+    # The notebook's digest of the chunks' folder, from digests taken as each file was written
+    # (a chunk.json is a few hundred bytes: hashed here): what describe_path would find.
+    every = {f"{c.name}/{n}": d for c in chunks for n, d in c.meta["files"].items()}
+    for c in chunks:
+        sha, size = file_digest(c.path / CHUNK_META)
+        every[f"{c.name}/{CHUNK_META}"] = {"sha256": sha, "bytes": size}
+    summary.digests = {"episodes": {"sha256": episodes_sha, "bytes": ebytes},
+                       "chunks": {"sha256": digest_files(every), "bytes": sum(d["bytes"] for d in every.values())}}
+    return summary
 
 
 class _FeatureBatch:
@@ -271,7 +423,7 @@ class _FeatureBatch:
         self.meta: dict[str, list] = {k: [] for k in ("window_id", "episode_id", "host_id", "profile",
                                                       "sample_name", "t_center_s", "label")}
         self.feats: list[np.ndarray] = []
-        self.tables: list[pa.Table] = []   # rows copied from a previous extract
+        self.tables: list[pa.Table] = []   # rows copied from a previous chunk
         self.n = 0
 
     def add_windows(self, w) -> None:
@@ -320,63 +472,6 @@ class _FeatureBatch:
         return out
 
 
-def _write_batch(fw: pq.ParquetWriter, table: pa.Table | None, tindex: list[pa.Table]) -> None:
+def _write_batch(fw: pq.ParquetWriter, table: pa.Table | None) -> None:
     if table is not None:
         fw.write_table(table)
-        tindex.append(table.select(["window_id", "episode_id", "label_id"]))
-
-
-def tensor_dir_digest(files: dict[str, dict]) -> str:
-    """The digest of a directory from its files' digests: the same as the
-    notebook's digest of any directory (relative path, tab, sha256, per line)."""
-    h = hashlib.sha256()
-    for name in sorted(files):
-        h.update(f"{name}\t{files[name]['sha256']}\n".encode())
-    return h.hexdigest()
-
-
-def _commit(tmp: Path, processed: Path, registry: Registry, cfg: ExtractConfig, index_path: Path,
-            summary: ExtractSummary) -> None:
-    """Move the outputs into place; the schema file goes last and vouches for the rest.
-
-    Every file is hashed once: the tensor parts as they were written (their
-    digests are in meta.json), the small files here. The digests go to the
-    schema and the summary, so the notebook never re-reads the tensor store."""
-    features_sha, fbytes = file_digest(tmp / FEATURES)
-    meta = json.loads((tmp / TENSORS / META).read_text())
-    files = dict(meta["files"])
-    for name in ("index.parquet", META):
-        sha, size = file_digest(tmp / TENSORS / name)
-        files[name] = {"sha256": sha, "bytes": size}
-    tensors_sha = tensor_dir_digest(files)
-    tbytes = sum(f["bytes"] for f in files.values())
-    episodes_sha, ebytes = file_digest(tmp / EPISODES)
-    schema = {
-        "version": SCHEMA_VERSION, "extract_version": EXTRACT_VERSION, "registry_hash": registry.schema_hash,
-        "registry_path": registry_ref(registry, processed)["path"], "spec_hash": cfg.spec.hash(),
-        "window": asdict(cfg.spec), "steps": cfg.spec.steps, "stats": list(STATS),
-        "channels": registry.channel_names, "features": feature_names(registry), "phases": list(registry.phases),
-        "n_windows": summary.windows, "index_sha256": file_digest(index_path)[0],
-        # What status compares: the rows extract read, by content (core.lab.extractable_digest).
-        "extractable_sha256": extractable_digest(index_path),
-        "features_sha256": features_sha, "tensors_sha256": tensors_sha, "episodes_sha256": episodes_sha,
-        "tensors": {"dir": TENSORS, "parts": meta["parts"], "part_windows": meta["part_windows"],
-                    "dtype": "float32", "mask_dtype": "uint8"},
-    }
-    (processed / SCHEMA).unlink(missing_ok=True)
-    os.replace(tmp / FEATURES, processed / FEATURES)
-    os.replace(tmp / EPISODES, processed / EPISODES)
-    old = processed / TENSORS
-    if old.exists():
-        trash = processed / f"{temp_prefix(TENSORS)}old"
-        os.replace(old, trash)
-        shutil.rmtree(trash, ignore_errors=True)
-    os.replace(tmp / TENSORS, old)
-    (tmp / SCHEMA).write_text(json.dumps(schema, indent=2) + "\n")
-    os.replace(tmp / SCHEMA, processed / SCHEMA)
-    summary.bytes_on_disk = fbytes + tbytes
-    summary.outputs = {"features": str(processed / FEATURES), "schema": str(processed / SCHEMA),
-                       "tensors": str(processed / TENSORS), "episodes": str(processed / EPISODES)}
-    summary.digests = {"features": {"sha256": features_sha, "bytes": fbytes},
-                       "tensors": {"sha256": tensors_sha, "bytes": tbytes},
-                       "episodes": {"sha256": episodes_sha, "bytes": ebytes}}

@@ -1,30 +1,18 @@
-"""The out-of-core tensor store: fixed-size .npy parts, memory-mapped to read.
+"""The write side of a chunk's tensors: fixed-size .npy parts.
 
-Layout of `tensors_v1/`:
-    meta.json            channels, steps, dtype, part_windows, n_windows, parts,
-                         and the sha256 and size of every part (taken as it was
-                         written, so nothing re-reads gigabytes to hash them)
-    index.parquet        window_id, episode_id, label_id, row (aligned with the
-                         features parquet row for row)
     values_00000.npy     (<= part_windows, C, T) float32, NaN where missing
     mask_00000.npy       (<= part_windows, C, T) uint8, 1 where present
-Global row r lives in part r // part_windows at offset r % part_windows, so a
-reader needs no per-window lookup, and every part but the last is full.
+
+Every part but a chunk's last is full. The sha256 and size of every part are
+taken as it is written, so nothing re-reads gigabytes to hash them. The read
+side, over every chunk of a lab, is core.extract.chunks.TensorView.
 """
 from __future__ import annotations
 
 import hashlib
-import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from core.errors import ArtifactError
-from core.loading import check_npy, read_json
-
-META = "meta.json"
-REBUILD = "cis490 extract"
 
 
 class _HashingFile:
@@ -93,61 +81,8 @@ class TensorPartWriter:
         self.parts.append(self._buffered)
         self._vals, self._masks, self._buffered = [], [], 0
 
-    def close(self, meta: dict) -> None:
+    def close(self) -> dict:
+        """The parts written: their windows and every file's digest."""
         self._flush()
-        meta = {**meta, "part_windows": self.part_windows, "n_windows": sum(self.parts), "parts": self.parts,
-                "dtype": "float32", "mask_dtype": "uint8", "files": self.files}
-        (self.root / META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-
-
-@dataclass
-class TensorStore:
-    """Read side: rows by global row number, memory-mapped (never loaded whole)."""
-    root: Path
-    meta: dict
-
-    @classmethod
-    def open(cls, root: Path) -> "TensorStore":
-        """Checks every part's header and length up front (a stat and a few
-        bytes each): a truncated part fails here, naming itself, not mid-training."""
-        root = Path(root)
-        if not root.is_dir():
-            raise ArtifactError(f"{root} not found: run `{REBUILD}` first")
-        meta = read_json(root / META, REBUILD, ("channels", "steps", "part_windows", "n_windows", "parts"))
-        tail = (len(meta["channels"]), meta["steps"])
-        for k, rows in enumerate(meta["parts"]):
-            check_npy(root / f"values_{k:05d}.npy", tail, rows, "float32", REBUILD)
-            check_npy(root / f"mask_{k:05d}.npy", tail, rows, "uint8", REBUILD)
-        return cls(root, meta)
-
-    @property
-    def n_windows(self) -> int:
-        return self.meta["n_windows"]
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return len(self.meta["channels"]), self.meta["steps"]
-
-    def _part(self, kind: str, k: int) -> np.ndarray:
-        cache = self.__dict__.setdefault("_mm", {})
-        key = (kind, k)
-        if key not in cache:
-            cache[key] = np.load(self.root / f"{kind}_{k:05d}.npy", mmap_mode="r")
-        return cache[key]
-
-    def rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Values and masks of the given global rows, in the given order."""
-        rows = np.asarray(rows, dtype=np.int64)
-        C, T = self.shape
-        vals = np.empty((len(rows), C, T), np.float32)
-        masks = np.empty((len(rows), C, T), np.uint8)
-        P = self.meta["part_windows"]
-        part, off = rows // P, rows % P
-        for k in np.unique(part):
-            sel = part == k
-            # Sorted offsets read a memory map front to back.
-            order = np.argsort(off[sel], kind="stable")
-            idx = np.nonzero(sel)[0][order]
-            vals[idx] = self._part("values", int(k))[off[idx]]
-            masks[idx] = self._part("mask", int(k))[off[idx]]
-        return vals, masks
+        return {"part_windows": self.part_windows, "n_windows": sum(self.parts), "parts": self.parts,
+                "files": self.files}

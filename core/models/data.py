@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Iterator
 import numpy as np
 
 if TYPE_CHECKING:     # the tensor store's package reads parquet: not needed to name the type
-    from core.extract.tensors import TensorStore
+    from core.extract.chunks import TensorView
 
 # Windows a shuffled pass holds at once: row groups are visited in random order
 # and their windows shuffled within this buffer (all of a small part at once).
@@ -78,19 +78,27 @@ class ArrayTable:
 
 
 class ParquetTable:
-    """The features parquet, read one row group and only the asked columns at a time."""
+    """The features parquet files of a lab's chunks, in order, as one table:
+    read one row group and only the asked columns at a time."""
 
-    def __init__(self, path: Path, names: list[str]):
+    def __init__(self, paths: list[Path] | Path, names: list[str]):
         import pyarrow.parquet as pq
-        self.path, self.names = Path(path), list(names)
-        self.file = pq.ParquetFile(self.path)
-        meta = self.file.metadata
-        self.bounds = np.concatenate([[0], np.cumsum([meta.row_group(i).num_rows
-                                                      for i in range(meta.num_row_groups)])]).astype(np.int64)
+        self.paths = [Path(p) for p in (paths if isinstance(paths, (list, tuple)) else [paths])]
+        self.names = list(names)
+        self.files = [pq.ParquetFile(p) for p in self.paths]
+        # Row group g of the table is group where[g] of file which[g].
+        self.which, self.where, sizes = [], [], []
+        for k, f in enumerate(self.files):
+            for i in range(f.metadata.num_row_groups):
+                self.which.append(k)
+                self.where.append(i)
+                sizes.append(f.metadata.row_group(i).num_rows)
+        self.bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self.width = len(self.names)
 
     def read_group(self, g: int, cols: np.ndarray) -> np.ndarray:
-        table = self.file.read_row_group(int(g), columns=[self.names[c] for c in cols])
+        g = int(g)
+        table = self.files[self.which[g]].read_row_group(self.where[g], columns=[self.names[c] for c in cols])
         if not len(cols):
             return np.zeros((table.num_rows, 0), np.float32)
         return np.stack([c.to_numpy() for c in table.columns], axis=1).astype(np.float32, copy=False)
@@ -248,7 +256,7 @@ def concat_parts(a, b):
 
 @dataclass
 class TensorData:
-    store: TensorStore
+    store: TensorView
     rows: np.ndarray       # (n,) global rows of the tensor store
     y: np.ndarray
     groups: np.ndarray | None = None     # (n,) episode codes, as SummaryData's

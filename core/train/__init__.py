@@ -9,8 +9,7 @@ import numpy as np
 import polars as pl
 
 from core.errors import ConfigError
-from core.extract import FEATURES, TENSORS, load_feature_schema, read_features, read_tensor_index
-from core.extract.tensors import TensorStore
+from core.extract import extract_chunks, load_feature_schema, open_tensors, read_features, read_tensor_index
 from core.models import MODELS
 from core.models.base import BaseModel, CheckpointError, TrainError, schema_hash
 from core.models.checkpoint import load_checkpoint, save_checkpoint, schema_record  # noqa: F401 (re-exported)
@@ -106,14 +105,14 @@ def load_split_data(processed: Path, recipe: str, input_kind: str, view: tuple |
     `capped`: train and val hold at most the split's max_episode_share of
     any one episode (what models fit and choose on); eval scores every window."""
     split, meta = view or load_split(processed, recipe)
+    schema = schema or load_feature_schema(processed)
     if input_kind == "summary":
-        schema = schema or load_feature_schema(processed)
         # Only the index is read here: the feature values stay on disk.
-        frame = read_features(processed, ["episode_id", "label_id"]).with_row_index("row")
-        table = ParquetTable(processed / FEATURES, schema["features"])
+        frame = read_features(processed, ["episode_id", "label_id"], schema).with_row_index("row")
+        table = ParquetTable([c.features for c in extract_chunks(processed, schema)], schema["features"])
     else:
-        frame = read_tensor_index(processed)
-        store = TensorStore.open(processed / TENSORS)
+        frame = read_tensor_index(processed, schema)
+        store = open_tensors(processed, schema)
     frame = frame.join(split, on="episode_id", how="inner", maintain_order="left")
     # Episodes as integer codes: cross-validation folds keep an episode whole.
     episodes = np.unique(frame["episode_id"].to_numpy(), return_inverse=True)[1].astype(np.int64)
@@ -174,8 +173,9 @@ def train_one(processed: Path, artifacts: Path, registry: Registry, model: str, 
     header = save_checkpoint(m, out, {"mode": mode, "schema_hash": schema_hash(schema, cls.input_kind),
                              "registry_hash": registry.schema_hash, "registry": registry_ref(registry),
                              "window": schema["window"], "schema": schema_record(schema, cls.input_kind),
-                             "split": split_identity(data.meta), "features_sha256": schema["features_sha256"],
-                             "tensors_sha256": schema["tensors_sha256"], "keep_names": [names[i] for i in keep]})
+                             # Its split's windows by content: runs extracted since leave it fresh.
+                             "split": split_identity(data.meta), "features_sha256": data.meta["features_sha256"],
+                             "keep_names": [names[i] for i in keep]})
     return TrainResult(model, mode, out, header, seconds)
 
 

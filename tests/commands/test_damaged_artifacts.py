@@ -31,21 +31,30 @@ def _one_line(result, expected_start, expected_end=""):
     assert err.endswith(expected_end), err
 
 
-def test_deleted_tensor_store(cli, home):
-    shutil.rmtree(home.processed / "tensors_v1")
+CHUNK = ("extract_v2", "chunk-000000")
+
+
+def test_deleted_chunk(cli, home):
+    shutil.rmtree(home.processed.joinpath(*CHUNK))
     _one_line(cli("train", "cnn", "--epochs", "1"),
-              f"Error: {home.processed / 'tensors_v1' / 'index.parquet'} not found: run `cis490 extract` first")
+              f"Error: {home.processed.joinpath(*CHUNK, 'features.parquet')} not found: run `cis490 extract` first")
 
 
 def test_deleted_features(cli, home):
-    (home.processed / "features_window_v1.parquet").unlink()
+    home.processed.joinpath(*CHUNK, "features.parquet").unlink()
     _one_line(cli("train", "knn"),
-              f"Error: {home.processed / 'features_window_v1.parquet'} not found: run `cis490 extract` first")
+              f"Error: {home.processed.joinpath(*CHUNK, 'features.parquet')} not found: run `cis490 extract` first")
+
+
+def test_deleted_tensor_part(cli, home):
+    part = home.processed.joinpath(*CHUNK, "mask_00000.npy")
+    part.unlink()
+    _one_line(cli("train", "cnn", "--epochs", "1"), f"Error: {part} not found: run `cis490 extract` first")
 
 
 def test_truncated_tensor_part(cli, home):
     """Regression: 'mmap length is greater than file size' from numpy."""
-    part = home.processed / "tensors_v1" / "values_00000.npy"
+    part = home.processed.joinpath(*CHUNK, "values_00000.npy")
     part.write_bytes(part.read_bytes()[:5000])
     _one_line(cli("train", "cnn", "--epochs", "1"), f"Error: {part}: damaged, truncated (5,000 of ",
               "bytes); rebuild it with `cis490 extract`")

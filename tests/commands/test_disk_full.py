@@ -164,11 +164,13 @@ def test_a_full_disk_in_extract_names_what_it_wrote_and_its_filesystem(cli, lab_
     file" named no file, and the line gave the current directory's free space."""
     import pyarrow.parquet as pq
     install_lab(trained, lab_home, store_of=extracted_lab[0])
-    before = (lab_home.processed / "features_window_v1.parquet").read_bytes()
+    schema = lab_home.processed / "feature_schema_v1.json"
+    before = (schema.read_bytes(), sorted(p.name for p in (lab_home.processed / "extract_v2").iterdir()))
     monkeypatch.setattr(pq.ParquetWriter, "write_table", _full)
-    result = cli("extract", "--store", str(lab_home.default_store))
+    result = cli("extract", "--full", "--store", str(lab_home.default_store))
     assert result.exit_code == 1
     [line] = result.stderr.strip().splitlines()
-    assert line.startswith(f"Error: {lab_home.processed / 'features_window_v1.parquet'}: disk full (")
+    assert line.startswith(f"Error: {lab_home.processed / 'extract_v2'}: disk full (")
     assert "on its filesystem" in line and "nothing was replaced" in line
-    assert (lab_home.processed / "features_window_v1.parquet").read_bytes() == before
+    # The last extract, as it was: no half-written chunk left beside it.
+    assert (schema.read_bytes(), sorted(p.name for p in (lab_home.processed / "extract_v2").iterdir())) == before

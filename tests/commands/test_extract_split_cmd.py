@@ -17,7 +17,7 @@ def test_extract_then_split(cli, validated_home):
     result = cli("extract", "-j", "2")
     assert result.exit_code == 0, result.output
     assert "Windows per phase and host" in result.output
-    assert (home.processed / "features_window_v1.parquet").exists()
+    assert (home.processed / "extract_v2" / "chunk-000000" / "features.parquet").exists()
     again = json.loads(cli("--json", "extract", "-j", "1").stdout)
     # Regression (issue 35): the table was alphabetical (act, beacon, dormant, ...), not the life-cycle's order.
     from core.registry import load_registry

@@ -8,6 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from core.extract import read_features
 from core.train import load_split_data
 from tests.core.test_hostile_values import poison
 from tests.hostile import limit_episode
@@ -38,7 +39,7 @@ def test_a_lab_with_values_beyond_float32_and_a_limit_episode_trains_every_kind_
     """Regression: gbt, mlp and minirocket failed with "unexpected ValueError
     ... infinity"; the limit episode held 31.5% of a lab's windows."""
     home, _, limit_id = poisoned
-    features = pl.read_parquet(home.processed / "features_window_v1.parquet")
+    features = read_features(home.processed)
     assert not np.isinf(features.select(pl.selectors.by_dtype(pl.Float32)).to_numpy()).any()
     per_episode = features.group_by("episode_id").len()
     biggest = per_episode.sort("len", descending=True).row(0)

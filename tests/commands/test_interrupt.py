@@ -39,7 +39,8 @@ def test_ctrl_c_in_extract_prints_one_line(lab_home):
                                                  "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
     deadline = time.monotonic() + 60
     # Interrupt once the workers run: a fixed wait raced a faster extract.
-    while not (any(p.name.startswith(".extract.~") for p in lab_home.processed.iterdir())
+    chunks = lab_home.processed / "extract_v2"
+    while not (chunks.is_dir() and any(p.name.startswith(".chunk.~") for p in chunks.iterdir())
                and len(_children(proc.pid)) >= 2):
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.02)
@@ -49,9 +50,12 @@ def test_ctrl_c_in_extract_prints_one_line(lab_home):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, (out, err)
     assert err == "Error: interrupted\n"
-    # Nothing half-written is left, and no output looks complete.
-    assert sorted(p.name for p in lab_home.processed.iterdir()) == ["validation_v1.json", "validation_v1.parquet",
+    # Nothing half-written is left, and no output looks complete: the chunk being written
+    # (all 200 episodes: under one chunk's 512) is gone, and no schema lists anything.
+    assert sorted(p.name for p in lab_home.processed.iterdir()) == ["extract_v2", "validation_v1.json",
+                                                                       "validation_v1.parquet",
                                                                        "validation_v1.stat.parquet"]
+    assert list(chunks.iterdir()) == []
 
 
 def test_sigterm_is_recorded_as_interrupted_with_exit_143(lab_home):

@@ -52,7 +52,7 @@ def test_stale_split_is_refused(cli, ready_home):
     meta_path.write_text(json.dumps(meta))
     result = cli("train", "gbt")
     assert result.exit_code == 1
-    assert "is stale: it was made on other features than the current extract" in result.stderr
+    assert "is stale: some of its episodes were extracted again to other windows, or are gone" in result.stderr
 
 
 def test_cuda_without_cuda(cli, ready_home):

@@ -7,13 +7,14 @@ import numpy as np
 import polars as pl
 import pytest
 
-from core.extract import EPISODES, FEATURES, SCHEMA, TENSORS, ExtractConfig, load_feature_schema
+from core.extract import (CHUNKS, EPISODES, SCHEMA, ExtractConfig, extract_chunks, load_feature_schema, open_tensors,
+                          read_features, read_tensor_index)
 from core.extract.pipeline import run_extract
 from core.extract.episode import (ExtractError, WindowSpec, _carry_one, _sample_grids, extract_episode,
                                   feature_names, summary_features)
-from core.extract.tensors import TensorStore
 from core.registry import load_registry
 from core.store import Episode
+from tests.conftest import SMALL_CHUNKS
 
 REG = load_registry()
 
@@ -28,16 +29,22 @@ def _digests(processed):
 
 def test_outputs_are_aligned_row_for_row(extracted_lab):
     paths, summary = extracted_lab
-    feats = pl.read_parquet(paths.processed / FEATURES)
-    tindex = pl.read_parquet(paths.processed / TENSORS / "index.parquet")
-    store = TensorStore.open(paths.processed / TENSORS)
+    feats = read_features(paths.processed)
+    tindex = read_tensor_index(paths.processed)
+    store = open_tensors(paths.processed)
     schema = load_feature_schema(paths.processed)
     assert feats.height == tindex.height == store.n_windows == summary.windows == schema["n_windows"]
     assert feats["window_id"].to_list() == tindex["window_id"].to_list()
+    assert tindex["row"].to_list() == list(range(feats.height))
     assert feats["window_id"].n_unique() == feats.height
     assert feats.columns[8:] == feature_names(REG) == schema["features"]
     assert len(schema["features"]) == 46 * 6
-    assert store.meta["parts"][:-1] == [256] * (len(store.meta["parts"]) - 1) and len(store.meta["parts"]) > 3
+    chunks = extract_chunks(paths.processed)
+    assert len(chunks) == -(-summary.episodes // 32) == summary.chunks > 1      # 32 episodes per chunk
+    for c in chunks:
+        parts = c.meta["parts"]
+        assert parts[:-1] == [256] * (len(parts) - 1) and sum(parts) == c.n_windows
+        assert c.episodes().height == 32 or c is chunks[-1]
     assert set(feats["label"].unique()) == set(REG.phases)
     assert (feats["label_id"].to_numpy() == np.array([REG.phases.index(x) for x in feats["label"]])).all()
 
@@ -45,9 +52,9 @@ def test_outputs_are_aligned_row_for_row(extracted_lab):
 def test_batch_equals_single_episode(extracted_lab):
     paths, _ = extracted_lab
     eps = pl.read_parquet(paths.processed / EPISODES).filter(pl.col("n_windows") > 0)
-    feats = pl.read_parquet(paths.processed / FEATURES)
-    store = TensorStore.open(paths.processed / TENSORS)
-    for rec in eps.sample(3, seed=1).iter_rows(named=True):
+    feats = read_features(paths.processed)
+    store = open_tensors(paths.processed)
+    for rec in eps.sample(6, seed=1).iter_rows(named=True):
         one = extract_episode(Episode.open(paths.default_store / rec["rel_path"], rec["rel_path"]), REG)
         rows = np.arange(rec["first_row"], rec["first_row"] + rec["n_windows"])
         vals, masks = store.rows(rows)
@@ -64,8 +71,8 @@ def test_a_window_extracted_on_demand_equals_the_extracted_one(extracted_lab):
     from core.extract.episode import episode_grid
     paths, _ = extracted_lab
     eps = pl.read_parquet(paths.processed / EPISODES).filter(pl.col("n_windows") > 1)
-    feats = pl.read_parquet(paths.processed / FEATURES)
-    store = TensorStore.open(paths.processed / TENSORS)
+    feats = read_features(paths.processed)
+    store = open_tensors(paths.processed)
     for rec in eps.sample(3, seed=2).iter_rows(named=True):
         grid = episode_grid(Episode.open(paths.default_store / rec["rel_path"], rec["rel_path"]), REG)
         assert grid.n == rec["n_windows"]
@@ -80,14 +87,18 @@ def test_a_window_extracted_on_demand_equals_the_extracted_one(extracted_lab):
             assert grid.end_s(i) == grid.t_center_s(i) + 5.0     # complete once its second half is recorded
 
 
-def test_tensor_store_is_memory_mapped(extracted_lab):
+def test_tensor_store_is_memory_mapped_across_chunks(extracted_lab):
     paths, _ = extracted_lab
-    store = TensorStore.open(paths.processed / TENSORS)
-    part = store._part("values", 0)
-    assert isinstance(part, np.memmap)
-    vals, masks = store.rows(np.array([300, 5, 257]))
-    np.testing.assert_array_equal(vals[1], store._part("values", 0)[5])
-    np.testing.assert_array_equal(vals[0], store._part("values", 1)[300 - 256])
+    store = open_tensors(paths.processed)
+    assert isinstance(store._part(0, 0), np.memmap)
+    first = extract_chunks(paths.processed)[0].n_windows
+    rows = np.array([first + 3, 5, 257, first - 1, store.n_windows - 1])   # across parts and chunks, any order
+    vals, masks = store.rows(rows)
+    for i, r in enumerate(rows):
+        k = int(np.searchsorted(store.starts, r, side="right") - 1)
+        values_file, mask_file, _ = store.parts[k]
+        np.testing.assert_array_equal(vals[i], np.load(values_file)[r - store.starts[k]])
+        np.testing.assert_array_equal(masks[i], np.load(mask_file)[r - store.starts[k]])
     assert vals.dtype == np.float32 and masks.dtype == np.uint8
     assert ((masks == 1) == ~np.isnan(vals)).all()
 
@@ -98,14 +109,18 @@ def test_rerun_is_deterministic_and_incremental(extracted_lab, tmp_path):
     shutil.copytree(paths.processed, processed)
     index = processed / "validation_v1.parquet"
     before = _digests(processed)
-    again = run_extract(processed, index, paths.default_store, REG, ExtractConfig(part_windows=256), workers=1)
-    assert again.reused == first.extracted and again.extracted == 0
+    again = run_extract(processed, index, paths.default_store, REG, SMALL_CHUNKS, workers=1)
+    assert again.reused == first.episodes and again.extracted == 0 and again.new_chunks == 0
     assert _digests(processed) == before
-    shutil.rmtree(processed / TENSORS)
+    shutil.rmtree(processed / CHUNKS)
     (processed / SCHEMA).unlink()
-    fresh = run_extract(processed, index, paths.default_store, REG, ExtractConfig(part_windows=256), workers=2)
+    fresh = run_extract(processed, index, paths.default_store, REG, SMALL_CHUNKS, workers=2)
     assert fresh.extracted == first.extracted and fresh.reused == 0
     assert _digests(processed) == before
+    full = run_extract(processed, index, paths.default_store, REG, SMALL_CHUNKS, workers=1, full=True)
+    n = first.chunks
+    assert full.extracted == first.extracted and full.reused == 0 and full.new_chunks == n
+    assert sorted(p.name for p in (processed / CHUNKS).iterdir()) == [f"chunk-{i:06d}" for i in range(n, 2 * n)]
 
 
 def test_changed_window_spec_recomputes(extracted_lab, tmp_path):
@@ -262,23 +277,25 @@ def test_extraction_code_version_is_part_of_the_reuse_key(extracted_lab, tmp_pat
     assert schema["extract_version"]
     schema["extract_version"] = "0-older-code"
     (processed / SCHEMA).write_text(json.dumps(schema))
+    for chunk in extract_chunks(processed):
+        meta = json.loads((chunk.path / "chunk.json").read_text())
+        meta["key"]["extract_version"] = "0-older-code"
+        (chunk.path / "chunk.json").write_text(json.dumps(meta))
     summary = run_extract(processed, processed / "validation_v1.parquet", paths.default_store, REG,
-                          ExtractConfig(part_windows=256), workers=1)
+                          SMALL_CHUNKS, workers=1)
     assert summary.reused == 0 and summary.extracted > 0
 
 
-def test_tensor_digests_are_taken_once_while_writing(extracted_lab):
-    from core.extract.pipeline import tensor_dir_digest
+def test_digests_are_taken_once_while_writing(extracted_lab):
     from core.notebook import describe_path
-    paths, _ = extracted_lab
-    meta = json.loads((paths.processed / TENSORS / "meta.json").read_text())
-    for name, d in meta["files"].items():
-        assert hashlib.sha256((paths.processed / TENSORS / name).read_bytes()).hexdigest() == d["sha256"]
-    # The schema's tensor digest is the notebook's digest of the directory, so
-    # the notebook can record it without reading the store again.
-    assert load_feature_schema(paths.processed)["tensors_sha256"] == describe_path(paths.processed / TENSORS)["sha256"]
-    assert tensor_dir_digest({**meta["files"], "x": {"sha256": "0"}}) != load_feature_schema(paths.processed)[
-        "tensors_sha256"]
+    paths, summary = extracted_lab
+    for chunk in extract_chunks(paths.processed):
+        for name, d in chunk.meta["files"].items():
+            assert hashlib.sha256((chunk.path / name).read_bytes()).hexdigest() == d["sha256"]
+    # What the notebook records of the chunks' folder, without reading it
+    # again, is its digest of the folder.
+    assert summary.digests["chunks"]["sha256"] == describe_path(paths.processed / CHUNKS)["sha256"]
+    assert summary.digests["chunks"]["bytes"] == describe_path(paths.processed / CHUNKS)["bytes"]
 
 
 def test_readers_of_a_lab_and_the_window_cut_need_no_lab_extra(tmp_path):

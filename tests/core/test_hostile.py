@@ -207,11 +207,11 @@ def test_kill_9_mid_extract_leaves_no_worker_and_no_temporary(tmp_path):
     workers: list[int] = []
     while time.monotonic() < deadline and proc.poll() is None:
         workers = [c for c in _children(proc.pid) if "spawn" in (Path("/proc") / str(c) / "cmdline").read_text()]
-        if len(workers) >= 2 and list(processed.glob(".extract.~*")):
+        if len(workers) >= 2 and list(processed.glob("extract_v2/.chunk.~*")):
             break
         time.sleep(0.05)
     assert proc.poll() is None and workers, "extract finished before it could be killed"
-    temps = list(processed.glob(".extract.~*"))
+    temps = list(processed.glob("extract_v2/.chunk.~*"))
     assert temps
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -221,4 +221,4 @@ def test_kill_9_mid_extract_leaves_no_worker_and_no_temporary(tmp_path):
     assert not [w for w in workers if _alive(w)], "workers outlived their killed parent"
     assert temps[0].exists()                                   # what a dead run leaves ...
     run_extract(processed, index, store, REG, ExtractConfig(), workers=1)
-    assert not [p.name for p in processed.iterdir() if p.name.startswith(".")]   # ... the next run removes
+    assert not [p.name for p in processed.rglob(".*")]                          # ... the next run removes

@@ -80,9 +80,7 @@ def test_a_file_changed_with_its_size_and_time_put_back_is_noticed_and_never_ext
     f.write_bytes(new[:max(len(blob), len(new))])
     os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert len(new) == len(blob)
-    shutil.rmtree(processed / "tensors_v1")                                       # a fresh extract
-    (processed / "features_window_v1.parquet").unlink()
-    run_extract(processed, index, store, REG, ExtractConfig(), workers=1)
+    run_extract(processed, index, store, REG, ExtractConfig(), workers=1, full=True)      # a fresh extract
     row = read_extracted_episodes(processed).filter(pl.col("rel_path") == rel)
     assert row["status"][0] == "failed"
     assert row["error"][0] == "proc.jsonl.gz changed since validation: re-run `cis490 validate`"

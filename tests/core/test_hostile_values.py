@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from core.extract import ExtractConfig
+from core.extract import ExtractConfig, read_features
 from core.extract.pipeline import run_extract
 from core.registry import load_registry, parse_registry
 from core.validate.checks import ValidateConfig, validate_episode
@@ -55,7 +55,7 @@ def test_values_beyond_float32_are_a_reason_and_missing_never_infinite(tiny_stor
     index = processed / "validation_v1.parquet"
     run_validation(store, index, REG)
     run_extract(processed, index, store, REG, ExtractConfig(), workers=1)
-    features = pl.read_parquet(processed / "features_window_v1.parquet")
+    features = read_features(processed)
     numeric = features.select(pl.selectors.by_dtype(pl.Float32)).to_numpy()
     assert not np.isinf(numeric).any()
     mine = features.filter(pl.col("episode_id") == row["episode_id"])

@@ -7,7 +7,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from core.extract import FEATURES, load_feature_schema
+from core.extract import load_feature_schema, read_features
 from core.models.base import Preprocessor
 from core.models.data import SummaryData, slog
 from core.models.tabular import GBTModel, KNNModel
@@ -31,7 +31,7 @@ def test_parts_stream_exactly_the_parquet_rows_of_the_kept_columns(lab):
     data = load_split_data(lab, "host", "summary", capped=False)      # every window (the cap: test_episode_share)
     schema = load_feature_schema(lab)
     keep = keep_mask(REG, schema, "summary", "realistic")
-    whole = pl.read_parquet(lab / FEATURES).with_row_index("row")
+    whole = read_features(lab).with_row_index("row")
     split = pl.read_parquet(lab / "splits" / "host.parquet")
     for part, d in data.parts.items():
         want = whole.join(split, on="episode_id", maintain_order="left").filter(pl.col("part") == part)

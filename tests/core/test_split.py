@@ -1,13 +1,23 @@
-import json
-
 import polars as pl
 import pytest
 
 from core.errors import ConfigError
+from core.paths import LabPaths
 from core.registry import load_registry
 from core.split import SplitConfig, SplitError, assign_parts, check_split, load_split, make_split
 
 REG = load_registry()
+
+
+@pytest.fixture
+def paths(extracted_lab, tmp_path):
+    """The shared lab's extract, copied: the splits a test makes stay its own
+    (a `time` split left in the shared lab made another module's 'no such
+    split' test pass or fail by the order tests ran in)."""
+    import shutil
+    mine = LabPaths(tmp_path / "lab")
+    shutil.copytree(extracted_lab[0].processed, mine.processed)
+    return mine
 
 
 def _parts(paths, recipe):
@@ -16,8 +26,7 @@ def _parts(paths, recipe):
     return df.join(eps, on="episode_id"), meta
 
 
-def test_host_split_holds_out_hosts_and_names_untested_profiles(extracted_lab):
-    paths, _ = extracted_lab
+def test_host_split_holds_out_hosts_and_names_untested_profiles(paths):
     train = ("lab-thinkpad", "lab-nuc", "lab-desktop")
     r = make_split(paths.processed, SplitConfig("host", train, seed=1), REG)
     df, meta = _parts(paths, "host")
@@ -29,8 +38,7 @@ def test_host_split_holds_out_hosts_and_names_untested_profiles(extracted_lab):
     assert df["episode_id"].n_unique() == df.height
 
 
-def test_host_split_is_deterministic_by_seed(extracted_lab):
-    paths, _ = extracted_lab
+def test_host_split_is_deterministic_by_seed(paths):
     cfg = SplitConfig("host", ("lab-thinkpad", "lab-desktop"), seed=4)
     a = make_split(paths.processed, cfg, REG).parquet.read_bytes()
     b = make_split(paths.processed, cfg, REG).parquet.read_bytes()
@@ -39,8 +47,7 @@ def test_host_split_is_deterministic_by_seed(extracted_lab):
     assert c.parquet.read_bytes() != a  # another seed draws another validation set
 
 
-def test_sample_split_keeps_samples_disjoint(extracted_lab):
-    paths, _ = extracted_lab
+def test_sample_split_keeps_samples_disjoint(paths):
     make_split(paths.processed, SplitConfig("sample", seed=2), REG)
     df, meta = _parts(paths, "sample")
     assert df.group_by("sample_name").agg(pl.col("part").n_unique())["part"].max() == 1
@@ -49,8 +56,7 @@ def test_sample_split_keeps_samples_disjoint(extracted_lab):
         assert parts == {"train", "val", "test"}, profile
 
 
-def test_time_split_tests_on_the_latest_episodes(extracted_lab):
-    paths, _ = extracted_lab
+def test_time_split_tests_on_the_latest_episodes(paths):
     make_split(paths.processed, SplitConfig("time", seed=3), REG)
     df, _ = _parts(paths, "time")
     assert df.filter(pl.col("part") != "test")["received_at"].max() <= \
@@ -58,8 +64,7 @@ def test_time_split_tests_on_the_latest_episodes(extracted_lab):
     assert set(df.filter(pl.col("part") == "train")["profile"]) == set(REG.profiles)
 
 
-def test_unknown_train_host_says_which_hosts_exist(extracted_lab):
-    paths, _ = extracted_lab
+def test_unknown_train_host_says_which_hosts_exist(paths):
     with pytest.raises(SplitError) as err:
         make_split(paths.processed, SplitConfig("host", ("lab-mars",)), REG)
     assert str(err.value) == ("train host 'lab-mars' has no extracted episodes "
@@ -102,9 +107,12 @@ def test_stale_split_is_refused(extracted_lab, tmp_path):
     processed = tmp_path / "p"
     shutil.copytree(paths.processed, processed)
     make_split(processed, SplitConfig("host", ("lab-thinkpad", "lab-nuc")), REG)
-    schema = json.loads((processed / "feature_schema_v1.json").read_text())
-    schema["features_sha256"] = "0" * 64
-    (processed / "feature_schema_v1.json").write_text(json.dumps(schema))
+    # One of its episodes extracted again to other windows (its digest is what the extract recorded).
+    split = pl.read_parquet(processed / "splits" / "host.parquet")
+    eps = pl.read_parquet(processed / "extract_episodes_v1.parquet")
+    eps.with_columns(pl.when(pl.col("episode_id") == split["episode_id"][0]).then(pl.lit("0" * 64))
+                     .otherwise(pl.col("windows_sha256")).alias("windows_sha256")).write_parquet(
+        processed / "extract_episodes_v1.parquet")
     with pytest.raises(SplitError, match="is stale"):
         load_split(processed, "host")
 
