@@ -102,6 +102,10 @@ def render_split(state: AppState, r: SplitResult) -> None:
     if term.json_mode:
         term.json({**m, "parquet": str(r.parquet), "meta": str(r.meta_path)})
         return
+    if "added" in m and not any(m["added"].values()):
+        term.print(f"Split '{r.recipe}' holds every extracted episode already: nothing to add "
+                   f"(version {m.get('version', 1)}).")
+        return
     rows = []
     for profile, parts in m["counts"].items():
         rows.append((profile, *[f"{parts.get(p, {}).get('episodes', 0)} ({parts.get(p, {}).get('windows', 0):,})"
@@ -119,6 +123,11 @@ def render_split(state: AppState, r: SplitResult) -> None:
     if m.get("unlabelled_left_out"):
         term.print(f"{m['unlabelled_left_out']:,} unlabelled episode(s) left out: never split, trained or scored "
                    "on (`cis490 predict --unlabelled` reads them).")
+    if "added" in m:
+        term.print(f"Extended to version {m['version']}: "
+                   + ", ".join(f"+{m['added'][p]:,} {p}" for p in PARTS)
+                   + " episodes; every earlier episode kept its part, and models trained on an earlier version "
+                     "stay usable.")
     term.print(f"Split: {r.parquet}")
 
 

@@ -13,8 +13,8 @@ from cis490cli.state import get_state
 
 def split(
     ctx: typer.Context,
-    recipe: opt.SplitName = typer.Option(..., "--recipe", help="host: held-out hosts; sample: held-out samples; "
-                                                              "time: held-out latest episodes."),
+    recipe: Optional[opt.SplitName] = typer.Option(None, "--recipe", help="host: held-out hosts; sample: held-out "
+                                                                        "samples; time: held-out latest episodes."),
     train_hosts: Optional[List[str]] = typer.Option(None, "--train-hosts", metavar="HOST[,HOST...]",
                                                     help="Hosts to train on (host recipe); repeat or comma-separate."),
     val_frac: float = typer.Option(0.2, "--val-frac", metavar="FRACTION", callback=opt.open_fraction,
@@ -34,6 +34,9 @@ def split(
                                                       "even though checkpoints, evaluations or bundles were made "
                                                       "on it (they go stale) [default: ask on a terminal, else "
                                                       "refuse]."),
+    extend: Optional[str] = typer.Option(None, "--extend", metavar="NAME", callback=opt.split_name,
+                                         help="Add the extracted episodes split NAME lacks, by its own recipe, "
+                                              "as its next version: what was made on it stays usable."),
     channels: Optional[Path] = opt.CHANNELS,
 ) -> None:
     """Split extracted episodes into train/val/test, with every invariant checked.
@@ -45,8 +48,23 @@ def split(
         cis490 split --recipe time --test-frac 0.25
         cis490 split --recipe host --train-hosts lab-nuc --name host-nuc
         cis490 split --recipe host --rotate
+        cis490 split --extend host
     """
     state = get_state(ctx)
+    if extend is not None:
+        given = [o for o, v in (("--recipe", recipe), ("--train-hosts", train_hosts), ("--test-frac", test_frac),
+                                ("--name", name)) if v] + (["--rotate"] if rotate else [])
+        if given:
+            raise typer.BadParameter(f"a split is extended by its own recipe and parameters: no {given[0]}.",
+                                     param_hint="'--extend'")
+        from core.extract import features_registry
+        from core.stages import extend_stage
+        registry = features_registry(state.paths.processed, channels)
+        render_split(state, extend_stage(state, registry, extend))
+        return
+    if recipe is None:
+        raise typer.BadParameter("name the recipe (host, sample or time), or pass --extend NAME to add new "
+                                 "episodes to a split.", param_hint="'--recipe'")
     hosts = tuple(h.strip() for arg in (train_hosts or []) for h in arg.split(",") if h.strip())
     # An option the recipe would ignore is refused: the user meant something by it.
     if recipe != opt.SplitName.host and train_hosts:

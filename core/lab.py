@@ -261,6 +261,7 @@ class Inputs:
     header_sha256: str | None           # the checkpoint's header now (None: gone)
     features_sha256: str | None
     membership_sha256: str | None       # the split's membership now (None: not known)
+    earlier: tuple[str, ...] = ()       # ... of its earlier versions (`split --extend`)
 
 
 def checkpoint_problems(header: dict, directory: Path) -> tuple[bool, list[str]]:
@@ -296,6 +297,10 @@ def eval_problems(report: dict, predictions: Path, now: Inputs) -> tuple[bool, l
         reasons.append("its checkpoint is gone")
     elif (report.get("checkpoint") or {}).get("header_sha256") != now.header_sha256:
         reasons.append("checkpoint retrained after this eval")
+    if report.get("split_membership_sha256") in now.earlier:
+        # An earlier version of the split: its windows digest is that version's, and the split says why.
+        reasons.append(f"split {report.get('split')} extended since this eval (its new episodes are unscored)")
+        return False, reasons
     if report.get("features_sha256") != now.features_sha256:
         reasons.append("features re-extracted since this eval")
     if now.membership_sha256 is not None and report.get("split_membership_sha256") != now.membership_sha256:

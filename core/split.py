@@ -189,8 +189,10 @@ def assign_parts(eps: pl.DataFrame, cfg: SplitConfig, registry: Registry) -> pl.
     return eps.with_columns(pl.col("episode_id").replace_strict(part).alias("part"))
 
 
-def check_split(df: pl.DataFrame, cfg: SplitConfig, registry: Registry) -> list[str]:
-    """The split's invariants; each violation raises with what went wrong."""
+def check_split(df: pl.DataFrame, cfg: SplitConfig, registry: Registry, stratified: bool = True) -> list[str]:
+    """The split's invariants; each violation raises with what went wrong.
+    `stratified`: val's share of each profile checked too (not for an
+    extended split, whose new episodes are drawn one by one)."""
     if df["episode_id"].n_unique() != df.height:
         raise SplitError("an episode is in two parts")
     train_profiles = set(df.filter(pl.col("part") == "train")["profile"].to_list())
@@ -212,7 +214,7 @@ def check_split(df: pl.DataFrame, cfg: SplitConfig, registry: Registry) -> list[
         last_fit = df.filter(pl.col("part") != "test")["received_ns"].max()
         if last_fit > df.filter(pl.col("part") == "test")["received_ns"].min():
             raise SplitError("a train/val episode was received after a test episode")
-    if cfg.recipe in ("host", "time"):
+    if cfg.recipe in ("host", "time") and stratified:
         fit = df.filter(pl.col("part") != "test")
         for profile in sorted(set(fit["profile"].to_list())):
             sub = fit.filter(pl.col("profile") == profile)
@@ -298,6 +300,12 @@ def make_split(processed: Path, cfg: SplitConfig, registry: Registry, name: str 
     untested = check_split(df, cfg, registry)
     if artifacts is not None and not force:
         _refuse_replacing_in_use(processed, artifacts, name, membership_hash(df))
+    meta = _split_meta(processed, df, cfg, name, extracted, schema, untested)
+    return _write_split(processed, name, df, meta)
+
+
+def _split_meta(processed: Path, df: pl.DataFrame, cfg: SplitConfig, name: str, extracted: pl.DataFrame,
+                schema: dict, untested: list[str]) -> dict:
     counts: dict[str, dict[str, dict[str, int]]] = {}
     for profile, part, n_ep, n_win in (df.group_by("profile", "part")
                                         .agg(pl.len(), pl.col("n_windows").sum()).iter_rows()):
@@ -310,7 +318,8 @@ def make_split(processed: Path, cfg: SplitConfig, registry: Registry, name: str 
             # since leave this split, and what was trained on it, fresh.
             "features_sha256": split_windows_digest(extracted, df["episode_id"], schema),
             "episodes_sha256": schema["episodes_sha256"], "registry_hash": schema["registry_hash"],
-            "counts": dict(sorted(counts.items())), "hosts": hosts, "untested_profiles": untested,
+            "counts": dict(sorted(counts.items())), "hosts": hosts,
+            "untested_profiles": untested,
             "totals": {p: {"episodes": df.filter(pl.col("part") == p).height,
                            "windows": int(df.filter(pl.col("part") == p)["n_windows"].sum())} for p in PARTS},
             "episode_shares": episode_shares(df, cfg.max_episode_share),
@@ -319,12 +328,88 @@ def make_split(processed: Path, cfg: SplitConfig, registry: Registry, name: str 
     # Runs nobody labelled are never split, trained or scored on: said, not silently dropped.
     meta["unlabelled_left_out"] = (pl.scan_parquet(lab.index).filter(pl.col("status") == "unlabelled")
                                    .select(pl.len()).collect().item() if lab.index.exists() else 0)
+    return meta
+
+
+def _write_split(processed: Path, name: str, df: pl.DataFrame, meta: dict) -> SplitResult:
+    lab = Lab(processed, Path())
     ensure_dir(lab.splits)
     pq_path, meta_path = lab.split_parquet(name), lab.split_meta(name)
+    columns = ["episode_id", "part"] + (["version"] if "version" in df.columns else [])
     with atomic_path(pq_path, ".parquet") as tmp:
-        df.select("episode_id", "part").write_parquet(tmp)
+        df.select(columns).write_parquet(tmp)
     atomic_write_text(meta_path, json.dumps(meta, indent=2) + "\n")
     return SplitResult(name, pq_path, meta_path, meta)
+
+
+def _draw(seed: int, episode_id: str) -> float:
+    """A uniform number in [0, 1) of the seed and the episode alone: where a
+    new episode goes never depends on which others landed with it."""
+    return int.from_bytes(hashlib.sha256(f"{seed}\0{episode_id}".encode()).digest()[:8], "big") / 2 ** 64
+
+
+def extend_parts(old: pl.DataFrame, new: pl.DataFrame, cfg: SplitConfig) -> pl.DataFrame:
+    """The part of each new episode, by the split's own recipe; the old ones
+    keep theirs. host: a train host's new run goes to val with the split's
+    val fraction, any other host's to test (a host never seen is held out).
+    sample: a known sample's run goes where its sample is, a new sample's to
+    test (an unseen sample is what the recipe tests). time: a run received
+    after the last train/val one goes to test, an earlier one (a late upload)
+    to val with the recipe's share of train + val."""
+    part = []
+    if cfg.recipe == "host":
+        for e, h in new.select("episode_id", "host_id").iter_rows():
+            part.append(("val" if _draw(cfg.seed, e) < cfg.val_frac else "train") if h in cfg.train_hosts
+                        else "test")
+    elif cfg.recipe == "sample":
+        where = dict(old.select("sample_name", "part").unique().iter_rows())
+        part = [where.get(s, "test") for s in new["sample_name"].to_list()]
+    else:
+        cutoff = old.filter(pl.col("part") != "test")["received_ns"].max()
+        share = cfg.val_frac / (1 - cfg.test_frac)
+        for e, r in new.select("episode_id", "received_ns").iter_rows():
+            part.append("test" if r > cutoff else "val" if _draw(cfg.seed, e) < share else "train")
+    return new.with_columns(pl.Series("part", part, dtype=pl.Utf8))
+
+
+def extend_split(processed: Path, name: str, registry: Registry) -> SplitResult:
+    """Split `name` with the extracted episodes it lacks added by its own
+    recipe (extend_parts), as its next version: every episode it held keeps
+    its part, so a model trained on an earlier version never saw any episode
+    this one adds, and stays usable on it (check_split_identity). The split's
+    metadata keeps each earlier version's membership and windows digest; its
+    parquet, the version each episode came in with."""
+    check_split_name(name)
+    schema = load_feature_schema(processed)
+    old_frame, meta = load_split(processed, name, schema)    # refuses one whose own episodes changed since
+    params = {**meta["params"], "train_hosts": tuple(meta["params"].get("train_hosts") or ())}
+    cfg = SplitConfig(**params)
+    extracted = read_extracted_episodes(processed)
+    eps = received_ns(extracted.filter((pl.col("status") == "ok") & (pl.col("n_windows") > 0))
+                      .select("episode_id", "host_id", "profile", "sample_name", "received_at", "n_windows"))
+    version = int(meta.get("version", 1))
+    stored = pl.read_parquet(Lab(processed, Path()).split_parquet(name))     # checked by load_split just now
+    old_frame = old_frame.with_columns(stored["version"] if "version" in stored.columns
+                                       else pl.lit(1, dtype=pl.Int64).alias("version"))
+    old = eps.join(old_frame, on="episode_id", how="inner")
+    new = eps.filter(~pl.col("episode_id").is_in(old_frame["episode_id"].implode()))
+    if new.height == 0:
+        return SplitResult(name, Lab(processed, Path()).split_parquet(name), Lab(processed, Path()).split_meta(name),
+                           {**meta, "added": {p: 0 for p in PARTS}})
+    added = extend_parts(old, new, cfg).with_columns(pl.lit(version + 1, dtype=pl.Int64).alias("version"))
+    df = pl.concat([old, added.select(old.columns)]).sort("episode_id")
+    untested = check_split(df, cfg, registry, stratified=False)
+    was = {k: meta[k] for k in ("membership_sha256", "features_sha256", "totals")}
+    out = _split_meta(processed, df, cfg, name, extracted, schema, untested)
+    out.update(version=version + 1, history=[*meta.get("history", []), {"version": version, **was}],
+               added={p: added.filter(pl.col("part") == p).height for p in PARTS})
+    return _write_split(processed, name, df, out)
+
+
+def earlier_versions(meta: dict) -> dict[str, dict]:
+    """The earlier versions of a split (by membership digest) that it extends."""
+    return {h["membership_sha256"]: h for h in meta.get("history", []) if isinstance(h, dict)
+            and "membership_sha256" in h}
 
 
 def _refuse_replacing_in_use(processed: Path, artifacts: Path, name: str, membership: str) -> None:

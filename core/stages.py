@@ -97,6 +97,21 @@ def extract_stage(session: Session, registry: Registry, store: Path, index: Path
     return summary
 
 
+def extend_stage(session: Session, registry: Registry, name: str) -> SplitResult:
+    from core.lab import Lab
+    from core.split import extend_split
+    with session.record("split", {"extend": name, "registry_hash": registry.schema_hash}) as run:
+        run.add_input(Lab.of(session.paths).extracted_episodes, "extracted_episodes")
+        run.add_input(Lab.of(session.paths).split_meta(name), "split_meta")
+        result = extend_split(session.paths.processed, name, registry)
+        if any(result.meta["added"].values()):
+            run.add_output(result.parquet, "split")
+            run.add_output(result.meta_path, "split_meta")
+        run.metrics.update(totals=result.meta["totals"], added=result.meta["added"],
+                           version=result.meta.get("version", 1))
+    return result
+
+
 def split_stage(session: Session, registry: Registry, cfg: SplitConfig, name: str | None = None,
                 force: bool = False) -> SplitResult:
     from core.lab import Lab

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from core.extract import SCHEMA_VERSION, split_windows_digest
+from core.split import earlier_versions
 from core.lab import (BUNDLE, EXTRACTED_STATUSES, EXTRACT_COMMAND, extractable_digest, Inputs, Lab, Ref, checkpoint_problems, compare_command,
                       comparison_problems, settings_of, eval_command, predict_command, eval_problems, export_command, split_command, train_command,
                       validate_command)
@@ -79,6 +80,20 @@ class _Lab:
     def missing(self, artifact: str, reason: str, command: str) -> None:
         self.rows.append(Row(artifact, MISSING, reason, command))
         self.stale.add(artifact)
+
+
+def _new_since(meta: dict, earlier: dict | None, waiting: int, since: str) -> str:
+    """What a fresh checkpoint or eval has not seen: the episodes the split
+    gained since it (`split --extend`), and the ones not in the split yet."""
+    said = []
+    if earlier is not None:
+        gained = sum(meta["totals"][p]["episodes"] for p in meta["totals"]) - \
+            sum(earlier["totals"][p]["episodes"] for p in earlier["totals"])
+        said.append(f"split extended since {since} (+{gained:,} episodes, version {meta.get('version')}): "
+                    "retrain to learn from them")
+    if waiting:
+        said.append(f"{waiting:,} new episode{'s' * (waiting != 1)} since, not in its split")
+    return "; ".join(said)
 
 
 def _read_or_none(path: Path, columns: list[str]):
@@ -192,6 +207,12 @@ def lab_status(paths: LabPaths) -> list[Row]:
         lab.add(features_name, reasons, EXTRACT_COMMAND)
     extracted = _read_or_none(cat.extracted_episodes, ["episode_id", "windows_sha256"])
 
+    extracted_ok = (_read_or_none(cat.extracted_episodes, ["episode_id", "status", "n_windows"]))
+    if extracted_ok is not None:
+        import polars as pl
+        extracted_ok = extracted_ok.filter((pl.col("status") == "ok") & (pl.col("n_windows") > 0))["episode_id"]
+    waiting: dict[str, int] = {}
+
     # Splits: each by its own episodes' windows (core.extract.split_windows_digest),
     # so that runs to extract, or extracted since, leave it and what was made on it fresh.
     splits: dict[str, dict] = {}
@@ -209,6 +230,12 @@ def lab_status(paths: LabPaths) -> list[Row]:
         split_features[name] = meta.get("features_sha256") if not reasons else None
         lab.add(f"split {name}", reasons, split_command(meta["params"], name),
                 [] if additions_only else [features_name])
+        if extracted_ok is not None and members is not None and lab.rows[-1].state == FRESH:
+            waiting[name] = int((~extracted_ok.is_in(members["episode_id"].implode())).sum())
+            if waiting[name]:
+                # Usable as it is (what was made on it too), and never silently: says what it lacks.
+                lab.rows[-1].reason = (f"{waiting[name]:,} new episode{'s' * (waiting[name] != 1)} since, not in it "
+                                       f"(`cis490 split --extend {name}` adds them)")
 
     # Checkpoints.
     headers: dict[Ref, str] = {}
@@ -226,17 +253,23 @@ def lab_status(paths: LabPaths) -> list[Row]:
         headers[ck] = _sha(cat.header(ck))
         meta = splits.get(ck.split)
         rec = header["split"]
+        # Trained on an earlier version of the split (`split --extend`): usable, and said.
+        earlier = earlier_versions(meta or {}).get(rec.get("membership_sha256"))
+        if earlier is not None and earlier.get("features_sha256") != header.get("features_sha256"):
+            earlier = None
         if header.get("format_version") != CHECKPOINT_FORMAT:
             reasons.append(f"checkpoint format {header.get('format_version')} (this cis490 reads {CHECKPOINT_FORMAT})")
         if meta is None:
             reasons.append(f"split {ck.split} is gone")
-        elif rec.get("membership_sha256") != meta.get("membership_sha256"):
+        elif rec.get("membership_sha256") != meta.get("membership_sha256") and earlier is None:
             reasons.append(f"split {ck.split} re-made with other train hosts" if rec.get("params", {}).get("train_hosts")
                            != meta["params"].get("train_hosts") else f"split {ck.split} re-made with other parameters"
                            if rec.get("params") != meta["params"] else f"split {ck.split} re-made (other episodes)")
-        if meta is not None and header.get("features_sha256") != split_features.get(ck.split):
+        if meta is not None and earlier is None and header.get("features_sha256") != split_features.get(ck.split):
             reasons.append(f"split {ck.split}'s episodes re-extracted since training")
         lab.add(artifact, reasons, command, [f"split {ck.split}"])
+        if lab.rows[-1].state == FRESH and (earlier is not None or waiting.get(ck.split)):
+            lab.rows[-1].reason = _new_since(meta, earlier, waiting.get(ck.split, 0), "training")
 
     # Deployable bundles (cis490 export): on a Pi they stand without their checkpoint.
     for b in cat.bundles():
@@ -278,13 +311,16 @@ def lab_status(paths: LabPaths) -> list[Row]:
             lab.missing(artifact, "the report is damaged", command)
             continue
         meta = splits.get(ref_.split)
-        now = Inputs(headers.get(ref_), split_features.get(ref_.split), meta.get("membership_sha256") if meta else None)
+        now = Inputs(headers.get(ref_), split_features.get(ref_.split), meta.get("membership_sha256") if meta else None,
+                     tuple(earlier_versions(meta or {})))
         gone, reasons = eval_problems(rep, cat.predictions(ref_, settings), now)
         if gone:
             lab.missing(artifact, reasons[0], command)
             continue
         evals[f"{ref_.key}/{settings}"] = rep
         lab.add(artifact, reasons, command, [f"checkpoint {ref_.key}"])
+        if lab.rows[-1].state == FRESH and waiting.get(ref_.split):
+            lab.rows[-1].reason = _new_since(meta, None, waiting[ref_.split], "this eval")
 
     # Predictions of `cis490 predict`: stale once the model they came from changed (by digest).
     for ref_, run_name, mpath in cat.prediction_runs():

@@ -16,7 +16,8 @@ from core.models.checkpoint import load_checkpoint, save_checkpoint, schema_reco
 from core.models.data import ParquetTable, SummaryData, TensorData
 from core.models.settings import make, parse_pairs, parse_value, settable
 from core.registry import Registry, registry_ref
-from core.split import CAPPED_PARTS, MAX_EPISODE_SHARE, capped_rows, describe_params, load_split, split_identity
+from core.split import (CAPPED_PARTS, MAX_EPISODE_SHARE, capped_rows, describe_params, earlier_versions, load_split,
+                        split_identity)
 
 from core.lab import HEADER, MODES, Lab, Ref, train_command  # noqa: E402 (MODES re-exported)
 
@@ -220,6 +221,11 @@ def check_split_identity(header: dict, directory: Path, split_meta: dict, split_
     # The split's own name too: a bare `--recipe host` would remake (and replace) the `host` split.
     fix = (f"retrain with `{retrain}`, or re-make the split it was trained "
            f"on with `cis490 split {describe_params(rec['params'], rec.get('name'))}`")
+    earlier = earlier_versions(split_meta).get(rec["membership_sha256"])
+    if earlier is not None and earlier.get("features_sha256") == rec["features_sha256"]:
+        # Trained on an earlier version of this split (`split --extend`): every
+        # episode it learned from keeps its part, and none added since was seen.
+        return
     if rec["membership_sha256"] != split_meta["membership_sha256"]:
         raise CheckpointError(
             f"{name}_{mode} was trained on split {rec['name']} with membership {rec['membership_sha256'][:12]} "

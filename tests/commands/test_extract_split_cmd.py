@@ -32,6 +32,25 @@ def test_extract_then_split(cli, validated_home):
     records = [json.loads(x) for x in home.notebook.read_text().splitlines()]
     assert [r["command"] for r in records] == ["validate", "extract", "extract", "split"]
     assert records[1]["metrics"]["windows"] > 0
+    # Extending a split that holds every extracted episode: said, nothing written.
+    before = (home.processed / "splits" / "host.json").read_bytes()
+    extend = cli("split", "--extend", "host")
+    assert extend.exit_code == 0, extend.output
+    assert "Split 'host' holds every extracted episode already: nothing to add (version 1)." in extend.output
+    assert (home.processed / "splits" / "host.json").read_bytes() == before
+
+
+@pytest.mark.parametrize("args,says", [
+    (("split",), "name the recipe (host, sample or time), or pass --extend NAME"),
+    (("split", "--extend", "host", "--recipe", "time"), "a split is extended by its own recipe and parameters: "
+                                                       "no --recipe"),
+    (("split", "--extend", "host", "--name", "x"), "no --name"),
+    (("split", "--extend", "../x"), "'../x' is not a split name"),
+])
+def test_split_usage_errors(cli, lab_home, args, says):
+    result = cli(*args)
+    assert result.exit_code == 2
+    assert says in " ".join(result.output.split())
 
 
 def test_extract_before_validate_says_what_to_run(cli, lab_home):

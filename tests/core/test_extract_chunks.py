@@ -38,11 +38,11 @@ def _extract(paths, cfg=CFG, **kw):
                        workers=1, **kw)
 
 
-def _land(paths, tmp_path, episodes=7, seed=12) -> int:
+def _land(paths, tmp_path, episodes=7, seed=12, hosts=2) -> int:
     """Runs of another synthetic store copied into the lab's, as new uploads land."""
     other = tmp_path / f"other{seed}"
-    generate_store(SynthConfig(episodes=episodes, hosts=2, duration_s=60.0, seed=seed, fault_rate=0.0, in_flight=0),
-                   other, workers=1)
+    generate_store(SynthConfig(episodes=episodes, hosts=hosts, duration_s=60.0, seed=seed, fault_rate=0.0,
+                               in_flight=0), other, workers=1)
     n = 0
     for ep in sorted(other.glob("*/*")):
         shutil.copytree(ep, paths.default_store / ep.parent.name / f"new-{ep.name}")
