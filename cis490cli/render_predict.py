@@ -16,9 +16,15 @@ def render_predict(state: AppState, r) -> None:
     term = state.terminal
     m = r.manifest
     if term.json_mode:
-        term.json({"directory": str(r.directory), **m, "segments": r.segments.to_dicts()})
+        term.json({"directory": str(r.directory) if r.directory else None, **m, "segments": r.segments.to_dicts()})
         return
     name = m["model"] if m["mode"] == "realistic" else f"{m['model']}_{m['mode']}"
+    if r.directory is None:
+        runs = m["earlier_runs"]
+        term.print(f"Nothing new: {name} ({m['engine']}) predicted every one of the {m['already_predicted']:,} "
+                   f"unlabelled episode(s) already, in run{'s' * (len(runs) != 1)} {', '.join(runs[-3:])}"
+                   f"{' and earlier' if len(runs) > 3 else ''} (--again predicts them again).")
+        return
     term.print(f"{len(m['episodes']):,} episode(s), {m['windows']:,} windows, predicted by {name} "
                f"({m['engine']}, trained on the {m['split']} split) in {r.seconds:.1f} s; chosen from the "
                f"{m['chosen']}.")
@@ -34,6 +40,9 @@ def render_predict(state: AppState, r) -> None:
                     for s in segs.iter_rows(named=True)], justify_right=[0, 1, 3, 4])
     if len(m["episodes"]) > SHOWN:
         term.print(f"... and {len(m['episodes']) - SHOWN:,} more episode(s): segments.csv has every one.")
+    if m.get("already_predicted"):
+        term.print(f"{m['already_predicted']:,} unlabelled episode(s) this model predicted already were left out "
+                   "(--again predicts them again).")
     if m.get("agreement"):
         from core.predict import PARTS_SAID
         term.print("Agreement with the labels, by part of the model's split (only test and unseen are held out): "

@@ -16,7 +16,10 @@ def predict(
     model: str = typer.Argument(..., metavar="MODEL", help="The model: gru (its realistic checkpoint or bundle), "
                                                            "or gru_oracle."),
     episodes: Optional[List[str]] = typer.Argument(None, metavar="[EPISODE_ID]...", help="Episodes to predict."),
-    unlabelled: bool = typer.Option(False, "--unlabelled", help="Every episode validate kept as unlabelled."),
+    unlabelled: bool = typer.Option(False, "--unlabelled", help="The episodes validate kept as unlabelled that this "
+                                                               "model has not predicted yet."),
+    again: bool = typer.Option(False, "--again", help="With --unlabelled: every unlabelled episode, the ones "
+                                                      "this model predicted already too."),
     every: bool = typer.Option(False, "--all", help="Every readable episode (accepted, degraded, unlabelled)."),
     mode: Optional[opt.Mode] = opt.MODE,
     split: str = opt.REPLAY_SPLIT,
@@ -39,8 +42,11 @@ def predict(
     """
     from core.evaluate import parse_model_name
     from core.stages import predict_stage
+    if again and not unlabelled:
+        raise typer.BadParameter("it goes with --unlabelled (episode ids and --all are always predicted).",
+                                 param_hint="'--again'")
     name, md = parse_model_name(model, mode.value if mode else None)
     state = get_state(ctx)
     result = predict_stage(state, name, md, split, store, engine.value, list(episodes or []), unlabelled,
-                           every)
+                           every, again)
     render_predict(state, result)

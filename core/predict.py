@@ -46,7 +46,7 @@ class Engine:
 
 @dataclass
 class PredictResult:
-    directory: Path
+    directory: Path | None       # None: nothing new to predict (manifest says why)
     manifest: dict
     segments: pl.DataFrame
     figures: list[Path] = field(default_factory=list)
@@ -86,7 +86,8 @@ def select_episodes(paths, store: Path, registry, ids: list[str], unlabelled: bo
     from core.lab import Lab
     index = Lab.of(paths).index
     if index.exists():
-        rows = pl.read_parquet(index, columns=["episode_id", "rel_path", "status", "reasons"]).to_dicts()
+        rows = pl.read_parquet(index, columns=["episode_id", "rel_path", "status", "reasons",
+                                               "manifest_sha256"]).to_dicts()
         how = f"acceptance index {index}"
     else:
         rows, how = _checked_here(store, registry), f"checked here by validate's rules ({store})"
@@ -107,7 +108,35 @@ def select_episodes(paths, store: Path, registry, ids: list[str], unlabelled: bo
             landed = _landed_since(index, store)
             raise PredictError(f"no {'unlabelled ' if unlabelled else ''}episode to predict in the {how}"
                                + (f"; {landed} since validate: run `cis490 validate` first" if landed else ""))
-    return [{k: r[k] for k in ("episode_id", "rel_path", "status")} for r in picked], how
+    return [{**{k: r[k] for k in ("episode_id", "rel_path", "status")}, "manifest_sha256": r.get("manifest_sha256")}
+            for r in picked], how
+
+
+def new_to_model(paths, ref, engine: Engine, episodes: list[dict]) -> tuple[list[dict], int, list[str]]:
+    """The episodes no earlier predict run of this model (the same checkpoint
+    or bundle, by digest) read as they are now (by id and manifest digest);
+    how many it leaves out, and the runs that read them. An episode an
+    earlier run failed to read is tried again."""
+    from core.lab import Lab
+    done: set[tuple[str, str | None]] = set()
+    runs = []
+    for r, run_name, mpath in Lab.of(paths).prediction_runs():
+        if r != ref:
+            continue
+        try:
+            m = json.loads(mpath.read_text())
+            if m.get("model_sha256") != engine.identity:
+                continue
+            failed = {f["episode_id"] for f in m.get("failed", [])}
+            seen = {(e["episode_id"], e.get("manifest_sha256")) for e in m.get("episodes", [])
+                    if e["episode_id"] not in failed}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue                         # a damaged run vouches for nothing: its episodes are predicted again
+        if seen:
+            done |= seen
+            runs.append(run_name)
+    fresh = [e for e in episodes if (e["episode_id"], e.get("manifest_sha256")) not in done]
+    return fresh, len(episodes) - len(fresh), runs
 
 
 def _by_prefix(given: str, by_id: dict[str, dict], how: str, landed) -> str:
@@ -156,7 +185,7 @@ def _checked_here(store: Path, registry) -> list[dict]:
         if not entry.in_flight:
             row = validate_episode(entry.path, entry.rel, registry, ValidateConfig(), root=store)
             rows.append({"episode_id": row.get("episode_id"), "rel_path": entry.rel, "status": row["status"],
-                         "reasons": row["reasons"]})
+                         "reasons": row["reasons"], "manifest_sha256": row.get("manifest_sha256")})
     return rows
 
 
@@ -234,7 +263,7 @@ def segments(windows: pl.DataFrame, hop_s: float) -> pl.DataFrame:
 
 
 def run_predict(paths, store: Path, engine: Engine, ref, episodes: list[dict], how: str, run_id: str,
-                progress=None, asked: str = "--all") -> PredictResult:
+                progress=None, asked: str = "--all", skipped: dict | None = None) -> PredictResult:
     """Predict every chosen episode, one at a time, and write the run's
     folder whole or not at all. Memory stays bounded at any store size: the
     windows go out in parts of PART_WINDOWS (windows/part-NNNNN.parquet, and
@@ -291,6 +320,8 @@ def run_predict(paths, store: Path, engine: Engine, ref, episodes: list[dict], h
             # are held out from the model (PARTS_SAID).
             "agreement": {p: {"windows": n, "accuracy": right / n} for p, (n, right) in agree.items() if n},
             "figures": [f.name for f in figures], "figures_note": figures_note, "seconds": round(time.perf_counter() - t0, 3),
+            # `--unlabelled` left out what this model predicted already (core.predict.new_to_model).
+            **(skipped or {}),
         }
         (tmp / PREDICT_RUN).write_text(json.dumps(manifest, indent=1) + "\n")
     return PredictResult(out, manifest, timeline, [out / f.name for f in figures], time.perf_counter() - t0)

@@ -244,12 +244,14 @@ def compare_stage(session: Session, registry: Registry, named: list[tuple[str, s
 
 
 def predict_stage(session: Session, model: str, mode: str, split: str, store: Path | None, engine: str,
-                  ids: list[str], unlabelled: bool, every: bool) -> PredictResult:
+                  ids: list[str], unlabelled: bool, every: bool, again: bool = False) -> PredictResult:
     """`cis490 predict`: the model first (an unknown one before any episode is
-    read), then the episodes, then the run's folder, recorded as one run."""
+    read), then the episodes, then the run's folder, recorded as one run.
+    `--unlabelled` reads only the runs this model has not predicted yet,
+    unless `again`."""
     from core.lab import Ref
     from core.live.producers import default_store
-    from core.predict import load_engine, run_predict, select_episodes
+    from core.predict import PredictResult, load_engine, new_to_model, run_predict, select_episodes
     from core.lab import Lab
     from core.paths import require_writable
     paths = session.paths
@@ -257,12 +259,21 @@ def predict_stage(session: Session, model: str, mode: str, split: str, store: Pa
     eng = load_engine(paths, model, mode, split, engine)
     store = default_store(paths, store)
     episodes, how = select_episodes(paths, store, eng.registry, ids, unlabelled, every)
+    skipped, earlier = 0, []
+    if unlabelled and not again:
+        episodes, skipped, earlier = new_to_model(paths, Ref(split, model, mode), eng, episodes)
+        if not episodes:
+            import polars as pl
+            return PredictResult(None, {"model": model, "mode": mode, "split": split, "engine": eng.kind,
+                                        "episodes": [], "already_predicted": skipped, "earlier_runs": earlier,
+                                        "windows": 0, "failed": []}, pl.DataFrame())
     config = {"model": model, "mode": mode, "split": split, "engine": eng.kind, "store": str(store),
               "episodes": ids or ("unlabelled" if unlabelled else "all"), "chosen": how}
     with session.record("predict", config) as run:
         with session.progress(f"Predicting with {model} ({mode})", total=len(episodes), unit="episodes") as bar:
             asked = " ".join(ids) if ids else ("--unlabelled" if unlabelled else "--all")
-            result = run_predict(paths, store, eng, Ref(split, model, mode), episodes, how, run.run_id, bar, asked)
+            result = run_predict(paths, store, eng, Ref(split, model, mode), episodes, how, run.run_id, bar, asked,
+                                 {"already_predicted": skipped, "earlier_runs": earlier} if skipped else None)
         run.add_input(eng.source, eng.kind)
         for name in ("predict.json", "windows.csv", "segments.parquet", "segments.csv"):
             run.add_output(result.directory / name, name.replace(".", "_"))

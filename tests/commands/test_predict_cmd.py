@@ -88,18 +88,21 @@ def test_the_exported_bundle_predicts_what_eval_did(cli, home):
     _same_as_eval(home, read_windows(_run_dir(home)[-1]), episode)
 
 
-def test_an_unlabelled_run_is_validated_kept_and_predicted_and_goes_stale_with_its_model(cli, home):
-    # A run nobody labelled: a copy of a held-out episode without its labels, under a new id.
-    episode = _test_episode(home)
+def _unlabelled_copy(home, episode_id: str) -> None:
+    """A run nobody labelled: a copy of a held-out episode without its labels, under a new id."""
     index = pl.read_parquet(home.processed / "validation_v1.parquet")
-    rel = index.filter(pl.col("episode_id") == episode)["rel_path"][0]
-    new = home.default_store / "lab-pi5" / "ep999999-unlabel"
+    rel = index.filter(pl.col("episode_id") == _test_episode(home))["rel_path"][0]
+    new = home.default_store / "lab-pi5" / episode_id
     shutil.copytree(home.default_store / rel, new)
     m = json.loads((new / "manifest.json").read_text())
-    m["episode_id"] = "ep999999-unlabel"
+    m["episode_id"] = episode_id
     del m["files"]["labels.jsonl"]
     (new / "labels.jsonl").unlink()
     (new / "manifest.json").write_text(json.dumps(m))
+
+
+def test_an_unlabelled_run_is_validated_kept_and_predicted_and_goes_stale_with_its_model(cli, home):
+    _unlabelled_copy(home, "ep999999-unlabel")
     assert cli("validate").exit_code == 0
     # Only an unlabelled run was added: what extract reads is unchanged, so the lab stays fresh (by content).
     status = json.loads(cli("--json", "status").stdout)
@@ -118,12 +121,30 @@ def test_an_unlabelled_run_is_validated_kept_and_predicted_and_goes_stale_with_i
     assert windows["truth"].null_count() == windows.height and windows.height > 5
     rows = {r["artifact"]: r for r in json.loads(cli("--json", "status").stdout)}
     assert rows[f"predict host/gbt_realistic/{run.name}"]["state"] == "fresh"
+    # Asked again: nothing new for this model, said, nothing written.
+    again = cli("predict", "gbt", "--unlabelled")
+    assert again.exit_code == 0, again.output
+    assert "Nothing new: gbt (checkpoint) predicted every one of the 1 unlabelled episode(s) already, in run " \
+        f"{run.name} (--again predicts them again)." in " ".join(again.output.split())
+    assert _run_dir(home) == [run]
+    # A second unlabelled run lands: only it is read.
+    _unlabelled_copy(home, "ep999998-unlabel")
+    assert cli("validate").exit_code == 0
+    only_new = json.loads(cli("--json", "predict", "gbt", "--unlabelled").stdout)
+    assert [e["episode_id"] for e in only_new["episodes"]] == ["ep999998-unlabel"]
+    assert only_new["already_predicted"] == 1 and only_new["earlier_runs"] == [run.name]
+    every = json.loads(cli("--json", "predict", "gbt", "--unlabelled", "--again").stdout)
+    assert sorted(e["episode_id"] for e in every["episodes"]) == ["ep999998-unlabel", "ep999999-unlabel"]
+    assert cli("predict", "gbt", "--all", "--again").exit_code == 2
     # Its model retrained: these predictions came from another one.
     assert cli("train", "gbt", "--mode", "realistic", "--set", "n_estimators=30").exit_code == 0
     rows = {r["artifact"]: r for r in json.loads(cli("--json", "status").stdout)}
     row = rows[f"predict host/gbt_realistic/{run.name}"]
     assert row["state"] == "stale" and "retrained since these predictions" in row["reason"]
     assert "cis490 predict gbt --split host --mode realistic --unlabelled" in row["command"]
+    # ... and the retrained model has predicted nothing yet: every unlabelled run is new to it.
+    retrained = json.loads(cli("--json", "predict", "gbt", "--unlabelled").stdout)
+    assert len(retrained["episodes"]) == 2 and "already_predicted" not in retrained
 
 
 @pytest.mark.parametrize("args, message", [
