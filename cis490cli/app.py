@@ -173,8 +173,8 @@ def _hint_home(home: str | None) -> str | None:
 
 
 def _register() -> None:
-    from commands import (channels, compare, demo, eval, export, extract, notebook, predict, publish, serve, split,
-                          status, synth, train, validate)
+    from commands import (channels, compare, demo, eval, export, extract, ingest, notebook, predict, publish, serve,
+                          split, status, synth, train, validate)
 
     app.command("synth")(synth.synth)
     app.command("validate")(validate.validate)
@@ -185,6 +185,7 @@ def _register() -> None:
     app.command("compare")(compare.compare)
     app.command("export")(export.export)
     app.command("predict")(predict.predict)
+    app.command("ingest")(ingest.ingest)
     app.command("channels")(channels.channels)
     app.add_typer(notebook.app, name="notebook")
     app.command("status")(status.status)

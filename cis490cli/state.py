@@ -18,7 +18,8 @@ from core.paths import LabPaths, resolve_home
 MAKES_LAB = ("synth", "validate", "demo", "serve")
 # Commands that write the lab: one at a time (core.lablock); the others only
 # read it (status, notebook) or only record their run (serve, publish).
-WRITES_LAB = ("synth", "validate", "extract", "split", "train", "eval", "compare", "export", "predict", "demo")
+WRITES_LAB = ("synth", "validate", "extract", "split", "train", "eval", "compare", "export", "predict", "demo",
+              "ingest")
 
 
 @dataclass

@@ -13,6 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Protocol
 
+from core.errors import Cis490Error
 from core.notebook import Run
 from core.paths import LabPaths
 from core.splitparams import MAX_EPISODE_SHARE
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from core.synth import SynthConfig, SynthResult
     from core.train import TrainResult
     from core.validate import ValidationSummary
+    from core.ingest import IngestResult
 
 
 class Session(Protocol):
@@ -286,6 +288,102 @@ def predict_stage(session: Session, model: str, mode: str, split: str, store: Pa
                            segments=result.segments.height)
         run.timings["predict_s"] = round(result.seconds, 3)
     return result
+
+
+def ingest_stage(session: Session, store: Path, index: Path, channels: Path | None, workers: int,
+                 model: str | None, mode: str | None, split: str | None, engine: str | None) -> IngestResult:
+    """`cis490 ingest`: validate what landed since the last index, extract the
+    new runs, predict the unlabelled ones with the lab's chosen model; each
+    step its own stage (and notebook run), under one `ingest` run."""
+    import time
+    from core.extract import SCHEMA, ExtractConfig, load_feature_schema
+    from core.lab import EXTRACTED_STATUSES
+    from core.extract.episode import WindowSpec
+    from core.ingest import IngestResult, IngestStep, chosen_model, new_runs, remember_model, statuses
+    from core.lab import Lab
+    from core.registry import load_registry, resolve_registry
+    from core.validate import indexed_registry
+    lab = Lab.of(session.paths)
+    choice = chosen_model(lab, model, mode, split, engine)      # a damaged choice: said before anything runs
+    recorded = indexed_registry(index) if index.exists() else None
+    registry = (resolve_registry(channels, recorded, f"the acceptance index {index}", "cis490 validate --channels FILE")
+                if recorded else load_registry(channels))
+    steps: list[IngestStep] = []
+    with session.record("ingest", {"store": str(store), "index": str(index), "workers": workers,
+                                   "model": choice}) as run:
+        before = statuses(index)
+        t0 = time.perf_counter()
+        validate_stage(session, registry, store, index, workers, since_last=bool(before))
+        new = new_runs(before, statuses(index))
+        steps.append(IngestStep("validate", (f"{sum(new.values()):,} new or changed run(s): "
+                                             + ", ".join(f"{n:,} {st}" for st, n in new.items()))
+                                if new else "no new run", round(time.perf_counter() - t0, 3), {"new": new}))
+        t0 = time.perf_counter()
+        if any(st in EXTRACTED_STATUSES for st in statuses(index).values()):
+            # The lab's own window and part sizes: another spec would extract every run again.
+            cfg = ExtractConfig()
+            if (session.paths.processed / SCHEMA).exists():
+                try:
+                    schema = load_feature_schema(session.paths.processed)
+                    cfg = ExtractConfig(WindowSpec(**schema["window"]), schema["tensors"]["part_windows"])
+                except (Cis490Error, KeyError, TypeError):
+                    pass                       # an older or damaged extract: extract replaces it whole
+            ext = extract_stage(session, registry, store, index, cfg, workers)
+            failed = f"; {len(ext.failed):,} failed (`cis490 extract` lists them)" if ext.failed else ""
+            steps.append(IngestStep("extract", f"{ext.extracted:,} run(s) extracted, {ext.reused:,} kept as they "
+                                               f"were; {ext.windows:,} windows in {ext.chunks:,} chunk(s), "
+                                               f"{ext.new_chunks:,} new{failed}",
+                                    round(time.perf_counter() - t0, 3),
+                                    {"extracted": ext.extracted, "reused": ext.reused, "windows": ext.windows}))
+        else:
+            steps.append(IngestStep("extract", "no accepted or degraded run to extract", 0.0))
+        t0 = time.perf_counter()
+        predicted = None
+        if choice is None:
+            steps.append(IngestStep("predict", "no model chosen: pass --model NAME once (it is remembered)", 0.0))
+        elif "unlabelled" not in statuses(index).values():
+            steps.append(IngestStep("predict", "no unlabelled run in the store", 0.0))
+            if model is not None:
+                remember_model(lab, choice)
+        else:
+            res = predict_stage(session, choice["model"], choice["mode"], choice["split"], store, choice["engine"],
+                                [], True, False)
+            m = res.manifest
+            shown = choice["model"] if choice["mode"] == "realistic" else f"{choice['model']}_{choice['mode']}"
+            said = (f"nothing new for {shown}: it predicted all {m['already_predicted']:,} unlabelled run(s) already"
+                    if res.directory is None else
+                    f"{len(m['episodes']):,} unlabelled run(s) predicted by {shown} ({m['windows']:,} windows)"
+                    + (f", {len(m['failed']):,} could not be read" if m["failed"] else ""))
+            steps.append(IngestStep("predict", said, round(time.perf_counter() - t0, 3),
+                                    {"episodes": len(m["episodes"]), "windows": m["windows"]}))
+            predicted = res.directory
+            remember_model(lab, choice)
+        notes = _waiting_notes(session.paths)
+        run.metrics.update(new=new, steps={s.name: s.said for s in steps})
+    return IngestResult(store, steps, new, choice, notes, predicted)
+
+
+def _waiting_notes(paths: LabPaths) -> list[str]:
+    """Each split's runs extracted since it was made, with the command that adds them."""
+    import polars as pl
+    from core.lab import Lab
+    lab = Lab.of(paths)
+    try:
+        ok = (pl.read_parquet(lab.extracted_episodes, columns=["episode_id", "status", "n_windows"])
+              .filter((pl.col("status") == "ok") & (pl.col("n_windows") > 0))["episode_id"])
+    except (OSError, pl.exceptions.PolarsError):
+        return []
+    notes = []
+    for name in lab.split_names():
+        try:
+            members = pl.read_parquet(lab.split_parquet(name), columns=["episode_id"])["episode_id"]
+        except (OSError, pl.exceptions.PolarsError):
+            continue
+        n = int((~ok.is_in(members.implode())).sum())
+        if n:
+            notes.append(f"split {name}: {n:,} new episode{'s' * (n != 1)} not in it "
+                         f"(`cis490 split --extend {name}` adds them)")
+    return notes
 
 
 def rotation_stage(session: Session, registry: Registry, val_frac: float, seed: int,
