@@ -46,6 +46,22 @@ CHANNELS = typer.Option(None, "--channels", metavar="FILE",
                         help="Channel registry [default: the one the lab was validated with].")
 WORKERS = typer.Option(default_workers(), "--workers", "-j", min=1, metavar="N", help="Worker processes.")
 MODE = typer.Option(None, "--mode", help="Mode of bare model names [default: realistic].")
+def duration(value: str | None) -> float | None:
+    """Callback of --budget: `30m`, `1h30m`, `90s`, `2h` or plain seconds, as seconds."""
+    import re
+    if value is None:
+        return None
+    text = value.strip().lower()
+    m = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?", text)
+    if not text or m is None or not any(m.groups()):
+        raise typer.BadParameter(f"'{value}' is not a duration: write it as 30m, 1h30m, 90s or 45 (seconds).")
+    h, mins, s = (float(g) if g else 0.0 for g in m.groups())
+    seconds = 3600 * h + 60 * mins + s
+    if seconds <= 0:
+        raise typer.BadParameter(f"'{value}': a budget is longer than 0 s.")
+    return seconds
+
+
 def split_name(value: str | None) -> str | None:
     """Callback of --split: a split's name (a recipe's, or the --name it was made with)."""
     from core.splitparams import SPLIT_NAME, SPLIT_NAME_RULE

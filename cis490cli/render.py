@@ -213,7 +213,7 @@ def _trained(r: TrainResult) -> dict:
             "fit_windows": t.get("fit_windows", t["windows"]["train"]), "train_windows": t["windows"]["train"],
             "seconds": round(r.seconds, 1), "checkpoint": str(r.checkpoint), "head": t.get("head_choice"),
             "unlabeled_pool": t.get("unlabeled_pool"), "k": t.get("k"), "k_choice": t.get("k_choice"),
-            "settings": r.header["config"]}
+            "budget": t.get("budget"), "resumed": t.get("resumed"), "settings": r.header["config"]}
 
 
 def render_trained_line(state: AppState, r: TrainResult) -> None:
@@ -253,6 +253,20 @@ def render_train(state: AppState, results: list[TrainResult], interrupted: bool 
         if r["k"] is not None:
             how = "set" if r["k_choice"] == "set" else f"chosen by {r['k_choice']}"
             term.print(f"{r['model']} ({r['mode']}): k = {r['k']} ({how})")
+        if r["budget"]:
+            b = r["budget"]
+            term.print(f"{r['model']} ({r['mode']}): "
+                       + (f"stopped by its budget of {b['budget_s']:g} s" if b["stopped_by_budget"] else
+                          f"ended within its budget of {b['budget_s']:g} s")
+                       + (f", {b['validations']} validations" if "validations" in b else "")
+                       + (f", {b['windows_transformed']:,} of {b['windows']:,} windows fitted"
+                          if "windows_transformed" in b else "")
+                       + "; the best so far is the checkpoint")
+        if isinstance(r["resumed"], dict):
+            term.print(f"{r['model']} ({r['mode']}): resumed after epoch {r['resumed']['from_epoch']} of an "
+                       "interrupted fit")
+        elif r["resumed"]:
+            term.print(f"{r['model']} ({r['mode']}): {r['resumed']}")
         if r["unlabeled_pool"]:
             u = r["unlabeled_pool"]
             term.print(f"{r['model']} ({r['mode']}) also learned from {u['windows_used']:,} unlabeled windows: "

@@ -39,6 +39,13 @@ def train(
     device: opt.DeviceName = typer.Option(opt.DeviceName.auto, "--device",
                                           help="auto, cpu or cuda (mixed precision on CUDA)."),
     seed: int = typer.Option(0, "--seed", metavar="N", help="Random seed: same seed, same validation score on CPU."),
+    budget: Optional[str] = typer.Option(None, "--budget", metavar="DURATION", callback=opt.duration,
+                                         help="Time each fit may take (30m, 1h30m, 90s): neural models, the ROCKET "
+                                              "family and gbt stop there with the best so far, validating at least "
+                                              "~10 times within it (--set budget_s=SECONDS too)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted neural fit from its last epoch "
+                                                        "(weights, optimiser, schedule, random state), if it "
+                                                        "left one."),
     channels: Optional[Path] = opt.CHANNELS,
 ) -> None:
     """Train models on a split; each model and mode gets a checkpoint and a notebook record.
@@ -50,6 +57,8 @@ def train(
         cis490 train all --split sample --epochs 50
         cis490 train knn --set k=5 --mode realistic
         cis490 train cnn --lr 0.001 --set hidden=128
+        cis490 train minirocket cnn --budget 30m
+        cis490 train cnn --resume
     """
     from core.extract import features_registry
     from core.lab import modes_of
@@ -61,7 +70,7 @@ def train(
     # `all` stands for every model, beside any named too (`train all gbt` is all of them).
     names = list(dict.fromkeys(m for given in models for m in (MODELS if given == "all" else [given])))
     chosen = model_settings(names, {"epochs": epochs, "batch_size": batch_size, "lr": lr, "patience": patience,
-                                     "weight_decay": weight_decay}, settings)
+                                     "weight_decay": weight_decay, "budget": budget}, settings)
     modes = modes_of(mode.value)
     registry = features_registry(state.paths.processed, channels)
     from core.rotation import folds
@@ -77,7 +86,8 @@ def train(
     try:
         # A rotation's name trains every fold (one split per held-out host).
         for fold in folds(state.paths.processed, split):
-            train_stage(state, registry, names, modes, fold, chosen, resolve_device(device.value), seed, finished)
+            train_stage(state, registry, names, modes, fold, chosen, resolve_device(device.value), seed, finished,
+                        resume)
     except KeyboardInterrupt:
         if done:              # what finished before Ctrl-C is kept: say so before "interrupted"
             render_train(state, done, interrupted=True)

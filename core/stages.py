@@ -130,7 +130,7 @@ def split_stage(session: Session, registry: Registry, cfg: SplitConfig, name: st
 
 def train_stage(session: Session, registry: Registry, names: list[str], modes: list[str], recipe: str,
                 chosen: dict[str, object], device: str, seed: int,
-                on_done: Callable[[TrainResult], None] | None = None) -> list[TrainResult]:
+                on_done: Callable[[TrainResult], None] | None = None, resume: bool = False) -> list[TrainResult]:
     """`chosen`: each model's settings object (core.train.model_settings),
     its defaults when absent. `on_done(result)` as each checkpoint is written."""
     from core.lab import HEADER, Lab
@@ -150,7 +150,7 @@ def train_stage(session: Session, registry: Registry, names: list[str], modes: l
         settings = chosen.get(name) or cls.settings()
         for mode in modes:
             config = {"model": name, "mode": mode, "split": recipe, "seed": seed, "device": device,
-                      "overrides": given(settings), "registry_hash": registry.schema_hash}
+                      "overrides": given(settings), "registry_hash": registry.schema_hash, "resume": resume}
             with session.record("train", config) as run:
                 if cls.input_kind not in cache:
                     cache[cls.input_kind] = load_split_data(paths.processed, recipe, cls.input_kind)
@@ -158,12 +158,19 @@ def train_stage(session: Session, registry: Registry, names: list[str], modes: l
                 run.add_input(lab.split_meta(recipe), "split_meta")
                 run.add_input(lab.feature_schema, "feature_schema")
                 total = cls.progress_total(settings)
-                with session.progress(f"{name} {mode}", total=total, unit=cls.progress_unit) as bar:
+                unit = cls.progress_unit
+                if getattr(settings, "budget_s", 0) > 0 and unit == "epoch":
+                    # Validation intervals sized to the budget: the bar counts optimiser steps.
+                    total, unit = None, "step"
+                with session.progress(f"{name} {mode}", total=total, unit=unit) as bar:
                     r = train_one(paths.processed, paths.artifacts, registry, name, mode, recipe, settings, seed,
-                                  device, run.run_id, bar, cache[cls.input_kind])
+                                  device, run.run_id, bar, cache[cls.input_kind], resume)
                     t = r.header["training"]
                     ran = t.get("epochs_run") or t.get("rounds_run")
-                    if ran is not None and total is not None and ran < total:
+                    if (t.get("budget") or {}).get("stopped_by_budget"):
+                        bar(1, 1, note=f"stopped by the budget ({t['budget']['budget_s']:g} s); best at "
+                                       f"{'validation' if unit == 'step' else unit} {t['best_epoch']}")
+                    elif ran is not None and total is not None and ran < total:
                         # The bar ends full and says why, instead of resting at 67%.
                         bar(ran, ran, note=f"stopped early at {cls.progress_unit} {ran} (best {t['best_epoch']})")
                 run.add_output(r.checkpoint / HEADER, "checkpoint_header")

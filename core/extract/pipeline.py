@@ -235,15 +235,22 @@ class _Writer:
     def extract(self, todo: list[dict], store: Path, workers: int, total: int, progress, t0: float,
                 done: int) -> list[Chunk]:
         out = []
-        for r, result in zip(todo, _results(todo, store, self.registry, self.cfg.spec, workers)):
-            w = self._start()
-            w.add_result(r, result)
-            self.extracted += "windows" in result
-            done += 1
-            if len(w.episodes) >= self.cfg.chunk_episodes:
-                out += self._finish()
-            if progress:
-                progress(done, total, rate=f"{(w.rows + sum(c.n_windows for c in out)) / max(time.perf_counter() - t0, 1e-9):,.0f} windows/s")
+        results = _results(todo, store, self.registry, self.cfg.spec, workers)
+        try:
+            for r, result in zip(todo, results):
+                w = self._start()
+                w.add_result(r, result)
+                self.extracted += "windows" in result
+                done += 1
+                if len(w.episodes) >= self.cfg.chunk_episodes:
+                    out += self._finish()
+                if progress:
+                    rate = (w.rows + sum(c.n_windows for c in out)) / max(time.perf_counter() - t0, 1e-9)
+                    progress(done, total, rate=f"{rate:,.0f} windows/s")
+        finally:
+            # The pool's shutdown runs now, not when the generator is collected: an
+            # interrupt or an error must stop the workers before it is reported.
+            results.close()
         if progress and not todo:
             progress(done, total)
         return out + self._finish()

@@ -172,6 +172,8 @@ class BaseModel:
     # `cis490 train` options -> the setting each sets in this model (absent: not taken)
     option_keys: dict[str, str] = {}
     progress_unit = "step"        # what its progress bar counts
+    # Where a neural fit keeps its state after each epoch (core.models.resume), set by train_one.
+    resume = None
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)

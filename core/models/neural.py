@@ -108,9 +108,30 @@ def build_net(name: str, in_dim: int, steps: int, k: int, cfg: MLPSettings):
     raise KeyError(name)
 
 
+# Under a budget, the windows each validation scores at most: a stratified
+# sample, so that at least ten validations fit whatever the lab's size.
+BUDGET_VAL_WINDOWS = 20000
+
+
+def budget_val(val, cfg, seed: int):
+    """The validation part a budgeted fit chooses on, and what the record says of it."""
+    if val is None or cfg.budget_s <= 0 or len(val) <= BUDGET_VAL_WINDOWS:
+        return val, {}
+    rng = np.random.default_rng(seed + 7)
+    keep = []
+    for c in np.unique(val.y):
+        idx = np.flatnonzero(val.y == c)
+        keep.append(rng.choice(idx, max(1, int(round(BUDGET_VAL_WINDOWS * len(idx) / len(val)))), replace=False))
+    keep = np.sort(np.concatenate(keep))
+    return val.take(keep), {"val_windows_used": int(len(keep)),
+                            "val_sample": f"a stratified {len(keep):,} of the {len(val):,} validation windows "
+                                          "(the budget's validations each score at most "
+                                          f"{BUDGET_VAL_WINDOWS:,})"}
+
+
 class NeuralModel(BaseModel):
     progress_unit = "epoch"
-    option_keys = {k: k for k in ("epochs", "batch_size", "lr", "weight_decay", "patience")}
+    option_keys = {**{k: k for k in ("epochs", "batch_size", "lr", "weight_decay", "patience")}, "budget": "budget_s"}
 
     @classmethod
     def progress_total(cls, cfg) -> int:
@@ -131,14 +152,16 @@ class NeuralModel(BaseModel):
         def train_batches(rng, size):
             return self.prepared_batches(train, size, rng)
 
+        val, val_note = budget_val(val, self.cfg, self.seed)
+
         def val_batches():
             return self.prepared_batches(val, 2048)
         info = train_loop(self.net, train_batches, len(train), val_batches if val is not None else None,
                           class_weights(train.y, len(self.classes)), self.cfg, self.device, self.seed, progress,
-                          stop_epoch=self.fixed.get("epochs"))
+                          stop_epoch=self.fixed.get("epochs"), resume=None if self.fixed else self.resume)
         self.net.to("cpu")
         self.device = "cpu"
-        return info
+        return {**info, **val_note}
 
     # Folds run every epoch (no early stop): their validation curves are averaged.
     cv_overrides = {"patience": 10**6}

@@ -25,7 +25,7 @@ from core.metrics import macro_f1
 from core.models.base import TrainError, class_weights
 from core.models.data import concat_parts
 from core.models.loop import train_loop
-from core.models.neural import NeuralModel
+from core.models.neural import NeuralModel, budget_val
 from core.models.rocket_fronts import (MIN_STEPS, N_KERNELS, HydraFront, MiniRocketFront, MultiRocketFront,
                                        fit_dilations, fit_hydra_params, fit_minirocket_params, hydra_channels,
                                        hydra_dilations)
@@ -142,6 +142,8 @@ class RocketModel(NeuralModel):
     # -- fit -------------------------------------------------------------------
     def _fit(self, train, val, progress) -> dict:
         import torch
+        # The budget counts from here: the transform is most of a ROCKET fit.
+        self._deadline = time.monotonic() + self.cfg.budget_s if self.cfg.budget_s > 0 else None
         steps = int(train.store.shape[1])
         if steps < MIN_STEPS:
             raise TrainError(f"{self.name} needs windows of at least {MIN_STEPS} steps (its kernels are 9 long); "
@@ -208,8 +210,10 @@ class RocketModel(NeuralModel):
         Plus 128 MB for the fronts and the preprocessing, whatever the size."""
         return (n * width * 36 + 26 * min(n, width) ** 2) / 1e6 + 128
 
-    def _raw_features(self, data, size: int, progress=None, total: int | None = None) -> list[np.ndarray]:
-        """Each front's unscaled features of every window of `data`, batch by batch."""
+    def _raw_features(self, data, size: int, progress=None, total: int | None = None,
+                      until: float | None = None) -> list[np.ndarray]:
+        """Each front's unscaled features of every window of `data`, batch by
+        batch; `until` (time.monotonic()): the windows transformed by then."""
         import torch
         parts = []
         self.net.eval()
@@ -218,6 +222,8 @@ class RocketModel(NeuralModel):
                 parts.append([f.numpy() for f in self.net.raw(torch.from_numpy(x))])
                 if progress:
                     progress(b + 1, total)
+                if until is not None and time.monotonic() >= until:
+                    break
         return [np.concatenate([p[i] for p in parts]) for i in range(len(self.net.fronts))]
 
     def _fit_scales(self, raws: list[np.ndarray]) -> None:
@@ -240,7 +246,21 @@ class RocketModel(NeuralModel):
         from sklearn.linear_model import RidgeCV
         size = self._rows_per_batch()
         batches = math.ceil(len(fit) / size) + 1
-        raws = self._raw_features(fit, size, progress, batches)
+        budget = {}
+        until = None
+        if self._deadline is not None:
+            # Under a budget, windows in a seeded random order, transformed until
+            # 80% of it is spent (the ridge's solve takes the rest): a subset
+            # drawn evenly from the fit part, never its first rows only.
+            fit = fit.take(np.random.default_rng(self.seed + 3).permutation(len(fit)))
+            until = self._deadline - 0.2 * self.cfg.budget_s
+        raws = self._raw_features(fit, size, progress, batches, until)
+        if len(raws[0]) < len(fit):
+            budget = {"budget": {"budget_s": self.cfg.budget_s, "stopped_by_budget": True,
+                                 "windows_transformed": int(len(raws[0])), "windows": int(len(fit))}}
+            fit = fit.take(np.arange(len(raws[0])))
+        elif self._deadline is not None:
+            budget = {"budget": {"budget_s": self.cfg.budget_s, "stopped_by_budget": False}}
         self._fit_scales(raws)
         with torch.no_grad():
             X = torch.cat([s(torch.from_numpy(r)) for s, r in zip(self.net.scales, raws)], dim=1).numpy()
@@ -264,7 +284,7 @@ class RocketModel(NeuralModel):
                 "alpha_choice": "leave-one-out squared error of the class-weighted ridge (RidgeCV, +-1 targets)",
                 "temperature": temperature, "probabilities": "softmax(ridge scores / temperature), the temperature "
                                                                "fitted on the leave-one-out scores of the fit part",
-                "fit_windows": int(len(fit))}
+                "fit_windows": int(len(fit)), **budget}
 
     def _fit_softmax(self, fit, val, progress) -> dict:
         rng = np.random.default_rng(self.seed + 1)
@@ -272,6 +292,10 @@ class RocketModel(NeuralModel):
                                                                           replace=False))), 256))
         cap = self._rows_per_batch()
         loop = replace(self.cfg, batch_size=max(2, min(self.cfg.batch_size, cap)))
+        if self._deadline is not None:
+            # What is left of the budget once the transform's parameters and scales are fitted.
+            loop = replace(loop, budget_s=max(1.0, self._deadline - time.monotonic()))
+        val, val_note = budget_val(val, loop, self.seed)
         steps = math.ceil(len(fit) / loop.batch_size)
 
         def bar(epoch, epochs, **fields):
@@ -286,12 +310,12 @@ class RocketModel(NeuralModel):
         info = train_loop(self.net, lambda r, size: self.prepared_batches(fit, size, r), len(fit),
                           (lambda: self.prepared_batches(val, cap)) if val is not None else None,
                           class_weights(fit.y, len(self.classes)), loop, self.device, self.seed, bar,
-                          on_step=step_bar)
+                          on_step=step_bar, resume=None if self.fixed else self.resume)
         self.net.to("cpu")
         self.device = "cpu"
         if val is None:
             info["val_macro_f1"] = float("nan")
-        return {**info, "batch_size": loop.batch_size}
+        return {**info, **val_note, "batch_size": loop.batch_size}
 
     # -- predict, save, load --------------------------------------------------------
     def _predict_proba(self, x) -> np.ndarray:

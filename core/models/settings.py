@@ -36,9 +36,13 @@ class LoopSettings:
     # Epochs without a better validation score, counted once warm-up is over.
     patience: int = 10
     clip: float = 1.0
+    # Seconds the fit may take (0: no bound; `train --budget 30m`): it stops
+    # with the best weights so far, validating at least ~10 times within it.
+    budget_s: float = 0.0
 
     def _validate(self, model: str) -> None:
         _check(self.epochs >= 1, model, "epochs", self.epochs, ">= 1")
+        _check(self.budget_s >= 0, model, "budget_s", self.budget_s, ">= 0 (0: no budget)")
         _check(self.batch_size >= 2, model, "batch_size", self.batch_size, ">= 2")
         _check(self.lr > 0, model, "lr", self.lr, "> 0")
         _check(self.weight_decay >= 0, model, "weight_decay", self.weight_decay, ">= 0")
@@ -110,6 +114,9 @@ class GBTSettings:
     # Above this size the binned train matrix is paged to disk (XGBoost external
     # memory) instead of held in memory; 1 byte per kept value and window.
     memory_budget_mb: int = 1024
+    # Seconds the boosting may take (0: no bound): it stops after the round
+    # that reaches it, with the best round so far.
+    budget_s: float = 0.0
 
     def _validate(self, model: str) -> None:
         _check(self.n_estimators >= 1, model, "n_estimators", self.n_estimators, ">= 1")
@@ -122,6 +129,7 @@ class GBTSettings:
         _check(self.early_stopping_rounds >= 1, model, "early_stopping_rounds", self.early_stopping_rounds, ">= 1")
         _check(self.n_jobs >= 1, model, "n_jobs", self.n_jobs, ">= 1")
         _check(self.memory_budget_mb >= 0, model, "memory_budget_mb", self.memory_budget_mb, ">= 0")
+        _check(self.budget_s >= 0, model, "budget_s", self.budget_s, ">= 0 (0: no budget)")
 
 
 @dataclass(frozen=True)

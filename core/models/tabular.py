@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -35,24 +36,37 @@ def _choice_sample(model: BaseModel, val, rng: np.random.Generator) -> tuple[np.
     return model.pre.transform_kept(x), y
 
 
-def _RoundProgress(progress, total: int):
-    """An XGBoost callback that moves the bar with the boosting rounds."""
+def _RoundProgress(progress, total: int, deadline: float | None = None, stopped: dict | None = None):
+    """An XGBoost callback that moves the bar with the boosting rounds (every
+    round: the bar's ETA follows the rounds' cost) and, with a deadline
+    (time.monotonic()), ends the boosting after the round that reaches it."""
+    import time
+
     import xgboost as xgb
 
     class RoundProgress(xgb.callback.TrainingCallback):
         def after_iteration(self, model, epoch, evals_log) -> bool:
-            if epoch % 5 == 0:
+            if progress:
                 loss = evals_log.get("validation_0", {}).get("mlogloss")
-                progress(epoch + 1, total, **({"val_loss": f"{loss[-1]:.3f}"} if loss else {}))
+                # Fields always: they replace what binning said.
+                progress(epoch + 1, total, **({"val_loss": f"{loss[-1]:.3f}"} if loss else {"rate": ""}))
+            if deadline is not None and time.monotonic() >= deadline:
+                if stopped is not None:
+                    stopped["round"] = epoch + 1
+                return True
             return False
     return RoundProgress()
 
 
-def _matrix(model: "GBTModel", data, weights: np.ndarray | None, ref, pages: Path | None):
+def _matrix(model: "GBTModel", data, weights: np.ndarray | None, ref, pages: Path | None, progress=None,
+            what: str = "train"):
     """A binned XGBoost matrix built from standardised batches: in memory (one
-    byte per value) or, when `pages` is given, paged to disk under it."""
+    byte per value) or, when `pages` is given, paged to disk under it.
+    `progress`: the bar says how far binning is (XGBoost reads the batches
+    twice: once to sketch the bins, once to fill them), before round 1."""
     import xgboost as xgb
     batch_rows = model.batch_rows
+    seen = {"windows": 0, "passes": 0}
 
     class Batches(xgb.DataIter):
         def __init__(self):
@@ -66,10 +80,16 @@ def _matrix(model: "GBTModel", data, weights: np.ndarray | None, ref, pages: Pat
         def next(self, input_data) -> bool:
             if self._it is None:
                 self._it = model.prepared_batches(data, batch_rows)
+                seen["passes"] += 1
+                seen["windows"] = 0
             batch = next(self._it, None)
             if batch is None:
                 return False
             x, y = batch
+            seen["windows"] += len(y)
+            if progress:
+                progress(0, model.cfg.n_estimators,
+                         binning=f"{what} pass {seen['passes']}: {seen['windows']:,}/{len(data):,} windows")
             input_data(data=x, label=y, **({"weight": weights[y]} if weights is not None else {}))
             return True
 
@@ -90,7 +110,7 @@ class GBTModel(BaseModel):
     name = "gbt"
     input_kind = "summary"
     settings = GBTSettings
-    option_keys = {"lr": "learning_rate", "weight_decay": "reg_lambda"}
+    option_keys = {"lr": "learning_rate", "weight_decay": "reg_lambda", "budget": "budget_s"}
     progress_unit = "round"
     batch_rows = STREAM_BATCH
     scratch: Path | None = None     # where external-memory pages go (the trainer sets the features' folder)
@@ -111,14 +131,18 @@ class GBTModel(BaseModel):
                   "max_depth": cfg.max_depth, "eta": cfg.learning_rate, "subsample": cfg.subsample,
                   "colsample_bytree": cfg.colsample_bytree, "lambda": cfg.reg_lambda,
                   "max_bin": cfg.max_bin, "seed": self.seed, "nthread": cfg.n_jobs, "device": device}
+        # The budget counts from here: binning the matrices is part of the fit.
+        deadline = time.monotonic() + cfg.budget_s if cfg.budget_s > 0 else None
         if external:
             from core.paths import remove_dead_temps, temp_prefix
             remove_dead_temps(Path(self.scratch or tempfile.gettempdir()), "gbt-pages")
         with (tempfile.TemporaryDirectory(prefix=temp_prefix("gbt-pages"), dir=self.scratch) if external
               else contextlib.nullcontext()) as tmp:
             pages = Path(tmp) if external else None
-            dtrain = _matrix(self, train, class_weights(train.y, k), None, pages)
-            callbacks = [_RoundProgress(progress, cfg.n_estimators)] if progress else None
+            dtrain = _matrix(self, train, class_weights(train.y, k), None, pages, progress, "train")
+            stopped: dict = {}
+            callbacks = ([_RoundProgress(progress, cfg.n_estimators, deadline, stopped)]
+                         if progress or deadline is not None else None)
             history: list[dict] = []
             if val is None:
                 # Rounds chosen by cross-validation (a validation part too small to stop on).
@@ -128,7 +152,7 @@ class GBTModel(BaseModel):
                 self.best_iteration = self.fixed["rounds"] - 1
                 del dtrain
             else:
-                dval = _matrix(self, val, None, dtrain, pages)
+                dval = _matrix(self, val, None, dtrain, pages, progress, "val")
                 curve: dict = {}
                 self.booster = xgb.train(params, dtrain, num_boost_round=cfg.n_estimators,
                                          evals=[(dval, "validation_0")], evals_result=curve,
@@ -150,6 +174,9 @@ class GBTModel(BaseModel):
         return {"best_epoch": self.best_iteration + 1, "val_macro_f1": f1, "rounds_run": rounds,
                 "val_mlogloss": best_score, "device": device,
                 "early_stopping": "validation mlogloss" if val is not None else "none (rounds by cross-validation)",
+                **({"budget": {"budget_s": cfg.budget_s, "stopped_by_budget": "round" in stopped,
+                               **({"stopped_at_round": stopped["round"]} if "round" in stopped else {})}}
+                   if deadline is not None else {}),
                 "data": {"binned_train_mb": round(bins_mb, 1), "external_memory": external,
                          "batch_windows": self.batch_rows}, **({"history": history} if history else {})}
 

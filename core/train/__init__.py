@@ -1,6 +1,7 @@
 """`cis490 train`: assemble a split's data, fit a model in one mode, checkpoint it."""
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -8,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from core.errors import ConfigError
+from core.errors import Cis490Error, ConfigError
 from core.extract import extract_chunks, load_feature_schema, open_tensors, read_features, read_tensor_index
 from core.models import MODELS
 from core.models.base import BaseModel, CheckpointError, TrainError, schema_hash
@@ -146,7 +147,10 @@ class TrainResult:
 
 def train_one(processed: Path, artifacts: Path, registry: Registry, model: str, mode: str, recipe: str = "host",
               overrides=None, seed: int = 0, device: str = "cpu", run_id: str | None = None,
-              progress=None, data: SplitData | None = None) -> TrainResult:
+              progress=None, data: SplitData | None = None, resume: bool = False) -> TrainResult:
+    """Fit `model` in `mode` on split `recipe` and write its checkpoint.
+    A neural fit keeps its state after every epoch (core.models.resume);
+    `resume` continues from the one an interrupted fit left."""
     t0 = time.perf_counter()
     cls = model_class(model)
     schema = load_feature_schema(processed)
@@ -155,11 +159,19 @@ def train_one(processed: Path, artifacts: Path, registry: Registry, model: str, 
     data = data or load_split_data(processed, recipe, cls.input_kind)
     m = cls(list(registry.phases), overrides, seed=seed, device=device)
     m.scratch = processed        # external-memory pages, if any, go beside the features
+    m.resume = resume_state(artifacts, Ref(recipe, model, mode), m, data, keep, seed, resume)
     if getattr(cls, "needs_unlabeled", False):
         part = m.cfg.unlabeled_part
         m.unlabeled = data.parts[part]
         m.unlabeled_source = f"{recipe} split, part '{part}' (inputs only; labels never read)"
-    m.fit(data.parts["train"], data.parts["val"], keep, progress)
+    try:
+        m.fit(data.parts["train"], data.parts["val"], keep, progress)
+    except Cis490Error:
+        m.resume.clear()         # a fit that failed on its data would fail again: nothing to resume
+        raise
+    if resume and "resumed" not in m.training:
+        m.training["resumed"] = ("nothing to resume: no saved state for this fit (a neural fit, or a ROCKET "
+                                 "softmax head, keeps one after every epoch)")
     m.calibrate(data.parts["val"])
     seconds = time.perf_counter() - t0
     names = schema["features"] if cls.input_kind == "summary" else schema["channels"]
@@ -177,7 +189,23 @@ def train_one(processed: Path, artifacts: Path, registry: Registry, model: str, 
                              # Its split's windows by content: runs extracted since leave it fresh.
                              "split": split_identity(data.meta), "features_sha256": data.meta["features_sha256"],
                              "keep_names": [names[i] for i in keep]})
+    m.resume.clear()             # the fit is whole: nothing is left to resume
     return TrainResult(model, mode, out, header, seconds)
+
+
+def resume_state(artifacts: Path, ref: Ref, m, data: SplitData, keep, seed: int, use: bool):
+    """Where this fit's state is kept between epochs, and what it must match
+    to be resumed from: the model, its settings (the budget aside), the seed,
+    the kept inputs and the split's windows."""
+    from dataclasses import asdict
+
+    from core.models.resume import ResumeState
+    settings = {k: v for k, v in asdict(m.cfg).items() if k != "budget_s"}
+    key = {"model": ref.model, "mode": ref.mode, "split": data.meta["membership_sha256"],
+           "windows": data.meta["features_sha256"], "settings": json.dumps(settings, sort_keys=True, default=str),
+           "seed": seed, "keep": [int(k) for k in keep], "train_windows": len(data.parts["train"])}
+    path = Lab(Path(), artifacts).checkpoint(ref).parent / ".resume" / f"{ref.dirname}.pt"
+    return ResumeState(path, key, use)
 
 
 def trained_names(artifacts: Path, split: str) -> list[str]:

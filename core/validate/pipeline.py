@@ -93,10 +93,16 @@ def run_validation(store: Path, out: Path, registry: Registry, cfg: ValidateConf
     chash = config_hash(cfg, registry)
     prev = _previous_rows(out, chash) if since_last else {}
     ensure_dir(out.parent)
+    # What an interrupted sweep of this store checked already (its journal):
+    # taken as --since-last takes the last index's rows, each only while its
+    # manifest and files are as they were.
+    journal = Journal(out, store, chash)
+    prev.update(journal.rows())
     schema = index_schema(registry)
     ids: Counter[str] = Counter()
     fingerprints: dict[str, str] = {}
     reused = total_bytes = 0
+    journal_fps: list[str | None] = []
     # The index, its stat file and its sidecar are written to temporaries and
     # replaced together once all three are whole, or none is: a failure
     # half-way never leaves an index the others do not describe. (The index
@@ -106,9 +112,10 @@ def run_validation(store: Path, out: Path, registry: Registry, cfg: ValidateConf
         stat_part = together.enter_context(atomic_path(stat_path(out), ".part.parquet"))
         part = together.enter_context(atomic_path(out, ".part.parquet"))
         writer = pq.ParquetWriter(part, schema)
+        rows = _rows(episodes, prev, registry, cfg, workers, store)
         try:
             batch: list[dict] = []
-            for done, (entry, row) in enumerate(_rows(episodes, prev, registry, cfg, workers, store), 1):
+            for done, (entry, row) in enumerate(rows, 1):
                 if row is None:
                     row = dict(prev[entry.rel])
                     row["reasons"] = [r for r in row["reasons"] if r != DUPLICATE]
@@ -118,18 +125,24 @@ def run_validation(store: Path, out: Path, registry: Registry, cfg: ValidateConf
                     row.update(validator_version=VALIDATOR_VERSION, registry_hash=registry.schema_hash,
                                config_hash=chash, validated_at=_now())
                 fingerprints[row["rel_path"]] = row.pop("stat_fingerprint", None)
+                journal_fps.append(fingerprints[row["rel_path"]])
                 total_bytes += row.get("bytes") or 0
                 if row.get("episode_id"):
                     ids[row["episode_id"]] += 1
                 batch.append(row)
                 if len(batch) >= BATCH:
-                    writer.write_table(_arrow(batch, schema))
+                    table = _arrow(batch, schema)
+                    writer.write_table(table)
+                    journal.add(table, journal_fps)
                     batch.clear()
+                    journal_fps = []
                 if progress:
                     dt = max(time.perf_counter() - t0, 1e-9)
                     progress(done, len(episodes), rate=f"{total_bytes / dt / 1e6:.1f} MB/s")
             writer.write_table(_arrow(batch, schema))
         finally:
+            # The pool stops now (not when the generator is collected), then the writer closes.
+            rows.close()
             writer.close()
         dup_ids = sorted(i for i, n in ids.items() if n > 1)
         if dup_ids:
@@ -157,7 +170,54 @@ def run_validation(store: Path, out: Path, registry: Registry, cfg: ValidateConf
         side_part.write_text(json.dumps({**summary.to_json(), "store": portable(store, out.parent, home),
                                          "registry": ref, "store_sha256": sha, "store_episodes": eps},
                                         indent=1) + "\n")
+    journal.remove()                     # the index is whole: nothing is left to resume
     return summary
+
+
+class Journal:
+    """The rows a sweep has checked so far, a part per batch written as the
+    batch is (renamed into place whole), beside the index: an interrupted
+    sweep (Ctrl-C, kill -9, a full disk) is resumed from them by the next
+    one, of the same store with the same registry and settings. Removed once
+    the index is whole."""
+
+    def __init__(self, out: Path, store: Path, chash: str):
+        self.dir = out.parent / f".{out.stem}.journal"
+        self.key = {"store": str(Path(store).resolve()), "config_hash": chash}
+        self.count = 0
+
+    def rows(self) -> dict[str, dict]:
+        """rel_path -> row (with its stat fingerprint) of a journal of this
+        sweep; an unreadable part or another sweep's journal gives nothing."""
+        try:
+            key = json.loads((self.dir / "journal.json").read_text())
+        except (OSError, ValueError):
+            key = None
+        if key != self.key:
+            shutil.rmtree(self.dir, ignore_errors=True)      # another store's, or settings': not resumable
+            return {}
+        out: dict[str, dict] = {}
+        for part in sorted(self.dir.glob("part-*.parquet")):
+            try:
+                frame = pl.read_parquet(part)
+            except Exception:  # noqa: BLE001 - a damaged part is checked again, not trusted
+                continue
+            out.update({r["rel_path"]: r for r in frame.iter_rows(named=True)})
+        self.count = len(list(self.dir.glob("part-*.parquet")))
+        return out
+
+    def add(self, table: pa.Table, fingerprints: list[str | None]) -> None:
+        if self.count == 0:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir.mkdir(parents=True)
+            (self.dir / "journal.json").write_text(json.dumps(self.key) + "\n")
+        frame = pl.from_arrow(table).with_columns(pl.Series("stat_fingerprint", fingerprints, dtype=pl.Utf8))
+        with atomic_path(self.dir / f"part-{self.count:06d}.parquet", ".parquet") as tmp:
+            frame.write_parquet(tmp)
+        self.count += 1
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 _POLARS = {"string": pl.Utf8, "int64": pl.Int64, "double": pl.Float64, "list<item: string>": pl.List(pl.Utf8)}

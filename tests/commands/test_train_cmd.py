@@ -108,7 +108,7 @@ def test_knn_chooses_k_on_validation_by_default(cli, ready_home):
     (["knn", "--lr", "0.1"], "Error: --lr does not apply to knn (it applies to gbt, mlp, cnn, gru, lstm, transformer, minirocket, mrhydra)"),
     (["cnn", "--set", "max_tokens=4"], "Error: --set max_tokens: not a setting of cnn (cnn: epochs, batch_size, lr, "
                                        "weight_decay, warmup_frac, warmup_max_steps, min_steps_per_epoch, patience, "
-                                       "clip, hidden, dropout)"),
+                                       "clip, budget_s, hidden, dropout)"),
     (["gru", "--set", "steps=4"], "Error: --set steps: not a setting of gru"),
     # (`--lr 0` is a usage error now, exit 2: tests/commands/test_boundary.py)
     (["mlp", "--set", "lr=0.0"], "Error: mlp: setting lr=0.0 is out of range (lr must be > 0)"),
@@ -224,3 +224,47 @@ def test_piped_output_says_each_model_as_it_finishes_and_all_expands_beside_name
 def test_an_unknown_device_is_a_usage_error(cli, ready_home):
     result = cli("train", "gbt", "--device", "gpu")
     assert result.exit_code == 2 and "'gpu' is not one of" in result.stderr
+
+
+def test_a_budget_is_recorded_with_how_the_fit_ended_and_applies_only_where_it_can(cli, ready_home):
+    result = cli("--json", "train", "cnn", "gbt", "knn", "--mode", "realistic", "--budget", "10m", "--epochs", "2")
+    assert result.exit_code == 0, result.output
+    rows = {r["model"]: r for r in json.loads(result.stdout)}
+    assert rows["cnn"]["budget"]["budget_s"] == 600 and rows["cnn"]["budget"]["stopped_by_budget"] is False
+    assert rows["gbt"]["budget"] == {"budget_s": 600, "stopped_by_budget": False}
+    assert rows["knn"]["budget"] is None                       # nothing to bound: it takes no budget
+    header = json.loads((ready_home.artifacts / "models" / "host" / "cnn_realistic" / "header.json").read_text())
+    assert header["config"]["budget_s"] == 600
+    only_knn = cli("train", "knn", "--budget", "5m")
+    assert only_knn.exit_code == 1 and "--budget does not apply to knn" in only_knn.stderr
+    assert cli("train", "cnn", "--budget", "soon").exit_code == 2
+
+
+def test_an_interrupted_fit_resumes_from_its_last_epoch_to_the_same_checkpoint(cli, ready_home):
+    import numpy as np
+
+    from core.train import train_one
+    reg, p, a = load_registry(), ready_home.processed, ready_home.artifacts
+    settings = {"epochs": 4, "patience": 10}
+    whole = train_one(p, a, reg, "cnn", "realistic", "host", settings, seed=3)
+    weights = dict(np.load(whole.checkpoint / "weights.npz"))
+    shutil.rmtree(whole.checkpoint)
+
+    def stop_at_two(epoch, epochs=None, **_):
+        if epoch == 2:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        train_one(p, a, reg, "cnn", "realistic", "host", settings, seed=3, progress=stop_at_two)
+    state = a / "models" / "host" / ".resume" / "cnn_realistic.pt"
+    assert state.exists() and not (a / "models" / "host" / "cnn_realistic").exists()
+    result = cli("--json", "train", "cnn", "--mode", "realistic", "--epochs", "4", "--patience", "10", "--seed", "3",
+                 "--resume")
+    assert result.exit_code == 0, result.output
+    [row] = json.loads(result.stdout)
+    assert row["resumed"]["from_epoch"] == 2
+    assert not state.exists()                                  # the fit is whole: nothing left to resume
+    again = dict(np.load(ready_home.artifacts / "models" / "host" / "cnn_realistic" / "weights.npz"))
+    assert weights.keys() == again.keys() and all(np.array_equal(weights[k], again[k]) for k in weights)
+    # Asked to resume with nothing saved: trained afresh, and the record says so.
+    fresh = cli("--json", "train", "gbt", "--mode", "realistic", "--resume")
+    assert json.loads(fresh.stdout)[0]["resumed"].startswith("nothing to resume")

@@ -81,6 +81,52 @@ def test_since_last_reuses_unchanged_rows(tiny_store, tmp_path):
     assert third.duplicates == first.duplicates  # duplicates still found among reused rows
 
 
+def test_an_interrupted_sweep_resumes_from_what_it_had_checked(swept, tiny_store, tmp_path, monkeypatch):
+    import core.validate.pipeline as pipeline
+    _, whole = swept
+    store = tmp_path / "store"
+    shutil.copytree(tiny_store, store)
+    out = tmp_path / "idx.parquet"
+    monkeypatch.setattr(pipeline, "BATCH", 5)
+
+    def stop_after_twelve(done, total, **_):
+        if done == 12:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        run_validation(store, out, REG, workers=2, progress=stop_after_twelve)
+    journal = tmp_path / ".idx.journal"
+    assert not out.exists() and len(list(journal.glob("part-*.parquet"))) == 2      # two whole batches of 5
+    # One episode the interrupted sweep had checked is rewritten before the next one.
+    first = pl.read_parquet(sorted(journal.glob("part-*.parquet"))[0])
+    changed = first.filter(pl.col("status") == "accepted")["rel_path"][0]
+    m = json.loads((store / changed / "manifest.json").read_text())
+    m["received_at"] = "2026-12-01T00:00:00.000Z"
+    (store / changed / "manifest.json").write_text(json.dumps(m))
+    resumed = run_validation(store, out, REG)
+    assert resumed.reused == 9                       # the ten it had checked, but the one changed since
+    assert not journal.exists()
+    drop = ["validated_at"]
+    got = pl.read_parquet(out).drop(drop).filter(pl.col("rel_path") != changed)
+    assert got.equals(pl.read_parquet(whole).drop(drop).filter(pl.col("rel_path") != changed))
+    assert pl.read_parquet(out).filter(pl.col("rel_path") == changed)["received_at"][0] == "2026-12-01T00:00:00.000Z"
+
+
+def test_a_journal_of_another_store_is_never_taken(tiny_store, tmp_path, monkeypatch):
+    import core.validate.pipeline as pipeline
+    monkeypatch.setattr(pipeline, "BATCH", 5)
+    a, b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(tiny_store, a)
+    shutil.copytree(tiny_store, b)
+    out = tmp_path / "idx.parquet"
+
+    def stop(done, total, **_):
+        if done == 12:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        run_validation(a, out, REG, progress=stop)
+    assert run_validation(b, out, REG).reused == 0
+
+
 # -- hand-made edge cases ------------------------------------------------------
 
 @pytest.fixture
